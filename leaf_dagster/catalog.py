@@ -1,0 +1,65 @@
+"""The DuckDB catalog: SQL views over the per-file outputs in lake/.
+
+The pipeline never holds a lock that a SQL user could be waiting on, and a SQL user never blocks the
+pipeline: outputs are separate Parquet/JSON files, and the catalog file holds only view definitions.
+It is rebuilt in a temporary file and renamed over `leaf.duckdb`, so a reader that has the old catalog
+open keeps reading it (the old inode lives until it closes) while new readers get the new one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import duckdb
+
+from .storage import Storage
+
+# view name -> (lake table, file kind)
+VIEWS: dict[str, tuple[str, str]] = {
+    "batches": ("batches", "json"),
+    "files": ("files", "json"),
+    "file_status": ("file_status", "json"),
+    "raw_points": ("raw", "parquet"),
+    "standard_points": ("standard", "parquet"),
+}
+
+
+def _view_sql(name: str, folder: Path, kind: str) -> str:
+    pattern = (folder / f"*.{kind}").as_posix().replace("'", "''")
+    if kind == "parquet":
+        return f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{pattern}', union_by_name = true)"
+    return (f"CREATE VIEW {name} AS SELECT * FROM read_json('{pattern}', format = 'auto', "
+            f"union_by_name = true, maximum_object_size = 67108864)")
+
+
+def refresh_catalog(storage: Storage) -> Path:
+    """Rebuild leaf.duckdb with a view for every table that has outputs; safe to call concurrently."""
+    target = storage.catalog_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".leaf.", suffix=".duckdb", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.unlink()  # DuckDB creates the file itself
+    try:
+        with duckdb.connect(str(tmp)) as con:
+            for name, (table, kind) in VIEWS.items():
+                folder = storage.table_dir(table)
+                if folder.exists() and any(folder.glob(f"*.{kind}")):
+                    con.execute(_view_sql(name, folder, kind))
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+        Path(str(tmp) + ".wal").unlink(missing_ok=True)
+    return target
+
+
+def query(storage: Storage, sql: str) -> tuple[list[str], list[tuple]]:
+    """Run SQL on the catalog read-only; returns column names and rows."""
+    if not storage.catalog_path.exists():
+        refresh_catalog(storage)
+    with duckdb.connect(str(storage.catalog_path), read_only=True) as con:
+        cursor = con.execute(sql)
+        columns = [d[0] for d in cursor.description] if cursor.description else []
+        return columns, cursor.fetchall()

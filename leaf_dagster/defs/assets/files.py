@@ -1,0 +1,68 @@
+"""The per-file steps, named as Leaf names them: originalFile -> rawGeojson -> standardGeojson.
+
+Each step reads what the previous one stored through the storage resource and writes its own output
+(GeoParquet per file and step), so steps can be re-run one at a time from the UI.
+"""
+
+
+import dagster as dg
+
+from ...files import FileSteps
+from ...readers import ReaderError
+from ..checks import CONVERSION_FAILED, gate, gate_spec
+from ..metadata import preview, time_span
+from ..partitions import machine_files
+from ..resources import LeafStorage
+
+GROUP = "machine_files"
+
+
+@dg.asset(key="originalFile", partitions_def=machine_files, group_name=GROUP, kinds={"file"},
+          check_specs=[gate_spec("originalFile", "recognised_format", "The file is in a format we can decode")])
+def original_file(context: dg.AssetExecutionContext, storage: LeafStorage):
+    """The machine file's members as uploaded, kept in files/<id>/original/."""
+    steps = FileSteps(storage.store(), context.partition_key)
+    record, placed = steps.store_original()
+    yield dg.MaterializeResult(metadata={
+        "file_name": record["fileName"], "file_format": record["fileFormat"], "batch_id": record["batchId"],
+        "members": dg.MetadataValue.md("\n".join(f"- {p.name}" for p in placed)), "size_bytes": record["sizeInBytes"],
+    })
+    yield gate("recognised_format", record.get("unsupportedReason"), file_format=record["fileFormat"])
+
+
+@dg.asset(key="rawGeojson", deps=["originalFile"], partitions_def=machine_files, group_name=GROUP,
+          kinds={"geoparquet"}, check_specs=[gate_spec("rawGeojson", "converted", "The source records could be read")])
+def raw_geojson(context: dg.AssetExecutionContext, storage: LeafStorage):
+    """Source records as read: source column names and units kept, positions in WGS84."""
+    steps = FileSteps(storage.store(), context.partition_key)
+    try:
+        source = steps.read_raw()
+    except ReaderError as exc:
+        yield dg.MaterializeResult(metadata={"error": exc.reason})
+        yield gate("converted", CONVERSION_FAILED, reason=str(exc))
+        return
+    yield dg.MaterializeResult(metadata={
+        "point_count": source.point_count, "dialect": source.dialect, "source_crs": source.source_crs or "unknown",
+        "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in source.notes) or "none"),
+        "source_units": dg.MetadataValue.json(source.units), "preview": preview(source.frame),
+    })
+    yield gate("converted", None)
+
+
+@dg.asset(key="standardGeojson", deps=["rawGeojson"], partitions_def=machine_files, group_name=GROUP,
+          kinds={"geoparquet"},
+          check_specs=[gate_spec("standardGeojson", "standard_schema",
+                                 "Supported operation type and Leaf's required properties present")])
+def standard_geojson(context: dg.AssetExecutionContext, storage: LeafStorage):
+    """Points in Leaf's standard schema for their operation type, with the unit of every property."""
+    steps = FileSteps(storage.store(), context.partition_key)
+    result = steps.standardize()
+    metadata = {"operation_type": result.operation_type, "evidence": result.evidence}
+    if result.frame is not None:
+        metadata.update({"point_count": len(result.frame), "crop": result.crop or "unknown",
+                         "units": dg.MetadataValue.json(result.units), "preview": preview(result.frame),
+                         **time_span(result.frame)})
+    metadata["notes"] = dg.MetadataValue.md("\n".join(f"- {n}" for n in result.notes) or "none")
+    yield dg.MaterializeResult(metadata=metadata)
+    yield gate("standard_schema", FileSteps.schema_failure(result), evidence=result.evidence,
+               missing=", ".join(result.missing) or None)

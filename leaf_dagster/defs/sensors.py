@@ -1,0 +1,88 @@
+"""Sensors: the inbox watcher, the per-file run launcher and the status recorder.
+
+The inbox sensor only lists the inbox and stats files (no reading of zips), so a tick costs the same
+whatever the upload size; storing, extracting and scanning happen in the batch run.
+"""
+
+
+import json
+import time
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from ..catalog import refresh_catalog
+from ..ingest.batch import batch_id_for, new_batch, read_sidecar
+from ..status import BATCH_JOB, FILE_JOB, record_file_status
+from .jobs import ingest_batch_job, process_file_job
+from .partitions import batches
+from .resources import LeafStorage
+
+# An upload still being written must not be picked up: wait until it has not changed for this long.
+SETTLE_SECONDS = 2.0
+
+
+@dg.sensor(job=ingest_batch_job, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
+def inbox_sensor(context: dg.SensorEvaluationContext, storage: LeafStorage):
+    """A new zip in data/inbox/ becomes a batch partition and a batch run (once, whatever the ticks)."""
+    store = storage.store()
+    store.inbox.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    requests, new_keys = [], []
+    for upload in sorted(store.inbox.glob("*.zip")):
+        if upload.name.startswith(".") or now - upload.stat().st_mtime < SETTLE_SECONDS:
+            continue
+        batch_id = batch_id_for(upload)
+        if context.instance.has_dynamic_partition(batches.name, batch_id) or batch_id in new_keys:
+            continue
+        meta = read_sidecar(upload)
+        record = new_batch(store, batch_id, upload, meta.get("leafUserId"), meta.get("provider"), meta.get("fileFormat"))
+        new_keys.append(batch_id)
+        requests.append(dg.RunRequest(run_key=batch_id, partition_key=batch_id,
+                                      tags={"leaf/batch_id": batch_id, "leaf/upload": upload.name,
+                                            "leaf/leaf_user_id": record["leafUserId"]}))
+    if not requests:
+        return dg.SkipReason("no new uploads in the inbox")
+    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=[batches.build_add_request(new_keys)])
+
+
+@dg.sensor(job=process_file_job, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
+def machine_files_sensor(context: dg.SensorEvaluationContext, storage: LeafStorage):
+    """After a batch run registers machine files, start one run per file."""
+    store = storage.store()
+    after = int(context.cursor) if context.cursor else None
+    events = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("batch"), after_storage_id=after), limit=50, ascending=True)
+    if not events.records:
+        return dg.SkipReason("no new batches")
+    requests = []
+    for event in events.records:
+        batch = store.read_record("batches", event.partition_key or "") or {}
+        for file_id in batch.get("leafFiles", []):
+            record = store.read_record("files", file_id) or {}
+            requests.append(dg.RunRequest(
+                run_key=f"{file_id}:{event.storage_id}", partition_key=file_id,
+                tags={"leaf/batch_id": batch["id"], "leaf/file_name": str(record.get("fileName", ""))[:200],
+                      "leaf/file_format": str(record.get("fileFormat", ""))}))
+    return dg.SensorResult(run_requests=requests, cursor=str(events.records[-1].storage_id))
+
+
+@dg.sensor(minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
+def status_sensor(context: dg.SensorEvaluationContext, storage: LeafStorage):
+    """Record Leaf's status of every finished file run and refresh the SQL catalog."""
+    store = storage.store()
+    cursor = json.loads(context.cursor) if context.cursor else {"after": 0.0}
+    records = context.instance.get_run_records(
+        dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED],
+                      updated_after=datetime.fromtimestamp(cursor["after"], tz=timezone.utc)),
+        order_by="update_timestamp", ascending=True, limit=200)
+    records = [r for r in records if r.dagster_run.job_name in (FILE_JOB, BATCH_JOB)]
+    if not records:
+        return dg.SkipReason("no finished runs")
+    for record in records:
+        run = record.dagster_run
+        if run.job_name == FILE_JOB and run.tags.get("dagster/partition"):
+            record_file_status(context.instance, store, run.tags["dagster/partition"])
+    refresh_catalog(store)
+    newest = max(r.update_timestamp.timestamp() for r in records)
+    return dg.SensorResult(cursor=json.dumps({"after": newest}))

@@ -1,0 +1,164 @@
+"""An upload becomes a batch: stored, safely extracted, and its machine files detected and registered.
+
+Identifiers are derived, not random, so that re-running a batch step (a retry, a re-executed run) finds
+the same batch and the same file ids instead of duplicating them: the batch id is a UUID of the inbox
+file's name, size and modification time, and each file id a UUID of the batch id and the file's path
+inside the upload.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..standard.times import format_utc
+from ..storage import Storage
+from .detect import DetectedFile, detect_machine_files
+from .safe_zip import CorruptArchiveError, UnsafeArchiveError, extract_archive
+
+NAMESPACE = uuid.UUID("5d0c5a53-2f7e-4c0e-9a51-3f0b0c7c1eaf")
+NO_VALID_FILES = "No valid files found"
+UNREADABLE = "Files found but unable to read. Please check file format before re-trying or contact Support"
+
+
+def utc_now() -> str:
+    return format_utc(pd.Timestamp(datetime.now(timezone.utc)))  # type: ignore[return-value]
+
+
+def batch_id_for(upload: Path) -> str:
+    """Stable id of an inbox upload: the same file seen on many sensor ticks maps to one batch."""
+    stat = upload.stat()
+    return str(uuid.uuid5(NAMESPACE, f"{upload.name}|{stat.st_size}|{stat.st_mtime_ns}"))
+
+
+def file_id_for(batch_id: str, relative_path: str) -> str:
+    return str(uuid.uuid5(uuid.UUID(batch_id), relative_path))
+
+
+def sidecar_for(upload: Path) -> Path:
+    return upload.with_suffix(".json")
+
+
+def read_sidecar(upload: Path) -> dict[str, Any]:
+    """The optional NAME.json next to NAME.zip: leafUserId, provider, fileFormat."""
+    path = sidecar_for(upload)
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: data[k] for k in ("leafUserId", "provider", "fileFormat") if isinstance(data, dict) and k in data}
+
+
+def new_batch(storage: Storage, batch_id: str, upload: Path, leaf_user_id: str | None, provider: str | None,
+              file_format: str | None = None, *, move: bool = True) -> dict[str, Any]:
+    """Record a received upload (Leaf's batch object, status RECEIVED) unless it is already known.
+
+    `move` takes the upload out of the inbox when it is stored; a file named on the command line is
+    copied instead, so the user's own file stays where it is."""
+    existing = storage.read_record("batches", batch_id)
+    if existing:
+        return existing
+    record = {
+        "id": batch_id, "leafUserId": leaf_user_id or "default", "fileName": upload.name,
+        "size": upload.stat().st_size, "provider": provider or "Other", "status": "RECEIVED",
+        "uploadTimestamp": utc_now(), "leafFiles": [], "statusDetails": None,
+        "fileFormat": file_format, "inboxPath": str(upload.resolve()), "moveUpload": move,
+    }
+    storage.write_record("batches", batch_id, record)
+    return record
+
+
+@dataclass
+class BatchOutcome:
+    batch: dict[str, Any]
+    files: list[dict[str, Any]]
+    error: str | None = None
+
+
+def _store_upload(storage: Storage, batch: dict[str, Any]) -> Path:
+    """Move the upload (and its sidecar) out of the inbox into the batch folder; idempotent."""
+    stored = storage.upload_dir(batch["id"]) / batch["fileName"]
+    inbox_path = Path(batch["inboxPath"])
+    if not stored.exists():
+        if not inbox_path.exists():
+            raise FileNotFoundError(f"{batch['fileName']}: the upload is neither in the inbox nor stored")
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        with storage.atomic_path(stored) as tmp:
+            shutil.copyfile(inbox_path, tmp)
+        if batch.get("moveUpload", True):
+            inbox_path.unlink()
+    sidecar = sidecar_for(inbox_path)
+    if sidecar.exists() and batch.get("moveUpload", True):
+        shutil.move(sidecar, stored.parent / sidecar.name)
+    return stored
+
+
+def _file_record(storage: Storage, batch: dict[str, Any], root: Path, found: DetectedFile) -> dict[str, Any]:
+    relative = found.relative_to(root)
+    return {
+        "id": file_id_for(batch["id"], relative), "batchId": batch["id"], "leafUserId": batch["leafUserId"],
+        "provider": batch["provider"], "fileName": found.name, "fileFormat": found.file_format,
+        "origin": "uploaded", "status": "processing", "createdTime": utc_now(), "updatedTime": utc_now(),
+        "sourcePath": relative, "primary": found.primary.relative_to(root).as_posix(), "layer": found.layer,
+        "members": [m.relative_to(root).as_posix() for m in found.members],
+        "sizeInBytes": sum(m.stat().st_size for m in found.members), "unsupportedReason": found.unsupported_reason,
+    }
+
+
+def ingest_batch(storage: Storage, batch_id: str) -> BatchOutcome:
+    """Store, extract and detect. Never raises for bad input: the outcome carries the error instead."""
+    batch = storage.read_record("batches", batch_id)
+    if batch is None:
+        raise KeyError(f"batch {batch_id} was never received")
+    upload = _store_upload(storage, batch)
+    extracted = storage.extracted_dir(batch_id)
+    if extracted.exists():
+        shutil.rmtree(extracted)
+    error = None
+    try:
+        extract_archive(upload, extracted)
+        detected = detect_machine_files(extracted)
+    except (UnsafeArchiveError, CorruptArchiveError) as exc:
+        detected, error = [], str(exc)
+    files = [_file_record(storage, batch, extracted, found) for found in detected]
+    for record in files:
+        previous = storage.read_record("files", record["id"]) or {}
+        storage.write_record("files", record["id"], {**record, "createdTime": previous.get("createdTime", record["createdTime"])})
+    batch.update(leafFiles=[f["id"] for f in files], storedPath=str(upload.relative_to(storage.root)))
+    if error:
+        batch.update(status="FAILED", statusDetails=error)
+    elif not files:
+        batch.update(status="FAILED", statusDetails=NO_VALID_FILES)
+        error = f"{batch['fileName']}: {NO_VALID_FILES} (no shapefile, GeoPackage, GeoJSON, CSV/text or known monitor format inside)"
+    else:
+        batch.update(status="PROCESSING", statusDetails=None)
+    storage.write_record("batches", batch_id, batch)
+    return BatchOutcome(batch, files, error)
+
+
+def link_members(storage: Storage, record: dict[str, Any]) -> list[Path]:
+    """Place a file's members in its own original/ folder (hard links: no second copy on disk)."""
+    extracted = storage.extracted_dir(record["batchId"])
+    target = storage.original_dir(record["id"])
+    target.mkdir(parents=True, exist_ok=True)
+    placed = []
+    for member in record["members"]:
+        src = extracted / member
+        dst = target / Path(member).name
+        if not dst.exists():
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copyfile(src, dst)
+        placed.append(dst)
+    return placed

@@ -1,0 +1,170 @@
+"""Find the machine files inside an extracted upload.
+
+Monitors and farm software write one logical file as several members (a shapefile is .shp + .shx + .dbf
++ .prj, a John Deere export adds a metadata JSON), so detection groups members into machine files and
+names each one's format. Formats we recognise but cannot decode are still returned, with the reason, so
+the pipeline reports them instead of silently skipping them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyogrio
+
+SHAPEFILE_PARTS = {".shp", ".shx", ".dbf", ".prj", ".cpg", ".qpj", ".sbn", ".sbx", ".xml"}
+DEERE_METADATA_SUFFIX = "-deere-metadata.json"
+LAT_NAMES = {"lat", "latitude", "y", "lat_deg", "latitud", "gps_lat", "northing_deg"}
+LON_NAMES = {"lon", "long", "lng", "longitude", "x", "lon_deg", "longitud", "gps_lon"}
+
+
+@dataclass
+class DetectedFile:
+    """One machine file: its format, the member that is read first, and every member that belongs to it."""
+
+    name: str
+    file_format: str
+    primary: Path
+    members: list[Path] = field(default_factory=list)
+    layer: str | None = None
+    unsupported_reason: str | None = None
+
+    def relative_to(self, root: Path) -> str:
+        rel = self.primary.relative_to(root).as_posix()
+        return f"{rel}#{self.layer}" if self.layer else rel
+
+
+# Proprietary layouts: (format label, test on a relative posix path (lower case), message).
+_PROPRIETARY_FOLDERS: list[tuple[str, re.Pattern[str], str]] = [
+    ("CN1", re.compile(r"(^|/)[^/]+\.cn1/index\.vy1$"), "CN1 (CNH Pro 700 / IntelliView IV) files are not supported"),
+    ("GS3", re.compile(r"(^|/)gs3_2630/.*\.fdl$"), "John Deere GreenStar 3 (2630) files are not supported"),
+    ("GS2", re.compile(r"(^|/)rcd/[^/]*\.fdl$"), "John Deere GreenStar 2 (RCD) files are not supported"),
+    ("GEN4", re.compile(r"(^|/)jd-data/log/.*\.jdl$"), "John Deere Gen4 (JD-Data .jdl) files are not supported"),
+]
+_PROPRIETARY_EXTENSIONS = {
+    ".agdata": ("AGDATA", "Ag Leader agdata files are not supported"),
+    ".ilf": ("ILF", "Ag Leader ilf files are not supported"),
+    ".yld": ("YLD", "Ag Leader yld files are not supported"),
+    ".2020": ("2020", "Precision Planting 20|20 (.2020) files are not supported"),
+    ".jdp": ("JDP", "Raven Viper (.jdp) files are not supported"),
+    ".cn1": ("CN1", "CN1 (CNH Pro 700 / IntelliView IV) files are not supported"),
+}
+
+
+def _is_junk(relative: Path) -> bool:
+    """macOS resource forks and Finder files that ride along in zips made on a Mac."""
+    return "__MACOSX" in relative.parts or relative.name.startswith("._") or relative.name == ".DS_Store"
+
+
+def _is_geojson(path: Path) -> bool:
+    try:
+        head = path.read_bytes()[:65536].decode("utf-8", errors="ignore")
+    except OSError:
+        return False
+    match = re.search(r'"type"\s*:\s*"(FeatureCollection|Feature|Point|MultiPoint|Polygon|MultiPolygon)"', head)
+    return match is not None
+
+
+def _header_tokens(line: str) -> list[str]:
+    delimiter = max([",", ";", "\t", "|"], key=line.count)
+    return [t.strip().strip('"').strip() for t in line.split(delimiter)]
+
+
+def _base_name(token: str) -> str:
+    return re.sub(r"\(.*?\)", "", token).strip().lower().replace(" ", "_")
+
+
+def sniff_text(path: Path) -> str | None:
+    """'CSV' for a delimited file whose header names positions, 'AGLEADER_TEXT' for header-less Ag Leader /
+    Yield Editor text, None otherwise."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8192)
+    except OSError:
+        return None
+    text = head.decode("latin-1")
+    lines = [ln for ln in text.splitlines() if ln.strip()][:3]
+    if not lines:
+        return None
+    tokens = _header_tokens(lines[0])
+    names = {_base_name(t) for t in tokens}
+    if names & LAT_NAMES and names & LON_NAMES:
+        return "CSV"
+    if len(tokens) >= 15:
+        try:
+            lon, lat = float(tokens[0]), float(tokens[1])
+        except ValueError:
+            return None
+        if -180 <= lon <= 180 and -90 <= lat <= 90 and tokens[11].upper().startswith("F") and ":" in tokens[11] \
+                and tokens[12].upper().startswith("L") and ":" in tokens[12]:
+            return "AGLEADER_TEXT"
+    return None
+
+
+def detect_machine_files(root: Path) -> list[DetectedFile]:
+    """Every machine file under `root`, in a stable order."""
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not _is_junk(p.relative_to(root)))
+    found: list[DetectedFile] = []
+    claimed: set[Path] = set()
+
+    for path in files:
+        rel = path.relative_to(root).as_posix().lower()
+        for label, pattern, message in _PROPRIETARY_FOLDERS:
+            if pattern.search(rel):
+                found.append(DetectedFile(path.parent.name, label, path, [path], unsupported_reason=message))
+                claimed.add(path)
+                break
+
+    groups: dict[tuple[Path, str], list[Path]] = defaultdict(list)
+    for path in files:
+        if path in claimed:
+            continue
+        suffix = path.suffix.lower()
+        if suffix in SHAPEFILE_PARTS - {".xml"}:
+            groups[(path.parent, path.stem.lower())].append(path)
+
+    metadata = {p for p in files if p.name.lower().endswith(DEERE_METADATA_SUFFIX)}
+    for (folder, stem), members in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        exts = {m.suffix.lower() for m in members}
+        if not exts & {".shp", ".dbf", ".shx"}:
+            continue  # a lone .prj or .cpg is not a machine file
+        primary = next((m for m in members if m.suffix.lower() == ".shp"), members[0])
+        sidecar = [m for m in metadata if m.parent == folder and m.name.lower() == stem + DEERE_METADATA_SUFFIX]
+        all_members = sorted(members) + sidecar
+        claimed.update(all_members)
+        found.append(DetectedFile(primary.stem, "SHAPEFILE", primary, all_members))
+
+    for path in files:
+        if path in claimed:
+            continue
+        suffix = path.suffix.lower()
+        if suffix in _PROPRIETARY_EXTENSIONS:
+            label, message = _PROPRIETARY_EXTENSIONS[suffix]
+            found.append(DetectedFile(path.name, label, path, [path], unsupported_reason=message))
+        elif suffix == ".gpkg":
+            try:
+                layers = [str(row[0]) for row in pyogrio.list_layers(path)]
+            except Exception:  # unreadable GeoPackage: still a machine file, the reader reports why
+                layers = [None]  # type: ignore[list-item]
+            for layer in layers:
+                name = path.stem if len(layers) == 1 else f"{path.stem}-{layer}"
+                found.append(DetectedFile(name, "GEOPACKAGE", path, [path], layer=layer if len(layers) > 1 else None))
+        elif suffix in {".geojson", ".json"} and path not in metadata and _is_geojson(path):
+            found.append(DetectedFile(path.stem, "GEOJSON", path, [path]))
+        elif suffix in {".csv", ".txt"}:
+            kind = sniff_text(path)
+            if kind:
+                found.append(DetectedFile(path.stem, kind, path, [path]))
+    return sorted(found, key=lambda f: f.relative_to(root))
+
+
+def read_deere_metadata(members: list[Path]) -> dict | None:
+    """The John Deere Operations Center metadata sidecar of a shapefile set, if it has one."""
+    for member in members:
+        if member.name.lower().endswith(DEERE_METADATA_SUFFIX):
+            return json.loads(member.read_text(encoding="utf-8-sig"))
+    return None

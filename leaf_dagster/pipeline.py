@@ -1,0 +1,58 @@
+"""Run an upload through the same Dagster assets in this process (the CLI's `process`, and tests).
+
+The daemon path (inbox sensor -> batch run -> one run per file) and this path execute the same jobs;
+here they run one after another in-process instead of being launched by sensors.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster import DagsterInstance
+
+from .catalog import refresh_catalog
+from .ingest.batch import batch_id_for, new_batch
+from .objects import batch_object, file_object
+from .status import BATCH_JOB, FILE_JOB, record_file_status
+from .storage import DATA_DIR_ENV, Storage
+
+Progress = Callable[[str], None]
+
+
+def instance_for_cli() -> DagsterInstance:
+    """The persistent instance when DAGSTER_HOME is set (runs show in the UI), else a throwaway one."""
+    return DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+
+
+def load_definitions(storage: Storage) -> dg.Definitions:
+    os.environ[DATA_DIR_ENV] = str(storage.root)
+    from .definitions import defs
+
+    return defs()
+
+
+def process_upload(upload: Path, storage: Storage, instance: DagsterInstance, *, leaf_user_id: str | None = None,
+                   provider: str | None = None, progress: Progress = lambda _: None) -> dict[str, Any]:
+    """Register, extract and process one zip; returns {"batch": ..., "files": [...]} as Leaf objects."""
+    definitions = load_definitions(storage)
+    batch_id = batch_id_for(upload)
+    new_batch(storage, batch_id, upload, leaf_user_id, provider, move=False)
+    instance.add_dynamic_partitions("batches", [batch_id])
+    progress(f"batch {batch_id}: extracting {upload.name}")
+    definitions.resolve_job_def(BATCH_JOB).execute_in_process(
+        partition_key=batch_id, instance=instance, raise_on_error=False, tags={"leaf/batch_id": batch_id})
+    batch = storage.read_record("batches", batch_id) or {}
+    file_job = definitions.resolve_job_def(FILE_JOB)
+    files = []
+    for number, file_id in enumerate(batch.get("leafFiles", []), start=1):
+        record = storage.read_record("files", file_id) or {}
+        progress(f"[{number}/{len(batch['leafFiles'])}] {record.get('fileFormat')} {record.get('fileName')}")
+        file_job.execute_in_process(partition_key=file_id, instance=instance, raise_on_error=False,
+                                    tags={"leaf/batch_id": batch_id, "leaf/file_name": str(record.get("fileName"))[:200]})
+        files.append(file_object(record_file_status(instance, storage, file_id) or record))
+    refresh_catalog(storage)
+    return {"batch": batch_object(storage.read_record("batches", batch_id) or batch), "files": files}

@@ -1,0 +1,30 @@
+"""Format readers: each turns one detected machine file into a `SourceTable` of raw records."""
+
+from __future__ import annotations
+
+from ..ingest.detect import DetectedFile
+from .agleader_text import read_agleader_text
+from .base import ReaderError, SourceTable
+from .delimited import read_delimited
+from .vector import read_vector
+
+_READERS = {
+    "SHAPEFILE": read_vector,
+    "GEOPACKAGE": read_vector,
+    "GEOJSON": read_vector,
+    "CSV": read_delimited,
+    "AGLEADER_TEXT": read_agleader_text,
+}
+
+DECODABLE_FORMATS = frozenset(_READERS)
+
+
+def read_machine_file(detected: DetectedFile) -> SourceTable:
+    """Read a detected machine file; raises ReaderError naming the file and the reason when it cannot."""
+    reader = _READERS.get(detected.file_format)
+    if reader is None:
+        raise ReaderError(detected.primary.name, detected.unsupported_reason or f"{detected.file_format} is not decodable")
+    return reader(detected)
+
+
+__all__ = ["DECODABLE_FORMATS", "ReaderError", "SourceTable", "read_machine_file"]

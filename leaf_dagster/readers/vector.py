@@ -1,0 +1,94 @@
+"""Shapefile sets, GeoPackages and GeoJSON, read through GDAL (pyogrio, Arrow path)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyogrio
+
+from ..ingest.detect import DetectedFile, read_deere_metadata
+from ..standard.units import leaf_unit
+from .base import WGS84, ReaderError, SourceTable
+
+_JD_SIGNATURE = {"isotime", "vryieldvol", "swathwidth", "vrappratev", "vrappratem", "wetmass", "sectionid"}
+_YIELD_EDITOR_SIGNATURE = {"dist_in", "flw_lbs", "rm_code", "swth_w_", "gps_tim"}
+
+
+def _check_shapefile_set(detected: DetectedFile) -> None:
+    exts = {m.suffix.lower() for m in detected.members}
+    for ext, what in ((".shp", "geometry"), (".shx", "index"), (".dbf", "attribute table")):
+        if ext not in exts:
+            raise ReaderError(detected.primary.name, f"shapefile set '{detected.name}' is missing its {ext} ({what})")
+
+
+def _looks_like_lonlat(bounds: np.ndarray) -> bool:
+    xmin, ymin, xmax, ymax = bounds
+    return bool(np.all(np.isfinite(bounds)) and -180 <= xmin <= xmax <= 180 and -90 <= ymin <= ymax <= 90)
+
+
+def _dialect(columns: list[str], has_deere_json: bool) -> str:
+    lower = {c.lower() for c in columns}
+    if has_deere_json or len(lower & _JD_SIGNATURE) >= 1 and ("isotime" in lower or "vrappratev" in lower or "vryieldvol" in lower):
+        return "JOHN_DEERE"
+    if len(lower & _YIELD_EDITOR_SIGNATURE) >= 3:
+        return "YIELD_EDITOR"
+    return "SMS"
+
+
+def read_vector(detected: DetectedFile) -> SourceTable:
+    """Read every feature; polygons are kept, CRS is resolved, and JD metadata units are attached."""
+    if detected.file_format == "SHAPEFILE":
+        _check_shapefile_set(detected)
+    name = detected.primary.name
+    try:
+        info = pyogrio.read_info(detected.primary, layer=detected.layer)
+        frame = pyogrio.read_dataframe(detected.primary, layer=detected.layer, use_arrow=True)
+    except Exception as exc:  # GDAL raises several types; all mean the same to the user
+        raise ReaderError(name, f"cannot be read as {detected.file_format.lower()}: {exc}") from exc
+    if len(frame) == 0:
+        raise ReaderError(name, "contains no features")
+
+    notes: list[str] = []
+    source_crs = info.get("crs")
+    if frame.crs is None:
+        bounds = np.asarray(frame.total_bounds, dtype=float)
+        if _looks_like_lonlat(bounds):
+            frame = frame.set_crs(WGS84)
+            notes.append("no CRS in the source (.prj missing); coordinates are longitude/latitude, read as WGS84")
+            source_crs = None
+        else:
+            raise ReaderError(name, "has no CRS (.prj missing) and its coordinates are not longitude/latitude "
+                                    f"(bounds {bounds.round(1).tolist()}), so they cannot be placed on the map")
+    elif not frame.crs.equals(WGS84):
+        frame = frame.to_crs(WGS84)
+    if frame.geometry.has_z.any():
+        frame = frame.set_geometry(frame.geometry.force_2d())
+
+    metadata = read_deere_metadata(detected.members) if detected.file_format == "SHAPEFILE" else None
+    units: dict[str, str] = {}
+    hints: dict[str, object] = {}
+    if metadata:
+        for attribute in metadata.get("DataAttributes", []):
+            unit = leaf_unit(attribute.get("Unit"))
+            if unit:
+                units[attribute["Name"]] = unit
+        hints.update({
+            "operation": metadata.get("Operation"),
+            "crop": metadata.get("CropToken"),
+            "season": metadata.get("CropSeason"),
+            "field": metadata.get("FieldName"),
+            "farm": metadata.get("FarmName"),
+            "grower": metadata.get("ClientName"),
+            "machines": metadata.get("MachineUsage") or {},
+        })
+        notes.append("units and operation from the John Deere metadata JSON")
+    columns = [c for c in frame.columns if c != frame.geometry.name]
+    dialect = _dialect(columns, metadata is not None)
+    if dialect == "JOHN_DEERE" and not metadata:
+        # Operations Center names exports "Client-Farm-Field-Crop[-n]"; the crop segment is the only crop
+        # name such a file carries (its Crop column is a numeric id).
+        parts = detected.primary.stem.split("-")
+        if len(parts) >= 4:
+            hints["crop"] = parts[3].strip()
+            notes.append(f"crop '{hints['crop']}' from the Operations Center export name")
+    return SourceTable(frame=frame, dialect=dialect, source_crs=str(source_crs) if source_crs else None,
+                       units=units, hints=hints, notes=notes)

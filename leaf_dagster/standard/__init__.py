@@ -1,0 +1,1 @@
+"""Mapping source records onto Leaf's standard schema."""

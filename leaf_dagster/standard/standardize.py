@@ -1,0 +1,315 @@
+"""Raw records to Leaf's standard point schema.
+
+Values keep the units the source gives (Leaf's DEFAULT unit system) and every property's unit is
+recorded. What the source lacks is derived: point area from working width and distance (or the polygon
+a coverage export already draws), wet/dry mass and volume from whichever of them the source has, using
+the crop's bulk density and standard moisture. Source values always win over derived ones.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from ..readers.base import WGS84, SourceTable
+from . import crops, schema, times
+from .columns import Match, match_columns
+from .units import convert, factor, is_known, system_of
+
+_OPERATION_NAMES = {
+    "harvest": "harvested", "harvesting": "harvested", "harvested": "harvested",
+    "seeding": "planted", "planting": "planted", "sowingandplanting": "planted", "planted": "planted",
+    "application": "applied", "applying": "applied", "cropprotection": "applied", "fertilizing": "applied",
+    "applied": "applied", "tillage": "tillage",
+}
+_HARVEST_EVIDENCE = {"wetMassPerArea", "dryMassPerArea", "wetVolumePerArea", "dryVolumePerArea", "cropFlow"}
+
+
+@dataclass
+class StandardResult:
+    operation_type: str
+    original_operation_type: str | None
+    frame: gpd.GeoDataFrame | None = None
+    units: dict[str, str] = field(default_factory=dict)
+    crop: str | None = None
+    missing: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    mapping: dict[str, str] = field(default_factory=dict)
+    evidence: str = ""
+
+    @property
+    def supported(self) -> bool:
+        return self.operation_type in schema.SUPPORTED_OPERATIONS
+
+
+def detect_operation(source: SourceTable, matches: dict[str, Match]) -> tuple[str, str | None, str]:
+    """(operation type, the source's own operation name, the evidence used)."""
+    hint = source.hints.get("operation")
+    if hint:
+        key = re.sub(r"[^a-z]", "", str(hint).lower())
+        return _OPERATION_NAMES.get(key, key or "unknown"), str(hint), f"operation '{hint}' in the metadata sidecar"
+    props = set(matches)
+    if props & _HARVEST_EVIDENCE:
+        found = sorted(matches[p].column for p in props & _HARVEST_EVIDENCE)
+        return "harvested", None, f"yield columns {found}"
+    if "rateCount" in props:
+        return "planted", None, f"seed count rate column '{matches['rateCount'].column}'"
+    if props & {"rateMass", "rateVolume"}:
+        column = matches.get("rateMass", matches.get("rateVolume")).column  # type: ignore[union-attr]
+        return "applied", None, f"application rate column '{column}'"
+    if "rate" in props:
+        kind = "planted" if "variety" in props else "applied"
+        return kind, None, f"rate column '{matches['rate'].column}' with{'' if kind == 'planted' else 'out'} a variety"
+    columns = [str(c) for c in source.frame.columns]
+    yield_like = [c for c in columns if re.search(r"(^|[^a-z])(yield|yld)", c.lower())]
+    if yield_like:
+        return "harvested", None, f"yield columns {yield_like} (units not stated)"
+    if any(re.fullmatch(r"sp\d+", c.lower()) for c in columns) and any(c.lower() == "protein" for c in columns):
+        return "unknown", None, "columns are grain-quality analyser samples (Protein, spectra Sp1..), not a machine operation"
+    return "unknown", None, "no yield, seeding, application or tillage columns"
+
+
+def _numbers(frame: pd.DataFrame, match: Match) -> np.ndarray:
+    return pd.to_numeric(frame[match.column], errors="coerce").to_numpy(dtype=float) * match.scale
+
+
+def _text(frame: pd.DataFrame, column: str) -> pd.Series:
+    values = frame[column].astype("string").str.strip()
+    return values.mask(values == "")
+
+
+def _timestamps(frame: pd.DataFrame, m: dict[str, Match]) -> tuple[pd.Series | None, list[str]]:
+    notes: list[str] = []
+    candidates = []
+    if "datetime" in m:
+        candidates.append(times.parse_datetimes(frame[m["datetime"].column]))
+    if "date" in m and "time" in m:
+        time_text = frame[m["time"].column].astype("string")
+        if time_text.str.contains(r"^\s*\d{1,2}:\d{2}", regex=True).fillna(False).all():
+            candidates.append(times.combine_date_and_time(frame[m["date"].column], frame[m["time"].column]))
+    if "time" in m:
+        candidates.append(times.parse_datetimes(frame[m["time"].column]))
+    if "date" in m:
+        candidates.append(times.parse_datetimes(frame[m["date"].column]))
+    if "gpsTime" in m:
+        candidates.append(times.from_gps_seconds(frame[m["gpsTime"].column]))
+    if "excelTime" in m:
+        candidates.append(times.from_excel_days(frame[m["excelTime"].column]))
+    best: pd.Series | None = None
+    for series, note in candidates:
+        if series.notna().any() and (best is None or series.notna().sum() > best.notna().sum()
+                                     or _has_time_of_day(series) and not _has_time_of_day(best)):
+            if best is None or series.notna().sum() >= best.notna().sum():
+                best, best_note = series, note
+    if best is None:
+        notes.extend(n for _, n in candidates if n)
+        return None, notes + ["the source has no usable time"]
+    if best_note:
+        notes.append(best_note)
+    if not _has_time_of_day(best):
+        notes.append("the source gives dates only; times of day are 00:00 UTC")
+    return best.astype("datetime64[ms, UTC]"), notes
+
+
+def _has_time_of_day(series: pd.Series) -> bool:
+    valid = series.dropna()
+    return bool(len(valid)) and bool((valid != valid.dt.normalize()).any())
+
+
+def _crop_names(frame: pd.DataFrame, m: dict[str, Match], source: SourceTable, operation: str) -> tuple[pd.Series, list[str]]:
+    """Normalised crop per point, from a crop column, the sidecar, a harvest product, or a seed brand."""
+    index = frame.index
+    if "crop" in m:
+        raw = _text(frame, m["crop"].column)
+        names = {v: (crops.lookup(v).name if crops.lookup(v) else str(v).strip().lower()) for v in raw.dropna().unique()}
+        if names:
+            return raw.map(names).fillna(crops.UNKNOWN_CROP).astype("string"), []
+    hint = source.hints.get("crop")
+    if hint and crops.lookup(hint):
+        return pd.Series(crops.lookup(hint).name, index=index, dtype="string"), []  # type: ignore[union-attr]
+    if "product" in m:
+        raw = _text(frame, m["product"].column).dropna().unique()
+        finder = crops.lookup if operation == "harvested" else crops.crop_from_seed_name
+        found = {finder(v) for v in raw} - {None}
+        if len(found) == 1:
+            crop = found.pop()
+            return pd.Series(crop.name, index=index, dtype="string"), [f"crop '{crop.name}' from the product name"]  # type: ignore[union-attr]
+    return pd.Series(crops.UNKNOWN_CROP, index=index, dtype="string"), ["the source names no crop"]
+
+
+def _points_and_area(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoSeries, np.ndarray | None]:
+    """Point per record (polygon centroids in a metric CRS) and, for polygons, their area in m2."""
+    geometry = frame.geometry
+    if geometry.geom_type.isin(["Polygon", "MultiPolygon"]).any():
+        metric = frame.estimate_utm_crs()
+        projected = geometry.to_crs(metric)
+        return projected.centroid.to_crs(WGS84), projected.area.to_numpy()
+    return geometry, None
+
+
+def standardize(source: SourceTable) -> StandardResult:
+    """Map one machine file's raw records onto the standard schema of its operation type."""
+    frame = source.frame[source.frame.geometry.notna() & ~source.frame.geometry.is_empty]
+    columns = [c for c in frame.columns if c != frame.geometry.name]
+    m = match_columns(columns, source.dialect, source.units)
+    operation, original, evidence = detect_operation(source, m)
+    result = StandardResult(operation, original, evidence=evidence, notes=list(source.notes),
+                            mapping={prop: match.column for prop, match in m.items()})
+    if not result.supported:
+        return result
+    if len(frame) < len(source.frame):
+        result.notes.append(f"{len(source.frame) - len(frame)} records without a position are not points")
+
+    out: dict[str, object] = {}
+    units: dict[str, str] = {}
+
+    def put(name: str, values: object, unit: str | None = None) -> None:
+        out[name] = values
+        if unit:
+            units[name] = unit
+
+    stamps, notes = _timestamps(frame, m)
+    result.notes.extend(notes)
+    put("timestamp", stamps if stamps is not None else pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ms, UTC]"))
+    put("operationType", operation)
+    if original:
+        put("originalOperationType", original)
+    crop_series, crop_notes = _crop_names(frame, m, source, operation)
+    result.notes.extend(crop_notes)
+    put("crop", crop_series)
+    crop_values = crop_series.dropna().unique()
+    result.crop = str(crop_values[0]) if len(crop_values) == 1 else (",".join(map(str, crop_values)) or None)
+    crop = crops.lookup(result.crop) if len(crop_values) == 1 else None
+
+    if "variety" in m:
+        put("variety", _text(frame, m["variety"].column))
+    elif operation == "planted" and "product" in m:
+        put("variety", _text(frame, m["product"].column))
+
+    for prop in ("distance", "elevation", "heading", "speed", "equipmentWidth", "samplingInterval", "xOffset",
+                 "yOffset", "downForceMargin"):
+        if prop in m:
+            put(prop, _numbers(frame, m[prop]), m[prop].unit)
+    if "sectionId" in m:
+        put("sectionId", pd.to_numeric(frame[m["sectionId"].column], errors="coerce").astype("Int64"))
+    if "recordingStatus" in m:
+        put("recordingStatus", _text(frame, m["recordingStatus"].column))
+
+    points, polygon_area = _points_and_area(frame)
+    area = polygon_area
+    if area is None and {"distance", "equipmentWidth"} <= units.keys() and is_known(units["distance"]) \
+            and is_known(units["equipmentWidth"]):
+        area = (convert(out["distance"], units["distance"], "m") * convert(out["equipmentWidth"], units["equipmentWidth"], "m"))
+    if area is not None:
+        put("area", np.asarray(area, dtype=float), "m2")
+    else:
+        result.notes.append("no working width and distance with known units, so point areas are unknown")
+    if "speed" not in out and "distance" in out and "samplingInterval" in out and is_known(units.get("distance")):
+        interval = np.asarray(out["samplingInterval"], dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            speed = convert(out["distance"], units["distance"], "m") / np.where(interval > 0, interval, np.nan)
+        put("speed", speed, "m/s")
+
+    if operation == "harvested":
+        _harvest(frame, m, out, units, crop, result)
+    elif operation == "planted":
+        rate = next((m[p] for p in ("rateCount", "rate", "rateMass", "rateVolume") if p in m), None)
+        if rate:
+            put("seedRate", _numbers(frame, rate), rate.unit)
+            if "rateTarget" in m:
+                put("seedRateTarget", _numbers(frame, m["rateTarget"]), m["rateTarget"].unit or rate.unit)
+    elif operation == "applied":
+        rate = next((m[p] for p in ("rateMass", "rateVolume", "rate", "rateCount") if p in m), None)
+        if rate:
+            applied = _numbers(frame, rate)
+            put("appliedRate", applied, rate.unit)
+            if "rateTarget" in m:
+                put("appliedRateTarget", _numbers(frame, m["rateTarget"]), m["rateTarget"].unit or rate.unit)
+            names = _text(frame, m["product"].column).fillna("unknown") if "product" in m \
+                else pd.Series("unknown", index=frame.index)
+            put("products", [[{"name": str(n), "rate": {"value": None if np.isnan(v) else float(v)}}]
+                             for n, v in zip(names.to_numpy(), applied)])
+            if "product" not in m:
+                result.notes.append("the source names no product; products are named 'unknown'")
+
+    ordered = {k: out[k] for k in schema.COLUMN_ORDER if k in out}
+    standard = gpd.GeoDataFrame(ordered, geometry=points.to_numpy(), crs=WGS84, index=frame.index).reset_index(drop=True)
+    required = schema.required_properties(operation, crop is not None and crop.density_lb_per_bu is not None
+                                          and "sugar" not in crop.name)
+    result.missing = [p for p in required if p not in standard.columns or not standard[p].notna().any()]
+    result.frame = standard
+    result.units = {k: v for k, v in units.items() if k in standard.columns}
+    return result
+
+
+def _harvest(frame: pd.DataFrame, m: dict[str, Match], out: dict, units: dict, crop: crops.Crop | None,
+             result: StandardResult) -> None:
+    """Wet/dry mass and volume, per area and per point, from whatever the source gives."""
+    def per_area(prop: str, imperial: str) -> np.ndarray | None:
+        if prop in m and is_known(m[prop].unit):
+            return convert(_numbers(frame, m[prop]), m[prop].unit, imperial)
+        return None
+
+    moisture = _numbers(frame, m["harvestMoisture"]) if "harvestMoisture" in m else None
+    if moisture is not None:
+        out["harvestMoisture"] = moisture
+        units["harvestMoisture"] = "percentage"
+    if "cropFlow" in m and is_known(m["cropFlow"].unit):
+        out["cropFlow"], units["cropFlow"] = _numbers(frame, m["cropFlow"]), m["cropFlow"].unit
+
+    wet, dry = per_area("wetMassPerArea", "lb/ac"), per_area("dryMassPerArea", "lb/ac")
+    wet_vol, dry_vol = per_area("wetVolumePerArea", "bu/ac"), per_area("dryVolumePerArea", "bu/ac")
+    area = out.get("area")
+    area_ac = None if area is None else np.asarray(area) * factor("m2", "ac")
+    if wet is None and dry is None and wet_vol is None and dry_vol is None and area_ac is not None \
+            and "cropFlow" in units and "samplingInterval" in out:
+        mass_lb = convert(out["cropFlow"], units["cropFlow"], "lb/s") * np.asarray(out["samplingInterval"], dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            wet = np.where(area_ac > 0, mass_lb / area_ac, np.nan)
+        result.notes.append("wet mass per area from grain flow x logging interval / (distance x swath)")
+
+    density = crop.density_lb_per_bu if crop else None
+    standard_moisture = crop.standard_moisture_pct if crop else None
+    if dry is None and dry_vol is not None and density:
+        dry = dry_vol * density
+    if wet is None and wet_vol is not None and density:
+        wet = wet_vol * density
+    if wet is None and dry is not None:
+        if standard_moisture is None:
+            wet = dry
+        elif moisture is not None:
+            wet = dry * (100.0 - standard_moisture) / (100.0 - moisture)
+    if dry is None and wet is not None:
+        if standard_moisture is None:
+            dry = wet
+            result.notes.append("the crop has no standard moisture: dry values repeat the wet values")
+        elif moisture is not None:
+            dry = wet * (100.0 - moisture) / (100.0 - standard_moisture)
+    if density:
+        wet_vol = wet / density if wet_vol is None and wet is not None else wet_vol
+        dry_vol = dry / density if dry_vol is None and dry is not None else dry_vol
+
+    source_units = [m[p].unit for p in _HARVEST_EVIDENCE if p in m]
+    imperial = system_of(next((u for u in source_units if u), "lb/ac")) == "imperial"
+    targets = {"MassPerArea": "lb/ac" if imperial else "t/ha", "VolumePerArea": "bu/ac" if imperial else "m3/ha",
+               "Mass": "lb" if imperial else "t", "Volume": "bu" if imperial else "m3"}
+    for basis, mass_pa, vol_pa in (("wet", wet, wet_vol), ("dry", dry, dry_vol)):
+        for kind, values, internal in (("Mass", mass_pa, "lb/ac"), ("Volume", vol_pa, "bu/ac")):
+            if values is None:
+                continue
+            name = f"{basis}{kind}PerArea"
+            if name in m and is_known(m[name].unit):
+                unit = m[name].unit
+                out[name] = _numbers(frame, m[name])
+            else:
+                unit = targets[f"{kind}PerArea"]
+                out[name] = convert(values, internal, unit)
+            units[name] = unit
+            if area_ac is not None:
+                per_point_unit = targets[kind]
+                out[f"{basis}{kind}"] = convert(values * area_ac, internal.split("/")[0], per_point_unit)
+                units[f"{basis}{kind}"] = per_point_unit

@@ -1,0 +1,107 @@
+"""Leaf's per-file status object, read from Dagster's event log and recorded for SQL users.
+
+Dagster's event log is the source of truth: a step is `processed` when its asset materialised and its
+gate passed, `failed` with the gate's message (or the error's root cause) otherwise, and `skipped` when
+a failure upstream stopped the run before it. The result is written to lake/file_status/<id>.json and
+to the file record, and the batch's status follows from its files'.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+from dagster import DagsterEventType, DagsterInstance
+
+from .ingest.batch import UNREADABLE, utc_now
+from .storage import Storage
+
+FILE_JOB = "process_file"
+BATCH_JOB = "ingest_batch"
+STEP_ORDER = ["originalFile", "rawGeojson", "standardGeojson", "filteredGeojson", "summary", "units",
+              "propertiesPNGs", "zippedPNGs"]
+
+
+def _root_cause(error: Any) -> str:
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    return error.message.strip().splitlines()[0] if error.message else "error"
+
+
+def latest_run(instance: DagsterInstance, job_name: str, partition_key: str) -> dg.DagsterRun | None:
+    runs = instance.get_runs(dg.RunsFilter(job_name=job_name, tags={"dagster/partition": partition_key}), limit=1)
+    return runs[0] if runs else None
+
+
+def run_steps(instance: DagsterInstance, run: dg.DagsterRun) -> dict[str, dict[str, Any]]:
+    """{step: {status, message[, details]}} for every asset the run planned."""
+    steps: dict[str, dict[str, Any]] = {}
+    step_of: dict[str, str | None] = {}
+    finished = run.is_finished
+    for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED):
+        name = entry.dagster_event.asset_key.to_user_string()  # type: ignore[union-attr]
+        step_of[name] = entry.step_key
+        steps[name] = {"status": "skipped" if finished else "processing", "message": "skipped" if finished else ""}
+    for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+        name = entry.dagster_event.asset_key.to_user_string()  # type: ignore[union-attr]
+        steps[name] = {"status": "processed", "message": "ok"}
+    failures = {e.step_key: _root_cause(e.dagster_event.step_failure_data.error)  # type: ignore[union-attr]
+                for e in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)}
+    for name, step in steps.items():
+        if step["status"] != "processed" and step_of.get(name) in failures:
+            steps[name] = {"status": "failed", "message": failures[step_of[name]]}  # type: ignore[index]
+    for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = entry.dagster_event.event_specific_data  # type: ignore[union-attr]
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            details = {k: getattr(v, "value", v) for k, v in (evaluation.metadata or {}).items()}
+            steps[evaluation.asset_key.to_user_string()] = {
+                "status": "failed", "message": evaluation.description or evaluation.check_name, "details": details}
+    return dict(sorted(steps.items(), key=lambda kv: STEP_ORDER.index(kv[0]) if kv[0] in STEP_ORDER else 99))
+
+
+def overall(steps: dict[str, dict[str, Any]]) -> str:
+    """Leaf's file-level status: processed, failed or processing."""
+    states = {s["status"] for s in steps.values()}
+    if "failed" in states:
+        return "failed"
+    if states and states <= {"processed"}:
+        return "processed"
+    return "processing"
+
+
+def record_file_status(instance: DagsterInstance, storage: Storage, file_id: str) -> dict[str, Any] | None:
+    """Write the file's status from its latest run; returns the updated file record."""
+    run = latest_run(instance, FILE_JOB, file_id)
+    record = storage.read_record("files", file_id)
+    if run is None or record is None:
+        return record
+    steps = run_steps(instance, run)
+    rows = [{"fileId": file_id, "batchId": record.get("batchId"), "step": step, "status": s["status"],
+             "message": s["message"], "details": s.get("details"), "runId": run.run_id, "updatedTime": utc_now()}
+            for step, s in steps.items()]
+    storage.write_record("file_status", file_id, rows)
+    record = storage.update_record("files", file_id, status=overall(steps), steps=steps, lastRunId=run.run_id,
+                                   updatedTime=utc_now())
+    if record.get("batchId"):
+        update_batch_status(storage, record["batchId"])
+    return record
+
+
+def update_batch_status(storage: Storage, batch_id: str) -> dict[str, Any] | None:
+    """PROCESSED once every file is done and one succeeded, FAILED when none did, else PROCESSING."""
+    batch = storage.read_record("batches", batch_id)
+    if batch is None or not batch.get("leafFiles"):
+        return batch
+    states = [(storage.read_record("files", fid) or {}).get("status", "processing") for fid in batch["leafFiles"]]
+    if "processing" in states:
+        status, details = "PROCESSING", None
+    elif "processed" in states:
+        status, details = "PROCESSED", None
+    else:
+        status, details = "FAILED", UNREADABLE
+    return storage.update_record("batches", batch_id, status=status, statusDetails=details)
+
+
+def status_object(record: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Leaf's GET /files/{id}/status body: {step: {status, message}}."""
+    return {step: {"status": s["status"], "message": s["message"]} for step, s in (record.get("steps") or {}).items()}

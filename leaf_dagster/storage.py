@@ -1,0 +1,141 @@
+"""Every path the pipeline reads or writes, in one place.
+
+The data directory is laid out so that each pipeline step owns one folder of per-file outputs:
+
+    inbox/                          uploads waiting to be picked up (NAME.zip, optional NAME.json)
+    batches/<batch_id>/upload/      the stored upload
+    batches/<batch_id>/extracted/   its safely extracted contents
+    files/<file_id>/original/       the members that make up one machine file
+    lake/<table>/<id>.parquet|json  one output per file (or batch) and step
+    leaf.duckdb                     SQL catalog of views over lake/
+
+Writers always write to a temporary name in the target folder and rename it into place, so a reader
+never sees half an output and a crashed step never leaves one behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+
+DATA_DIR_ENV = "LEAF_DATA_DIR"
+
+
+def default_data_dir() -> Path:
+    """The data directory named by LEAF_DATA_DIR, else ./data."""
+    return Path(os.environ.get(DATA_DIR_ENV, "data"))
+
+
+class PathOutsideDataDir(ValueError):
+    """A computed path would leave the data directory."""
+
+
+class Storage:
+    """Paths and atomic writes under one data directory."""
+
+    def __init__(self, data_dir: str | os.PathLike[str]):
+        self.root = Path(data_dir).resolve()
+
+    # -- layout --------------------------------------------------------------------------------
+    def _inside(self, *parts: str) -> Path:
+        path = self.root.joinpath(*parts).resolve()
+        if path != self.root and self.root not in path.parents:
+            raise PathOutsideDataDir(f"{path} is outside the data directory {self.root}")
+        return path
+
+    @property
+    def inbox(self) -> Path:
+        return self._inside("inbox")
+
+    @property
+    def catalog_path(self) -> Path:
+        return self._inside("leaf.duckdb")
+
+    def batch_dir(self, batch_id: str) -> Path:
+        return self._inside("batches", batch_id)
+
+    def upload_dir(self, batch_id: str) -> Path:
+        return self._inside("batches", batch_id, "upload")
+
+    def extracted_dir(self, batch_id: str) -> Path:
+        return self._inside("batches", batch_id, "extracted")
+
+    def original_dir(self, file_id: str) -> Path:
+        return self._inside("files", file_id, "original")
+
+    def table_dir(self, table: str) -> Path:
+        return self._inside("lake", table)
+
+    def parquet_path(self, table: str, key: str) -> Path:
+        return self._inside("lake", table, f"{key}.parquet")
+
+    def record_path(self, table: str, key: str) -> Path:
+        return self._inside("lake", table, f"{key}.json")
+
+    # -- atomic writes -------------------------------------------------------------------------
+    @contextmanager
+    def atomic_path(self, target: Path) -> Iterator[Path]:
+        """Yield a temporary sibling of `target`; it replaces `target` only if the block succeeds."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        try:
+            yield tmp_path
+            os.replace(tmp_path, target)
+        finally:
+            tmp_path.unlink(missing_ok=True)
+
+    def write_record(self, table: str, key: str, record: dict[str, Any]) -> Path:
+        target = self.record_path(table, key)
+        with self.atomic_path(target) as tmp:
+            tmp.write_text(json.dumps(record, indent=2, default=str, ensure_ascii=False))
+        return target
+
+    def read_record(self, table: str, key: str) -> dict[str, Any] | None:
+        path = self.record_path(table, key)
+        if not path.exists():
+            return None
+        return json.loads(path.read_text())
+
+    def update_record(self, table: str, key: str, **changes: Any) -> dict[str, Any]:
+        record = self.read_record(table, key) or {}
+        record.update(changes)
+        self.write_record(table, key, record)
+        return record
+
+    def records(self, table: str) -> list[dict[str, Any]]:
+        folder = self.table_dir(table)
+        if not folder.exists():
+            return []
+        return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+    def write_geoparquet(self, table: str, key: str, frame: gpd.GeoDataFrame) -> Path:
+        target = self.parquet_path(table, key)
+        with self.atomic_path(target) as tmp:
+            frame.to_parquet(tmp, index=False, compression="zstd", write_covering_bbox=True,
+                             schema_version="1.1.0")
+        return target
+
+    def read_geoparquet(self, table: str, key: str) -> gpd.GeoDataFrame:
+        return gpd.read_parquet(self.parquet_path(table, key))
+
+    def copy_into(self, sources: list[Path], folder: Path) -> list[Path]:
+        """Copy files into `folder` (inside the data directory), keeping their names."""
+        folder = self._inside(*folder.resolve().relative_to(self.root).parts)
+        folder.mkdir(parents=True, exist_ok=True)
+        copied = []
+        for src in sources:
+            target = folder / src.name
+            with self.atomic_path(target) as tmp:
+                shutil.copyfile(src, tmp)
+            copied.append(target)
+        return copied
