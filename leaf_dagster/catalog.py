@@ -16,6 +16,23 @@ import duckdb
 
 from .storage import Storage
 
+# JSON records have fixed columns: nested values whose keys come from source files (units, steps) stay
+# JSON, so two files with keys differing only in case cannot break the view.
+_TS = "TIMESTAMPTZ"
+RECORD_COLUMNS: dict[str, dict[str, str]] = {
+    "batches": {"id": "VARCHAR", "leafUserId": "VARCHAR", "fileName": "VARCHAR", "size": "BIGINT",
+                "provider": "VARCHAR", "status": "VARCHAR", "uploadTimestamp": _TS, "leafFiles": "VARCHAR[]",
+                "statusDetails": "VARCHAR"},
+    "files": {"id": "VARCHAR", "batchId": "VARCHAR", "leafUserId": "VARCHAR", "provider": "VARCHAR",
+              "fileName": "VARCHAR", "fileFormat": "VARCHAR", "origin": "VARCHAR", "status": "VARCHAR",
+              "operationType": "VARCHAR", "originalOperationType": "VARCHAR", "createdTime": _TS,
+              "updatedTime": _TS, "startTime": _TS, "endTime": _TS, "sizeInBytes": "BIGINT", "pointCount": "BIGINT",
+              "crops": "VARCHAR[]", "varieties": "VARCHAR[]", "units": "JSON", "steps": "JSON", "notes": "VARCHAR[]",
+              "missingProperties": "VARCHAR[]", "sourcePath": "VARCHAR"},
+    "file_status": {"fileId": "VARCHAR", "batchId": "VARCHAR", "step": "VARCHAR", "status": "VARCHAR",
+                    "message": "VARCHAR", "details": "JSON", "runId": "VARCHAR", "updatedTime": _TS},
+}
+
 # view name -> (lake table, file kind)
 VIEWS: dict[str, tuple[str, str]] = {
     "batches": ("batches", "json"),
@@ -30,8 +47,9 @@ def _view_sql(name: str, folder: Path, kind: str) -> str:
     pattern = (folder / f"*.{kind}").as_posix().replace("'", "''")
     if kind == "parquet":
         return f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{pattern}', union_by_name = true)"
+    columns = ", ".join(f"'{k}': '{v}'" for k, v in RECORD_COLUMNS[name].items())
     return (f"CREATE VIEW {name} AS SELECT * FROM read_json('{pattern}', format = 'auto', "
-            f"union_by_name = true, maximum_object_size = 67108864)")
+            f"columns = {{{columns}}}, maximum_object_size = 67108864)")
 
 
 def refresh_catalog(storage: Storage) -> Path:

@@ -21,6 +21,8 @@ from .status import BATCH_JOB, FILE_JOB, record_file_status
 from .storage import DATA_DIR_ENV, Storage
 
 Progress = Callable[[str], None]
+# Dagster's per-event console log would drown the caller's own progress output.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def instance_for_cli() -> DagsterInstance:
@@ -44,14 +46,15 @@ def process_upload(upload: Path, storage: Storage, instance: DagsterInstance, *,
     instance.add_dynamic_partitions("batches", [batch_id])
     progress(f"batch {batch_id}: extracting {upload.name}")
     definitions.resolve_job_def(BATCH_JOB).execute_in_process(
-        partition_key=batch_id, instance=instance, raise_on_error=False, tags={"leaf/batch_id": batch_id})
+        partition_key=batch_id, instance=instance, raise_on_error=False, tags={"leaf/batch_id": batch_id},
+        run_config=QUIET)
     batch = storage.read_record("batches", batch_id) or {}
     file_job = definitions.resolve_job_def(FILE_JOB)
     files = []
     for number, file_id in enumerate(batch.get("leafFiles", []), start=1):
         record = storage.read_record("files", file_id) or {}
         progress(f"[{number}/{len(batch['leafFiles'])}] {record.get('fileFormat')} {record.get('fileName')}")
-        file_job.execute_in_process(partition_key=file_id, instance=instance, raise_on_error=False,
+        file_job.execute_in_process(partition_key=file_id, instance=instance, raise_on_error=False, run_config=QUIET,
                                     tags={"leaf/batch_id": batch_id, "leaf/file_name": str(record.get("fileName"))[:200]})
         files.append(file_object(record_file_status(instance, storage, file_id) or record))
     refresh_catalog(storage)

@@ -147,7 +147,11 @@ def _points_and_area(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoSeries, np.ndarray
     if geometry.geom_type.isin(["Polygon", "MultiPolygon"]).any():
         metric = frame.estimate_utm_crs()
         projected = geometry.to_crs(metric)
-        return projected.centroid.to_crs(WGS84), projected.area.to_numpy()
+        centroids = projected.centroid
+        # a concave or sliver polygon's centroid can fall outside it; then take a point that is inside
+        inside = centroids.within(projected)
+        points = centroids.where(inside, projected.representative_point())
+        return gpd.GeoSeries(points, crs=metric).to_crs(WGS84), projected.area.to_numpy()
     return geometry, None
 
 
@@ -179,8 +183,11 @@ def standardize(source: SourceTable) -> StandardResult:
     if original:
         put("originalOperationType", original)
     crop_series, crop_notes = _crop_names(frame, m, source, operation)
-    result.notes.extend(crop_notes)
-    put("crop", crop_series)
+    if operation in ("harvested", "planted") or (crop_series != crops.UNKNOWN_CROP).any():
+        result.notes.extend(crop_notes)
+        put("crop", crop_series)
+    else:
+        crop_series = pd.Series(dtype="string")
     crop_values = crop_series.dropna().unique()
     result.crop = str(crop_values[0]) if len(crop_values) == 1 else (",".join(map(str, crop_values)) or None)
     crop = crops.lookup(result.crop) if len(crop_values) == 1 else None

@@ -17,13 +17,13 @@ import pint
 _PINT = {
     "ft": "foot", "m": "meter", "in": "inch", "cm": "centimeter", "mm": "millimeter", "km": "kilometer",
     "mi": "mile", "yd": "yard",
-    "m2": "meter**2", "ft2": "foot**2", "ac": "acre", "ha": "hectare",
+    "m2": "meter**2", "ft2": "foot**2", "ac": "international_acre", "ha": "hectare",
     "lb": "pound", "kg": "kilogram", "t": "metric_ton", "g": "gram",
     "bu": "bushel", "L": "liter", "m3": "meter**3", "gal": "gallon", "floz": "fluid_ounce",
-    "lb/ac": "pound/acre", "kg/ha": "kilogram/hectare", "t/ha": "metric_ton/hectare",
-    "bu/ac": "bushel/acre", "L/ha": "liter/hectare", "m3/ha": "meter**3/hectare", "gal/ac": "gallon/acre",
-    "floz/ac": "fluid_ounce/acre", "L/m2": "liter/meter**2",
-    "seeds/ac": "1/acre", "seeds/ha": "1/hectare", "seeds/m2": "1/meter**2", "seeds": "dimensionless",
+    "lb/ac": "pound/international_acre", "kg/ha": "kilogram/hectare", "t/ha": "metric_ton/hectare",
+    "bu/ac": "bushel/international_acre", "L/ha": "liter/hectare", "m3/ha": "meter**3/hectare", "gal/ac": "gallon/international_acre",
+    "floz/ac": "fluid_ounce/international_acre", "L/m2": "liter/meter**2",
+    "seeds/ac": "1/international_acre", "seeds/ha": "1/hectare", "seeds/m2": "1/meter**2", "seeds": "dimensionless",
     "lb/s": "pound/second", "kg/s": "kilogram/second", "t/h": "metric_ton/hour", "kg/h": "kilogram/hour",
     "m3/s": "meter**3/second", "L/s": "liter/second",
     "mi/hr": "mile/hour", "km/h": "kilometer/hour", "m/s": "meter/second", "ft/s": "foot/second",
@@ -46,7 +46,10 @@ _ALIASES = {
 
 @lru_cache(maxsize=1)
 def registry() -> pint.UnitRegistry:
-    return pint.UnitRegistry()
+    ureg = pint.UnitRegistry()
+    # pint's `acre` is the US survey acre; monitors and Leaf mean 43,560 international square feet.
+    ureg.define("international_acre = 43560 * foot ** 2")
+    return ureg
 
 
 def _fold_part(part: str) -> str:

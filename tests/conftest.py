@@ -1,0 +1,53 @@
+"""Shared fixtures: the real machine files beside the repo, a data directory and a Dagster instance."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from leaf_dagster.storage import DATA_DIR_ENV, Storage
+
+REPO = Path(__file__).resolve().parent.parent
+REAL = Path(os.environ.get("LEAF_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
+
+
+@pytest.fixture(scope="session")
+def real() -> Path:
+    """The real machine files. CI must have them: a missing folder fails loudly there."""
+    if not REAL.is_dir():
+        message = f"real machine files not found at {REAL} (set LEAF_REAL_DATA)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return REAL
+
+
+@pytest.fixture
+def storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Storage:
+    data = tmp_path / "data"
+    data.mkdir()
+    monkeypatch.setenv(DATA_DIR_ENV, str(data))
+    return Storage(data)
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def make_zip(target: Path, members: dict[str, Path | bytes | str]) -> Path:
+    """A zip whose entries are named by the keys; values are files to copy or content to write."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, value in members.items():
+            if isinstance(value, Path):
+                zf.write(value, name)
+            else:
+                zf.writestr(name, value)
+    return target
