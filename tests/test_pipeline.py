@@ -1,0 +1,253 @@
+"""The Dagster side: sensors, batches, per-file status and failure messages, the catalog under a reader."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from leaf_dagster.catalog import query
+from leaf_dagster.definitions import defs
+from leaf_dagster.defs.resources import LeafStorage
+from leaf_dagster.defs.sensors import inbox_sensor, machine_files_sensor
+from leaf_dagster.ingest.batch import batch_id_for
+from leaf_dagster.pipeline import process_upload
+from leaf_dagster.storage import Storage
+
+from .conftest import REPO, make_zip
+
+MONTANA = "ofpe-msu-montana-jd-case/data-raw"
+JD_WHEAT_ZIP = "FarmerB Farms Inc.-FarmerB Family LLC-sec 1 west-Wheat (Hrd Rd Wtr)-1.zip"
+
+
+def _settled(path: Path) -> Path:
+    """Backdate an upload so the sensor treats it as completely written."""
+    old = time.time() - 60
+    os.utime(path, (old, old))
+    return path
+
+
+def _sensor_context(instance: dg.DagsterInstance, storage: Storage, cursor: str | None = None):
+    return dg.build_sensor_context(instance=instance, cursor=cursor,
+                                   resources={"storage": LeafStorage(data_dir=str(storage.root))})
+
+
+def test_definitions_load() -> None:
+    d = defs()
+    assert {j.name for j in d.jobs} >= {"ingest_batch", "process_file"}  # type: ignore[union-attr]
+    sensors = {s.name: s for s in d.sensors}  # type: ignore[union-attr]
+    assert set(sensors) == {"inbox_sensor", "machine_files_sensor", "status_sensor"}
+    assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
+    d.resolve_job_def("process_file")
+    assert {k.to_user_string() for k in d.resolve_asset_graph().get_all_asset_keys()} == {
+        "batch", "originalFile", "rawGeojson", "standardGeojson"}
+
+
+def test_inbox_sensor_new_same_again_and_restart(real: Path, storage: Storage, instance: dg.DagsterInstance) -> None:
+    storage.inbox.mkdir()
+    upload = storage.inbox / "jd.zip"
+    upload.write_bytes((real / MONTANA / JD_WHEAT_ZIP).read_bytes())
+    (storage.inbox / "jd.json").write_text(json.dumps({"leafUserId": "grower-7", "provider": "JohnDeere"}))
+    fresh = storage.inbox / "still-uploading.zip"
+    fresh.write_bytes(b"PK\x03\x04 partial")
+    _settled(upload)
+
+    first = inbox_sensor(_sensor_context(instance, storage))
+    assert isinstance(first, dg.SensorResult)
+    batch_id = batch_id_for(upload)
+    assert [r.partition_key for r in first.run_requests] == [batch_id]  # the unsettled upload waits
+    assert first.run_requests[0].run_key == batch_id
+    assert first.dynamic_partitions_requests[0].partition_keys == [batch_id]
+    batch = storage.read_record("batches", batch_id)
+    assert batch["status"] == "RECEIVED" and batch["leafUserId"] == "grower-7" and batch["provider"] == "JohnDeere"
+
+    instance.add_dynamic_partitions("batches", [batch_id])  # what the daemon does with the request
+    again = inbox_sensor(_sensor_context(instance, storage, cursor=None))  # a later tick or a restarted daemon
+    assert isinstance(again, dg.SkipReason)
+
+
+def test_batch_run_then_one_run_per_file(real: Path, storage: Storage, instance: dg.DagsterInstance) -> None:
+    storage.inbox.mkdir()
+    upload = _settled(make_zip(storage.inbox / "two.zip", {
+        "a/" + JD_WHEAT_ZIP: real / MONTANA / JD_WHEAT_ZIP,
+        "planting.gpkg": real / "carpentries-ohio-planting-nh3" / "asplanted.gpkg"}))
+    tick = inbox_sensor(_sensor_context(instance, storage))
+    instance.add_dynamic_partitions("batches", tick.dynamic_partitions_requests[0].partition_keys)
+    batch_job = defs().resolve_job_def("ingest_batch")
+    assert batch_job.execute_in_process(partition_key=batch_id_for_record(storage), instance=instance).success
+    assert not upload.exists()  # stored in the batch folder, gone from the inbox
+    batch = storage.read_record("batches", batch_id_for_record(storage))
+    assert len(batch["leafFiles"]) == 2 and batch["status"] == "PROCESSING"
+    assert set(instance.get_dynamic_partitions("machine_files")) == set(batch["leafFiles"])
+
+    result = machine_files_sensor(_sensor_context(instance, storage))
+    assert sorted(r.partition_key for r in result.run_requests) == sorted(batch["leafFiles"])
+    later = machine_files_sensor(_sensor_context(instance, storage, cursor=result.cursor))
+    assert isinstance(later, dg.SkipReason)
+
+
+def batch_id_for_record(storage: Storage) -> str:
+    (record,) = storage.records("batches")
+    return record["id"]
+
+
+def _statuses(result: dict) -> dict[str, dict]:
+    return {f["fileName"]: f for f in result["files"]}
+
+
+def test_bad_files_fail_with_leaf_messages_and_the_rest_succeed(real: Path, storage: Storage,
+                                                                 instance: dg.DagsterInstance, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    import zipfile
+
+    with zipfile.ZipFile(real / MONTANA / JD_WHEAT_ZIP) as zf:
+        zf.extractall(src)
+    stem = JD_WHEAT_ZIP[:-4]
+    members = {f"good/{stem}{ext}": src / f"{stem}{ext}" for ext in (".shp", ".shx", ".dbf", ".prj")}
+    members.update({f"nodbf/broken{ext}": src / f"{stem}{ext}" for ext in (".shp", ".shx", ".prj")})
+    members["boundary/field.gpkg"] = real / "carpentries-ohio-planting-nh3" / "boundary.gpkg"
+    members["monitor/20190816.yld"] = b"\x00\x01 Ag Leader PF3000 log"
+    members["readme.txt"] = "not machine data"
+    upload = make_zip(tmp_path / "mixed.zip", members)
+
+    result = process_upload(upload, storage, instance, leaf_user_id="grower-1", provider="Other")
+    files = _statuses(result)
+    assert set(files) == {stem, "broken", "field", "20190816.yld"}
+
+    good = files[stem]
+    assert good["status"] == "processed" and good["pointCount"] == 18400
+    assert {s["status"] for s in good["steps"].values()} == {"processed"}
+
+    broken = storage.read_record("files", files["broken"]["id"])
+    assert broken["steps"]["originalFile"]["status"] == "processed"
+    assert broken["steps"]["rawGeojson"]["status"] == "failed"
+    assert broken["steps"]["rawGeojson"]["message"] == "Failed to convert file on provider batch processing"
+    assert "shapefile set 'broken' is missing its .dbf" in broken["steps"]["rawGeojson"]["details"]["reason"]
+    assert broken["steps"]["standardGeojson"] == {"status": "skipped", "message": "skipped"}
+
+    assert files["field"]["steps"]["standardGeojson"] == {"status": "failed",
+                                                          "message": "unsupported operation type: unknown"}
+    yld = files["20190816.yld"]
+    assert yld["fileFormat"] == "YLD"
+    assert yld["steps"]["originalFile"] == {"status": "failed", "message": "Ag Leader yld files are not supported"}
+    assert yld["steps"]["rawGeojson"]["status"] == "skipped"
+
+    assert result["batch"]["status"] == "PROCESSED"
+    _, rows = query(storage, "select step, status, message from file_status where status = 'failed' order by 1")
+    assert ("rawGeojson", "failed", "Failed to convert file on provider batch processing") in rows
+    assert ("originalFile", "failed", "Ag Leader yld files are not supported") in rows
+
+
+def test_missing_prj_lonlat_is_read_as_wgs84_and_projected_fails(real: Path, storage: Storage,
+                                                                  instance: dg.DagsterInstance, tmp_path: Path) -> None:
+    import zipfile
+
+    src = tmp_path / "src"
+    for name in (JD_WHEAT_ZIP, "FarmerB_YE_YLD_2014_sec1west.zip"):
+        with zipfile.ZipFile(real / MONTANA / name) as zf:
+            zf.extractall(src)
+    lonlat, utm = JD_WHEAT_ZIP[:-4], "FarmerB_YE_YLD_2014_sec1west"
+    members = {f"lonlat{ext}": src / f"{lonlat}{ext}" for ext in (".shp", ".shx", ".dbf")}
+    members.update({f"utm{ext}": src / f"{utm}{ext}" for ext in (".shp", ".shx", ".dbf")})
+    result = process_upload(make_zip(tmp_path / "noprj.zip", members), storage, instance,
+                            leaf_user_id="g", provider="Other")
+    files = _statuses(result)
+    assert files["lonlat"]["status"] == "processed"
+    record = storage.read_record("files", files["lonlat"]["id"])
+    assert any("read as WGS84" in note for note in record["raw"]["notes"])
+    failed = storage.read_record("files", files["utm"]["id"])["steps"]["rawGeojson"]
+    assert failed["message"] == "Failed to convert file on provider batch processing"
+    assert "has no CRS (.prj missing)" in failed["details"]["reason"]
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "empty", "traversal"])
+def test_unusable_uploads_fail_the_batch(storage: Storage, instance: dg.DagsterInstance, tmp_path: Path, kind: str) -> None:
+    if kind == "corrupt":
+        upload = tmp_path / "corrupt.zip"
+        upload.write_bytes(b"PK\x03\x04" + os.urandom(2000))
+        expected = "corrupt.zip: not a readable zip archive"
+    elif kind == "empty":
+        upload = make_zip(tmp_path / "nothing.zip", {"notes.txt": "hello", "photo.jpg": b"\xff\xd8\xff"})
+        expected = "No valid files found"
+    else:
+        upload = make_zip(tmp_path / "evil.zip", {"../../escape.csv": "lat,lon\n1,2\n", "ok.txt": "x"})
+        expected = "escapes the extraction folder"
+    result = process_upload(upload, storage, instance, leaf_user_id="g", provider="Other")
+    assert result["batch"]["status"] == "FAILED"
+    assert expected in result["batch"]["statusDetails"]
+    assert result["files"] == []
+    assert not (storage.root.parent / "escape.csv").exists() and not (storage.root / "escape.csv").exists()
+    run = instance.get_runs(dg.RunsFilter(job_name="ingest_batch"), limit=1)[0]
+    evaluation = next(e.dagster_event.event_specific_data for e in instance.all_logs(run.run_id)
+                      if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    assert not evaluation.passed
+
+
+def _hold_catalog(path: Path, read_only: bool) -> subprocess.Popen:
+    code = ("import duckdb, sys, time\n"
+            f"con = duckdb.connect({str(path)!r}, read_only={read_only})\n"
+            "con.execute('select count(*) from files').fetchall()\n"
+            "print('open', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print(con.execute('select count(*) from files').fetchone()[0], flush=True)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "open"
+    return proc
+
+
+@pytest.mark.parametrize("read_only", [True, False])
+def test_an_open_catalog_reader_does_not_block_the_pipeline(real: Path, storage: Storage, instance: dg.DagsterInstance,
+                                                            tmp_path: Path, read_only: bool) -> None:
+    first = make_zip(tmp_path / "one.zip", {"planted.gpkg": real / "carpentries-ohio-planting-nh3" / "asplanted.gpkg"})
+    process_upload(first, storage, instance, leaf_user_id="g", provider="Other")
+    reader = _hold_catalog(storage.catalog_path, read_only)
+    try:
+        second = make_zip(tmp_path / "two.zip", {"applied.gpkg": real / "carpentries-ohio-planting-nh3" / "asapplied.gpkg"})
+        result = process_upload(second, storage, instance, leaf_user_id="g", provider="Other")
+        assert result["files"][0]["status"] == "processed"
+        # the open reader's views read the lake at query time, so it sees the new file too
+        out, _ = reader.communicate("\n", timeout=30)
+        assert out.strip() == "2"
+    finally:
+        reader.kill()
+    _, rows = query(storage, "select count(*) from files")
+    assert rows[0][0] == 2
+
+
+def _cli(*args: str, data: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env["LEAF_DATA_DIR"] = str(data)
+    return subprocess.run([str(REPO / ".venv" / "bin" / "leaf-dagster"), *args] if (REPO / ".venv" / "bin" / "leaf-dagster").exists()
+                          else [sys.executable, "-m", "leaf_dagster.cli", *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_cli_process_json_sql_and_status(real: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    done = _cli("process", str(real / MONTANA / JD_WHEAT_ZIP), "--leaf-user-id", "grower-9", "--provider",
+                "JohnDeere", "--json", data=data)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["batch"]["status"] == "PROCESSED" and out["batch"]["leafUserId"] == "grower-9"
+    (file,) = out["files"]
+    assert file["operationType"] == "harvested" and file["status"] == "processed" and file["pointCount"] == 18400
+    assert file["steps"] == {s: {"status": "processed", "message": "ok"}
+                             for s in ("originalFile", "rawGeojson", "standardGeojson")}
+
+    status = _cli("files", "status", file["id"], "--json", data=data)
+    assert json.loads(status.stdout) == file["steps"]
+    import pyogrio
+
+    source = pyogrio.read_dataframe(f"/vsizip/{real / MONTANA / JD_WHEAT_ZIP}/{JD_WHEAT_ZIP[:-4]}.shp")
+    sql = _cli("sql", "select count(*) as n, avg(wetMassPerArea) as w from standard_points", "--json", data=data)
+    assert json.loads(sql.stdout) == [{"n": 18400, "w": pytest.approx(source["WetMass"].mean(), rel=1e-9)}]
+    table = _cli("process", str(real / MONTANA / JD_WHEAT_ZIP), "--leaf-user-id", "g", "--provider", "JohnDeere", data=tmp_path / "d2")
+    assert "harvested" in table.stdout and "18400" in table.stdout and "extracting" in table.stderr
+    bad = _cli("sql", "select nope from files", data=data)
+    assert bad.returncode == 1 and bad.stderr.startswith("SQL error:")
