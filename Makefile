@@ -31,7 +31,7 @@ run: install $(DAGSTER_HOME)/dagster.yaml $(LEAF_DATA_DIR)/.samples-queued
 	$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
 test: install
-	$(BIN)/python -m pytest -n 2 tests
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests
 
 clean-data:
 	rm -rf $(LEAF_DATA_DIR)/inbox $(LEAF_DATA_DIR)/batches $(LEAF_DATA_DIR)/files $(LEAF_DATA_DIR)/lake \
