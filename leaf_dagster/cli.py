@@ -63,12 +63,19 @@ def _sql(args: argparse.Namespace, storage: Storage) -> int:
     return 0
 
 
-def _files_status(args: argparse.Namespace, storage: Storage) -> int:
-    record = storage.read_record("files", args.id)
+class NotFound(Exception):
+    """A file or batch id that the data directory does not know."""
+
+
+def _file_record(storage: Storage, file_id: str) -> dict[str, Any]:
+    record = storage.read_record("files", file_id)
     if record is None:
-        print(f"file {args.id} not found", file=sys.stderr)
-        return 1
-    status = status_object(record)
+        raise NotFound(f"file {file_id} not found")
+    return record
+
+
+def _files_status(args: argparse.Namespace, storage: Storage) -> int:
+    status = status_object(_file_record(storage, args.id))
     if args.json:
         print(json.dumps(status, indent=2))
     else:
@@ -77,11 +84,7 @@ def _files_status(args: argparse.Namespace, storage: Storage) -> int:
 
 
 def _files_show(args: argparse.Namespace, storage: Storage) -> int:
-    record = storage.read_record("files", args.id)
-    if record is None:
-        print(f"file {args.id} not found", file=sys.stderr)
-        return 1
-    print(json.dumps(file_object(record), indent=2, default=str))
+    print(json.dumps(file_object(_file_record(storage, args.id)), indent=2, default=str))
     return 0
 
 
@@ -114,15 +117,16 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     storage = Storage(default_data_dir())
+    import duckdb
+
     try:
         return args.run(args, storage)
-    except Exception as exc:  # a clear one-line error for users, not a traceback
-        import duckdb
-
-        if isinstance(exc, duckdb.Error):
-            print(f"SQL error: {exc}", file=sys.stderr)
-            return 1
-        raise
+    except NotFound as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except duckdb.Error as exc:  # a clear one-line error for users, not a traceback
+        print(f"SQL error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
