@@ -29,6 +29,10 @@ RECORD_COLUMNS: dict[str, dict[str, str]] = {
               "updatedTime": _TS, "startTime": _TS, "endTime": _TS, "sizeInBytes": "BIGINT", "pointCount": "BIGINT",
               "crops": "VARCHAR[]", "varieties": "VARCHAR[]", "units": "JSON", "steps": "JSON", "notes": "VARCHAR[]",
               "missingProperties": "VARCHAR[]", "sourcePath": "VARCHAR"},
+    "summaries": {"fileId": "VARCHAR", "operationType": "VARCHAR", "startTime": _TS, "endTime": _TS, "summary": "JSON"},
+    "units": {"fileId": "VARCHAR", "property": "VARCHAR", "unit": "VARCHAR"},
+    "images": {"fileId": "VARCHAR", "property": "VARCHAR", "unit": "VARCHAR", "min": "DOUBLE", "max": "DOUBLE",
+               "path": "VARCHAR", "width": "INTEGER", "height": "INTEGER", "resolution": "DOUBLE", "ramp": "JSON"},
     "file_status": {"fileId": "VARCHAR", "batchId": "VARCHAR", "step": "VARCHAR", "status": "VARCHAR",
                     "message": "VARCHAR", "details": "JSON", "runId": "VARCHAR", "updatedTime": _TS},
 }
@@ -40,6 +44,11 @@ VIEWS: dict[str, tuple[str, str]] = {
     "file_status": ("file_status", "json"),
     "raw_points": ("raw", "parquet"),
     "standard_points": ("standard", "parquet"),
+    "filtered_points": ("filtered", "parquet"),
+    "polygons": ("polygons", "parquet"),
+    "summaries": ("summaries", "json"),
+    "units": ("units", "json"),
+    "images": ("images", "json"),
 }
 
 

@@ -7,11 +7,21 @@ source table from the raw GeoParquet alone.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import pandas as pd
+from shapely import MultiPolygon, Polygon
 
+from .config import effective
+from .derived.filters import cleanup_mask, filtered_mask
+from .derived.geometry import metric_crs, point_rectangles
+from .derived.images import RAMP, aux_xml, png_bytes, render, zip_images
+from .derived.raster import burn_index, covered_polygon, grid_for
+from .derived.summary import build_summary
+from .derived.unit_systems import convert_frame
 from .ingest.batch import link_members, utc_now
 from .ingest.detect import DetectedFile
 from .readers import ReaderError, SourceTable, read_machine_file
@@ -20,6 +30,8 @@ from .standard.times import format_utc
 from .storage import Storage
 
 FILE_ID_COLUMN = "file_id"
+CRS84 = "OGC:CRS84"
+NO_POINTS = "no points passed the filter"
 
 
 class FileSteps:
@@ -73,26 +85,139 @@ class FileSteps:
         return SourceTable(frame=frame, dialect=raw.get("dialect", "GENERIC"), source_crs=raw.get("sourceCrs"),
                            units=raw.get("units", {}), hints=raw.get("hints", {}), notes=list(raw.get("notes", [])))
 
+    @property
+    def config(self) -> dict[str, Any]:
+        return effective(self.storage, self.record.get("leafUserId"))
+
+    def write_points(self, table: str, frame: gpd.GeoDataFrame) -> None:
+        """GeoParquet 1.1 in CRS84 (lon/lat), with this file's id on every row."""
+        out = frame.set_crs(CRS84, allow_override=True)
+        if FILE_ID_COLUMN not in out.columns:
+            out.insert(0, FILE_ID_COLUMN, self.file_id)
+        self.storage.write_geoparquet(table, self.file_id, out)
+
     def standardize(self) -> StandardResult:
-        """Map to the standard schema; the GeoParquet is written only for a supported operation type."""
+        """Map to the standard schema, clean up invalid points, apply the unit system, write GeoParquet
+        (and the polygon output when enabled). Nothing is written for a file that fails its gate."""
+        config = self.config
         result = standardize(self.load_raw())
         changes: dict[str, Any] = {"operationType": result.operation_type,
                                    "originalOperationType": result.original_operation_type,
-                                   "notes": result.notes, "evidence": result.evidence}
-        if result.frame is not None:
-            frame: gpd.GeoDataFrame = result.frame
-            frame.insert(0, FILE_ID_COLUMN, self.file_id)
-            self.storage.write_geoparquet("standard", self.file_id, frame)
+                                   "evidence": result.evidence, "pointCount": 0}
+        result.missing = [p for p in result.missing if not _optional(config, result.operation_type, p)]
+        if result.frame is not None and self.schema_failure(result) is None:
+            frame = result.frame
+            if config["cleanupStandardGeojson"]:
+                keep = cleanup_mask(frame, config["cleanupRules"])
+                result.notes.append(f"cleanup kept {int(keep.sum())} of {len(frame)} points")
+                frame = frame[keep].reset_index(drop=True)
+                if len(frame) == 0:
+                    result.cleaned_out = True
+            frame, result.units = convert_frame(frame, result.units, config["unitMeasurement"])
+            result.frame = frame
+            if len(frame):
+                self.write_points("standard", frame)
+                if config["enablePolygonOutput"]:
+                    polygons = gpd.GeoDataFrame(frame.drop(columns="geometry"), crs=frame.crs,
+                                                geometry=point_rectangles(frame, result.units).to_numpy())
+                    self.write_points("polygons", polygons[polygons.geometry.notna()])
             stamps = frame["timestamp"].dropna()
             changes.update(
                 pointCount=len(frame), crops=[result.crop] if result.crop else [],
                 varieties=sorted(frame["variety"].dropna().astype(str).unique().tolist()) if "variety" in frame else [],
-                units=result.units, missingProperties=result.missing,
+                units=result.units, unitMeasurement=config["unitMeasurement"], missingProperties=result.missing,
                 startTime=format_utc(stamps.min()) if len(stamps) else None,
                 endTime=format_utc(stamps.max()) if len(stamps) else None,
             )
+        changes["notes"] = result.notes
         self.update(**changes)
         return result
+
+    def load_standard(self) -> tuple[gpd.GeoDataFrame, dict[str, str]]:
+        return self.storage.read_geoparquet("standard", self.file_id), self.record.get("units", {})
+
+    def filter(self) -> gpd.GeoDataFrame:
+        """filteredGeojson: standard points at 0.5 m/s or faster, and for harvest without yield outliers."""
+        config = self.config
+        frame, units = self.load_standard()
+        keep = filtered_mask(frame, units, remove_outliers=config["operationsRemoveOutliers"],
+                             outliers_limit=float(config["operationsOutliersLimit"]))
+        filtered = frame[keep].reset_index(drop=True)
+        self.write_points("filtered", filtered)
+        self.update(filteredPointCount=len(filtered))
+        return filtered
+
+    def write_units(self) -> dict[str, str]:
+        """The flat property -> unit map of the standard output."""
+        frame, units = self.load_standard()
+        units = {k: v for k, v in units.items() if k in frame.columns}
+        self.storage.write_record("units", self.file_id, [{"fileId": self.file_id, "property": k, "unit": v}
+                                                          for k, v in units.items()])
+        return units
+
+    def summarize(self) -> tuple[dict[str, Any], bytes | None]:
+        """The summary Feature (coverage from the point rectangles) and a small map thumbnail PNG."""
+        frame, units = self.load_standard()
+        frame = frame.drop(columns=[FILE_ID_COLUMN])
+        crs = metric_crs(frame)
+        rectangles = point_rectangles(frame, units, crs).to_crs(crs)
+        geometry, area, thumbnail = MultiPolygon(), 0.0, None
+        if rectangles.notna().any():
+            grid = grid_for(rectangles[rectangles.notna()])
+            index = burn_index(rectangles, grid)
+            area = float((index >= 0).sum()) * grid.pixel_area
+            geometry = to_wgs84(covered_polygon(index, grid).simplify(grid.resolution / 2), crs)
+            column = _thumbnail_property(frame)
+            if column:
+                rgba, _, _ = render(frame[column].to_numpy(dtype=float), index)
+                thumbnail = png_bytes(rgba, max_side=320)
+        record = self.record
+        summary = build_summary(frame, units, record, geometry, area,
+                                original_operation_data=self.config["originalOperationData"])
+        self.storage.write_record("summaries", self.file_id, {
+            "fileId": self.file_id, "operationType": record.get("operationType"),
+            "startTime": summary["properties"]["startTime"], "endTime": summary["properties"]["endTime"],
+            "summary": summary})
+        self.update(summary=summary["properties"])
+        return summary, thumbnail
+
+    def render_images(self) -> list[dict[str, Any]]:
+        """propertiesPNGs from the filtered points (the standard ones when the filter left none)."""
+        filtered = self.storage.read_geoparquet("filtered", self.file_id)
+        frame = filtered if len(filtered) else self.storage.read_geoparquet("standard", self.file_id)
+        frame = frame.drop(columns=[FILE_ID_COLUMN])
+        units = self.record.get("units", {})
+        folder = self.storage.images_dir(self.file_id)
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        crs = metric_crs(frame)
+        rectangles = point_rectangles(frame, units, crs).to_crs(crs)
+        images: list[dict[str, Any]] = []
+        if not rectangles.notna().any():
+            self.storage.write_record("images", self.file_id, images)
+            return images
+        grid = grid_for(rectangles[rectangles.notna()])
+        index = burn_index(rectangles, grid)
+        sidecar = aux_xml(grid)
+        for column in numeric_properties(frame):
+            rgba, low, high = render(frame[column].to_numpy(dtype=float), index)
+            path = folder / f"{column}.png"
+            with self.storage.atomic_path(path) as tmp:
+                tmp.write_bytes(png_bytes(rgba))
+            path.with_name(path.name + ".aux.xml").write_text(sidecar)
+            images.append({"fileId": self.file_id, "property": column, "ramp": RAMP, "min": low, "max": high,
+                           "unit": units.get(column), "path": str(path.relative_to(self.storage.root)),
+                           "width": grid.width, "height": grid.height, "resolution": grid.resolution})
+        self.storage.write_record("images", self.file_id, images)
+        return images
+
+    def zip_images(self) -> Path:
+        images = self.storage.read_record("images", self.file_id) or []
+        target = self.storage.images_dir(self.file_id) / "images.zip"
+        with self.storage.atomic_path(target) as tmp:
+            zip_images([self.storage.root / image["path"] for image in images], tmp)
+        return target
 
     @staticmethod
     def schema_failure(result: StandardResult) -> str | None:
@@ -101,4 +226,33 @@ class FileSteps:
             return f"unsupported operation type: {result.operation_type}"
         if result.missing:
             return f"missing required properties: {', '.join(result.missing)}"
+        if result.cleaned_out:
+            return NO_POINTS
         return None
+
+
+def numeric_properties(frame: gpd.GeoDataFrame) -> list[str]:
+    """Properties that get an image: every numeric column with at least one value."""
+    return [c for c in frame.columns if c != "geometry" and pd.api.types.is_numeric_dtype(frame[c])
+            and not pd.api.types.is_bool_dtype(frame[c]) and frame[c].notna().any()]
+
+
+def _thumbnail_property(frame: gpd.GeoDataFrame) -> str | None:
+    for column in ("dryVolumePerArea", "wetMassPerArea", "dryMassPerArea", "seedRate", "appliedRate",
+                   "tillageDepthActual", "elevation"):
+        if column in frame.columns and frame[column].notna().any():
+            return column
+    return None
+
+
+def to_wgs84(polygon: Any, crs: Any) -> MultiPolygon:
+    shape = gpd.GeoSeries([polygon], crs=crs).to_crs(CRS84).iloc[0]
+    return MultiPolygon([shape]) if isinstance(shape, Polygon) else shape
+
+
+def _optional(config: dict[str, Any], operation: str, prop: str) -> bool:
+    """cropOptional / seedRateOptional make a required property optional for planted files."""
+    setting = {"crop": "cropOptional", "seedRate": "seedRateOptional"}.get(prop)
+    if setting is None or operation != "planted":
+        return False
+    return config[setting].get("standardGeoJson", {}).get("planted", {}).get(prop) == "optional"

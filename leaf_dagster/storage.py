@@ -6,6 +6,7 @@ The data directory is laid out so that each pipeline step owns one folder of per
     batches/<batch_id>/upload/      the stored upload
     batches/<batch_id>/extracted/   its safely extracted contents
     files/<file_id>/original/       the members that make up one machine file
+    files/<file_id>/images/         property PNGs (+ .aux.xml) and their zip
     lake/<table>/<id>.parquet|json  one output per file (or batch) and step
     leaf.duckdb                     SQL catalog of views over lake/
 
@@ -70,6 +71,9 @@ class Storage:
 
     def original_dir(self, file_id: str) -> Path:
         return self._inside("files", file_id, "original")
+
+    def images_dir(self, file_id: str) -> Path:
+        return self._inside("files", file_id, "images")
 
     def table_dir(self, table: str) -> Path:
         return self._inside("lake", table)

@@ -18,12 +18,22 @@ from leaf_dagster.defs.resources import LeafStorage
 from leaf_dagster.defs.sensors import inbox_sensor, machine_files_sensor
 from leaf_dagster.ingest.batch import batch_id_for
 from leaf_dagster.pipeline import process_upload
+from leaf_dagster.status import STEP_ORDER
 from leaf_dagster.storage import Storage
 
 from .conftest import REPO, make_zip
 
 MONTANA = "ofpe-msu-montana-jd-case/data-raw"
 JD_WHEAT_ZIP = "FarmerB Farms Inc.-FarmerB Family LLC-sec 1 west-Wheat (Hrd Rd Wtr)-1.zip"
+
+
+def jd_valid_points(zip_path: Path) -> int:
+    """Points of a John Deere yield export that pass Leaf's default cleanup, counted from the source."""
+    import pyogrio
+
+    src = pyogrio.read_dataframe(f"/vsizip/{zip_path}/{zip_path.stem}.shp")
+    valid = (src["Moisture"] > 0) & (src["Moisture"] < 100) & (src["WetMass"] > 0) & (src["DISTANCE"] * src["SWATHWIDTH"] > 0)
+    return int(valid.sum())
 
 
 def _settled(path: Path) -> Path:
@@ -45,8 +55,7 @@ def test_definitions_load() -> None:
     assert set(sensors) == {"inbox_sensor", "machine_files_sensor", "status_sensor"}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
     d.resolve_job_def("process_file")
-    assert {k.to_user_string() for k in d.resolve_asset_graph().get_all_asset_keys()} == {
-        "batch", "originalFile", "rawGeojson", "standardGeojson"}
+    assert {k.to_user_string() for k in d.resolve_asset_graph().get_all_asset_keys()} == {"batch", *STEP_ORDER}
 
 
 def test_inbox_sensor_new_same_again_and_restart(real: Path, storage: Storage, instance: dg.DagsterInstance) -> None:
@@ -121,7 +130,7 @@ def test_bad_files_fail_with_leaf_messages_and_the_rest_succeed(real: Path, stor
     assert set(files) == {stem, "broken", "field", "20190816.yld"}
 
     good = files[stem]
-    assert good["status"] == "processed" and good["pointCount"] == 18400
+    assert good["status"] == "processed" and good["pointCount"] == jd_valid_points(real / MONTANA / JD_WHEAT_ZIP)
     assert {s["status"] for s in good["steps"].values()} == {"processed"}
 
     broken = storage.read_record("files", files["broken"]["id"])
@@ -130,6 +139,7 @@ def test_bad_files_fail_with_leaf_messages_and_the_rest_succeed(real: Path, stor
     assert broken["steps"]["rawGeojson"]["message"] == "Failed to convert file on provider batch processing"
     assert "shapefile set 'broken' is missing its .dbf" in broken["steps"]["rawGeojson"]["details"]["reason"]
     assert broken["steps"]["standardGeojson"] == {"status": "skipped", "message": "skipped"}
+    assert broken["steps"]["zippedPNGs"] == {"status": "skipped", "message": "skipped"}
 
     assert files["field"]["steps"]["standardGeojson"] == {"status": "failed",
                                                           "message": "unsupported operation type: unknown"}
@@ -153,13 +163,13 @@ def test_missing_prj_lonlat_is_read_as_wgs84_and_projected_fails(real: Path, sto
         with zipfile.ZipFile(real / MONTANA / name) as zf:
             zf.extractall(src)
     lonlat, utm = JD_WHEAT_ZIP[:-4], "FarmerB_YE_YLD_2014_sec1west"
-    members = {f"lonlat{ext}": src / f"{lonlat}{ext}" for ext in (".shp", ".shx", ".dbf")}
+    members = {f"{lonlat}{ext}": src / f"{lonlat}{ext}" for ext in (".shp", ".shx", ".dbf")}
     members.update({f"utm{ext}": src / f"{utm}{ext}" for ext in (".shp", ".shx", ".dbf")})
     result = process_upload(make_zip(tmp_path / "noprj.zip", members), storage, instance,
                             leaf_user_id="g", provider="Other")
     files = _statuses(result)
-    assert files["lonlat"]["status"] == "processed"
-    record = storage.read_record("files", files["lonlat"]["id"])
+    assert files[lonlat]["status"] == "processed"
+    record = storage.read_record("files", files[lonlat]["id"])
     assert any("read as WGS84" in note for note in record["raw"]["notes"])
     failed = storage.read_record("files", files["utm"]["id"])["steps"]["rawGeojson"]
     assert failed["message"] == "Failed to convert file on provider batch processing"
@@ -236,18 +246,19 @@ def test_cli_process_json_sql_and_status(real: Path, tmp_path: Path) -> None:
     out = json.loads(done.stdout)
     assert out["batch"]["status"] == "PROCESSED" and out["batch"]["leafUserId"] == "grower-9"
     (file,) = out["files"]
-    assert file["operationType"] == "harvested" and file["status"] == "processed" and file["pointCount"] == 18400
-    assert file["steps"] == {s: {"status": "processed", "message": "ok"}
-                             for s in ("originalFile", "rawGeojson", "standardGeojson")}
+    valid = jd_valid_points(real / MONTANA / JD_WHEAT_ZIP)
+    assert file["operationType"] == "harvested" and file["status"] == "processed" and file["pointCount"] == valid
+    assert file["steps"] == {s: {"status": "processed", "message": "ok"} for s in STEP_ORDER}
 
     status = _cli("files", "status", file["id"], "--json", data=data)
     assert json.loads(status.stdout) == file["steps"]
     import pyogrio
 
     source = pyogrio.read_dataframe(f"/vsizip/{real / MONTANA / JD_WHEAT_ZIP}/{JD_WHEAT_ZIP[:-4]}.shp")
+    wet = source.loc[(source["WetMass"] > 0) & (source["DISTANCE"] > 0), "WetMass"]
     sql = _cli("sql", "select count(*) as n, avg(wetMassPerArea) as w from standard_points", "--json", data=data)
-    assert json.loads(sql.stdout) == [{"n": 18400, "w": pytest.approx(source["WetMass"].mean(), rel=1e-9)}]
+    assert json.loads(sql.stdout) == [{"n": valid, "w": pytest.approx(wet.mean(), rel=1e-9)}]
     table = _cli("process", str(real / MONTANA / JD_WHEAT_ZIP), "--leaf-user-id", "g", "--provider", "JohnDeere", data=tmp_path / "d2")
-    assert "harvested" in table.stdout and "18400" in table.stdout and "extracting" in table.stderr
+    assert "harvested" in table.stdout and str(valid) in table.stdout and "extracting" in table.stderr
     bad = _cli("sql", "select nope from files", data=data)
     assert bad.returncode == 1 and bad.stderr.startswith("SQL error:")

@@ -40,6 +40,7 @@ class StandardResult:
     notes: list[str] = field(default_factory=list)
     mapping: dict[str, str] = field(default_factory=dict)
     evidence: str = ""
+    cleaned_out: bool = False
 
     @property
     def supported(self) -> bool:

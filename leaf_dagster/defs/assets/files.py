@@ -1,9 +1,13 @@
-"""The per-file steps, named as Leaf names them: originalFile -> rawGeojson -> standardGeojson.
+"""The per-file steps, named as Leaf names them:
+
+    originalFile -> rawGeojson -> standardGeojson -> filteredGeojson -> propertiesPNGs -> zippedPNGs
+                                                  -> summary, units
 
 Each step reads what the previous one stored through the storage resource and writes its own output
 (GeoParquet per file and step), so steps can be re-run one at a time from the UI.
 """
 
+import base64
 
 import dagster as dg
 
@@ -66,3 +70,52 @@ def standard_geojson(context: dg.AssetExecutionContext, storage: LeafStorage):
     yield dg.MaterializeResult(metadata=metadata)
     yield gate("standard_schema", FileSteps.schema_failure(result), evidence=result.evidence,
                missing=", ".join(result.missing) or None)
+
+
+@dg.asset(key="filteredGeojson", deps=["standardGeojson"], partitions_def=machine_files, group_name=GROUP,
+          kinds={"geoparquet"})
+def filtered_geojson(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.MaterializeResult:
+    """Standard points without slow points (< 0.5 m/s) and, for harvest, yield outliers (config)."""
+    steps = FileSteps(storage.store(), context.partition_key)
+    filtered = steps.filter()
+    total = steps.record.get("pointCount", 0)
+    return dg.MaterializeResult(metadata={"point_count": len(filtered), "removed": total - len(filtered),
+                                          "preview": preview(filtered)})
+
+
+@dg.asset(key="units", deps=["standardGeojson"], partitions_def=machine_files, group_name=GROUP, kinds={"json"})
+def units(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.MaterializeResult:
+    """Leaf's flat property -> unit map of the file's standard output."""
+    mapping = FileSteps(storage.store(), context.partition_key).write_units()
+    return dg.MaterializeResult(metadata={"units": dg.MetadataValue.json(mapping)})
+
+
+@dg.asset(key="summary", deps=["standardGeojson"], partitions_def=machine_files, group_name=GROUP, kinds={"json"})
+def summary(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.MaterializeResult:
+    """Leaf's summary Feature: coverage MultiPolygon, statistics and totals; a map thumbnail in the UI."""
+    feature, thumbnail = FileSteps(storage.store(), context.partition_key).summarize()
+    props = feature["properties"]
+    figures = {k: v for k, v in props.items() if k.startswith("total") or k == "coverageArea"}
+    metadata: dict = {"operation_type": props.get("operationType"), "crop": ", ".join(props.get("crop") or []) or "n/a",
+                      "start_time": props.get("startTime") or "n/a", "end_time": props.get("endTime") or "n/a",
+                      "key_figures": dg.MetadataValue.md("\n".join(
+                          f"- **{k}**: {v['value']:,.2f} {v['unit'] or ''}" for k, v in figures.items()
+                          if v and v.get("value") is not None))}
+    if thumbnail:
+        metadata["map"] = dg.MetadataValue.md(f"![coverage](data:image/png;base64,{base64.b64encode(thumbnail).decode()})")
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(key="propertiesPNGs", deps=["filteredGeojson"], partitions_def=machine_files, group_name=GROUP, kinds={"png"})
+def properties_pngs(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.MaterializeResult:
+    """One georeferenced PNG per numeric property, Leaf's colour ramp, about 1 m per pixel."""
+    images = FileSteps(storage.store(), context.partition_key).render_images()
+    return dg.MaterializeResult(metadata={"images": len(images), "properties": ", ".join(i["property"] for i in images),
+                                          "size_px": f"{images[0]['width']} x {images[0]['height']}" if images else "n/a"})
+
+
+@dg.asset(key="zippedPNGs", deps=["propertiesPNGs"], partitions_def=machine_files, group_name=GROUP, kinds={"zip"})
+def zipped_pngs(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.MaterializeResult:
+    """The property PNGs and their .aux.xml sidecars in one zip."""
+    path = FileSteps(storage.store(), context.partition_key).zip_images()
+    return dg.MaterializeResult(metadata={"path": str(path), "size_bytes": path.stat().st_size})

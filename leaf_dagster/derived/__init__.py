@@ -1,0 +1,1 @@
+"""Outputs derived from the standard points: filters, unit systems, geometry, summary, images."""

@@ -1,0 +1,73 @@
+"""Property images: one PNG per numeric property, Leaf's red-to-green ramp, georeferenced by .aux.xml.
+
+Pixels are 1 m on a grid in the file's UTM zone; each pixel takes the value of the point whose rectangle
+covers it, coloured from the property's minimum (0 %) to its maximum (100 %). Pixels no point covers
+and points without a value are transparent (`nv`).
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .raster import Grid
+
+RAMP: dict[str, list[int]] = {"0%": [200, 0, 0], "35%": [255, 40, 0], "45%": [255, 150, 0], "55%": [255, 240, 0],
+                              "65%": [0, 230, 0], "75%": [0, 190, 0], "100%": [0, 130, 0], "nv": [0, 0, 0, 0]}
+_STOPS = np.array([float(k[:-1]) / 100 for k in RAMP if k != "nv"])
+_COLOURS = np.array([v for k, v in RAMP.items() if k != "nv"], dtype=float)
+
+
+def colours(fraction: np.ndarray) -> np.ndarray:
+    """RGB (uint8) for fractions in [0, 1], interpolated between the ramp's stops."""
+    rgb = np.stack([np.interp(fraction, _STOPS, _COLOURS[:, c]) for c in range(3)], axis=-1)
+    return np.round(rgb).astype(np.uint8)
+
+
+def render(values: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """RGBA image of `values` (one per point) through the covering-point `index` raster."""
+    finite = np.isfinite(values)
+    rgba = np.zeros(index.shape + (4,), dtype=np.uint8)
+    if not finite.any():
+        return rgba, float("nan"), float("nan")
+    low, high = float(values[finite].min()), float(values[finite].max())
+    span = high - low
+    fraction = np.where(finite, (values - low) / span if span > 0 else 1.0, np.nan)
+    covered = index >= 0
+    pixel_fraction = np.full(index.shape, np.nan)
+    pixel_fraction[covered] = fraction[index[covered]]
+    has_value = np.isfinite(pixel_fraction)
+    rgba[has_value, :3] = colours(pixel_fraction[has_value])
+    rgba[has_value, 3] = 255
+    return rgba, low, high
+
+
+def aux_xml(grid: Grid) -> str:
+    """GDAL PAM sidecar placing the PNG: spatial reference and geotransform."""
+    t = grid.transform
+    wkt = grid.crs.to_wkt().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return (f"<PAMDataset>\n  <SRS>{wkt}</SRS>\n"
+            f"  <GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}</GeoTransform>\n</PAMDataset>\n")
+
+
+def png_bytes(rgba: np.ndarray, max_side: int | None = None) -> bytes:
+    image = Image.fromarray(rgba, mode="RGBA")
+    if max_side and max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def zip_images(paths: list[Path], target: Path) -> None:
+    """The zippedPNGs bundle: every PNG with its .aux.xml."""
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in paths:
+            zf.write(path, path.name)
+            sidecar = path.with_name(path.name + ".aux.xml")
+            if sidecar.exists():
+                zf.write(sidecar, sidecar.name)

@@ -1,0 +1,379 @@
+"""Binary time logs (ISO 11783-10 "binary time log type 1"): TLGnnnnn.XML header + TLGnnnnn.BIN records.
+
+Layout (docs isoxml.md section 3.3): records are back to back, little-endian, no file header. Each record
+holds the header's "in binary" fields (TimeStart, then PTN A..I, each only when the header attribute is
+present and empty), one count byte n, then n pairs of (DLV index uint8, value int32). A DLV index is the
+position of the DLV in the header, so a record carries only the values that triggered; a missing value
+means "unchanged" and is forward-filled per column.
+
+The record length depends on the count byte, so record starts form a chain. `record_offsets` follows that
+chain for many speculative starting points at once with numpy (one cursor per 16 KiB chunk) and keeps
+the walks that fall in step with the true chain; chunks whose walk never does are re-walked one by one.
+Everything after the offsets is a handful of vectorised gathers.
+
+The decoder must survive any bytes: a truncated last record is dropped, a DLV index beyond the header is
+skipped and counted, and unreadable headers raise ReaderError, never anything else.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+import numpy as np
+
+from ..base import ReaderError
+
+# PTN attributes in record order: (attribute, field name, numpy dtype, size in bytes).
+PTN_FIELDS: tuple[tuple[str, str, str, int], ...] = (
+    ("A", "north", "<i4", 4), ("B", "east", "<i4", 4), ("C", "up", "<i4", 4), ("D", "status", "u1", 1),
+    ("E", "pdop", "<u2", 2), ("F", "hdop", "<u2", 2), ("G", "satellites", "u1", 1),
+    ("H", "gps_time", "<u4", 4), ("I", "gps_date", "<u2", 2),
+)
+_PTN_BY_ATTR = {attr: (name, dtype, size) for attr, name, dtype, size in PTN_FIELDS}
+# Raw units of the binary fields, used to turn a constant from the header into the raw integer.
+_PTN_FIXED_SCALE = {"north": Decimal(10) ** 7, "east": Decimal(10) ** 7, "pdop": Decimal(10), "hdop": Decimal(10)}
+MAX_DLVS = 256  # the DLV index in a record is one byte
+_CHUNK = 16 * 1024  # bytes per speculative cursor; must exceed the longest possible record (1,306 bytes)
+_MIN_PARALLEL = 256 * 1024  # below this a plain loop is as fast
+
+
+@dataclass(frozen=True)
+class DlvSpec:
+    """One DLV of a header: its index in records, DDI, device element, and constant value if any."""
+
+    index: int
+    ddi: int
+    element: str
+    fixed: int | None = None
+
+
+@dataclass(frozen=True)
+class TlgHeader:
+    """What a TLG header says is in each record and what is constant."""
+
+    name: str
+    time_in_binary: bool
+    ptn_binary: tuple[str, ...]  # PTN field names stored in every record, in record order
+    ptn_fixed: dict[str, int] = field(default_factory=dict)  # raw constants for fields not in the binary
+    dlvs: tuple[DlvSpec, ...] = ()
+    time_start: str | None = None  # TIM@A when it is a constant
+    time_type: int | None = None
+
+    @property
+    def fixed_size(self) -> int:
+        """Bytes before the DLV count byte."""
+        return (6 if self.time_in_binary else 0) + sum(_PTN_BY_ATTR[a][2] for a, n, _, _ in PTN_FIELDS
+                                                        if n in self.ptn_binary)
+
+    def with_all_ptn(self) -> TlgHeader:
+        """The same header with all nine PTN fields in the binary (what some v2/v3 writers do)."""
+        return TlgHeader(self.name, self.time_in_binary, tuple(n for _, n, _, _ in PTN_FIELDS), {}, self.dlvs,
+                         self.time_start, self.time_type)
+
+
+def _int(text: str, what: str, name: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ReaderError(name, f"{what} is not an integer: {text[:40]!r}") from None
+
+
+def _decimal(text: str, what: str, name: str) -> Decimal:
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise ReaderError(name, f"{what} is not a number: {text[:40]!r}") from None
+    if not value.is_finite():
+        raise ReaderError(name, f"{what} is not a finite number: {text[:40]!r}")
+    return value
+
+
+def parse_header(xml: bytes, name: str) -> TlgHeader:
+    """Parse a TLG header (root TIM). Raises ReaderError for anything that is not a usable header."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise ReaderError(name, f"time log header is not valid XML ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # e.g. characters expat refuses outright
+        raise ReaderError(name, f"time log header is not valid XML ({type(exc).__name__})") from None
+    if root.tag != "TIM":
+        raise ReaderError(name, f"time log header root is <{root.tag[:40]}>, not <TIM>")
+    start = root.get("A")
+    time_in_binary = start == ""
+    time_type = None
+    if root.get("D"):
+        time_type = _int(root.get("D", ""), "TIM D (type)", name)
+    ptn_binary: list[str] = []
+    ptn_fixed: dict[str, int] = {}
+    ptn = root.find("PTN")
+    if ptn is not None:
+        for attr, field_name, _, _ in PTN_FIELDS:
+            value = ptn.get(attr)
+            if value is None:
+                continue
+            if value == "":
+                ptn_binary.append(field_name)
+                continue
+            number = _decimal(value, f"PTN {attr}", name) * _PTN_FIXED_SCALE.get(field_name, Decimal(1))
+            ptn_fixed[field_name] = int(number.to_integral_value())
+    dlvs: list[DlvSpec] = []
+    for element in root.findall("DLV"):
+        ddi_text = element.get("A", "")
+        try:
+            ddi = int(ddi_text, 16)
+        except ValueError:
+            raise ReaderError(name, f"DLV A (DDI) is not hexadecimal: {ddi_text[:40]!r}") from None
+        if not 0 <= ddi <= 0xFFFF:
+            raise ReaderError(name, f"DLV A (DDI) is out of range: {ddi_text[:40]!r}")
+        value = element.get("B")
+        fixed = None if value in (None, "") else _int(value, "DLV B (value)", name)
+        if fixed is not None and not -(2**31) <= fixed < 2**31:
+            raise ReaderError(name, f"DLV B (value) does not fit 32 bits: {value[:40]!r}")
+        dlvs.append(DlvSpec(len(dlvs), ddi, element.get("C", ""), fixed))
+    return TlgHeader(name, time_in_binary, tuple(ptn_binary), ptn_fixed, tuple(dlvs), start or None, time_type)
+
+
+def _offsets_sequential(data: np.ndarray, fixed: int, start: int, stop: int) -> tuple[list[int], int]:
+    """Record starts in [start, stop) following the chain from `start`; returns them and the next start."""
+    raw = data.tobytes() if stop - start > 4096 else None
+    size = len(data)
+    step = fixed + 1
+    out: list[int] = []
+    append = out.append
+    pos = start
+    if raw is not None:
+        while pos < stop and pos + fixed < size:
+            append(pos)
+            pos += step + 5 * raw[pos + fixed]
+    else:
+        while pos < stop and pos + fixed < size:
+            append(pos)
+            pos += step + 5 * int(data[pos + fixed])
+    if pos < stop:  # the count byte of the record at `pos` is missing: past the end
+        pos = size + 1
+    return out, pos
+
+
+def record_offsets(data: np.ndarray, fixed: int) -> np.ndarray:
+    """Start offset of every complete record (a truncated last record is left out)."""
+    size = len(data)
+    step = fixed + 1
+    if size < _MIN_PARALLEL or step < 7:
+        starts, _ = _offsets_sequential(data, fixed, 0, size)
+        offsets = np.asarray(starts, dtype=np.int64)
+    else:
+        offsets = _offsets_parallel(data, fixed)
+    if len(offsets):
+        last = int(offsets[-1])
+        if last + fixed >= size or last + step + 5 * int(data[last + fixed]) > size:
+            offsets = offsets[:-1]
+    return offsets
+
+
+def _offsets_parallel(data: np.ndarray, fixed: int) -> np.ndarray:
+    size = len(data)
+    step = fixed + 1
+    count = -(-size // _CHUNK)
+    bounds = np.arange(count + 1, dtype=np.int64) * _CHUNK
+    bounds[-1] = size
+    limit = bounds[1:]
+    cur = bounds[:-1].copy()
+    max_steps = _CHUNK // step + 2
+    visits = np.full((max_steps, count), -1, dtype=np.int64)
+    last_index = size - 1
+    for row in range(max_steps):
+        active = cur < limit
+        if not active.any():
+            visits = visits[:row]
+            break
+        visits[row] = np.where(active, cur, -1)
+        count_at = cur + fixed
+        inside = count_at < size
+        nxt = cur + step + 5 * data[np.minimum(count_at, last_index)].astype(np.int64)
+        nxt[~inside] = size + 1
+        cur = np.where(active, nxt, cur)
+    else:  # cannot happen with _CHUNK // step + 2 rows; kept as a guard against an endless walk
+        return np.asarray(_offsets_sequential(data, fixed, 0, size)[0], dtype=np.int64)
+    ends = cur  # where each speculative walk left its chunk
+    flat = visits.T.ravel()
+    chunk_of = np.repeat(np.arange(count), visits.shape[0])
+    keep = flat >= 0
+    flat, chunk_of = flat[keep], chunk_of[keep]  # sorted: chunks are disjoint and walks move forward
+    first = np.searchsorted(chunk_of, np.arange(count + 1))
+    true_start = np.empty(count, dtype=np.int64)
+    true_start[0] = 0
+    true_start[1:] = ends[:-1]
+    found = np.searchsorted(flat, true_start)
+    in_walk = (found < len(flat)) & (flat[np.minimum(found, len(flat) - 1)] == true_start)
+    if bool(in_walk.all()):
+        return flat[flat >= true_start[chunk_of]]
+    # Some walk never fell in step with the true chain: resolve chunk by chunk from the start.
+    pieces: list[np.ndarray] = []
+    start = 0
+    for k in range(count):
+        lo, hi = first[k], first[k + 1]
+        segment = flat[lo:hi]
+        j = int(np.searchsorted(segment, start))
+        if start >= size:
+            break
+        if j < len(segment) and segment[j] == start:
+            pieces.append(segment[j:])
+            start = int(ends[k])
+        else:
+            found_starts, start = _offsets_sequential(data, fixed, start, int(limit[k]))
+            pieces.append(np.asarray(found_starts, dtype=np.int64))
+    return np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int64)
+
+
+@dataclass
+class TlgData:
+    """Decoded records of one time log: fixed fields per record, and DLV entries as flat arrays."""
+
+    header: TlgHeader
+    count: int
+    time_ms: np.ndarray | None
+    time_days: np.ndarray | None
+    ptn: dict[str, np.ndarray]
+    entry_record: np.ndarray  # record index of each DLV entry
+    entry_dlv: np.ndarray  # DLV index (position in header)
+    entry_value: np.ndarray  # raw int32 value
+    trailing_bytes: int = 0  # bytes of a truncated last record, dropped
+    bad_entries: int = 0  # entries whose DLV index is beyond the header, skipped
+    _groups: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _grouped(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._groups is None:
+            order = np.argsort(self.entry_dlv, kind="stable")
+            bounds = np.searchsorted(self.entry_dlv[order], np.arange(MAX_DLVS + 1))
+            self._groups = (order, bounds)
+        return self._groups
+
+    def entries(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(record indices, raw values) where DLV `index` was logged, in record order."""
+        order, bounds = self._grouped()
+        if not 0 <= index < MAX_DLVS:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32)
+        pick = order[bounds[index]:bounds[index + 1]]
+        return self.entry_record[pick], self.entry_value[pick]
+
+    def logged(self, index: int) -> int:
+        """How many records carry DLV `index` in the binary."""
+        order, bounds = self._grouped()
+        return int(bounds[index + 1] - bounds[index]) if 0 <= index < MAX_DLVS else 0
+
+    def column(self, index: int, fill: bool = True) -> np.ndarray:
+        """Raw values of DLV `index` per record as float (NaN before its first value); a constant from the
+        header fills every record. With fill, a record without the value repeats the last one."""
+        spec = self.header.dlvs[index] if index < len(self.header.dlvs) else None
+        if spec is not None and spec.fixed is not None:
+            return np.full(self.count, float(spec.fixed))
+        values = np.full(self.count, np.nan)
+        records, raw = self.entries(index)
+        values[records] = raw
+        if fill and len(records):
+            seen = np.where(np.isnan(values), 0, np.arange(self.count))
+            np.maximum.accumulate(seen, out=seen)
+            filled = values[seen]
+            filled[: int(records.min())] = np.nan
+            return filled
+        return values
+
+
+def _gather(data: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """`width` bytes from each start, as an (n, width) uint8 array."""
+    if width == 0 or len(starts) == 0 or len(data) < width:
+        return np.zeros((len(starts), width), dtype=np.uint8)
+    # rows of a sliding window are copied whole: far cheaper than one index per byte
+    return np.lib.stride_tricks.sliding_window_view(data, width)[starts]
+
+
+def decode(header: TlgHeader, binary: bytes | bytearray | memoryview | np.ndarray) -> TlgData:
+    """Decode a TLG binary with its header. Never raises for any input bytes."""
+    data = np.frombuffer(binary, dtype=np.uint8) if not isinstance(binary, np.ndarray) else binary.astype(np.uint8, copy=False)
+    fixed = header.fixed_size
+    offsets = record_offsets(data, fixed)
+    n = len(offsets)
+    consumed = 0
+    if n:
+        last = int(offsets[-1])
+        consumed = last + fixed + 1 + 5 * int(data[last + fixed])
+    trailing = len(data) - consumed
+    block = _gather(data, offsets, fixed + 1)
+    names: list[str] = []
+    formats: list[str] = []
+    positions: list[int] = []
+    pos = 0
+    if header.time_in_binary:
+        names += ["time_ms", "time_days"]
+        formats += ["<u4", "<u2"]
+        positions += [0, 4]
+        pos = 6
+    for _, field_name, dtype, size in PTN_FIELDS:
+        if field_name in header.ptn_binary:
+            names.append(field_name)
+            formats.append(dtype)
+            positions.append(pos)
+            pos += size
+    names.append("dlv_count")
+    formats.append("u1")
+    positions.append(pos)
+    record_type = np.dtype({"names": names, "formats": formats, "offsets": positions, "itemsize": fixed + 1})
+    records = np.ascontiguousarray(block).view(record_type).reshape(n)
+    counts = records["dlv_count"].astype(np.int64)
+    total = int(counts.sum())
+    entry_record = np.repeat(np.arange(n, dtype=np.int64), counts)
+    if total:
+        first_entry = np.cumsum(counts) - counts
+        within = np.arange(total, dtype=np.int64) - np.repeat(first_entry, counts)
+        entry_start = np.repeat(offsets + fixed + 1, counts) + 5 * within
+        pairs = np.ascontiguousarray(_gather(data, entry_start, 5))
+        entry_dlv = pairs[:, 0].copy()
+        entry_value = pairs[:, 1:].copy().view("<i4").reshape(total)
+    else:
+        entry_dlv = np.empty(0, dtype=np.uint8)
+        entry_value = np.empty(0, dtype=np.int32)
+    bad = entry_dlv >= len(header.dlvs)
+    bad_entries = int(bad.sum())
+    if bad_entries:
+        keep = ~bad
+        entry_record, entry_dlv, entry_value = entry_record[keep], entry_dlv[keep], entry_value[keep]
+    ptn = {name: np.asarray(records[name]) for name in names if name not in ("time_ms", "time_days", "dlv_count")}
+    return TlgData(
+        header=header, count=n,
+        time_ms=np.asarray(records["time_ms"]) if header.time_in_binary else None,
+        time_days=np.asarray(records["time_days"]) if header.time_in_binary else None,
+        ptn=ptn, entry_record=entry_record, entry_dlv=entry_dlv, entry_value=entry_value,
+        trailing_bytes=trailing, bad_entries=bad_entries,
+    )
+
+
+def _plausible(decoded: TlgData) -> bool:
+    """The layout reads the whole file and its first records share a plausible day."""
+    if decoded.count == 0 or decoded.trailing_bytes:
+        return False
+    days = decoded.time_days if decoded.time_days is not None else decoded.ptn.get("gps_date")
+    if days is None:
+        return True
+    head = days[:2].astype(np.int64)
+    return bool(3650 <= head[0] <= 50000 and (len(head) < 2 or abs(int(head[1]) - int(head[0])) <= 1))
+
+
+def decode_log(header: TlgHeader, binary: bytes, version_major: int | None = None) -> tuple[TlgData, list[str]]:
+    """Decode with the header's layout; for v2/v3 data whose layout does not fit, try all nine PTN fields
+    (some old writers store them whatever the header says). Returns the data and notes."""
+    decoded = decode(header, binary)
+    notes: list[str] = []
+    if version_major is not None and version_major < 4 and len(header.ptn_binary) < len(PTN_FIELDS) \
+            and not _plausible(decoded):
+        alternative = decode(header.with_all_ptn(), binary)
+        if _plausible(alternative):
+            notes.append(f"{header.name}: records carry all nine position fields although the header lists "
+                         f"{len(header.ptn_binary)}; read as written (an old-writer habit)")
+            decoded = alternative
+    if decoded.trailing_bytes:
+        notes.append(f"{header.name}: a truncated last record ({decoded.trailing_bytes} bytes) was dropped")
+    if decoded.bad_entries:
+        notes.append(f"{header.name}: {decoded.bad_entries} values name a DLV index beyond the header and were skipped")
+    return decoded, notes
