@@ -41,7 +41,7 @@ def process_upload(upload: Path, storage: Storage, instance: DagsterInstance, *,
                    provider: str | None = None, progress: Progress = lambda _: None) -> dict[str, Any]:
     """Register, extract and process one zip; returns {"batch": ..., "files": [...]} as Leaf objects."""
     definitions = load_definitions(storage)
-    batch_id = batch_id_for(upload)
+    batch_id = batch_id_for(upload, leaf_user_id, provider)
     new_batch(storage, batch_id, upload, leaf_user_id, provider, move=False)
     instance.add_dynamic_partitions("batches", [batch_id])
     progress(f"batch {batch_id}: extracting {upload.name}")

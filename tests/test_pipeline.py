@@ -69,7 +69,7 @@ def test_inbox_sensor_new_same_again_and_restart(real: Path, storage: Storage, i
 
     first = inbox_sensor(_sensor_context(instance, storage))
     assert isinstance(first, dg.SensorResult)
-    batch_id = batch_id_for(upload)
+    batch_id = batch_id_for(upload, "grower-7", "JohnDeere")
     assert [r.partition_key for r in first.run_requests] == [batch_id]  # the unsettled upload waits
     assert first.run_requests[0].run_key == batch_id
     assert first.dynamic_partitions_requests[0].partition_keys == [batch_id]

@@ -32,10 +32,10 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: LeafStorage):
     for upload in sorted(store.inbox.glob("*.zip")):
         if upload.name.startswith(".") or now - upload.stat().st_mtime < SETTLE_SECONDS:
             continue
-        batch_id = batch_id_for(upload)
+        meta = read_sidecar(upload)
+        batch_id = batch_id_for(upload, meta.get("leafUserId"), meta.get("provider"))
         if context.instance.has_dynamic_partition(batches.name, batch_id) or batch_id in new_keys:
             continue
-        meta = read_sidecar(upload)
         record = new_batch(store, batch_id, upload, meta.get("leafUserId"), meta.get("provider"), meta.get("fileFormat"))
         new_keys.append(batch_id)
         requests.append(dg.RunRequest(run_key=batch_id, partition_key=batch_id,

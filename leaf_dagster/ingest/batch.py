@@ -33,10 +33,11 @@ def utc_now() -> str:
     return format_utc(pd.Timestamp(datetime.now(timezone.utc)))  # type: ignore[return-value]
 
 
-def batch_id_for(upload: Path) -> str:
-    """Stable id of an inbox upload: the same file seen on many sensor ticks maps to one batch."""
+def batch_id_for(upload: Path, leaf_user_id: str | None = None, provider: str | None = None) -> str:
+    """Stable id of an upload: the same file seen on many sensor ticks maps to one batch, while the same
+    file uploaded for another Leaf user or provider is another batch."""
     stat = upload.stat()
-    return str(uuid.uuid5(NAMESPACE, f"{upload.name}|{stat.st_size}|{stat.st_mtime_ns}"))
+    return str(uuid.uuid5(NAMESPACE, f"{upload.name}|{stat.st_size}|{stat.st_mtime_ns}|{leaf_user_id}|{provider}"))
 
 
 def file_id_for(batch_id: str, relative_path: str) -> str:

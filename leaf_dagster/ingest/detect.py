@@ -105,11 +105,31 @@ def sniff_text(path: Path) -> str | None:
     return None
 
 
+ISOXML_FORMAT = "ISO11783"
+
+
+def _detect_isoxml(files: list[Path]) -> tuple[list[DetectedFile], set[Path]]:
+    """ISO 11783-10 TaskData: a TASKDATA.XML (any case, in a folder of any name) whose root element is
+    ISO11783_TaskData. Every file in its folder belongs to it (time logs, XFR externals, grids, vendor
+    extras), and each task x operation type becomes one machine file."""
+    from ..readers.isoxml import detect_tasks, is_taskdata  # imported here: the readers import this module
+
+    found: list[DetectedFile] = []
+    claimed: set[Path] = set()
+    for primary in files:
+        if primary.name.upper() != "TASKDATA.XML" or not is_taskdata(primary):
+            continue
+        members = [p for p in files if p.parent == primary.parent]
+        claimed.update(members)
+        for layer, name in detect_tasks(primary, members):
+            found.append(DetectedFile(name, ISOXML_FORMAT, primary, members, layer=layer))
+    return found, claimed
+
+
 def detect_machine_files(root: Path) -> list[DetectedFile]:
     """Every machine file under `root`, in a stable order."""
     files = sorted(p for p in root.rglob("*") if p.is_file() and not _is_junk(p.relative_to(root)))
-    found: list[DetectedFile] = []
-    claimed: set[Path] = set()
+    found, claimed = _detect_isoxml(files)
 
     for path in files:
         rel = path.relative_to(root).as_posix().lower()
