@@ -39,6 +39,9 @@ DEFAULTS: dict[str, Any] = {
     "operationsRemoveOutliers": True,
     "operationsOutliersLimit": 3,
     "originalOperationData": True,
+    "splitOperationsByField": True,
+    "enableOutsideFieldGeojson": False,
+    "fieldsAttachIntersection": 0.01,
     "cropOptional": {"standardGeoJson": {"planted": {"crop": "required"}}},
     "seedRateOptional": {"standardGeoJson": {"planted": {"seedRate": "required"}}},
 }

@@ -22,11 +22,14 @@ from .derived.images import RAMP, aux_xml, png_bytes, render, zip_images
 from .derived.raster import burn_index, covered_polygon, grid_for
 from .derived.summary import build_summary
 from .derived.unit_systems import convert_frame
+from . import merge
+from .fields import match_file
 from .ingest.batch import link_members, utc_now
 from .ingest.detect import DetectedFile
 from .readers import ReaderError, SourceTable, read_machine_file
 from .standard.standardize import StandardResult, standardize
 from .standard.times import format_utc
+from .standard.units import convert
 from .storage import Storage
 
 FILE_ID_COLUMN = "file_id"
@@ -53,7 +56,7 @@ class FileSteps:
 
     def store_original(self) -> tuple[dict[str, Any], list[Path]]:
         record = self.record
-        placed = link_members(self.storage, record)
+        placed = [] if record.get("origin") == "merged" else link_members(self.storage, record)
         return record, placed
 
     def _detected(self, record: dict[str, Any]) -> DetectedFile:
@@ -65,6 +68,13 @@ class FileSteps:
     def read_raw(self) -> SourceTable:
         """Read the source and store raw GeoParquet; raises ReaderError for unreadable input."""
         record = self.record
+        if record.get("origin") == "merged":
+            frame = pd.concat(merge.source_points(self.storage, record, "raw"), ignore_index=True)
+            source = SourceTable(frame=gpd.GeoDataFrame(frame, geometry="geometry", crs=CRS84), dialect="MERGED",
+                                 notes=[f"raw records of {len(record['sources'])} merged files"])
+            self.write_points("raw", source.frame)
+            self.update(raw={"dialect": "MERGED", "notes": source.notes, "recordCount": source.point_count})
+            return source
         try:
             source = read_machine_file(self._detected(record))
         except ReaderError:
@@ -100,7 +110,15 @@ class FileSteps:
         """Map to the standard schema, clean up invalid points, apply the unit system, write GeoParquet
         (and the polygon output when enabled). Nothing is written for a file that fails its gate."""
         config = self.config
-        result = standardize(self.load_raw())
+        record = self.record
+        if record.get("origin") == "merged":
+            frame, units = merge.combine(merge.source_points(self.storage, record, "standard"),
+                                         merge.source_units(self.storage, record))
+            crops = sorted(frame["crop"].dropna().astype(str).unique()) if "crop" in frame.columns else []
+            result = StandardResult(record["operationType"], None, frame=frame, units=units,
+                                    crop=",".join(crops) or None, evidence="merged from " + ", ".join(record["sources"]))
+        else:
+            result = standardize(self.load_raw())
         changes: dict[str, Any] = {"operationType": result.operation_type,
                                    "originalOperationType": result.original_operation_type,
                                    "evidence": result.evidence, "pointCount": 0}
@@ -178,7 +196,9 @@ class FileSteps:
             "fileId": self.file_id, "operationType": record.get("operationType"),
             "startTime": summary["properties"]["startTime"], "endTime": summary["properties"]["endTime"],
             "summary": summary})
-        self.update(summary=summary["properties"])
+        worked = float(convert(frame["area"].sum(), units.get("area", "m2"), "m2")) if "area" in frame.columns else None
+        self.update(summary=summary["properties"], areaM2=worked)
+        match_file(self.storage, self.file_id)
         return summary, thumbnail
 
     def render_images(self) -> list[dict[str, Any]]:

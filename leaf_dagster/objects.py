@@ -8,9 +8,10 @@ from .status import status_object
 
 FILE_KEYS = ["id", "batchId", "leafUserId", "apiOwnerUsername", "provider", "fileName", "fileFormat", "origin",
              "status", "operationType", "originalOperationType", "createdTime", "updatedTime", "sizeInBytes",
-             "startTime", "endTime", "crops", "varieties", "fields", "sources", "pointCount"]
+             "startTime", "endTime", "crops", "varieties", "fields", "sources", "pointCount", "organizationId",
+             "providerFileId"]
 BATCH_KEYS = ["id", "leafUserId", "fileName", "size", "provider", "status", "uploadTimestamp", "leafFiles",
-              "statusDetails"]
+              "statusDetails", "processedTimestamp"]
 
 
 def file_object(record: dict[str, Any]) -> dict[str, Any]:
@@ -23,3 +24,22 @@ def file_object(record: dict[str, Any]) -> dict[str, Any]:
 
 def batch_object(record: dict[str, Any]) -> dict[str, Any]:
     return {k: record.get(k) for k in BATCH_KEYS}
+
+
+def batch_status(storage: Any, batch: dict[str, Any]) -> dict[str, Any]:
+    """Leaf's GET /batch/{id}/status: files grouped as converted, processing and failed (by failing step)."""
+    out: dict[str, Any] = {"converted": {"leafFiles": []}, "processing": {"leafFiles": []}, "failed": {}}
+    for file_id in batch.get("leafFiles", []):
+        record = storage.read_record("files", file_id) or {}
+        status = record.get("status", "processing")
+        if status == "processed":
+            out["converted"]["leafFiles"].append(file_id)
+        elif status == "failed":
+            step, detail = next((k, v) for k, v in (record.get("steps") or {}).items() if v["status"] == "failed")
+            group = out["failed"].setdefault(step, {"leafFiles": [], "status": "failed", "message": detail["message"],
+                                                    "messages": {}})
+            group["leafFiles"].append(file_id)
+            group["messages"][file_id] = detail["message"]
+        else:
+            out["processing"]["leafFiles"].append(file_id)
+    return out

@@ -14,10 +14,11 @@ from typing import Any
 import dagster as dg
 from dagster import DagsterInstance
 
+from . import merge
 from .catalog import refresh_catalog
 from .ingest.batch import batch_id_for, new_batch
 from .objects import batch_object, file_object
-from .status import BATCH_JOB, FILE_JOB, record_file_status
+from .status import BATCH_JOB, FILE_JOB, record_file_status, update_batch_status
 from .storage import DATA_DIR_ENV, Storage
 
 Progress = Callable[[str], None]
@@ -49,13 +50,42 @@ def process_upload(upload: Path, storage: Storage, instance: DagsterInstance, *,
         partition_key=batch_id, instance=instance, raise_on_error=False, tags={"leaf/batch_id": batch_id},
         run_config=QUIET)
     batch = storage.read_record("batches", batch_id) or {}
+    files = run_files(storage, instance, definitions, batch.get("leafFiles", []), progress)
+    return {"batch": batch_object(storage.read_record("batches", batch_id) or batch), "files": files}
+
+
+def run_files(storage: Storage, instance: DagsterInstance, definitions: dg.Definitions, file_ids: list[str],
+              progress: Progress = lambda _: None) -> list[dict[str, Any]]:
+    """One in-process run per file, its status recorded; returns the file objects."""
     file_job = definitions.resolve_job_def(FILE_JOB)
     files = []
-    for number, file_id in enumerate(batch.get("leafFiles", []), start=1):
+    for number, file_id in enumerate(file_ids, start=1):
         record = storage.read_record("files", file_id) or {}
-        progress(f"[{number}/{len(batch['leafFiles'])}] {record.get('fileFormat')} {record.get('fileName')}")
+        progress(f"[{number}/{len(file_ids)}] {record.get('fileFormat')} {record.get('fileName')}")
         file_job.execute_in_process(partition_key=file_id, instance=instance, raise_on_error=False, run_config=QUIET,
-                                    tags={"leaf/batch_id": batch_id, "leaf/file_name": str(record.get("fileName"))[:200]})
+                                    tags={"leaf/batch_id": str(record.get("batchId")),
+                                          "leaf/file_name": str(record.get("fileName"))[:200]})
         files.append(file_object(record_file_status(instance, storage, file_id) or record))
     refresh_catalog(storage)
+    return files
+
+
+def merge_files(storage: Storage, instance: DagsterInstance, ids: list[str]) -> dict[str, Any]:
+    """Validate, register (SENT_TO_MERGE) and process a merged file to completion."""
+    record = merge.create(storage, ids)
+    instance.add_dynamic_partitions("machine_files", [record["id"]])
+    (merged,) = run_files(storage, instance, load_definitions(storage), [record["id"]])
+    return merged
+
+
+def retry_batch(storage: Storage, instance: DagsterInstance, batch_id: str,
+                progress: Progress = lambda _: None) -> dict[str, Any]:
+    """Reprocess only the files of a batch that did not succeed; converted files are left alone."""
+    batch = storage.read_record("batches", batch_id)
+    if batch is None:
+        raise KeyError(f"batch {batch_id} not found")
+    storage.update_record("batches", batch_id, status="RECEIVED", statusDetails=None)
+    pending = [f for f in batch.get("leafFiles", []) if (storage.read_record("files", f) or {}).get("status") != "processed"]
+    files = run_files(storage, instance, load_definitions(storage), pending, progress)
+    update_batch_status(storage, batch_id)
     return {"batch": batch_object(storage.read_record("batches", batch_id) or batch), "files": files}

@@ -94,12 +94,9 @@ def update_batch_status(storage: Storage, batch_id: str) -> dict[str, Any] | Non
         return batch
     states = [(storage.read_record("files", fid) or {}).get("status", "processing") for fid in batch["leafFiles"]]
     if "processing" in states:
-        status, details = "PROCESSING", None
-    elif "processed" in states:
-        status, details = "PROCESSED", None
-    else:
-        status, details = "FAILED", UNREADABLE
-    return storage.update_record("batches", batch_id, status=status, statusDetails=details)
+        return storage.update_record("batches", batch_id, status="PROCESSING", statusDetails=None)
+    status, details = ("PROCESSED", None) if "processed" in states else ("FAILED", UNREADABLE)
+    return storage.update_record("batches", batch_id, status=status, statusDetails=details, processedTimestamp=utc_now())
 
 
 def status_object(record: dict[str, Any]) -> dict[str, dict[str, str]]:

@@ -1,0 +1,165 @@
+"""The query layer behind the CLI and the HTTP API: Leaf's list filters, paging and sorting.
+
+Lists are SQL over the DuckDB catalog (so they see exactly what SQL users see); single objects are read
+from their records. Bad parameters raise QueryError with a message fit to show the caller.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from .catalog import refresh_catalog
+from .objects import batch_object, file_object
+from .storage import Storage
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+FILE_SORT_FIELDS = ("id", "fileName", "createdTime", "updatedTime", "origin", "leafUserId", "sizeInBytes", "provider",
+                    "organizationId", "fileFormat")
+BATCH_SORT_FIELDS = ("id", "uploadTimestamp", "processedTimestamp", "leafUserId", "provider", "status", "fileName", "size")
+FILE_STATUSES = ("processed", "failed", "processing")
+OPERATION_TYPES = ("applied", "planted", "harvested", "tillage")
+ORIGINS = ("provider", "automerged", "merged", "uploaded")
+BATCH_STATUSES = ("RECEIVED", "PROCESSING", "PROCESSED", "FAILED")
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+
+
+class QueryError(ValueError):
+    """A parameter the API refuses (HTTP 400)."""
+
+
+@dataclass
+class Page:
+    items: list[dict[str, Any]]
+    total: int
+    page: int
+    size: int
+
+
+def _timestamp(name: str, value: str) -> str:
+    if not _ISO.match(value.strip()):
+        raise QueryError(f"{name} must be an ISO 8601 timestamp such as 2024-05-01T00:00:00.000Z, not {value!r}")
+    try:
+        datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise QueryError(f"{name}: {value!r} is not a valid date/time ({exc})") from exc
+    return value.strip()
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise QueryError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
+def _paging(page: Any, size: Any) -> tuple[int, int]:
+    try:
+        page_n = int(page) if page not in (None, "") else 0
+        size_n = int(size) if size not in (None, "") else DEFAULT_PAGE_SIZE
+    except (TypeError, ValueError) as exc:
+        raise QueryError("page and size must be whole numbers") from exc
+    if page_n < 0:
+        raise QueryError("page must be 0 or more")
+    if not 1 <= size_n <= MAX_PAGE_SIZE:
+        raise QueryError(f"size must be between 1 and {MAX_PAGE_SIZE}, not {size_n}")
+    return page_n, size_n
+
+
+def _order(sort: list[str] | str | None, allowed: tuple[str, ...], default: str) -> str:
+    """`sort=field[,asc|desc]`, repeatable; the first one has priority."""
+    specs = [sort] if isinstance(sort, str) else list(sort or [])
+    parts = []
+    for spec in specs:
+        field, _, direction = spec.partition(",")
+        field, direction = field.strip(), (direction.strip() or "asc").lower()
+        if field not in allowed:
+            raise QueryError(f"cannot sort by {field!r}; sortable fields: {', '.join(allowed)}")
+        if direction not in ("asc", "desc"):
+            raise QueryError(f"sort direction must be asc or desc, not {direction!r}")
+        parts.append(f'"{field}" {direction.upper()} NULLS LAST')
+    parts.append(f'"{default}" ASC')
+    return ", ".join(parts)
+
+
+def _run(storage: Storage, view: str, where: list[str], params: list[Any], order: str, page: int, size: int) -> tuple[list[str], int]:
+    refresh_catalog(storage)
+    clause = (" WHERE " + " AND ".join(where)) if where else ""
+    with duckdb.connect(str(storage.catalog_path), read_only=True) as con:
+        exists = con.execute("select count(*) from duckdb_views() where view_name = ?", [view]).fetchone()[0]
+        if not exists:
+            return [], 0
+        total = con.execute(f"SELECT count(*) FROM {view}{clause}", params).fetchone()[0]
+        ids = con.execute(f"SELECT id FROM {view}{clause} ORDER BY {order} LIMIT ? OFFSET ?",
+                          [*params, size, page * size]).fetchall()
+    return [row[0] for row in ids], int(total)
+
+
+def list_files(storage: Storage, *, owner_users: set[str] | None = None, page: Any = None, size: Any = None,
+               sort: list[str] | str | None = None, **filters: Any) -> Page:
+    """GET /files: every filter of Leaf's list, paging, multi-key sort, total count."""
+    page_n, size_n = _paging(page, size)
+    where, params = [], []
+    exact = {"leafUserId": None, "provider": None, "organizationId": None, "batchId": None, "fileId": "id",
+             "fileFormat": None, "providerFileId": None}
+    for key, column in exact.items():
+        if filters.get(key) not in (None, ""):
+            where.append(f'"{column or key}" = ?')
+            params.append(str(filters[key]))
+    for key, allowed in (("status", FILE_STATUSES), ("operationType", OPERATION_TYPES), ("origin", ORIGINS)):
+        if filters.get(key) not in (None, ""):
+            where.append(f'"{key}" = ?')
+            params.append(_choice(key, filters[key], allowed))
+    for key, column, op in (("createdTime", "createdTime", ">="), ("updatedTime", "updatedTime", ">="),
+                            ("startTime", "startTime", ">="), ("operationStartTime", "startTime", ">="),
+                            ("endTime", "endTime", "<="), ("operationEndTime", "endTime", "<=")):
+        if filters.get(key) not in (None, ""):
+            where.append(f'"{column}" {op} CAST(? AS TIMESTAMPTZ)')
+            params.append(_timestamp(key, filters[key]))
+    if filters.get("minArea") not in (None, ""):
+        try:
+            min_area = float(filters["minArea"])
+        except (TypeError, ValueError) as exc:
+            raise QueryError(f"minArea must be a number of square metres, not {filters['minArea']!r}") from exc
+        where.append('"areaM2" >= ?')
+        params.append(min_area)
+    if filters.get("standard") not in (None, ""):
+        value = str(filters["standard"]).lower()
+        if value not in ("true", "false"):
+            raise QueryError(f"standard must be true or false, not {filters['standard']!r}")
+        where.append("coalesce(json_extract_string(steps, '$.standardGeojson.status') = 'processed', false) = ?")
+        params.append(value == "true")
+    if owner_users is not None:
+        where.append('"leafUserId" IN (SELECT unnest(?))')
+        params.append(sorted(owner_users))
+    ids, total = _run(storage, "files", where, params, _order(sort, FILE_SORT_FIELDS, "id"), page_n, size_n)
+    items = [file_object(r) for r in (storage.read_record("files", i) for i in ids) if r]
+    return Page(items, total, page_n, size_n)
+
+
+def list_batches(storage: Storage, *, owner_users: set[str] | None = None, page: Any = None, size: Any = None,
+                 sort: list[str] | str | None = None, **filters: Any) -> Page:
+    """GET /batch with Leaf's filters."""
+    page_n, size_n = _paging(page, size)
+    where, params = [], []
+    if filters.get("leafUserId") not in (None, ""):
+        where.append('"leafUserId" = ?')
+        params.append(filters["leafUserId"])
+    if filters.get("status") not in (None, ""):
+        where.append('"status" = ?')
+        params.append(_choice("status", filters["status"], BATCH_STATUSES))
+    for key, column, op in (("uploadStartTime", "uploadTimestamp", ">="), ("uploadEndTime", "uploadTimestamp", "<="),
+                            ("processStartTime", "processedTimestamp", ">="), ("processEndTime", "processedTimestamp", "<=")):
+        if filters.get(key) not in (None, ""):
+            where.append(f'"{column}" {op} CAST(? AS TIMESTAMPTZ)')
+            params.append(_timestamp(key, filters[key]))
+    if owner_users is not None:
+        where.append('"leafUserId" IN (SELECT unnest(?))')
+        params.append(sorted(owner_users))
+    ids, total = _run(storage, "batches", where, params, _order(sort, BATCH_SORT_FIELDS, "id"), page_n, size_n)
+    items = [batch_object(r) for r in (storage.read_record("batches", i) for i in ids) if r]
+    return Page(items, total, page_n, size_n)
