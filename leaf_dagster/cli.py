@@ -15,11 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import query, refresh_catalog
-from .fields import FieldError, add_boundaries, list_fields, outside_field_object, uncovered_files
-from .merge import MergeError
-from .objects import batch_object, batch_status, file_object
-from .query import QueryError, list_batches, list_files
-from .status import status_object
+from .errors import FieldError, MergeError
+from .objects import batch_object, batch_status, file_object, outside_field_object, status_object, uncovered_files
+from .query import BATCH_FILTERS, FILE_FILTERS, QueryError, list_batches, list_files
 from .storage import Storage, default_data_dir
 
 
@@ -100,7 +98,7 @@ def cmd_sql(args: argparse.Namespace, storage: Storage) -> int:
 
 
 def cmd_files_list(args: argparse.Namespace, storage: Storage) -> int:
-    filters = {k: v for k, v in vars(args).items() if k in _FILE_FILTERS and v is not None}
+    filters = {k: v for k, v in vars(args).items() if k in FILE_FILTERS and v is not None}
     page = list_files(storage, page=args.page, size=args.size, sort=args.sort, **filters)
     if args.json:
         print(json.dumps({"operations": page.items, "totalCount": page.total, "page": page.page, "size": page.size},
@@ -160,7 +158,7 @@ def cmd_files_merge(args: argparse.Namespace, storage: Storage) -> int:
 
 
 def cmd_batch_list(args: argparse.Namespace, storage: Storage) -> int:
-    filters = {k: v for k, v in vars(args).items() if k in _BATCH_FILTERS and v is not None}
+    filters = {k: v for k, v in vars(args).items() if k in BATCH_FILTERS and v is not None}
     page = list_batches(storage, page=args.page, size=args.size, sort=args.sort, **filters)
     _emit(args, page.items, ["id", "leafUserId", "fileName", "status", "files", "uploaded"],
           lambda items: [[b["id"], b["leafUserId"], b["fileName"], b["status"], len(b["leafFiles"] or []),
@@ -185,22 +183,29 @@ def cmd_batch_retry(args: argparse.Namespace, storage: Storage) -> int:
     return _print_batch_result(args, retry_batch(storage, instance_for_cli(), args.id, progress=_progress(args)))
 
 
+def cmd_serve(args: argparse.Namespace, storage: Storage) -> int:
+    import uvicorn
+
+    from .api.app import create_app
+
+    uvicorn.run(create_app(storage), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
 def cmd_fields_add(args: argparse.Namespace, storage: Storage) -> int:
+    from .fields import add_boundaries
+
     added = add_boundaries(storage, args.leaf_user_id, Path(args.path))
     _emit(args, added, ["id", "name", "area m2"], lambda fs: [[f["id"], f["name"], round(f["area"]["value"])] for f in fs])
     return 0
 
 
 def cmd_fields_list(args: argparse.Namespace, storage: Storage) -> int:
+    from .fields import list_fields
+
     _emit(args, list_fields(storage, args.leaf_user_id), ["id", "name", "area m2", "files"],
           lambda fs: [[f["id"], f["name"], round(f["area"]["value"]), len(f["files"])] for f in fs])
     return 0
-
-
-_FILE_FILTERS = ["leafUserId", "provider", "status", "origin", "organizationId", "batchId", "fileId", "fileFormat",
-                 "createdTime", "startTime", "updatedTime", "endTime", "operationStartTime", "operationEndTime",
-                 "operationType", "minArea", "providerFileId", "standard"]
-_BATCH_FILTERS = ["leafUserId", "status", "uploadStartTime", "uploadEndTime", "processStartTime", "processEndTime"]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -226,7 +231,7 @@ def parser() -> argparse.ArgumentParser:
     files = sub.add_parser("files", help="machine files").add_subparsers(dest="files_command", required=True)
     listing = command(files, "list", cmd_files_list, "list files (Leaf's GET /files filters)",
                       (("--page",), {}), (("--size",), {}), (("--sort",), {"action": "append", "help": "field[,asc|desc]"}))
-    for name in _FILE_FILTERS:
+    for name in FILE_FILTERS:
         listing.add_argument(f"--{name}", dest=name)
     command(files, "show", cmd_files_show, "a file object", file_id)
     command(files, "status", cmd_files_status, "Leaf's status object of a file", file_id)
@@ -240,11 +245,16 @@ def parser() -> argparse.ArgumentParser:
     batch = sub.add_parser("batch", help="uploads").add_subparsers(dest="batch_command", required=True)
     listing = command(batch, "list", cmd_batch_list, "list batches", (("--page",), {}), (("--size",), {}),
                       (("--sort",), {"action": "append"}))
-    for name in _BATCH_FILTERS:
+    for name in BATCH_FILTERS:
         listing.add_argument(f"--{name}", dest=name)
     command(batch, "show", cmd_batch_show, "a batch object", (("id",), {}))
     command(batch, "status", cmd_batch_status, "files of a batch: converted, processing, failed", (("id",), {}))
     command(batch, "retry", cmd_batch_retry, "reprocess the files of a batch that did not succeed", (("id",), {}))
+
+    serve = sub.add_parser("serve", help="run the Leaf-compatible HTTP API (uploads are processed by the Dagster daemon)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(run=cmd_serve)
 
     fields = sub.add_parser("fields", help="field boundaries").add_subparsers(dest="fields_command", required=True)
     command(fields, "add", cmd_fields_add, "add boundaries (GeoJSON, shapefile, GeoPackage or zip)", user, (("path",), {}))

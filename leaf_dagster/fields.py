@@ -23,15 +23,12 @@ import pyogrio
 import shapely
 
 from .config import effective
+from .errors import FieldError
 from .ingest.batch import utc_now
 from .storage import Storage
 
 BOUNDARY_SUFFIXES = {".geojson", ".json", ".shp", ".gpkg", ".zip"}
 FIELD_NAMESPACE = uuid.UUID("8a4e4c1e-8f8e-4c52-9d5b-3a7f2f6c0b11")
-
-
-class FieldError(ValueError):
-    """A boundary file that cannot be read as field polygons."""
 
 
 def fields_dir(storage: Storage, leaf_user_id: str) -> Path:
@@ -151,19 +148,6 @@ def rematch_user(storage: Storage, leaf_user_id: str) -> None:
     for record in storage.records("files"):
         if record.get("leafUserId") == leaf_user_id and record.get("status") == "processed":
             match_file(storage, record["id"], fields)
-
-
-def uncovered_files(storage: Storage, leaf_user_id: str) -> list[str]:
-    return sorted(r["id"] for r in storage.records("files")
-                  if r.get("leafUserId") == leaf_user_id and r.get("status") == "processed" and r.get("uncovered"))
-
-
-def outside_field_object(record: dict[str, Any]) -> dict[str, Any] | None:
-    outside = record.get("outsideField")
-    if not outside:
-        return None
-    return {"id": record["id"], "fields": outside["fields"], "featureCount": outside["featureCount"],
-            "outsideFieldGeojson": outside["path"], "downloadOutsideFieldGeojson": outside["path"]}
 
 
 def list_fields(storage: Storage, leaf_user_id: str) -> list[dict[str, Any]]:

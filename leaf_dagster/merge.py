@@ -12,15 +12,12 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 
+from .errors import MergeError
 from .ingest.batch import utc_now
 from .standard.units import convert, is_known
 from .storage import Storage
 
 SENT_TO_MERGE = "SENT_TO_MERGE"
-
-
-class MergeError(ValueError):
-    """The files cannot be merged; the message names the rule that failed."""
 
 
 def validate(storage: Storage, ids: list[str]) -> list[dict[str, Any]]:
@@ -50,6 +47,7 @@ def create(storage: Storage, ids: list[str]) -> dict[str, Any]:
     first = records[0]
     record = {
         "id": str(uuid.uuid4()), "batchId": None, "leafUserId": first["leafUserId"], "provider": first.get("provider"),
+        "apiOwnerUsername": first.get("apiOwnerUsername"),
         "fileName": f"merged ({len(records)} files)", "fileFormat": "MERGED", "origin": "merged",
         "status": SENT_TO_MERGE, "operationType": first["operationType"], "sources": [r["id"] for r in records],
         "createdTime": utc_now(), "updatedTime": utc_now(), "members": [], "primary": None,

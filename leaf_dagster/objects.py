@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .status import status_object
 
 FILE_KEYS = ["id", "batchId", "leafUserId", "apiOwnerUsername", "provider", "fileName", "fileFormat", "origin",
              "status", "operationType", "originalOperationType", "createdTime", "updatedTime", "sizeInBytes",
@@ -12,6 +11,11 @@ FILE_KEYS = ["id", "batchId", "leafUserId", "apiOwnerUsername", "provider", "fil
              "providerFileId"]
 BATCH_KEYS = ["id", "leafUserId", "fileName", "size", "provider", "status", "uploadTimestamp", "leafFiles",
               "statusDetails", "processedTimestamp"]
+
+
+def status_object(record: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Leaf's GET /files/{id}/status body: {step: {status, message}}."""
+    return {step: {"status": s["status"], "message": s["message"]} for step, s in (record.get("steps") or {}).items()}
 
 
 def file_object(record: dict[str, Any]) -> dict[str, Any]:
@@ -43,3 +47,17 @@ def batch_status(storage: Any, batch: dict[str, Any]) -> dict[str, Any]:
         else:
             out["processing"]["leafFiles"].append(file_id)
     return out
+
+
+def uncovered_files(storage: Any, leaf_user_id: str) -> list[str]:
+    """Processed files of a user that intersect none of the user's fields."""
+    return sorted(r["id"] for r in storage.records("files")
+                  if r.get("leafUserId") == leaf_user_id and r.get("status") == "processed" and r.get("uncovered"))
+
+
+def outside_field_object(record: dict[str, Any]) -> dict[str, Any] | None:
+    outside = record.get("outsideField")
+    if not outside:
+        return None
+    return {"id": record["id"], "fields": outside["fields"], "featureCount": outside["featureCount"],
+            "outsideFieldGeojson": outside["path"], "downloadOutsideFieldGeojson": outside["path"]}

@@ -15,7 +15,7 @@ import duckdb
 
 from .catalog import refresh_catalog
 from .objects import batch_object, file_object
-from .storage import Storage
+from .storage import DEFAULT_OWNER, Storage
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
@@ -26,6 +26,10 @@ FILE_STATUSES = ("processed", "failed", "processing")
 OPERATION_TYPES = ("applied", "planted", "harvested", "tillage")
 ORIGINS = ("provider", "automerged", "merged", "uploaded")
 BATCH_STATUSES = ("RECEIVED", "PROCESSING", "PROCESSED", "FAILED")
+FILE_FILTERS = ("leafUserId", "provider", "status", "origin", "organizationId", "batchId", "fileId", "fileFormat",
+                "createdTime", "startTime", "updatedTime", "endTime", "operationStartTime", "operationEndTime",
+                "operationType", "minArea", "providerFileId", "standard")
+BATCH_FILTERS = ("leafUserId", "status", "uploadStartTime", "uploadEndTime", "processStartTime", "processEndTime")
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$")
 
 
@@ -57,7 +61,7 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def _paging(page: Any, size: Any) -> tuple[int, int]:
+def paging(page: Any, size: Any) -> tuple[int, int]:
     try:
         page_n = int(page) if page not in (None, "") else 0
         size_n = int(size) if size not in (None, "") else DEFAULT_PAGE_SIZE
@@ -99,10 +103,10 @@ def _run(storage: Storage, view: str, where: list[str], params: list[Any], order
     return [row[0] for row in ids], int(total)
 
 
-def list_files(storage: Storage, *, owner_users: set[str] | None = None, page: Any = None, size: Any = None,
+def list_files(storage: Storage, *, owner: str | None = None, page: Any = None, size: Any = None,
                sort: list[str] | str | None = None, **filters: Any) -> Page:
     """GET /files: every filter of Leaf's list, paging, multi-key sort, total count."""
-    page_n, size_n = _paging(page, size)
+    page_n, size_n = paging(page, size)
     where, params = [], []
     exact = {"leafUserId": None, "provider": None, "organizationId": None, "batchId": None, "fileId": "id",
              "fileFormat": None, "providerFileId": None}
@@ -133,18 +137,18 @@ def list_files(storage: Storage, *, owner_users: set[str] | None = None, page: A
             raise QueryError(f"standard must be true or false, not {filters['standard']!r}")
         where.append("coalesce(json_extract_string(steps, '$.standardGeojson.status') = 'processed', false) = ?")
         params.append(value == "true")
-    if owner_users is not None:
-        where.append('"leafUserId" IN (SELECT unnest(?))')
-        params.append(sorted(owner_users))
+    if owner is not None:
+        where.append(f"coalesce(\"apiOwnerUsername\", '{DEFAULT_OWNER}') = ?")
+        params.append(owner)
     ids, total = _run(storage, "files", where, params, _order(sort, FILE_SORT_FIELDS, "id"), page_n, size_n)
     items = [file_object(r) for r in (storage.read_record("files", i) for i in ids) if r]
     return Page(items, total, page_n, size_n)
 
 
-def list_batches(storage: Storage, *, owner_users: set[str] | None = None, page: Any = None, size: Any = None,
+def list_batches(storage: Storage, *, owner: str | None = None, page: Any = None, size: Any = None,
                  sort: list[str] | str | None = None, **filters: Any) -> Page:
     """GET /batch with Leaf's filters."""
-    page_n, size_n = _paging(page, size)
+    page_n, size_n = paging(page, size)
     where, params = [], []
     if filters.get("leafUserId") not in (None, ""):
         where.append('"leafUserId" = ?')
@@ -157,9 +161,9 @@ def list_batches(storage: Storage, *, owner_users: set[str] | None = None, page:
         if filters.get(key) not in (None, ""):
             where.append(f'"{column}" {op} CAST(? AS TIMESTAMPTZ)')
             params.append(_timestamp(key, filters[key]))
-    if owner_users is not None:
-        where.append('"leafUserId" IN (SELECT unnest(?))')
-        params.append(sorted(owner_users))
+    if owner is not None:
+        where.append(f"coalesce(\"apiOwnerUsername\", '{DEFAULT_OWNER}') = ?")
+        params.append(owner)
     ids, total = _run(storage, "batches", where, params, _order(sort, BATCH_SORT_FIELDS, "id"), page_n, size_n)
     items = [batch_object(r) for r in (storage.read_record("batches", i) for i in ids) if r]
     return Page(items, total, page_n, size_n)

@@ -97,8 +97,3 @@ def update_batch_status(storage: Storage, batch_id: str) -> dict[str, Any] | Non
         return storage.update_record("batches", batch_id, status="PROCESSING", statusDetails=None)
     status, details = ("PROCESSED", None) if "processed" in states else ("FAILED", UNREADABLE)
     return storage.update_record("batches", batch_id, status=status, statusDetails=details, processedTimestamp=utc_now())
-
-
-def status_object(record: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """Leaf's GET /files/{id}/status body: {step: {status, message}}."""
-    return {step: {"status": s["status"], "message": s["message"]} for step, s in (record.get("steps") or {}).items()}

@@ -23,11 +23,14 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import geopandas as gpd
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 DATA_DIR_ENV = "LEAF_DATA_DIR"
+# Uploads that name no API owner (inbox drops without one in their sidecar, the CLI) belong to this owner.
+DEFAULT_OWNER = "local"
 
 
 def default_data_dir() -> Path:
@@ -122,14 +125,16 @@ class Storage:
             return []
         return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
 
-    def write_geoparquet(self, table: str, key: str, frame: gpd.GeoDataFrame) -> Path:
+    def write_geoparquet(self, table: str, key: str, frame: "gpd.GeoDataFrame") -> Path:
         target = self.parquet_path(table, key)
         with self.atomic_path(target) as tmp:
             frame.to_parquet(tmp, index=False, compression="zstd", write_covering_bbox=True,
                              schema_version="1.1.0")
         return target
 
-    def read_geoparquet(self, table: str, key: str) -> gpd.GeoDataFrame:
+    def read_geoparquet(self, table: str, key: str) -> "gpd.GeoDataFrame":
+        import geopandas as gpd  # heavy: only the steps that read points pay for it
+
         return gpd.read_parquet(self.parquet_path(table, key))
 
     def copy_into(self, sources: list[Path], folder: Path) -> list[Path]:

@@ -17,8 +17,9 @@ import pytest
 import shapely
 
 from leaf_dagster.config import save
-from leaf_dagster.fields import add_boundaries, list_fields, uncovered_files
-from leaf_dagster.merge import MergeError
+from leaf_dagster.fields import add_boundaries, list_fields
+from leaf_dagster.objects import uncovered_files
+from leaf_dagster.errors import MergeError
 from leaf_dagster.objects import batch_status
 from leaf_dagster.pipeline import merge_files, process_upload, retry_batch
 from leaf_dagster.query import FILE_SORT_FIELDS, QueryError, list_batches, list_files

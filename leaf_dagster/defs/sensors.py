@@ -11,11 +11,12 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
+from .. import run_requests
 from ..catalog import refresh_catalog
 from ..ingest.batch import batch_id_for, new_batch, read_sidecar
 from ..status import BATCH_JOB, FILE_JOB, record_file_status
 from .jobs import ingest_batch_job, process_file_job
-from .partitions import batches
+from .partitions import batches, machine_files
 from .resources import LeafStorage
 
 # An upload still being written must not be picked up: wait until it has not changed for this long.
@@ -33,10 +34,11 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: LeafStorage):
         if upload.name.startswith(".") or now - upload.stat().st_mtime < SETTLE_SECONDS:
             continue
         meta = read_sidecar(upload)
-        batch_id = batch_id_for(upload, meta.get("leafUserId"), meta.get("provider"))
+        batch_id = meta.get("batchId") or batch_id_for(upload, meta.get("leafUserId"), meta.get("provider"))
         if context.instance.has_dynamic_partition(batches.name, batch_id) or batch_id in new_keys:
             continue
-        record = new_batch(store, batch_id, upload, meta.get("leafUserId"), meta.get("provider"), meta.get("fileFormat"))
+        record = new_batch(store, batch_id, upload, meta.get("leafUserId"), meta.get("provider"), meta.get("fileFormat"),
+                           file_name=meta.get("fileName"), owner=meta.get("apiOwnerUsername"))
         new_keys.append(batch_id)
         requests.append(dg.RunRequest(run_key=batch_id, partition_key=batch_id,
                                       tags={"leaf/batch_id": batch_id, "leaf/upload": upload.name,
@@ -65,6 +67,22 @@ def machine_files_sensor(context: dg.SensorEvaluationContext, storage: LeafStora
                 tags={"leaf/batch_id": batch["id"], "leaf/file_name": str(record.get("fileName", ""))[:200],
                       "leaf/file_format": str(record.get("fileFormat", ""))}))
     return dg.SensorResult(run_requests=requests, cursor=str(events.records[-1].storage_id))
+
+
+@dg.sensor(job=process_file_job, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
+def requested_runs_sensor(context: dg.SensorEvaluationContext, storage: LeafStorage):
+    """Runs asked for over HTTP (merged files, batch retries): one run per file named in a request."""
+    store = storage.store()
+    requests, keys = [], []
+    for path, request in run_requests.pending(store):
+        for file_id in request["fileIds"]:
+            keys.append(file_id)
+            requests.append(dg.RunRequest(run_key=f"{request['id']}:{file_id}", partition_key=file_id,
+                                          tags={"leaf/request": request["reason"]}))
+        run_requests.mark_done(path)
+    if not requests:
+        return dg.SkipReason("no requested runs")
+    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=[machine_files.build_add_request(keys)])
 
 
 @dg.sensor(minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)

@@ -15,14 +15,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from ..standard.times import format_utc
-from ..storage import Storage
-from .detect import DetectedFile, detect_machine_files
+from ..storage import DEFAULT_OWNER, Storage
 from .safe_zip import CorruptArchiveError, UnsafeArchiveError, extract_archive
+
+if TYPE_CHECKING:
+    from .detect import DetectedFile
 
 NAMESPACE = uuid.UUID("5d0c5a53-2f7e-4c0e-9a51-3f0b0c7c1eaf")
 NO_VALID_FILES = "No valid files found"
@@ -30,7 +29,8 @@ UNREADABLE = "Files found but unable to read. Please check file format before re
 
 
 def utc_now() -> str:
-    return format_utc(pd.Timestamp(datetime.now(timezone.utc)))  # type: ignore[return-value]
+    """Now in Leaf's date format, yyyy-MM-dd'T'HH:mm:ss.SSS'Z'."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def batch_id_for(upload: Path, leaf_user_id: str | None = None, provider: str | None = None) -> str:
@@ -49,7 +49,8 @@ def sidecar_for(upload: Path) -> Path:
 
 
 def read_sidecar(upload: Path) -> dict[str, Any]:
-    """The optional NAME.json next to NAME.zip: leafUserId, provider, fileFormat."""
+    """The optional NAME.json next to NAME.zip: leafUserId, provider, fileFormat; the HTTP API also writes the
+    upload's own fileName, the apiOwnerUsername and the batchId it already answered with."""
     path = sidecar_for(upload)
     if not path.exists():
         return {}
@@ -57,11 +58,13 @@ def read_sidecar(upload: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return {k: data[k] for k in ("leafUserId", "provider", "fileFormat") if isinstance(data, dict) and k in data}
+    keys = ("leafUserId", "provider", "fileFormat", "fileName", "apiOwnerUsername", "batchId")
+    return {k: data[k] for k in keys if isinstance(data, dict) and k in data}
 
 
 def new_batch(storage: Storage, batch_id: str, upload: Path, leaf_user_id: str | None, provider: str | None,
-              file_format: str | None = None, *, move: bool = True) -> dict[str, Any]:
+              file_format: str | None = None, *, move: bool = True, file_name: str | None = None,
+              owner: str | None = None) -> dict[str, Any]:
     """Record a received upload (Leaf's batch object, status RECEIVED) unless it is already known.
 
     `move` takes the upload out of the inbox when it is stored; a file named on the command line is
@@ -70,7 +73,8 @@ def new_batch(storage: Storage, batch_id: str, upload: Path, leaf_user_id: str |
     if existing:
         return existing
     record = {
-        "id": batch_id, "leafUserId": leaf_user_id or "default", "fileName": upload.name,
+        "id": batch_id, "leafUserId": leaf_user_id or "default", "fileName": file_name or upload.name,
+        "apiOwnerUsername": owner or DEFAULT_OWNER, "storedName": upload.name,
         "size": upload.stat().st_size, "provider": provider or "Other", "status": "RECEIVED",
         "uploadTimestamp": utc_now(), "leafFiles": [], "statusDetails": None,
         "fileFormat": file_format, "inboxPath": str(upload.resolve()), "moveUpload": move,
@@ -88,7 +92,7 @@ class BatchOutcome:
 
 def _store_upload(storage: Storage, batch: dict[str, Any]) -> Path:
     """Move the upload (and its sidecar) out of the inbox into the batch folder; idempotent."""
-    stored = storage.upload_dir(batch["id"]) / batch["fileName"]
+    stored = storage.upload_dir(batch["id"]) / batch.get("storedName", batch["fileName"])
     inbox_path = Path(batch["inboxPath"])
     if not stored.exists():
         if not inbox_path.exists():
@@ -104,10 +108,11 @@ def _store_upload(storage: Storage, batch: dict[str, Any]) -> Path:
     return stored
 
 
-def _file_record(storage: Storage, batch: dict[str, Any], root: Path, found: DetectedFile) -> dict[str, Any]:
+def _file_record(storage: Storage, batch: dict[str, Any], root: Path, found: "DetectedFile") -> dict[str, Any]:
     relative = found.relative_to(root)
     return {
         "id": file_id_for(batch["id"], relative), "batchId": batch["id"], "leafUserId": batch["leafUserId"],
+        "apiOwnerUsername": batch.get("apiOwnerUsername", DEFAULT_OWNER),
         "provider": batch["provider"], "fileName": found.name, "fileFormat": found.file_format,
         "origin": "uploaded", "status": "processing", "createdTime": utc_now(), "updatedTime": utc_now(),
         "sourcePath": relative, "primary": found.primary.relative_to(root).as_posix(), "layer": found.layer,
@@ -118,6 +123,8 @@ def _file_record(storage: Storage, batch: dict[str, Any], root: Path, found: Det
 
 def ingest_batch(storage: Storage, batch_id: str) -> BatchOutcome:
     """Store, extract and detect. Never raises for bad input: the outcome carries the error instead."""
+    from .detect import detect_machine_files
+
     batch = storage.read_record("batches", batch_id)
     if batch is None:
         raise KeyError(f"batch {batch_id} was never received")

@@ -6,6 +6,7 @@ from ..ingest.detect import DetectedFile
 from .agleader_text import read_agleader_text
 from .base import ReaderError, SourceTable
 from .delimited import read_delimited
+from .isoxml import read_isoxml
 from .vector import read_vector
 
 _READERS = {
@@ -14,6 +15,7 @@ _READERS = {
     "GEOJSON": read_vector,
     "CSV": read_delimited,
     "AGLEADER_TEXT": read_agleader_text,
+    "ISO11783": read_isoxml,
 }
 
 DECODABLE_FORMATS = frozenset(_READERS)

@@ -81,8 +81,24 @@ AGLEADER_TEXT = [
     Alias("altitude", "elevation", "ft"),
 ]
 
-DIALECTS = {"SMS": SMS, "GENERIC": SMS, "JOHN_DEERE": JOHN_DEERE, "YIELD_EDITOR": YIELD_EDITOR, "AGLEADER_TEXT": AGLEADER_TEXT}
-_EXACT_ONLY = {"YIELD_EDITOR", "AGLEADER_TEXT"}
+# Readers that already name columns with Leaf standard property names (the ISOXML reader). Units come from
+# the reader's SourceTable.units; rates map to the internal props the standardiser resolves by operation.
+_STANDARD_INTERNAL = {
+    "seedRate": "rate", "appliedRate": "rate", "seedRateTarget": "rateTarget", "appliedRateTarget": "rateTarget",
+    "timestamp": "datetime", "product": "product", "crop": "crop", "variety": "variety",
+}
+_STANDARD_NAMES = [
+    "elevation", "speed", "heading", "equipmentWidth", "distance", "recordingStatus", "sectionId", "area",
+    "samplingInterval", "xOffset", "yOffset", "harvestMoisture", "wetMass", "dryMass", "wetMassPerArea",
+    "dryMassPerArea", "wetVolume", "dryVolume", "wetVolumePerArea", "dryVolumePerArea", "cropFlow",
+    "proteinPercentage", "seedDepth", "singulation", "skips", "doubles", "downForce", "downForceMargin",
+    "tillageDepthActual", "tillageDepthTarget", "fuelUsed",
+]
+STANDARD = [Alias(name, prop) for name, prop in _STANDARD_INTERNAL.items()] + [Alias(n, n) for n in _STANDARD_NAMES]
+
+DIALECTS = {"SMS": SMS, "GENERIC": SMS, "JOHN_DEERE": JOHN_DEERE, "YIELD_EDITOR": YIELD_EDITOR, "AGLEADER_TEXT": AGLEADER_TEXT,
+            "STANDARD": STANDARD}
+_EXACT_ONLY = {"YIELD_EDITOR", "AGLEADER_TEXT", "STANDARD"}
 
 
 def _score(column_skeleton: str, alias_skeleton: str) -> tuple[int, str | None] | None:

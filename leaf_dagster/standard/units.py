@@ -29,6 +29,7 @@ _PINT = {
     "mi/hr": "mile/hour", "km/h": "kilometer/hour", "m/s": "meter/second", "ft/s": "foot/second",
     "arcdeg": "degree", "percentage": "percent", "s": "second", "lbf": "force_pound", "kgf": "force_kilogram",
     "degC": "degree_Celsius", "degF": "degree_Fahrenheit",
+    "N": "newton", "Pa": "pascal", "kPa": "kilopascal", "L/h": "liter/hour", "ml": "milliliter",
 }
 
 _ALIASES = {

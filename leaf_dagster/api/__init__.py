@@ -1,0 +1,1 @@
+"""The Leaf-compatible HTTP API over the pipeline's data directory."""

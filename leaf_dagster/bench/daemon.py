@@ -1,0 +1,402 @@
+"""The batch of small files three ways: plain FileSteps, Dagster in-process, and the real sensor + daemon.
+
+Dagster overhead per file = (daemon end-to-end - plain FileSteps time for the same upload) / files.
+
+The daemon path is the production one: a temporary DAGSTER_HOME holding the project's dagster.yaml, LEAF_DATA_DIR
+pointing at a temporary data directory, and `dagster-daemon run -w workspace.yaml` started from the project
+root in its own session (process group). The upload is dropped into the inbox once the sensor daemon has
+ticked; the clock stops when the batch record is PROCESSED/FAILED and every file record has a final status
+(both written by status_sensor). The daemon's whole process group is then stopped: SIGTERM, a grace period,
+then SIGKILL to every process left in the group or descended from the daemon, by pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import leaf_dagster
+
+PROJECT_ROOT = Path(leaf_dagster.__file__).resolve().parent.parent
+FINAL_FILE_STATES = {"processed", "failed"}
+FINAL_BATCH_STATES = {"PROCESSED", "FAILED"}
+READY_MARKERS = ("Checking for new runs for sensor: inbox_sensor", "Sensor inbox_sensor skipped")
+LEAF_USER, PROVIDER = "bench", "JohnDeere"
+
+Log = Callable[[str], None]
+
+
+def _prepare(storage_root: Path) -> Any:
+    from ..config import save
+    from ..storage import Storage
+
+    storage = Storage(storage_root)
+    save(storage, {"enablePolygonOutput": True})
+    return storage
+
+
+# -- (i) the same work without Dagster --------------------------------------------------------------------------
+def run_file(storage: Any, file_id: str) -> str:
+    """Every step of one file in the order the file job runs them, stopping where a gate would stop Dagster."""
+    from ..files import FileSteps
+    from ..readers import ReaderError
+
+    steps = FileSteps(storage, file_id)
+    record, _ = steps.store_original()
+    if record.get("unsupportedReason"):
+        return "failed"
+    try:
+        steps.read_raw()
+    except ReaderError:
+        return "failed"
+    if FileSteps.schema_failure(steps.standardize()):
+        return "failed"
+    steps.filter()
+    steps.summarize()
+    steps.write_units()
+    steps.render_images()
+    steps.zip_images()
+    return "processed"
+
+
+def batch_file_steps(upload: str, data_dir: str) -> dict[str, Any]:
+    """Register + extract the upload, run every file's steps with FileSteps, refresh the SQL catalog once."""
+    from ..catalog import refresh_catalog
+    from ..ingest.batch import batch_id_for, ingest_batch, new_batch
+
+    storage = _prepare(Path(data_dir))
+    path = Path(upload)
+    started = time.perf_counter()
+    batch_id = batch_id_for(path, LEAF_USER, PROVIDER)
+    new_batch(storage, batch_id, path, LEAF_USER, PROVIDER, move=False)
+    outcome = ingest_batch(storage, batch_id)
+    ingest = time.perf_counter() - started
+    states = [run_file(storage, record["id"]) for record in outcome.files]
+    refresh_catalog(storage)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "ingest_seconds": ingest, "files": len(states),
+            "processed": states.count("processed"), "failed": states.count("failed")}
+
+
+# -- (i') the same jobs in-process through Dagster (pipeline.process_upload) -------------------------------------
+def batch_dagster_in_process(upload: str, data_dir: str, dagster_home: str) -> dict[str, Any]:
+    """pipeline.process_upload: the batch job then each file job with execute_in_process, on a sqlite instance
+    made from the project's dagster.yaml (the storage the daemon uses)."""
+    from dagster import DagsterInstance
+
+    from ..pipeline import process_upload
+
+    storage = _prepare(Path(data_dir))
+    home = Path(dagster_home)
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    with DagsterInstance.from_config(str(home)) as instance:
+        started = time.perf_counter()
+        result = process_upload(Path(upload), storage, instance, leaf_user_id=LEAF_USER, provider=PROVIDER)
+        seconds = time.perf_counter() - started
+    states = [f.get("status") for f in result["files"]]
+    return {"seconds": seconds, "files": len(states), "processed": states.count("processed"),
+            "failed": states.count("failed"), "batch_status": result["batch"].get("status")}
+
+
+# -- (ii) the sensor and the daemon ------------------------------------------------------------------------------
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    return children
+
+
+def _process_group(pgid: int) -> set[int]:
+    members = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getpgid(int(entry)) == pgid:
+                    members.add(int(entry))
+            except OSError:
+                pass
+    return members
+
+
+def _descendants(pid: int) -> set[int]:
+    children, found, todo = _children_map(), set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def stop_daemon(process: subprocess.Popen, grace: float = 20.0) -> dict[str, Any]:
+    """SIGTERM the daemon's process group, wait, then SIGKILL whatever is left of it, pid by pid."""
+    pgid = process.pid  # started with start_new_session=True: its own session and group
+    tracked = _descendants(process.pid) | _process_group(pgid) | {process.pid}
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)  # let the code server and run workers see their parent go
+    left = {p for p in (tracked | _descendants(process.pid) | _process_group(pgid)) if _alive(p)}
+    for pid in sorted(left):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+    still = {p for p in left if _alive(p)}
+    return {"exit_code": process.returncode, "killed_after_sigterm": len(left), "still_alive": sorted(still)}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _wait_for(log_path: Path, markers: tuple[str, ...], timeout: float, process: subprocess.Popen) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        text = log_path.read_text(errors="replace") if log_path.exists() else ""
+        if any(marker in text for marker in markers):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def launch_settings(home: Path) -> dict[str, Any]:
+    """How the instance launches runs: coordinator, launcher, run limits, and the file job's executor."""
+    from dagster import DagsterInstance
+
+    settings = yaml.safe_load((home / "dagster.yaml").read_text()) or {}
+    out: dict[str, Any] = {"concurrency": settings.get("concurrency")}
+    with DagsterInstance.from_config(str(home)) as instance:
+        out["run_coordinator"] = type(instance.run_coordinator).__name__
+        out["run_launcher"] = type(instance.run_launcher).__name__
+    try:
+        from ..definitions import defs
+        from ..status import FILE_JOB
+
+        out["file_job_executor"] = defs().resolve_job_def(FILE_JOB).executor_def.name
+    except Exception as exc:  # informational only
+        out["file_job_executor"] = f"unknown ({type(exc).__name__})"
+    return out
+
+
+def run_timings(home: Path) -> dict[str, Any]:
+    """Per-run figures from the instance's run storage: queue wait (created -> started) and run duration."""
+    from dagster import DagsterInstance
+
+    from ..status import BATCH_JOB, FILE_JOB
+
+    out: dict[str, Any] = {}
+    with DagsterInstance.from_config(str(home)) as instance:
+        records = instance.get_run_records()
+        breakdown = run_breakdown(instance, [r.dagster_run.run_id for r in records
+                                             if r.dagster_run.job_name == FILE_JOB])
+    for job in (BATCH_JOB, FILE_JOB):
+        runs = [r for r in records if r.dagster_run.job_name == job]
+        durations = [r.end_time - r.start_time for r in runs if r.start_time and r.end_time]
+        waits = [r.start_time - r.create_timestamp.timestamp() for r in runs if r.start_time]
+        statuses: dict[str, int] = {}
+        for r in runs:
+            statuses[r.dagster_run.status.value] = statuses.get(r.dagster_run.status.value, 0) + 1
+        out[job] = {
+            "runs": len(runs), "statuses": statuses,
+            "mean_run_seconds": sum(durations) / len(durations) if durations else None,
+            "max_run_seconds": max(durations) if durations else None,
+            "mean_queue_seconds": sum(waits) / len(waits) if waits else None,
+            "first_created": min((r.create_timestamp.timestamp() for r in runs), default=None),
+            "last_ended": max((r.end_time for r in runs if r.end_time), default=None),
+        }
+    out[FILE_JOB]["mean_breakdown"] = breakdown
+    return out
+
+
+def run_breakdown(instance: Any, run_ids: list[str]) -> dict[str, float | None]:
+    """Mean seconds per file run, from its event log: in the queue (enqueued -> launched: RUN_STARTING, the
+    coordinator handing it to the launcher), starting the run worker process (launched -> run start), starting step subprocesses (worker starting -> step start, summed over
+    steps), step bodies (step start -> success/failure, summed), and the rest of the run (run start -> end
+    minus the two step sums)."""
+    from dagster import DagsterEventType as E
+
+    sums: dict[str, float] = {}
+    counted = 0
+    for run_id in run_ids:
+        first: dict[Any, float] = {}
+        worker_start: dict[str, float] = {}
+        step_start: dict[str, float] = {}
+        spawn = body = 0.0
+        for entry in instance.all_logs(run_id):
+            event = entry.dagster_event
+            if event is None:
+                continue
+            kind, ts = event.event_type, entry.timestamp
+            first.setdefault(kind, ts)
+            if kind == E.STEP_WORKER_STARTING:
+                worker_start[entry.step_key] = ts
+            elif kind == E.STEP_START:
+                step_start[entry.step_key] = ts
+                if entry.step_key in worker_start:
+                    spawn += ts - worker_start[entry.step_key]
+            elif kind in (E.STEP_SUCCESS, E.STEP_FAILURE) and entry.step_key in step_start:
+                body += ts - step_start[entry.step_key]
+        end = first.get(E.RUN_SUCCESS) or first.get(E.RUN_FAILURE)
+        launched = first.get(E.RUN_DEQUEUED) or first.get(E.RUN_STARTING)
+        if not (E.RUN_ENQUEUED in first and launched and E.RUN_START in first and end):
+            continue
+        counted += 1
+        parts = {"queued": launched - first[E.RUN_ENQUEUED],
+                 "worker_start": first[E.RUN_START] - launched,
+                 "step_subprocess_start": spawn, "step_bodies": body, "run_total": end - first[E.RUN_START]}
+        for key, value in parts.items():
+            sums[key] = sums.get(key, 0.0) + value
+    return {key: value / counted for key, value in sums.items()} | {"runs": counted} if counted else {"runs": 0}
+
+
+def through_daemon(upload: Path, work: Path, expected_files: int, timeout: float, log: Log) -> dict[str, Any]:
+    """Drop `upload` into the inbox of a daemon-run instance and time it until every file has a final status."""
+    home, data = work / "dagster_home", work / "data-daemon"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    storage = _prepare(data)
+    storage.inbox.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "DAGSTER_HOME": str(home), "LEAF_DATA_DIR": str(data)}
+    daemon_bin = Path(sys.executable).with_name("dagster-daemon")
+    command = [str(daemon_bin)] if daemon_bin.exists() else [sys.executable, "-m", "dagster._daemon"]
+    command += ["run", "-w", "workspace.yaml"]
+    log_path = work / "daemon.log"
+    result: dict[str, Any] = {"command": " ".join(["dagster-daemon", *command[1:]]), "log": str(log_path)}
+    with open(log_path, "wb") as log_file:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            if not _wait_for(log_path, READY_MARKERS, 300, process):
+                raise RuntimeError(f"dagster-daemon did not tick the inbox sensor (exit code {process.poll()}); "
+                                   f"see {log_path}")
+            result["startup_seconds"] = time.perf_counter() - started
+            log(f"  daemon up in {result['startup_seconds']:.1f} s (pid {process.pid}); dropping the upload")
+            result.update(_drop_and_wait(upload, storage, expected_files, timeout, log))
+        finally:
+            result["stop"] = stop_daemon(process)
+    result["launch"] = launch_settings(home)
+    result["runs"] = run_timings(home)
+    if "dropped_at" in result:
+        result["timeline"] = timeline(result)
+    return result
+
+
+def timeline(result: dict[str, Any]) -> dict[str, float | None]:
+    """Where the daemon path's time goes, in seconds after the upload landed in the inbox."""
+    from ..status import BATCH_JOB, FILE_JOB
+
+    t0 = result["dropped_at"]
+    batch, files = result["runs"].get(BATCH_JOB, {}), result["runs"].get(FILE_JOB, {})
+
+    def since(value: float | None) -> float | None:
+        return None if value is None else value - t0
+
+    return {"batch_run_created": since(batch.get("first_created")), "batch_run_ended": since(batch.get("last_ended")),
+            "first_file_run_created": since(files.get("first_created")),
+            "last_file_run_ended": since(files.get("last_ended")),
+            "all_statuses_final": result.get("seconds")}
+
+
+def _drop_and_wait(upload: Path, storage: Any, expected_files: int, timeout: float, log: Log) -> dict[str, Any]:
+    partial = storage.inbox / f".{upload.name}.partial"
+    shutil.copyfile(upload, partial)
+    os.replace(partial, storage.inbox / upload.name)
+    t0, dropped_at = time.perf_counter(), time.time()
+    batches_dir, files_dir = storage.table_dir("batches"), storage.table_dir("files")
+    done_at: dict[str, float] = {}
+    batch: dict[str, Any] = {}
+    last_note = t0
+    while True:
+        now = time.perf_counter()
+        batch = next((b for b in (_read_json(p) for p in sorted(batches_dir.glob("*.json"))) if b), {}) \
+            if batches_dir.exists() else {}
+        file_ids = batch.get("leafFiles") or []
+        for file_id in file_ids:
+            if file_id not in done_at:
+                record = _read_json(files_dir / f"{file_id}.json") or {}
+                if record.get("status") in FINAL_FILE_STATES:
+                    done_at[file_id] = now - t0
+        finished = batch.get("status") in FINAL_BATCH_STATES and len(done_at) == len(file_ids)
+        if finished or now - t0 > timeout:
+            break
+        if now - last_note >= 60:
+            log(f"  daemon: {len(done_at)}/{len(file_ids) or expected_files} files final after {now - t0:.0f} s "
+                f"(batch {batch.get('status', 'not registered yet')})")
+            last_note = now
+        time.sleep(0.5)
+    elapsed = time.perf_counter() - t0
+    states = [(_read_json(files_dir / f"{f}.json") or {}).get("status") for f in batch.get("leafFiles") or []]
+    out = {"seconds": elapsed, "dropped_at": dropped_at, "timed_out": not finished, "batch_status": batch.get("status"),
+           "files": len(states), "processed": states.count("processed"), "failed": states.count("failed"),
+           "first_file_final_s": min(done_at.values(), default=None),
+           "last_file_final_s": max(done_at.values(), default=None)}
+    if len(states) != expected_files:
+        out["warning"] = f"expected {expected_files} files, the batch registered {len(states)}"
+    return out
+
+
+def measure(upload: Path, work: Path, files: int, daemon: bool, timeout: float, log: Log) -> dict[str, Any]:
+    from .shapefile import in_child
+
+    out: dict[str, Any] = {"files": files}
+    log(f"batch of {files} files in-process with FileSteps (no Dagster)")
+    out["file_steps"] = in_child(batch_file_steps, str(upload), str(work / "data-filesteps"))
+    log(f"  {out['file_steps']['seconds']:.2f} s ({out['file_steps']['processed']} processed)")
+    log(f"batch of {files} files in-process through Dagster (pipeline.process_upload, execute_in_process)")
+    try:
+        out["dagster_in_process"] = in_child(batch_dagster_in_process, str(upload), str(work / "data-inprocess"),
+                                             str(work / "dagster_home_inprocess"))
+        log(f"  {out['dagster_in_process']['seconds']:.2f} s")
+    except RuntimeError as exc:
+        out["dagster_in_process"] = {"error": str(exc).splitlines()[0]}
+    if daemon:
+        log(f"batch of {files} files through the inbox sensor and dagster-daemon (timeout {timeout:.0f} s)")
+        out["daemon"] = through_daemon(upload, work, files, timeout, log)
+        d = out["daemon"]
+        log(f"  {d['seconds']:.1f} s, {d['processed']} processed, {d['failed']} failed"
+            + (" (TIMED OUT)" if d["timed_out"] else ""))
+        if not d["timed_out"] and d["files"]:
+            out["overhead_s_per_file"] = (d["seconds"] - out["file_steps"]["seconds"]) / d["files"]
+    return out

@@ -1,0 +1,585 @@
+"""One task x operation type of a TaskData as a table of points with Leaf standard property names.
+
+Rows are TLG records (several time logs of a task concatenated in time order; logs that repeat the same
+records with other DLVs, because a header addresses at most 256 DLVs, are joined side by side). Columns
+come from the DLVs of the operation's device elements, forward-filled, scaled by DDI resolution and
+converted to Leaf units; cumulative totals become per-record differences.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from ..base import WGS84, ReaderError
+from . import ddi as dd
+from .operations import OperationGroup
+from .taskdata import Device, Task, TaskData
+from .tlg import TlgData
+
+EPOCH_1980 = np.datetime64("1980-01-01T00:00:00", "ms")
+DAY_MS = 86_400_000
+_EARTH_RADIUS_M = 6_371_008.8
+_ZONE = re.compile(r"(Z|[+-]\d\d:?\d\d)$")
+_EARLIEST = np.datetime64("1990-01-01", "ms")
+_LATEST = np.datetime64("2100-01-01", "ms")
+
+# ISO 11783 manufacturer codes of the client NAME we can name; the SOURCE notes of our real sets name
+# these two (Krone 111, CNH 94); anything else is reported as "unknown".
+MANUFACTURERS = {94: "CNH Industrial", 111: "Krone"}
+
+
+@dataclass
+class Stream:
+    """Records logged together: one time log, or several that repeat the same records side by side."""
+
+    logs: list[TlgData]
+    times: np.ndarray  # datetime64[ms], NaT where unknown
+    time_note: str
+
+    @property
+    def count(self) -> int:
+        return self.logs[0].count
+
+    def locate(self, element: str, ddi: int) -> tuple[TlgData, int] | None:
+        for log in self.logs:
+            for spec in log.header.dlvs:
+                if spec.element == element and spec.ddi == ddi:
+                    return log, spec.index
+        return None
+
+    def column(self, element: str, ddi: int, fill: bool = True) -> np.ndarray:
+        found = self.locate(element, ddi)
+        if found is None:
+            return np.full(self.count, np.nan)
+        log, index = found
+        return log.column(index, fill=fill)
+
+    def first_ptn(self, name: str) -> np.ndarray | None:
+        for log in self.logs:
+            if name in log.ptn:
+                return log.ptn[name].astype(np.float64)
+            if name in log.header.ptn_fixed:
+                return np.full(log.count, float(log.header.ptn_fixed[name]))
+        return None
+
+
+def _zone_offset(task: Task) -> tuple[np.timedelta64 | None, str | None]:
+    """The UTC offset the task's own TIM/ASP times carry, if any (e.g. CNH writes -05:00)."""
+    for text in task.times:
+        match = _ZONE.search(text.strip())
+        if not match:
+            continue
+        zone = match.group(1)
+        if zone == "Z":
+            return np.timedelta64(0, "m"), "Z"
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        minutes = sign * (int(digits[:2]) * 60 + int(digits[2:]))
+        return np.timedelta64(minutes, "m"), zone
+    return None, None
+
+
+def record_times(log: TlgData, task: Task) -> tuple[np.ndarray, str]:
+    """UTC time per record: GPS UTC date and time when logged (isoxml.md 3.4), else the terminal clock."""
+    n = log.count
+    local = None
+    if log.time_ms is not None and log.time_days is not None:
+        local = EPOCH_1980 + log.time_days.astype(np.int64) * np.timedelta64(DAY_MS, "ms") \
+            + log.time_ms.astype(np.int64).astype("timedelta64[ms]")
+        local = np.where(log.time_ms < DAY_MS, local, np.datetime64("NaT"))
+    elif log.header.time_start:
+        try:
+            start = pd.Timestamp(log.header.time_start)
+            start = start.tz_convert("UTC").tz_localize(None) if start.tzinfo else start
+            local = np.full(n, start.to_datetime64().astype("datetime64[ms]"))
+        except (ValueError, OverflowError):
+            local = None
+
+    def ptn(name: str) -> np.ndarray | None:
+        if name in log.ptn:
+            return log.ptn[name].astype(np.int64)
+        if name in log.header.ptn_fixed:
+            return np.full(n, log.header.ptn_fixed[name], dtype=np.int64)
+        return None
+
+    gps_ms, gps_days = ptn("gps_time"), ptn("gps_date")
+    gps = None
+    if gps_ms is not None and gps_days is not None:
+        valid = (gps_ms >= 0) & (gps_ms < DAY_MS) & (gps_days > 0) & (gps_days < 0xFFFF)
+        gps = np.where(valid, EPOCH_1980 + gps_days * np.timedelta64(DAY_MS, "ms") + gps_ms.astype("timedelta64[ms]"),
+                       np.datetime64("NaT"))
+        note = "time from GPS UTC date and time (PTN H, I)"
+    elif gps_ms is not None and local is not None:
+        valid = (gps_ms >= 0) & (gps_ms < DAY_MS) & ~np.isnat(local)
+        midnight = local.astype("datetime64[D]").astype("datetime64[ms]")
+        gps = midnight + np.where(valid, gps_ms, 0).astype("timedelta64[ms]")
+        shift = (gps - local).astype(np.int64)
+        gps = gps - np.where(shift > DAY_MS // 2, DAY_MS, 0).astype("timedelta64[ms]") \
+            + np.where(shift < -DAY_MS // 2, DAY_MS, 0).astype("timedelta64[ms]")
+        gps = np.where(valid, gps, np.datetime64("NaT"))
+        note = "time from GPS UTC time of day (PTN H) on the terminal's date"
+    if gps is not None and (~np.isnat(gps)).any():
+        times = gps
+        missing = np.isnat(gps)
+        if missing.any() and local is not None:
+            both = ~missing & ~np.isnat(local)
+            if both.any():
+                offset = np.median((gps[both] - local[both]).astype(np.int64)).astype(np.int64)
+                times = np.where(missing, local + np.timedelta64(int(offset), "ms"), gps)
+                note += f"; {int(missing.sum())} records without GPS time use the terminal clock shifted to GPS"
+    elif local is not None:
+        offset, zone = _zone_offset(task)
+        if offset is not None:
+            times = local - offset.astype("timedelta64[ms]")
+            note = f"terminal clock (TimeStart) read as local time at UTC{'' if zone == 'Z' else zone}, the zone of the task's own times"
+        else:
+            times = local
+            note = "terminal clock (TimeStart) without a zone and no GPS time logged: read as UTC"
+    else:
+        return np.full(n, np.datetime64("NaT"), dtype="datetime64[ms]"), "the time log has no time"
+    times = times.astype("datetime64[ms]")
+    implausible = ~np.isnat(times) & ((times < _EARLIEST) | (times >= _LATEST))
+    if implausible.any():
+        times = np.where(implausible, np.datetime64("NaT"), times)
+        note += f"; {int(implausible.sum())} records with a date before 1990 or after 2099 have no time"
+    return times, note
+
+
+def streams_of(logs: list[TlgData], task: Task) -> list[Stream]:
+    """Group time logs that repeat the same records (same times) and order the groups in time."""
+    streams: list[Stream] = []
+    for log in logs:
+        times, note = record_times(log, task)
+        for stream in streams:
+            if stream.count == log.count and log.count and np.array_equal(stream.times, times, equal_nan=True):
+                stream.logs.append(log)
+                break
+        else:
+            streams.append(Stream([log], times, note))
+
+    def first(stream: Stream) -> np.datetime64:
+        valid = stream.times[~np.isnat(stream.times)]
+        return valid.min() if len(valid) else np.datetime64("9999-01-01", "ms")
+
+    return sorted(streams, key=first)
+
+
+def _haversine(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Metres from the previous fix (0 for the first)."""
+    phi, lam = np.radians(lat), np.radians(lon)
+    dphi, dlam = np.diff(phi), np.diff(lam)
+    a = np.sin(dphi / 2) ** 2 + np.cos(phi[:-1]) * np.cos(phi[1:]) * np.sin(dlam / 2) ** 2
+    out = np.zeros(len(lat))
+    out[1:] = 2 * _EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
+    return out
+
+
+def spread_counter(counter: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Per-record increments of a sparsely logged distance counter (raw, NaN where not logged).
+
+    Totals are often logged every few seconds while positions come every record; giving each increase to
+    the one record that carries it would leave most points with no distance (and so no area). Each increase
+    is spread over the records since the counter's previous value in proportion to `steps` (metres between
+    fixes); a span without movement puts it on its last record. The sum is the counter's last minus first;
+    a drop (reset) adds nothing. Records before the first or after the last value get `steps` x 1000 (mm)."""
+    out = steps * 1000.0
+    logged = np.flatnonzero(~np.isnan(counter))
+    if len(logged) < 2:
+        return out
+    values = counter[logged]
+    increments = np.diff(values)
+    increments[increments < 0] = 0.0
+    inside = np.arange(logged[0] + 1, logged[-1] + 1)
+    segment = np.searchsorted(logged, inside, side="left") - 1
+    weight = steps[inside]
+    totals = np.bincount(segment, weights=weight, minlength=len(increments))
+    share = np.where(totals[segment] > 0, weight / np.where(totals[segment] > 0, totals[segment], 1.0), 0.0)
+    out[logged[0]] = 0.0
+    out[inside] = share * increments[segment]
+    still = totals <= 0
+    if still.any():
+        out[logged[1:][still]] = increments[still]
+    return out
+
+
+def _bearing(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Direction of travel from the previous fix in degrees from north; repeats the last when standing."""
+    out = np.full(len(lat), np.nan)
+    if len(lat) < 2:
+        return out
+    phi, lam = np.radians(lat), np.radians(lon)
+    dlam = np.diff(lam)
+    y = np.sin(dlam) * np.cos(phi[1:])
+    x = np.cos(phi[:-1]) * np.sin(phi[1:]) - np.sin(phi[:-1]) * np.cos(phi[1:]) * np.cos(dlam)
+    moved = (np.diff(phi) != 0) | (dlam != 0)
+    out[1:] = np.where(moved, (np.degrees(np.arctan2(y, x)) + 360.0) % 360.0, np.nan)
+    out[0] = out[1]
+    return pd.Series(out).ffill().bfill().to_numpy()
+
+
+@dataclass
+class Builder:
+    """Chooses which element's DLV feeds each property and assembles the columns over all streams."""
+
+    data: TaskData
+    task: Task
+    group: OperationGroup
+    streams: list[Stream]
+    columns: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)
+    ddis: dict[str, int] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    contributors: list[str] = field(default_factory=list)  # elements whose values made it into a column
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.available: set[tuple[str, int]] = {(s.element, s.ddi) for st in self.streams for log in st.logs
+                                                for s in log.header.dlvs}
+        logged_elements = list(dict.fromkeys(s.element for st in self.streams for log in st.logs
+                                             for s in log.header.dlvs))
+        near = list(self.group.elements)
+        for element in self.group.elements:
+            near += [a.id for a in self.data.ancestors(element)]
+        devices = {self.data.elements[e].device for e in self.group.elements if e in self.data.elements}
+        same_device = sorted((e for e in logged_elements if e in self.data.elements
+                              and self.data.elements[e].device in devices), key=self.data.depth)
+        others = sorted((e for e in logged_elements if e not in same_device),
+                        key=lambda e: (0 if (self.data.device_of(e) and self.data.device_of(e).device_class == 1) else 1,
+                                       self.data.depth(e)))
+        self.near = list(dict.fromkeys(near + same_device + others))
+
+    def _pick(self, targets: list[dd.Target], elements: list[str], exclude_types: tuple[int, ...] = ()) -> tuple[str, dd.Target] | None:
+        for target in targets:
+            for element in elements:
+                det = self.data.elements.get(element)
+                if det is not None and det.type in exclude_types:
+                    continue
+                if (element, target.ddi) in self.available:
+                    return element, target
+        return None
+
+    def _put(self, name: str, per_stream: list[np.ndarray], unit: str | None, ddi: int | None, source: str,
+             elements: tuple[str, ...] | list[str] = ()) -> None:
+        self.columns[name] = per_stream
+        self.contributors.extend(elements)
+        if unit:
+            self.units[name] = unit
+        if ddi is not None:
+            self.ddis[name] = ddi
+        self.sources[name] = source
+
+    def _label(self, element: str) -> str:
+        det = self.data.elements.get(element)
+        return f"{element} ({det.designator})" if det and det.designator else element
+
+    def value(self, name: str, targets: list[dd.Target], elements: list[str], exclude_types: tuple[int, ...] = ()) -> dd.Target | None:
+        picked = self._pick(targets, elements, exclude_types)
+        if picked is None:
+            return None
+        element, target = picked
+        self._put(name, [s.column(element, target.ddi) * target.factor for s in self.streams], target.unit, target.ddi,
+                  f"DDI {target.ddi} of {self._label(element)}", (element,))
+        return target
+
+    def averaged(self, name: str, targets: list[dd.Target]) -> None:
+        primary = self.group.elements[0]
+        for target in targets:
+            if (primary, target.ddi) in self.available:
+                self.value(name, [target], [primary])
+                return
+            loggers = [e for e in self.group.elements if (e, target.ddi) in self.available]
+            if loggers:
+                per_stream = []
+                for stream in self.streams:
+                    stack = np.vstack([stream.column(e, target.ddi) for e in loggers])
+                    with np.errstate(all="ignore"), _quiet():
+                        per_stream.append(np.nanmean(stack, axis=0) * target.factor)
+                self._put(name, per_stream, target.unit, target.ddi,
+                          f"mean of DDI {target.ddi} over {len(loggers)} elements (rows/sections)", loggers)
+                return
+
+    def total(self, name: str, targets: list[dd.Target], elements: list[str]) -> bool:
+        """Per-record differences of a cumulative counter (within each stream; a drop is a reset: no value)."""
+        picked = self._pick(targets, elements)
+        if picked is None:
+            return False
+        element, target = picked
+        per_stream = [self._diff(s.column(element, target.ddi)) * target.factor for s in self.streams]
+        self._put(name, per_stream, target.unit, target.ddi,
+                  f"differences of total DDI {target.ddi} of {self._label(element)}", (element,))
+        return True
+
+    def _diff(self, counter: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(counter))
+        if len(counter) > 1:
+            step = np.diff(counter)
+            step = np.where(np.isnan(step), 0.0, step)
+            out[1:] = step
+        resets = out < 0
+        if resets.any():
+            out[resets] = np.nan
+            self.notes.append(f"a total counter dropped {int(resets.sum())} times (reset): those records have no difference")
+        return out
+
+    def constant_width(self) -> None:
+        """Working width from a DPT (a device constant) when no DLV logs it."""
+        for target in dd.COMMON_TARGETS["equipmentWidth"]:
+            for element in self.near:
+                det = self.data.elements.get(element)
+                device = self.data.devices.get(det.device) if det else None
+                if det is None or device is None or det.type in (4, 5):
+                    continue
+                value = device.constants(det).get(target.ddi)
+                if value is not None and value > 0:
+                    self._put("equipmentWidth", [np.full(s.count, value * target.factor) for s in self.streams],
+                              target.unit, target.ddi, f"constant DDI {target.ddi} (DPT) of {self._label(element)}",
+                              (element,))
+                    return
+
+
+class _quiet:
+    """Silence numpy's 'mean of empty slice' warning for records no element has logged yet."""
+
+    def __enter__(self) -> None:
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+
+    def __exit__(self, *exc: object) -> None:
+        self._ctx.__exit__(*exc)
+
+
+def _allocation_names(data: TaskData, task: Task, elements: list[str]) -> list[tuple[str, pd.Timestamp | None, pd.Timestamp | None]]:
+    """(product name, start, stop) of the PANs that apply to the elements (or to the whole task)."""
+    related: set[str] = set(elements)
+    for element in elements:
+        related |= {a.id for a in data.ancestors(element)}
+    related_desc = {e for e in data.elements if any(a.id in set(elements) for a in data.ancestors(e))}
+    related |= related_desc
+    found = []
+    for allocation in task.allocations:
+        if allocation.element is not None and allocation.element not in related:
+            continue
+        if allocation.product not in data.products:
+            continue
+        name = data.products[allocation.product][0].strip()
+        if not name:
+            continue
+        found.append((name, _timestamp(allocation.start), _timestamp(allocation.stop)))
+    return found
+
+
+def _timestamp(text: str | None) -> pd.Timestamp | None:
+    if not text:
+        return None
+    try:
+        stamp = pd.Timestamp(text)
+    except (ValueError, OverflowError):
+        return None
+    return stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")
+
+
+def _products(allocations: list[tuple[str, pd.Timestamp | None, pd.Timestamp | None]], times: pd.Series) -> pd.Series:
+    """Product per record: the allocation whose window holds the record, else the latest one started before."""
+    names = sorted({a[0] for a in allocations})
+    if len(names) == 1:
+        return pd.Series(names[0], index=times.index, dtype="string")
+    out = pd.Series(pd.NA, index=times.index, dtype="string")
+    ordered = sorted(allocations, key=lambda a: a[1] or pd.Timestamp.min.tz_localize("UTC"))
+    for name, start, _stop in ordered:
+        mask = times.notna() if start is None else (times >= start)
+        out = out.mask(mask.fillna(False).to_numpy(), name)
+    return out.fillna(ordered[0][0])
+
+
+def _crop_and_variety(data: TaskData, task: Task, products: list[str]) -> tuple[str | None, str | None, str]:
+    """Crop and variety from the field's CTP/CVT, else from a CVT that names the task's product."""
+    pfd = data.fields.get(task.field or "", {})
+    crop = data.crops.get(pfd.get("G", "")) if pfd.get("G") else None
+    variety = None
+    if pfd.get("H") and pfd.get("H") in data.varieties:
+        variety, crop_ref, _ = data.varieties[pfd["H"]]
+        crop = crop or data.crops.get(crop_ref)
+    if crop:
+        return crop.strip() or None, (variety or "").strip() or None, "the field's crop type (PFD G/H)"
+    product_ids = {pid for pid, (name, _) in data.products.items() if name.strip() in products}
+    for name, crop_ref, product in data.varieties.values():
+        if product in product_ids:
+            return (data.crops.get(crop_ref) or "").strip() or None, name.strip() or None, "the crop variety of the product (CVT)"
+    return None, None, ""
+
+
+def _machinery(data: TaskData, devices: list[str], self_propelled: set[str]) -> list[dict[str, Any]]:
+    out = []
+    for device_id in devices:
+        device = data.devices.get(device_id)
+        if device is None:
+            continue
+        manufacturer = device.manufacturer
+        out.append({
+            "name": device.designator.strip() or device.id,
+            "type": "machine" if device.device_class in dd.MACHINE_CLASSES or device.id in self_propelled else "implement",
+            "serialNumber": device.serial.strip() or None,
+            "brand": MANUFACTURERS.get(manufacturer, "unknown") if manufacturer is not None else "unknown",
+            "deviceClass": device.device_class,
+            "manufacturerCode": manufacturer,
+        })
+    return out
+
+
+def build_points(data: TaskData, task: Task, group: OperationGroup, logs: list[TlgData]) -> tuple[gpd.GeoDataFrame, dict[str, str], dict[str, Any], list[str]]:
+    """(frame, units, hints, notes) for one task x operation type."""
+    notes: list[str] = []
+    streams = streams_of(logs, task)
+    joined = [s for s in streams if len(s.logs) > 1]
+    for stream in joined:
+        notes.append(f"time logs {', '.join(l.header.name for l in stream.logs)} repeat the same {stream.count} records "
+                     "with different values (a header holds at most 256 DLVs): joined record by record")
+    for stream in streams:
+        if stream.time_note not in notes:
+            notes.append(stream.time_note)
+    b = Builder(data, task, group, streams)
+
+    # positions
+    lat_parts, lon_parts, up_parts = [], [], []
+    for stream in streams:
+        north, east = stream.first_ptn("north"), stream.first_ptn("east")
+        if north is None or east is None:
+            raise ReaderError(stream.logs[0].header.name, "the time log has no positions (PTN A/B absent)")
+        lat_parts.append(north * 1e-7)
+        lon_parts.append(east * 1e-7)
+        up = stream.first_ptn("up")
+        up_parts.append(up * 1e-3 if up is not None else None)
+    if all(u is not None for u in up_parts):
+        b._put("elevation", up_parts, "m", None, "PTN C (PositionUp, mm)")
+
+    # common properties
+    b.value("speed", dd.COMMON_TARGETS["speed"], b.near)
+    if not b.value("heading", dd.COMMON_TARGETS["heading"], b.near):
+        b._put("heading", [_bearing(la, lo) for la, lo in zip(lat_parts, lon_parts)], "arcdeg", None,
+               "computed from consecutive positions (no yaw angle DDI 144 logged)")
+    if not b.value("equipmentWidth", dd.COMMON_TARGETS["equipmentWidth"], b.near, exclude_types=(4, 5)):
+        b.constant_width()
+    if "equipmentWidth" in b.ddis and b.ddis["equipmentWidth"] != 67:
+        notes.append(f"working width from DDI {b.ddis['equipmentWidth']} ({dd.DDIS[b.ddis['equipmentWidth']].name}), "
+                     "not the actual width DDI 67")
+    effective = b._pick([dd.Target(117, "m", 1e-3)], b.near)
+    if effective is not None:
+        element = effective[0]
+        both = (element, 118) in b.available
+        parts = []
+        for stream, la, lo in zip(streams, lat_parts, lon_parts):
+            counter = stream.column(element, 117, fill=False)
+            if both:
+                other = stream.column(element, 118, fill=False)
+                counter = np.nan_to_num(stream.column(element, 117)) + np.nan_to_num(stream.column(element, 118))
+                counter[np.isnan(stream.column(element, 117, fill=False)) & np.isnan(other)] = np.nan
+            parts.append(spread_counter(counter, _haversine(la, lo)) * 1e-3)
+        b._put("distance", parts, "m", 117, f"DDI 117{' + 118' if both else ''} of {b._label(element)}", (element,))
+        notes.append("distance from the total distance counters (DDI 117 effective"
+                     + (" + 118 ineffective" if both else " only: non-working travel counts 0")
+                     + "): each counter increase is spread over the records since the previous value, in proportion "
+                       "to the distance between their fixes (records outside the counted span use that distance)")
+    else:
+        b._put("distance", [_haversine(la, lo) for la, lo in zip(lat_parts, lon_parts)], "m", None,
+               "great-circle distance between consecutive fixes")
+        notes.append("distance computed between consecutive positions (no total distance DDI logged)")
+    status = b._pick([dd.Target(141, "", 1.0)], b.near)
+    if status is not None:
+        element = status[0]
+        parts = []
+        for stream in streams:
+            raw = stream.column(element, 141)
+            parts.append(np.where(raw == 1, "On", np.where(np.isnan(raw), None, "Off")).astype(object))
+        b._put("recordingStatus", parts, None, 141, f"DDI 141 of {b._label(element)}", (element,))
+    b.total("fuelUsed", dd.TOTAL_TARGETS["fuelUsed"], b.near)
+
+    # operation properties
+    operation = group.operation
+    targets = dd.OPERATION_TARGETS.get(operation, {})
+    rate_names = {"planted": ("seedRate", "seedRateTarget"), "applied": ("appliedRate", "appliedRateTarget")}
+    for name, choices in targets.items():
+        if name in dd.AVERAGED:
+            b.averaged(name, choices)
+        elif operation in rate_names and name == rate_names[operation][1]:
+            actual = b.ddis.get(rate_names[operation][0])
+            if actual is not None:
+                choices = [t for t in choices if t.ddi == dd.RATE_PAIRS.get(actual)]
+            b.value(name, choices, group.elements)
+        else:
+            b.value(name, choices, group.elements)
+    if operation == "harvested":
+        b.total("wetMass", dd.HARVEST_TOTALS["wetMass"], group.elements)
+    if operation in rate_names and rate_names[operation][0] not in b.columns:
+        logged_target = rate_names[operation][1] in b.columns
+        notes.append(f"no actual rate is logged{' (only the setpoint)' if logged_target else ''}: "
+                     f"{rate_names[operation][0]} is missing")
+
+    # assemble
+    times = np.concatenate([s.times for s in streams]) if streams else np.empty(0, dtype="datetime64[ms]")
+    lat = np.concatenate(lat_parts) if lat_parts else np.empty(0)
+    lon = np.concatenate(lon_parts) if lon_parts else np.empty(0)
+    frame = pd.DataFrame({"timestamp": pd.to_datetime(times).tz_localize("UTC")})
+    for name, parts in b.columns.items():
+        values = np.concatenate(parts) if parts else np.empty(0)
+        frame[name] = values
+    allocations = _allocation_names(data, task, group.elements)
+    product_names = sorted({a[0] for a in allocations})
+    if allocations:
+        frame["product"] = _products(allocations, frame["timestamp"]).to_numpy()
+    crop, variety, crop_source = _crop_and_variety(data, task, product_names)
+    if crop:
+        frame["crop"] = crop
+    if variety:
+        frame["variety"] = variety
+    if crop:
+        notes.append(f"crop '{crop}'{f' and variety {variety!r}' if variety else ''} from {crop_source}")
+    no_position = ~np.isfinite(lat) | ~np.isfinite(lon) | ((lat == 0) & (lon == 0)) | (np.abs(lat) > 90) | (np.abs(lon) > 180)
+    keep = ~no_position
+    if no_position.any():
+        notes.append(f"records without a position dropped: {int(no_position.sum())}")
+    frame = frame.loc[keep].reset_index(drop=True)
+    for name in list(frame.columns):
+        if name != "timestamp" and frame[name].isna().all():
+            frame = frame.drop(columns=name)
+            b.units.pop(name, None)
+            b.ddis.pop(name, None)
+    gdf = gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(lon[keep], lat[keep]), crs=WGS84)
+
+    # hints
+    devices = list(dict.fromkeys([data.elements[e].device for e in group.elements if e in data.elements]
+                                 + [data.elements[e].device for e in b.contributors if e in data.elements]))
+    # a harvester carries its own header: the device that yields is the machine, whatever its NAME class says
+    harvesters = {data.elements[e].device for e in group.elements if e in data.elements} if operation == "harvested" else set()
+    tractors = [d.id for d in _task_devices(data, streams) if d.device_class == 1 and d.id not in devices]
+    hints: dict[str, Any] = {
+        "operation": operation, "crop": crop, "products": product_names,
+        "machinery": _machinery(data, devices + tractors, harvesters),
+        "ddi": {k: v for k, v in b.ddis.items() if k in gdf.columns},
+        "task": task.label, "taskId": task.id,
+        "timeLogs": [log.header.name for s in streams for log in s.logs],
+        "evidence": group.evidence,
+    }
+    if len(group.elements) > 1:
+        notes.append(f"{len(group.elements)} elements do this operation; rates come from "
+                     f"{b._label(group.elements[0])} first")
+    for name, source in b.sources.items():
+        if name in gdf.columns:
+            notes.append(f"{name}: {source}")
+    notes.extend(b.notes)
+    units = {k: v for k, v in b.units.items() if k in gdf.columns}
+    return gdf, units, hints, list(dict.fromkeys(notes))
+
+
+def _task_devices(data: TaskData, streams: list[Stream]) -> list[Device]:
+    ids = dict.fromkeys(data.elements[s.element].device for st in streams for log in st.logs for s in log.header.dlvs
+                        if s.element in data.elements)
+    return [data.devices[i] for i in ids if i in data.devices]
