@@ -7,7 +7,11 @@ export LEAF_DATA_DIR ?= $(CURDIR)/data
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: install run test clean-data
+# The API's development token; set LEAF_API_TOKENS (token=owner,...) for real use.
+export LEAF_API_TOKENS ?= dev-token=local
+API_PORT ?= 8000
+
+.PHONY: install run test bench clean-data
 
 $(BIN)/leaf-dagster: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +31,14 @@ $(LEAF_DATA_DIR)/.samples-queued:
 	cp data/samples/*.zip data/samples/*.json $(LEAF_DATA_DIR)/inbox/
 	touch $@
 
+# Dagster (UI + daemon) on $(PORT) and the HTTP API on $(API_PORT); Ctrl-C stops both.
 run: install $(DAGSTER_HOME)/dagster.yaml $(LEAF_DATA_DIR)/.samples-queued
+	trap 'kill 0' INT TERM EXIT; \
+	$(BIN)/leaf-dagster serve --host $(HOST) --port $(API_PORT) & \
 	$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+
+bench: install
+	$(BIN)/leaf-dagster bench
 
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests

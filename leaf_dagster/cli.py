@@ -192,6 +192,12 @@ def cmd_serve(args: argparse.Namespace, storage: Storage) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace, storage: Storage) -> int:
+    from .bench.run import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
 def cmd_fields_add(args: argparse.Namespace, storage: Storage) -> int:
     from .fields import add_boundaries
 
@@ -255,6 +261,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(run=cmd_serve)
+
+    bench = sub.add_parser("bench", help="benchmarks: per-step speed and memory against a pyogrio baseline "
+                                         "([--quick] [--json] [--out DIR])", add_help=False)
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(run=cmd_bench)
 
     fields = sub.add_parser("fields", help="field boundaries").add_subparsers(dest="fields_command", required=True)
     command(fields, "add", cmd_fields_add, "add boundaries (GeoJSON, shapefile, GeoPackage or zip)", user, (("path",), {}))

@@ -26,6 +26,7 @@ COLUMN_ORDER = [
     "timestamp", "operationType", "originalOperationType", "crop", "variety", "area", "distance", "elevation",
     "heading", "speed", "equipmentWidth", "recordingStatus", "sectionId", "samplingInterval", "xOffset",
     "yOffset", "harvestMoisture", "wetMass", "dryMass", "wetMassPerArea", "dryMassPerArea", "wetVolume",
-    "dryVolume", "wetVolumePerArea", "dryVolumePerArea", "cropFlow", "seedRate", "seedRateTarget",
-    "downForceMargin", "appliedRate", "appliedRateTarget", "products",
+    "dryVolume", "wetVolumePerArea", "dryVolumePerArea", "cropFlow", "proteinPercentage", "seedRate",
+    "seedRateTarget", "seedDepth", "singulation", "skips", "doubles", "downForce", "downForceMargin", "appliedRate",
+    "appliedRateTarget", "products", "tillageDepthActual", "tillageDepthTarget", "fuelUsed",
 ]

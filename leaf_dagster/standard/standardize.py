@@ -26,6 +26,10 @@ _OPERATION_NAMES = {
     "application": "applied", "applying": "applied", "cropprotection": "applied", "fertilizing": "applied",
     "applied": "applied", "tillage": "tillage",
 }
+# Numeric properties carried over as the source gives them (ISOXML logs the planter and tillage ones).
+PASS_THROUGH = ("distance", "elevation", "heading", "speed", "equipmentWidth", "samplingInterval", "xOffset", "yOffset",
+                "downForceMargin", "downForce", "seedDepth", "singulation", "skips", "doubles", "tillageDepthActual",
+                "tillageDepthTarget", "fuelUsed", "proteinPercentage")
 _HARVEST_EVIDENCE = {"wetMassPerArea", "dryMassPerArea", "wetVolumePerArea", "dryVolumePerArea", "cropFlow"}
 
 
@@ -198,8 +202,7 @@ def standardize(source: SourceTable) -> StandardResult:
     elif operation == "planted" and "product" in m:
         put("variety", _text(frame, m["product"].column))
 
-    for prop in ("distance", "elevation", "heading", "speed", "equipmentWidth", "samplingInterval", "xOffset",
-                 "yOffset", "downForceMargin"):
+    for prop in PASS_THROUGH:
         if prop in m:
             put(prop, _numbers(frame, m[prop]), m[prop].unit)
     if "sectionId" in m:
