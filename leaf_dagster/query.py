@@ -90,6 +90,18 @@ def _order(sort: list[str] | str | None, allowed: tuple[str, ...], default: str)
     return ", ".join(parts)
 
 
+def _page(storage: Storage, view: str, where: list[str], params: list[Any], owner: str | None, order: str,
+          page: int, size: int) -> Page:
+    """Run the filtered, ordered query for one page and build Leaf's objects from the records."""
+    if owner is not None:
+        where = [*where, f"coalesce(\"apiOwnerUsername\", '{DEFAULT_OWNER}') = ?"]
+        params = [*params, owner]
+    ids, total = _run(storage, view, where, params, order, page, size)
+    to_object = file_object if view == "files" else batch_object
+    items = [to_object(r) for r in (storage.read_record(view, i) for i in ids) if r]
+    return Page(items, total, page, size)
+
+
 def _run(storage: Storage, view: str, where: list[str], params: list[Any], order: str, page: int, size: int) -> tuple[list[str], int]:
     refresh_catalog(storage)
     clause = (" WHERE " + " AND ".join(where)) if where else ""
@@ -137,12 +149,7 @@ def list_files(storage: Storage, *, owner: str | None = None, page: Any = None, 
             raise QueryError(f"standard must be true or false, not {filters['standard']!r}")
         where.append("coalesce(json_extract_string(steps, '$.standardGeojson.status') = 'processed', false) = ?")
         params.append(value == "true")
-    if owner is not None:
-        where.append(f"coalesce(\"apiOwnerUsername\", '{DEFAULT_OWNER}') = ?")
-        params.append(owner)
-    ids, total = _run(storage, "files", where, params, _order(sort, FILE_SORT_FIELDS, "id"), page_n, size_n)
-    items = [file_object(r) for r in (storage.read_record("files", i) for i in ids) if r]
-    return Page(items, total, page_n, size_n)
+    return _page(storage, "files", where, params, owner, _order(sort, FILE_SORT_FIELDS, "id"), page_n, size_n)
 
 
 def list_batches(storage: Storage, *, owner: str | None = None, page: Any = None, size: Any = None,
@@ -161,9 +168,4 @@ def list_batches(storage: Storage, *, owner: str | None = None, page: Any = None
         if filters.get(key) not in (None, ""):
             where.append(f'"{column}" {op} CAST(? AS TIMESTAMPTZ)')
             params.append(_timestamp(key, filters[key]))
-    if owner is not None:
-        where.append(f"coalesce(\"apiOwnerUsername\", '{DEFAULT_OWNER}') = ?")
-        params.append(owner)
-    ids, total = _run(storage, "batches", where, params, _order(sort, BATCH_SORT_FIELDS, "id"), page_n, size_n)
-    items = [batch_object(r) for r in (storage.read_record("batches", i) for i in ids) if r]
-    return Page(items, total, page_n, size_n)
+    return _page(storage, "batches", where, params, owner, _order(sort, BATCH_SORT_FIELDS, "id"), page_n, size_n)

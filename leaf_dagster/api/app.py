@@ -176,21 +176,21 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
     def get_file(file_id: str, request: Request, who: str = Depends(owner)) -> dict[str, Any]:
         return with_urls(request, owned("files", file_id, who))
 
+    def output(table: str, file_id: str, who: str) -> Any:
+        """A step's record of an owned file, or 404 when the step has not produced it."""
+        owned("files", file_id, who)
+        record = storage.read_record(table, file_id)
+        if record is None:
+            raise HTTPException(404, f"file {file_id} has no {table}")
+        return record
+
     @app.get(f"{BASE}/files/{{file_id}}/summary", summary="Get file summary")
     def get_summary(file_id: str, who: str = Depends(owner)) -> dict[str, Any]:
-        owned("files", file_id, who)
-        summary = storage.read_record("summaries", file_id)
-        if summary is None:
-            raise HTTPException(404, f"file {file_id} has no summary")
-        return summary["summary"]
+        return output("summaries", file_id, who)["summary"]
 
     @app.get(f"{BASE}/files/{{file_id}}/units", summary="Get file units")
     def get_units(file_id: str, who: str = Depends(owner)) -> dict[str, str]:
-        owned("files", file_id, who)
-        rows = storage.read_record("units", file_id)
-        if rows is None:
-            raise HTTPException(404, f"file {file_id} has no units")
-        return {r["property"]: r["unit"] for r in rows}
+        return {r["property"]: r["unit"] for r in output("units", file_id, who)}
 
     @app.get(f"{BASE}/files/{{file_id}}/status", summary="Get file status")
     def get_status(file_id: str, who: str = Depends(owner)) -> dict[str, Any]:
