@@ -17,7 +17,7 @@ from shapely import MultiPolygon, Polygon
 
 from .config import effective
 from .derived.filters import cleanup_mask, filtered_mask
-from .derived.geometry import metric_crs, point_rectangles
+from .derived.geometry import point_rectangles, swaths
 from .derived.images import RAMP, aux_xml, png_bytes, render, zip_images
 from .derived.raster import burn_index, covered_polygon, grid_for
 from .derived.summary import build_summary
@@ -177,14 +177,13 @@ class FileSteps:
         """The summary Feature (coverage from the point rectangles) and a small map thumbnail PNG."""
         frame, units = self.load_standard()
         frame = frame.drop(columns=[FILE_ID_COLUMN])
-        crs = metric_crs(frame)
-        rectangles = point_rectangles(frame, units, crs).to_crs(crs)
+        covers = swaths(frame, units)
         geometry, area, thumbnail = MultiPolygon(), 0.0, None
-        if rectangles.notna().any():
-            grid = grid_for(rectangles[rectangles.notna()])
-            index = burn_index(rectangles, grid)
+        if covers.valid.any():
+            grid = grid_for(covers)
+            index = burn_index(covers, grid)
             area = float((index >= 0).sum()) * grid.pixel_area
-            geometry = to_wgs84(covered_polygon(index, grid).simplify(grid.resolution / 2), crs)
+            geometry = to_wgs84(covered_polygon(index, grid).simplify(grid.resolution / 2), covers.crs)
             column = _thumbnail_property(frame)
             if column:
                 rgba, _, _ = render(frame[column].to_numpy(dtype=float), index)
@@ -211,14 +210,13 @@ class FileSteps:
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-        crs = metric_crs(frame)
-        rectangles = point_rectangles(frame, units, crs).to_crs(crs)
+        covers = swaths(frame, units)
         images: list[dict[str, Any]] = []
-        if not rectangles.notna().any():
+        if not covers.valid.any():
             self.storage.write_record("images", self.file_id, images)
             return images
-        grid = grid_for(rectangles[rectangles.notna()])
-        index = burn_index(rectangles, grid)
+        grid = grid_for(covers)
+        index = burn_index(covers, grid)
         sidecar = aux_xml(grid)
         for column in numeric_properties(frame):
             rgba, low, high = render(frame[column].to_numpy(dtype=float), index)

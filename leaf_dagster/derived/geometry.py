@@ -1,12 +1,15 @@
-"""The ground each point covers: one oriented rectangle per point, and their union (the coverage).
+"""The ground each point covers: one oriented rectangle (swath) per point.
 
 A point covers its working width across the direction of travel and the distance travelled since the
 previous point along it (the point is logged at the end of that stretch). Missing pieces are filled the
 way the data allows: heading from consecutive positions, length from the point's area and width, width
-from Leaf's 30 ft fallback.
+from Leaf's 30 ft fallback. Swaths are kept as arrays in a metric CRS; polygons are built only for the
+polygon output.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
@@ -16,6 +19,31 @@ from pyproj import CRS
 from ..standard.units import convert, is_known
 
 FALLBACK_WIDTH_M = 9.144  # 30 ft, Leaf's working width when none is known
+
+
+@dataclass(frozen=True)
+class Swaths:
+    """Per point, in metres in `crs`: front-centre (x, y), unit travel direction (ux, uy), width, length."""
+
+    crs: CRS
+    x: np.ndarray
+    y: np.ndarray
+    ux: np.ndarray
+    uy: np.ndarray
+    width: np.ndarray
+    length: np.ndarray
+
+    @property
+    def valid(self) -> np.ndarray:
+        return np.isfinite(self.x) & np.isfinite(self.y) & np.isfinite(self.ux) & (self.length > 0) & (self.width > 0)
+
+    def corners(self) -> np.ndarray:
+        """(n, 4, 2) corner coordinates: front-right, front-left, back-left, back-right."""
+        px, py = self.uy, -self.ux  # to the right of travel
+        hw = self.width / 2.0
+        bx, by = self.x - self.ux * self.length, self.y - self.uy * self.length
+        return np.stack([np.stack([self.x + px * hw, self.y + py * hw], -1), np.stack([self.x - px * hw, self.y - py * hw], -1),
+                         np.stack([bx - px * hw, by - py * hw], -1), np.stack([bx + px * hw, by + py * hw], -1)], axis=1)
 
 
 def _metres(frame: gpd.GeoDataFrame, units: dict[str, str], prop: str) -> np.ndarray | None:
@@ -28,11 +56,10 @@ def metric_crs(frame: gpd.GeoDataFrame) -> CRS:
     return frame.estimate_utm_crs()
 
 
-def point_rectangles(frame: gpd.GeoDataFrame, units: dict[str, str], crs: CRS | None = None) -> gpd.GeoSeries:
-    """One rectangle per point (in a metric CRS, returned in the frame's CRS), None where it has no extent."""
+def swaths(frame: gpd.GeoDataFrame, units: dict[str, str], crs: CRS | None = None) -> Swaths:
     crs = crs or metric_crs(frame)
     points = frame.geometry.to_crs(crs)
-    x, y = points.x.to_numpy(), points.y.to_numpy()
+    x, y = shapely.get_x(points.values._data), shapely.get_y(points.values._data)
     n = len(frame)
     width = _metres(frame, units, "equipmentWidth")
     area = frame["area"].to_numpy(dtype=float) if "area" in frame.columns else np.full(n, np.nan)
@@ -42,22 +69,20 @@ def point_rectangles(frame: gpd.GeoDataFrame, units: dict[str, str], crs: CRS | 
     length = _metres(frame, units, "distance")
     if length is None:
         length = np.where(np.isfinite(area) & (area > 0), area / width, width)
+    length = np.where(np.isfinite(length), length, 0.0)
     if "heading" in frame.columns and frame["heading"].notna().any():
         theta = np.radians(frame["heading"].to_numpy(dtype=float))
     else:
-        dx, dy = np.diff(x, prepend=np.nan), np.diff(y, prepend=np.nan)
-        theta = np.arctan2(dx, dy)
-        theta[0] = theta[1] if n > 1 else 0.0
-    ux, uy = np.sin(theta), np.cos(theta)  # travel direction (heading clockwise from north)
-    px, py = uy, -ux  # to the right of travel
-    hw = width / 2.0
-    corners = np.stack([
-        np.stack([x + px * hw, y + py * hw], axis=-1),
-        np.stack([x - px * hw, y - py * hw], axis=-1),
-        np.stack([x - px * hw - ux * length, y - py * hw - uy * length], axis=-1),
-        np.stack([x + px * hw - ux * length, y + py * hw - uy * length], axis=-1),
-    ], axis=1)
-    valid = np.isfinite(corners).all(axis=(1, 2)) & (length > 0)
-    polygons = np.full(n, None, dtype=object)
-    polygons[valid] = shapely.polygons(corners[valid])
-    return gpd.GeoSeries(polygons, crs=crs).to_crs(frame.crs)
+        theta = np.arctan2(np.diff(x, prepend=np.nan), np.diff(y, prepend=np.nan))
+        if n > 1:
+            theta[0] = theta[1]
+    return Swaths(crs, x, y, np.sin(theta), np.cos(theta), width, length)
+
+
+def point_rectangles(frame: gpd.GeoDataFrame, units: dict[str, str]) -> gpd.GeoSeries:
+    """One rectangle per point in the frame's CRS (None where it has no extent): the polygon output."""
+    s = swaths(frame, units)
+    polygons = np.full(len(frame), None, dtype=object)
+    valid = s.valid
+    polygons[valid] = shapely.polygons(s.corners()[valid])
+    return gpd.GeoSeries(polygons, crs=s.crs).to_crs(frame.crs)

@@ -59,7 +59,7 @@ def png_bytes(rgba: np.ndarray, max_side: int | None = None) -> bytes:
     if max_side and max(image.size) > max_side:
         image.thumbnail((max_side, max_side), Image.Resampling.NEAREST)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=False)
+    image.save(buffer, format="PNG", compress_level=1)  # fast: images are few colours and mostly flat
     return buffer.getvalue()
 
 
