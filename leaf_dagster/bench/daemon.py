@@ -173,6 +173,16 @@ def stop_daemon(process: subprocess.Popen, grace: float = 20.0) -> dict[str, Any
     return {"exit_code": process.returncode, "killed_after_sigterm": len(left), "still_alive": sorted(still)}
 
 
+def _die_with_parent() -> None:
+    """In the daemon (before exec): get SIGTERM if the benchmark dies, so no daemon outlives it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -306,7 +316,7 @@ def through_daemon(upload: Path, work: Path, expected_files: int, timeout: float
     with open(log_path, "wb") as log_file:
         started = time.perf_counter()
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+                                   stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
         try:
             if not _wait_for(log_path, READY_MARKERS, 300, process):
                 raise RuntimeError(f"dagster-daemon did not tick the inbox sensor (exit code {process.poll()}); "
@@ -377,20 +387,22 @@ def _drop_and_wait(upload: Path, storage: Any, expected_files: int, timeout: flo
     return out
 
 
-def measure(upload: Path, work: Path, files: int, daemon: bool, timeout: float, log: Log) -> dict[str, Any]:
+def measure(upload: Path, work: Path, files: int, daemon: bool, timeout: float, log: Log,
+            dagster_in_process: bool = True) -> dict[str, Any]:
     from .shapefile import in_child
 
     out: dict[str, Any] = {"files": files}
     log(f"batch of {files} files in-process with FileSteps (no Dagster)")
     out["file_steps"] = in_child(batch_file_steps, str(upload), str(work / "data-filesteps"))
     log(f"  {out['file_steps']['seconds']:.2f} s ({out['file_steps']['processed']} processed)")
-    log(f"batch of {files} files in-process through Dagster (pipeline.process_upload, execute_in_process)")
-    try:
-        out["dagster_in_process"] = in_child(batch_dagster_in_process, str(upload), str(work / "data-inprocess"),
-                                             str(work / "dagster_home_inprocess"))
-        log(f"  {out['dagster_in_process']['seconds']:.2f} s")
-    except RuntimeError as exc:
-        out["dagster_in_process"] = {"error": str(exc).splitlines()[0]}
+    if dagster_in_process:
+        log(f"batch of {files} files in-process through Dagster (pipeline.process_upload, execute_in_process)")
+        try:
+            out["dagster_in_process"] = in_child(batch_dagster_in_process, str(upload), str(work / "data-inprocess"),
+                                                 str(work / "dagster_home_inprocess"))
+            log(f"  {out['dagster_in_process']['seconds']:.2f} s")
+        except RuntimeError as exc:
+            out["dagster_in_process"] = {"error": str(exc).splitlines()[0]}
     if daemon:
         log(f"batch of {files} files through the inbox sensor and dagster-daemon (timeout {timeout:.0f} s)")
         out["daemon"] = through_daemon(upload, work, files, timeout, log)

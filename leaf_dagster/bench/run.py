@@ -3,13 +3,13 @@
     python -m leaf_dagster.bench.run [--quick] [--json] [--out bench-out/] [--profile]
 
 1. Generates deterministic inputs in a temporary folder: a John Deere-style harvest shapefile (1,000,000 points;
-   100,000 with --quick) and one upload of small JD exports (100 files of 504 points; 4 with --quick).
+   100,000 with --quick) and one upload of small JD exports (100 files of 504 points; 20 with --quick).
 2. Baseline: pyogrio (Arrow) read of that shapefile + GeoParquet write, in the same run.
 3. Every per-file step of the big shapefile through FileSteps (polygon output on), timed step by step, in a
    spawned child whose peak resident memory is read from the kernel (VmHWM).
 4. TLG decoding records/s (leaf_dagster.bench.tlg, 1,000,000 records).
-5. The batch: FileSteps in-process, Dagster in-process (process_upload), then the inbox sensor + dagster-daemon;
-   overhead per file = (daemon end-to-end - FileSteps time) / files.
+5. The batch: FileSteps in-process, Dagster in-process (process_upload; not with --quick), then the inbox sensor
+   + dagster-daemon; overhead per file = (daemon end-to-end - FileSteps time) / files.
 6. Writes OUT/benchmarks.md and OUT/benchmarks.json; prints the table (or the JSON with --json).
 
 Performance is measured here, never in timed tests. Progress goes to stderr.
@@ -36,7 +36,7 @@ from . import shapefile as shapefile_bench
 from .generate import SEED, generate_inputs
 
 FULL = {"points": 1_000_000, "files": 100, "file_points": 504, "tlg_records": 1_000_000}
-QUICK = {"points": 100_000, "files": 4, "file_points": 504, "tlg_records": 1_000_000}
+QUICK = {"points": 100_000, "files": 20, "file_points": 504, "tlg_records": 1_000_000}
 TARGETS = {"shapefile_end_to_end_ratio": 3.0, "shapefile_peak_rss_mb": 3072.0, "tlg_records_per_s": 1_000_000.0,
            "dagster_overhead_s_per_file": 1.0}
 PACKAGES = ("dagster", "geopandas", "shapely", "pyogrio", "pyarrow", "pandas", "numpy", "pyproj", "duckdb", "rasterio",
@@ -115,6 +115,13 @@ def tlg_decoding(records: int) -> dict[str, Any]:
 
 
 # -- report -----------------------------------------------------------------------------------------------------
+def _executor_text(executor: str | None) -> str:
+    if executor and "in_process" in executor and "multi" not in executor:
+        return f"the file job's executor ({executor}) runs every step inside that run worker process."
+    return (f"the file job's executor ({executor}: multiprocess by default) starts every step in a subprocess of "
+            "its own.")
+
+
 def _num(value: float | None, digits: int = 2) -> str:
     if value is None:
         return "n/a"
@@ -129,8 +136,11 @@ def _met(key: str, value: float | None) -> bool | None:
     if value is None:
         return None
     target = TARGETS[key]
-    return value >= target if key == "tlg_records_per_s" else value <= target if key != "shapefile_peak_rss_mb" \
-        else value < target
+    if key == "tlg_records_per_s":
+        return value >= target
+    if key == "shapefile_peak_rss_mb":
+        return value < target
+    return value <= target
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -146,7 +156,7 @@ def markdown(report: dict[str, Any]) -> str:
         "| figure | value | target | met |", "|---|---:|---:|:---:|",
         f"| shapefile end-to-end / baseline | {_num(report['shapefile_end_to_end_ratio'])}x | at most 3x | "
         f"{yes[_met('shapefile_end_to_end_ratio', report['shapefile_end_to_end_ratio'])]} |",
-        f"| shapefile peak resident memory | {_num(report['shapefile_peak_rss_mb'], 0)} MB | under 3,072 MB | "
+        f"| shapefile peak resident memory | {_num(report['shapefile_peak_rss_mb'], 0)} MiB | under 3,072 MiB | "
         f"{yes[_met('shapefile_peak_rss_mb', report['shapefile_peak_rss_mb'])]} |",
         f"| TLG decoding | {_rate(report['tlg_records_per_s'])} records/s | at least 1,000,000 | "
         f"{yes[_met('tlg_records_per_s', report['tlg_records_per_s'])]} |",
@@ -159,7 +169,7 @@ def markdown(report: dict[str, Any]) -> str:
             "", f"## {points:,}-point John Deere harvest shapefile", "",
             "Every per-file step through `FileSteps` in one spawned process, polygon output on; points/s is the "
             f"shapefile's {points:,} points over the step's wall time; peak RSS is the step's own high-water mark.", "",
-            "| step | seconds | points/s | peak RSS (MB) |", "|---|---:|---:|---:|",
+            "| step | seconds | points/s | peak RSS (MiB) |", "|---|---:|---:|---:|",
             f"| *baseline: pyogrio (Arrow) read + GeoParquet write* | {_num(base['seconds'])} | "
             f"{_rate(points / base['seconds'])} | {_num(base.get('peak_rss_mb'), 0)} |",
         ]
@@ -182,8 +192,9 @@ def markdown(report: dict[str, Any]) -> str:
             for name, spots in s["hot_spots"].items():
                 top = spots.get("project", [])[:2]
                 own = spots.get("self", [])[:2]
-                lines.append(f"| {name} | " + "<br>".join(f"`{h['function']}` {h['seconds']:.2f} s" for h in top)
-                             + " | " + "<br>".join(f"`{h['function']}` {h['seconds']:.2f} s" for h in own) + " |")
+                lines.append(f"| {name} | " + ("<br>".join(f"`{h['function']}` {h['seconds']:.2f} s" for h in top)
+                                                 or "n/a") + " | "
+                             + ("<br>".join(f"`{h['function']}` {h['seconds']:.2f} s" for h in own) or "n/a") + " |")
     if b:
         fs, dp, dm = b.get("file_steps") or {}, b.get("dagster_in_process") or {}, b.get("daemon") or {}
         n = b.get("files") or 1
@@ -212,11 +223,22 @@ def markdown(report: dict[str, Any]) -> str:
                       f"{_num(fr.get('mean_queue_seconds'), 1)} s; batch run {_num(br.get('mean_run_seconds'), 1)} s."]
             parts = fr.get("mean_breakdown") or {}
             if parts.get("runs"):
+                spawn = (f"; starting step subprocesses {_num(parts['step_subprocess_start'], 1)} s summed over the "
+                         "steps (two steps may run at once, so sums can exceed the run)"
+                         if parts.get("step_subprocess_start") else "")
                 lines += ["", f"Inside a file run (means over {parts['runs']} runs, from the event log): launching the "
-                          f"run worker process {_num(parts['worker_start'], 1)} s; starting the step subprocesses "
-                          f"{_num(parts['step_subprocess_start'], 1)} s summed over the steps; the step bodies "
-                          f"{_num(parts['step_bodies'], 1)} s summed; the run {_num(parts['run_total'], 1)} s from "
-                          "start to end (two steps may run at once, so the sums can exceed it)."]
+                          f"run worker process (RUN_STARTING -> RUN_START) {_num(parts['worker_start'], 1)} s; the run "
+                          f"{_num(parts['run_total'], 1)} s from start to end, of which the step bodies "
+                          f"{_num(parts['step_bodies'], 1)} s{spawn}."]
+                slots = ((dm.get("launch") or {}).get("concurrency") or {}).get("runs", {}).get("max_concurrent_runs")
+                window = (t["last_file_run_ended"] or 0) - (t["first_file_run_created"] or 0)
+                if slots and fr.get("runs"):
+                    cycle = window * slots / fr["runs"]
+                    gap = cycle - parts["worker_start"] - parts["run_total"]
+                    lines += ["", f"Each of the {slots} run slots took {_num(cycle, 1)} s per file ({_num(window, 0)} s "
+                              f"x {slots} slots / {fr['runs']} runs): {_num(parts['worker_start'], 1)} s starting the "
+                              f"worker + {_num(parts['run_total'], 1)} s running + {_num(gap, 1)} s between one run "
+                              "ending and the next being launched (the run coordinator's tick, process exit)."]
         if dm.get("launch"):
             launch = dm["launch"]
             limits = (launch.get("concurrency") or {}).get("runs") or {}
@@ -225,8 +247,7 @@ def markdown(report: dict[str, Any]) -> str:
                       f"{launch.get('run_coordinator')} (max_concurrent_runs {limits.get('max_concurrent_runs')}, "
                       f"tag limit {[(t['key'], t['limit']) for t in limits.get('tag_concurrency_limits', [])]}) hands "
                       f"queued runs to the {launch.get('run_launcher')}, which has the code server start one run worker "
-                      f"process per run; the file job's executor ({launch.get('file_job_executor')}) runs each step "
-                      f"in its own subprocess."]
+                      f"process per run; {_executor_text(launch.get('file_job_executor'))}"]
     lines += ["", "## Machine", "",
               f"- CPU: {m['cpu_model']}, nproc {m['nproc']}; memory {m['memory_gb']} GB; {m['os']}",
               f"- Python {m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v)]
@@ -240,7 +261,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="leaf-dagster bench", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="100,000-point shapefile and a 4-file batch (under 5 minutes on 2 cores)")
+                        help="100,000-point shapefile and a 20-file batch (under 5 minutes on 2 cores)")
     parser.add_argument("--json", action="store_true", help="print the JSON report instead of the Markdown table")
     parser.add_argument("--out", default="bench-out", metavar="DIR", help="where benchmarks.md/.json go (bench-out/)")
     parser.add_argument("--points", type=int, help="points in the big shapefile (overrides the preset)")
@@ -248,7 +269,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--no-daemon", action="store_true", help="skip the sensor + daemon run (no overhead figure)")
     parser.add_argument("--daemon-timeout", type=float, help="seconds to wait for the daemon (default 120 per file, "
-                                                             "200 in total with --quick)")
+                                                             "170 in total with --quick)")
     parser.add_argument("--profile", action="store_true",
                         help="also profile the shapefile steps once with pyinstrument (OUT/profile/, not timed)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work folder and print its path")
@@ -298,10 +319,11 @@ def main(argv: list[str] | None = None) -> int:
             report["errors"]["tlg"] = report["tlg"]["error"]
         log(f"  {_rate(report['tlg'].get('records_per_s'))} records/s")
 
-        timeout = args.daemon_timeout or (200.0 if args.quick else max(600.0, 120.0 * preset["files"]))
+        timeout = args.daemon_timeout or (170.0 if args.quick else max(600.0, 120.0 * preset["files"]))
         try:
             report["batch"] = daemon_bench.measure(Path(inputs["batch_zip"]), work, preset["files"],
-                                                   not args.no_daemon, timeout, log)
+                                                   not args.no_daemon, timeout, log,
+                                                   dagster_in_process=not args.quick)
             daemon = report["batch"].get("daemon") or {}
             if daemon.get("timed_out"):
                 report["errors"]["daemon"] = (f"timed out after {timeout:.0f} s with {daemon.get('processed', 0)} "

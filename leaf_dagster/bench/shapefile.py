@@ -57,9 +57,13 @@ def _child_main(conn: Any, target: Callable[..., dict[str, Any]], args: tuple[An
     try:
         result = target(*args)
         result.setdefault("peak_rss_mb", peak_rss_mb())
-        conn.send(("ok", result))
+        message: tuple[str, Any] = ("ok", result)
     except BaseException as exc:  # report anything to the parent rather than dying silently
-        conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+        message = ("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+    try:
+        conn.send(message)
+    except OSError:  # the parent is gone: nobody to report to
+        pass
     finally:
         conn.close()
 
@@ -145,7 +149,7 @@ def top_functions(profiler: Any, count: int = 6) -> dict[str, list[dict[str, Any
     own: dict[tuple[str, str], float] = {}
 
     def name(frame: Any) -> str:
-        where = frame.file_path_short or frame.file_path or "?"
+        where = (frame.file_path_short or frame.file_path or "?").lstrip("./")
         return f"{frame.function} ({where}:{frame.line_no})" if frame.line_no else f"{frame.function} ({where})"
 
     def walk(frame: Any, parent: Any, caller: str) -> None:

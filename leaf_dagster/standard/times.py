@@ -43,7 +43,16 @@ def _day_first(values: pd.Series) -> bool | None:
 
 
 def parse_datetimes(values: pd.Series) -> tuple[pd.Series, str | None]:
-    """Parse a column of date/time values to UTC; returns the series and a note on any assumption."""
+    """Parse a column of date/time values to UTC; returns the series and a note on any assumption.
+
+    Monitors log several points per second (one per section), so each distinct string is parsed once."""
+    if not pd.api.types.is_datetime64_any_dtype(values) and len(values) > 1000:
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        if len(uniques) < len(values) // 2:
+            parsed, note = parse_datetimes(pd.Series(uniques))
+            taken = parsed.to_numpy()[np.where(codes >= 0, codes, 0)]
+            out = pd.Series(taken, index=values.index, dtype=parsed.dtype)
+            return out.where(codes >= 0), note
     if pd.api.types.is_datetime64_any_dtype(values):
         series = pd.to_datetime(values)
         if series.dt.tz is None:
