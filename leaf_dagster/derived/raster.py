@@ -19,7 +19,7 @@ from pyproj import CRS
 from .geometry import Swaths
 
 MAX_PIXELS = 40_000_000
-_CHUNK_CANDIDATES = 8_000_000  # candidate pixels tested per pass (bounds memory)
+_CHUNK_CANDIDATES = 2_000_000  # candidate pixels tested per pass (bounds memory: ~10 arrays of this length)
 
 
 @dataclass(frozen=True)
