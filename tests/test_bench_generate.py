@@ -129,3 +129,12 @@ def test_batch_zip_holds_the_small_exports(tmp_path: Path, files: int, points: i
     assert all(re.fullmatch(r"[^-]+-[^-]+-Field \d{3}-Wheat-1", s) for s in stems)
     for stem in stems:
         assert pyogrio.read_info(tmp_path / "x" / f"{stem}.shp")["features"] == points
+
+
+def test_cli_hands_bench_options_to_the_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
+    from leaf_dagster.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--quick", "--help"])
+    assert exit_info.value.code == 0
+    assert "--quick" in capsys.readouterr().out
