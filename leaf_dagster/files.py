@@ -8,6 +8,7 @@ source table from the raw GeoParquet alone.
 from __future__ import annotations
 
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,9 @@ class FileSteps:
             if column:
                 rgba, _, _ = render(frame[column].to_numpy(dtype=float), index)
                 thumbnail = png_bytes(rgba, max_side=320)
+                target = self.storage.root / "files" / self.file_id / "summary-map.png"
+                with self.storage.atomic_path(target) as tmp:
+                    tmp.write_bytes(thumbnail)
         record = self.record
         summary = build_summary(frame, units, record, geometry, area,
                                 original_operation_data=self.config["originalOperationData"])
@@ -196,7 +200,8 @@ class FileSteps:
             "startTime": summary["properties"]["startTime"], "endTime": summary["properties"]["endTime"],
             "summary": summary})
         worked = float(convert(frame["area"].sum(), units.get("area", "m2"), "m2")) if "area" in frame.columns else None
-        self.update(summary=summary["properties"], areaM2=worked)
+        # an unguessable name lets the Dagster UI show the map from the API without a token
+        self.update(summary=summary["properties"], areaM2=worked, thumbnailToken=uuid.uuid4().hex if thumbnail else None)
         match_file(self.storage, self.file_id)
         return summary, thumbnail
 

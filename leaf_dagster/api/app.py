@@ -292,6 +292,16 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
         headers = {"Content-Disposition": f'attachment; filename="{name}"'} if download else {}
         return Response(buffer.getvalue(), media_type="application/zip", headers=headers)
 
+    @app.get("/thumbnails/{file_id}/{token}.png", summary="A file's coverage map thumbnail (capability URL)",
+             response_class=FileResponse)
+    def thumbnail(file_id: str, token: str) -> FileResponse:
+        record = storage.read_record("files", file_id) if _is_id(file_id) else None
+        expected = (record or {}).get("thumbnailToken") or ""
+        path = storage.root / "files" / file_id / "summary-map.png"
+        if not expected or not secrets.compare_digest(expected, token) or not path.is_file():
+            raise HTTPException(404, "no such thumbnail")
+        return FileResponse(path, media_type="image/png")
+
     # -- batches ------------------------------------------------------------------------------------
     @app.post(f"{BASE}/batch", summary="Upload a file")
     async def upload(request: Request, who: str = Depends(owner), leafUserId: str | None = None,

@@ -7,7 +7,7 @@ Each step reads what the previous one stored through the storage resource and wr
 (GeoParquet per file and step), so steps can be re-run one at a time from the UI.
 """
 
-import base64
+import os
 
 import dagster as dg
 
@@ -93,7 +93,8 @@ def units(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.Materia
 @dg.asset(key="summary", deps=["standardGeojson"], partitions_def=machine_files, group_name=GROUP, kinds={"json"})
 def summary(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.MaterializeResult:
     """Leaf's summary Feature: coverage MultiPolygon, statistics and totals; a map thumbnail in the UI."""
-    feature, thumbnail = FileSteps(storage.store(), context.partition_key).summarize()
+    steps = FileSteps(storage.store(), context.partition_key)
+    feature, thumbnail = steps.summarize()
     props = feature["properties"]
     figures = {k: v for k, v in props.items() if k.startswith("total") or k == "coverageArea"}
     metadata: dict = {"operation_type": props.get("operationType"), "crop": ", ".join(props.get("crop") or []) or "n/a",
@@ -101,8 +102,11 @@ def summary(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.Mater
                       "key_figures": dg.MetadataValue.md("\n".join(
                           f"- **{k}**: {v['value']:,.2f} {v['unit'] or ''}" for k, v in figures.items()
                           if v and v.get("value") is not None))}
-    if thumbnail:
-        metadata["map"] = dg.MetadataValue.md(f"![coverage](data:image/png;base64,{base64.b64encode(thumbnail).decode()})")
+    token = steps.record.get("thumbnailToken")
+    if thumbnail and token:
+        # Dagster's Markdown only shows http(s) images: the map is served by the HTTP API
+        api = os.environ.get("LEAF_API_URL", "http://127.0.0.1:8000").rstrip("/")
+        metadata["map"] = dg.MetadataValue.md(f"![coverage map]({api}/thumbnails/{context.partition_key}/{token}.png)")
     return dg.MaterializeResult(metadata=metadata)
 
 
