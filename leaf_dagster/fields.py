@@ -13,7 +13,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
-import zipfile
 from pathlib import Path
 from typing import Any
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -136,15 +135,3 @@ class Storage:
         import geopandas as gpd  # heavy: only the steps that read points pay for it
 
         return gpd.read_parquet(self.parquet_path(table, key))
-
-    def copy_into(self, sources: list[Path], folder: Path) -> list[Path]:
-        """Copy files into `folder` (inside the data directory), keeping their names."""
-        folder = self._inside(*folder.resolve().relative_to(self.root).parts)
-        folder.mkdir(parents=True, exist_ok=True)
-        copied = []
-        for src in sources:
-            target = folder / src.name
-            with self.atomic_path(target) as tmp:
-                shutil.copyfile(src, tmp)
-            copied.append(target)
-        return copied

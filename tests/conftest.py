@@ -14,6 +14,11 @@ from leaf_dagster.storage import DATA_DIR_ENV, Storage
 
 REPO = Path(__file__).resolve().parent.parent
 REAL = Path(os.environ.get("LEAF_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
+# Real files several test modules use (paths relative to REAL).
+MONTANA = "ofpe-msu-montana-jd-case/data-raw"
+JD_WHEAT = "FarmerB Farms Inc.-FarmerB Family LLC-sec 1 west-Wheat (Hrd Rd Wtr)-1"
+JD_WHEAT_ZIP = f"{JD_WHEAT}.zip"
+JD_OATS = "FarmerC Hill Farms-FarmerC Hill Farms-Millview-Oats"
 
 
 @pytest.fixture(scope="session")

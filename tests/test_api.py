@@ -19,12 +19,10 @@ import pytest
 
 from leaf_dagster.storage import Storage
 
-from .conftest import REPO, make_zip
+from .conftest import JD_WHEAT_ZIP, MONTANA, REPO, make_zip
 from .sensor_loop import SensorLoop
 
 BASE = "/services/operations/api"
-MONTANA = "ofpe-msu-montana-jd-case/data-raw"
-JD_WHEAT = "FarmerB Farms Inc.-FarmerB Family LLC-sec 1 west-Wheat (Hrd Rd Wtr)-1.zip"
 ALICE, BOB = {"Authorization": "Bearer alice-token"}, {"Authorization": "Bearer bob-token"}
 
 
@@ -79,12 +77,12 @@ def server(tmp_path: Path):
 
 def test_end_to_end_upload_status_and_downloads(real: Path, server: Server, tmp_path: Path) -> None:
     alice = server.client(ALICE)
-    with open(real / MONTANA / JD_WHEAT, "rb") as fh:
+    with open(real / MONTANA / JD_WHEAT_ZIP, "rb") as fh:
         response = alice.post(f"{BASE}/batch", params={"leafUserId": "grower-1", "provider": "JohnDeere"},
-                              files={"file": (JD_WHEAT, fh, "application/zip")})
+                              files={"file": (JD_WHEAT_ZIP, fh, "application/zip")})
     assert response.status_code == 200, response.text
     batch = response.json()
-    assert batch["status"] == "RECEIVED" and batch["fileName"] == JD_WHEAT and batch["leafUserId"] == "grower-1"
+    assert batch["status"] == "RECEIVED" and batch["fileName"] == JD_WHEAT_ZIP and batch["leafUserId"] == "grower-1"
 
     storage = Storage(tmp_path / "data")
     with dg.instance_for_test() as instance:
@@ -146,9 +144,9 @@ def test_auth_owners_and_bad_requests(real: Path, server: Server, tmp_path: Path
     anonymous, alice, bob = server.client(), server.client(ALICE), server.client(BOB)
     assert anonymous.get(f"{BASE}/files").status_code == 401
     assert server.client({"Authorization": "Bearer nope"}).get(f"{BASE}/batch").status_code == 401
-    with open(real / MONTANA / JD_WHEAT, "rb") as fh:
+    with open(real / MONTANA / JD_WHEAT_ZIP, "rb") as fh:
         batch = alice.post(f"{BASE}/batch", params={"leafUserId": "grower-1", "provider": "JohnDeere"},
-                           files={"file": (JD_WHEAT, fh)}).json()
+                           files={"file": (JD_WHEAT_ZIP, fh)}).json()
     assert alice.get(f"{BASE}/batch/{batch['id']}").status_code == 200
     assert bob.get(f"{BASE}/batch/{batch['id']}").status_code == 404
     assert bob.get(f"{BASE}/batch").json() == []

@@ -25,11 +25,8 @@ from leaf_dagster.config import save
 from leaf_dagster.pipeline import process_upload
 from leaf_dagster.storage import Storage
 
-from .conftest import make_zip
+from .conftest import JD_OATS, JD_WHEAT, MONTANA, make_zip
 
-MONTANA = "ofpe-msu-montana-jd-case/data-raw"
-JD_WHEAT = "FarmerB Farms Inc.-FarmerB Family LLC-sec 1 west-Wheat (Hrd Rd Wtr)-1"
-JD_OATS = "FarmerC Hill Farms-FarmerC Hill Farms-Millview-Oats"
 HARVEST = {JD_WHEAT: "sec1west_bbox", JD_OATS: "millview_bbox", "FarmerI_YL18_YLD_2018_henrys": "henrys_bbox",
            "FarmerB_YE_YLD_2014_sec1west": "sec1west_bbox", "sample1": None, "sample4": None}
 FT = 0.3048

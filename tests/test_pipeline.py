@@ -21,10 +21,8 @@ from leaf_dagster.pipeline import process_upload
 from leaf_dagster.status import STEP_ORDER
 from leaf_dagster.storage import Storage
 
-from .conftest import REPO, make_zip
+from .conftest import JD_WHEAT_ZIP, MONTANA, REPO, make_zip
 
-MONTANA = "ofpe-msu-montana-jd-case/data-raw"
-JD_WHEAT_ZIP = "FarmerB Farms Inc.-FarmerB Family LLC-sec 1 west-Wheat (Hrd Rd Wtr)-1.zip"
 
 
 def jd_valid_points(zip_path: Path) -> int:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import dagster as dg
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 import pyogrio
 import pytest
@@ -25,10 +24,8 @@ from leaf_dagster.pipeline import merge_files, process_upload, retry_batch
 from leaf_dagster.query import FILE_SORT_FIELDS, QueryError, list_batches, list_files
 from leaf_dagster.storage import Storage
 
-from .conftest import REPO, make_zip
+from .conftest import JD_WHEAT, MONTANA, REPO, make_zip
 
-MONTANA = "ofpe-msu-montana-jd-case/data-raw"
-JD_WHEAT = "FarmerB Farms Inc.-FarmerB Family LLC-sec 1 west-Wheat (Hrd Rd Wtr)-1"
 YE = "FarmerB_YE_YLD_2014_sec1west"
 YL18 = "FarmerI_YL18_YLD_2018_henrys"
 BOUNDARIES = ["sec1west_bbox", "sec1east_bbox", "sec35mid_bbox", "millview_bbox", "henrys_bbox"]

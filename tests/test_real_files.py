@@ -24,15 +24,11 @@ from leaf_dagster.pipeline import process_upload
 from leaf_dagster.status import STEP_ORDER
 from leaf_dagster.storage import Storage
 
-from .conftest import make_zip
+from .conftest import JD_OATS, JD_WHEAT, MONTANA, make_zip
 
 FT2_PER_AC = 43560.0
 M2_PER_FT2 = 0.09290304
 M2_PER_IN2 = 0.00064516
-M2_PER_AC = 4046.8564224
-MONTANA = "ofpe-msu-montana-jd-case/data-raw"
-JD_WHEAT = "FarmerB Farms Inc.-FarmerB Family LLC-sec 1 west-Wheat (Hrd Rd Wtr)-1"
-JD_OATS = "FarmerC Hill Farms-FarmerC Hill Farms-Millview-Oats"
 JD_SEEDING = "FarmerC Hill Farms-FarmerC Hill Farms-Millview-Wheat (Hrd Rd Spr) seeding"
 
 

@@ -8,7 +8,6 @@ between steps (`5 > /proc/self/clear_refs`) to also give each step's own peak.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import time
 import traceback
 from collections.abc import Callable
