@@ -14,6 +14,8 @@ from leaf_dagster.storage import DATA_DIR_ENV, Storage
 
 REPO = Path(__file__).resolve().parent.parent
 REAL = Path(os.environ.get("LEAF_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
+# The second corpus (AGPL sets among them: read in place as test fixtures, never copied into the repo).
+REAL2 = Path(os.environ.get("LEAF_REAL2_DATA", REAL.parent / "real2"))
 # Real files several test modules use (paths relative to REAL).
 MONTANA = "ofpe-msu-montana-jd-case/data-raw"
 JD_WHEAT = "FarmerB Farms Inc.-FarmerB Family LLC-sec 1 west-Wheat (Hrd Rd Wtr)-1"
@@ -30,6 +32,17 @@ def real() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return REAL
+
+
+@pytest.fixture(scope="session")
+def real2() -> Path:
+    """The second corpus of real machine files; like `real`, missing in CI is a failure."""
+    if not REAL2.is_dir():
+        message = f"real machine files not found at {REAL2} (set LEAF_REAL2_DATA)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return REAL2
 
 
 @pytest.fixture
