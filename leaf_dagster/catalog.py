@@ -4,12 +4,17 @@ The pipeline never holds a lock that a SQL user could be waiting on, and a SQL u
 pipeline: outputs are separate Parquet/JSON files, and the catalog file holds only view definitions.
 It is rebuilt in a temporary file and renamed over `leaf.duckdb`, so a reader that has the old catalog
 open keeps reading it (the old inode lives until it closes) while new readers get the new one.
+
+The project's own readers (the API's and the CLI's lists) never open `leaf.duckdb`: `reader` gives an
+in-memory connection with the views they need, so a SQL user holding the file read-write, or reopening
+it in a loop, cannot make a list fail with DuckDB's "Could not set lock".
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
@@ -63,6 +68,22 @@ def _view_sql(name: str, folder: Path, kind: str) -> str:
             f"columns = {{{columns}}}, maximum_object_size = 67108864)")
 
 
+def _create_views(con: duckdb.DuckDBPyConnection, storage: Storage, names: Iterable[str]) -> None:
+    """A view for each named table that has outputs."""
+    for name in names:
+        table, kind = VIEWS[name]
+        folder = storage.table_dir(table)
+        if folder.exists() and any(folder.glob(f"*.{kind}")):
+            con.execute(_view_sql(name, folder, kind))
+
+
+def reader(storage: Storage, *names: str) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection with the named views over lake/: no lock on leaf.duckdb to wait for."""
+    con = duckdb.connect(":memory:")
+    _create_views(con, storage, names)
+    return con
+
+
 def refresh_catalog(storage: Storage) -> Path:
     """Rebuild leaf.duckdb with a view for every table that has outputs; safe to call concurrently."""
     target = storage.catalog_path
@@ -73,10 +94,7 @@ def refresh_catalog(storage: Storage) -> Path:
     tmp.unlink()  # DuckDB creates the file itself
     try:
         with duckdb.connect(str(tmp)) as con:
-            for name, (table, kind) in VIEWS.items():
-                folder = storage.table_dir(table)
-                if folder.exists() and any(folder.glob(f"*.{kind}")):
-                    con.execute(_view_sql(name, folder, kind))
+            _create_views(con, storage, VIEWS)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -1,7 +1,8 @@
 """`leaf-dagster`: the machine-files API from the command line, plus SQL and in-process processing.
 
 Every command reads the data directory from LEAF_DATA_DIR (default ./data), like the Dagster code location,
-and prints JSON with --json. Commands that start work (process, files merge, batch retry) run it in this
+and prints JSON with --json. The command line has no API owner: uploads, fields and configurations it
+makes belong to the local owner ("local"), and `--owner` on the fields commands names another. Commands that start work (process, files merge, batch retry) run it in this
 process to completion and print the result.
 """
 
@@ -15,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import query, refresh_catalog
+from .config import ConfigError
 from .errors import FieldError, MergeError
+from .identifiers import InvalidIdentifier, check_id
 from .objects import batch_object, batch_status, file_object, outside_field_object, status_object, uncovered_files
 from .query import BATCH_FILTERS, FILE_FILTERS, QueryError, list_batches, list_files
-from .storage import Storage, default_data_dir
+from .storage import DEFAULT_OWNER, Storage, default_data_dir
 
 
 class NotFound(Exception):
@@ -145,7 +148,7 @@ def cmd_files_outside(args: argparse.Namespace, storage: Storage) -> int:
 
 
 def cmd_files_uncovered(args: argparse.Namespace, storage: Storage) -> int:
-    _emit(args, {"files": uncovered_files(storage, args.leaf_user_id)})
+    _emit(args, {"files": uncovered_files(storage, args.leaf_user_id, owner=args.owner)})
     return 0
 
 
@@ -195,7 +198,7 @@ def cmd_serve(args: argparse.Namespace, storage: Storage) -> int:
 def cmd_fields_add(args: argparse.Namespace, storage: Storage) -> int:
     from .fields import add_boundaries
 
-    added = add_boundaries(storage, args.leaf_user_id, Path(args.path))
+    added = add_boundaries(storage, args.leaf_user_id, Path(args.path), owner=args.owner)
     _emit(args, added, ["id", "name", "area m2"], lambda fs: [[f["id"], f["name"], round(f["area"]["value"])] for f in fs])
     return 0
 
@@ -203,9 +206,20 @@ def cmd_fields_add(args: argparse.Namespace, storage: Storage) -> int:
 def cmd_fields_list(args: argparse.Namespace, storage: Storage) -> int:
     from .fields import list_fields
 
-    _emit(args, list_fields(storage, args.leaf_user_id), ["id", "name", "area m2", "files"],
+    _emit(args, list_fields(storage, args.leaf_user_id, owner=args.owner), ["id", "name", "area m2", "files"],
           lambda fs: [[f["id"], f["name"], round(f["area"]["value"]), len(f["files"])] for f in fs])
     return 0
+
+
+def _identifier(kind: str) -> Callable[[str], str]:
+    """An argparse type that refuses ids which could not be used as paths (exit code 2 with the rule)."""
+    def parse(value: str) -> str:
+        try:
+            return check_id(kind, value)
+        except InvalidIdentifier as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+    parse.__name__ = kind
+    return parse
 
 
 def parser() -> argparse.ArgumentParser:
@@ -221,8 +235,11 @@ def parser() -> argparse.ArgumentParser:
         cmd.set_defaults(run=run)
         return cmd
 
-    file_id = (("id",), {"help": "file id"})
-    user = (("--leaf-user-id",), {"required": True})
+    file_id = (("id",), {"help": "file id", "type": _identifier("file id")})
+    batch_id = (("id",), {"help": "batch id", "type": _identifier("batch id")})
+    user = (("--leaf-user-id",), {"required": True, "type": _identifier("leafUserId")})
+    owner = (("--owner",), {"default": DEFAULT_OWNER, "type": _identifier("API owner"),
+                            "help": f"the API owner of the user (default: {DEFAULT_OWNER}, the command line's own)"})
     command(sub, "process", cmd_process, "run one upload through the pipeline in this process",
             (("zip",), {}), user, (("--provider",), {"required": True}))
     command(sub, "sql", cmd_sql, "read-only SQL on the catalog (views: batches, files, file_status, raw_points, "
@@ -238,18 +255,20 @@ def parser() -> argparse.ArgumentParser:
     command(files, "summary", cmd_files_summary, "a file's summary Feature", file_id)
     command(files, "units", cmd_files_units, "a file's property -> unit map", file_id)
     command(files, "outside-field", cmd_files_outside, "outside-field GeoJSON of one file, or of all files",
-            (("id",), {"nargs": "?"}), (("--leaf-user-id",), {}))
-    command(files, "uncovered", cmd_files_uncovered, "files that intersect no field of the user", user)
-    command(files, "merge", cmd_files_merge, "merge processed files into a new file", (("ids",), {"nargs": "+"}))
+            (("id",), {"nargs": "?", "type": _identifier("file id")}),
+            (("--leaf-user-id",), {"type": _identifier("leafUserId")}))
+    command(files, "uncovered", cmd_files_uncovered, "files that intersect no field of the user", user, owner)
+    command(files, "merge", cmd_files_merge, "merge processed files into a new file",
+            (("ids",), {"nargs": "+", "type": _identifier("file id")}))
 
     batch = sub.add_parser("batch", help="uploads").add_subparsers(dest="batch_command", required=True)
     listing = command(batch, "list", cmd_batch_list, "list batches", (("--page",), {}), (("--size",), {}),
                       (("--sort",), {"action": "append"}))
     for name in BATCH_FILTERS:
         listing.add_argument(f"--{name}", dest=name)
-    command(batch, "show", cmd_batch_show, "a batch object", (("id",), {}))
-    command(batch, "status", cmd_batch_status, "files of a batch: converted, processing, failed", (("id",), {}))
-    command(batch, "retry", cmd_batch_retry, "reprocess the files of a batch that did not succeed", (("id",), {}))
+    command(batch, "show", cmd_batch_show, "a batch object", batch_id)
+    command(batch, "status", cmd_batch_status, "files of a batch: converted, processing, failed", batch_id)
+    command(batch, "retry", cmd_batch_retry, "reprocess the files of a batch that did not succeed", batch_id)
 
     serve = sub.add_parser("serve", help="run the Leaf-compatible HTTP API (uploads are processed by the Dagster daemon)")
     serve.add_argument("--host", default="127.0.0.1")
@@ -260,8 +279,9 @@ def parser() -> argparse.ArgumentParser:
                                  "([--quick] [--json] [--out DIR]; `leaf-dagster bench --help` for all)")
 
     fields = sub.add_parser("fields", help="field boundaries").add_subparsers(dest="fields_command", required=True)
-    command(fields, "add", cmd_fields_add, "add boundaries (GeoJSON, shapefile, GeoPackage or zip)", user, (("path",), {}))
-    command(fields, "list", cmd_fields_list, "a user's fields and the files matched to them", user)
+    command(fields, "add", cmd_fields_add, "add boundaries (GeoJSON, shapefile, GeoPackage or zip)", user, owner,
+            (("path",), {}))
+    command(fields, "list", cmd_fields_list, "a user's fields and the files matched to them", user, owner)
     return p
 
 
@@ -277,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     storage = Storage(default_data_dir())
     try:
         return args.run(args, storage)
-    except (NotFound, QueryError, MergeError, FieldError) as exc:
+    except (NotFound, QueryError, MergeError, FieldError, ConfigError, InvalidIdentifier) as exc:
         print(exc, file=sys.stderr)
         return 1 if isinstance(exc, NotFound) else 2
     except duckdb.Error as exc:  # a clear one-line error for users, not a traceback

@@ -1,8 +1,10 @@
 """Field boundaries per Leaf user, matching files to fields, outside-field points and uncovered files.
 
-Boundaries live as files in <data>/fields/<leafUserId>/ (GeoJSON, shapefile sets, GeoPackage, or zips of
-them): drop one in, or add it with `leaf-dagster fields add`. Each polygon is a field; its id is derived
-from the user, the file and the feature's position, so it is stable across reloads.
+Boundaries live as files in <data>/owners/<owner>/users/<leafUserId>/fields/ (GeoJSON, shapefile sets,
+GeoPackage, or zips of them): drop one in, or add it with `leaf-dagster fields add`. A user belongs to one
+API owner, so a file is only ever matched to the fields of its own owner's user. Each polygon is a field;
+its id is derived from the owner, the user, the file and the feature's position, so it is stable across
+reloads.
 
 A file attaches to a field when their overlap reaches `fieldsAttachIntersection` percent of either the
 field's area or the file's coverage (Leaf's "either ratio" intersect rule).
@@ -24,14 +26,14 @@ import shapely
 from .config import effective
 from .errors import FieldError
 from .ingest.batch import utc_now
-from .storage import Storage
+from .storage import DEFAULT_OWNER, Storage, owner_of
 
 BOUNDARY_SUFFIXES = {".geojson", ".json", ".shp", ".gpkg", ".zip"}
 FIELD_NAMESPACE = uuid.UUID("8a4e4c1e-8f8e-4c52-9d5b-3a7f2f6c0b11")
 
 
-def fields_dir(storage: Storage, leaf_user_id: str) -> Path:
-    return storage.root / "fields" / leaf_user_id
+def fields_dir(storage: Storage, leaf_user_id: str, owner: str = DEFAULT_OWNER) -> Path:
+    return storage.user_path(owner, leaf_user_id, "fields")
 
 
 def _read_boundaries(path: Path) -> gpd.GeoDataFrame:
@@ -59,9 +61,9 @@ def _read_boundaries(path: Path) -> gpd.GeoDataFrame:
     return frame
 
 
-def load_fields(storage: Storage, leaf_user_id: str) -> gpd.GeoDataFrame:
-    """Every field of a user: id, name, source file, geometry (WGS84)."""
-    folder = fields_dir(storage, leaf_user_id)
+def load_fields(storage: Storage, leaf_user_id: str, owner: str = DEFAULT_OWNER) -> gpd.GeoDataFrame:
+    """Every field of an owner's user: id, name, source file, geometry (WGS84)."""
+    folder = fields_dir(storage, leaf_user_id, owner)
     rows = []
     if folder.exists():
         for path in sorted(folder.iterdir()):
@@ -69,25 +71,26 @@ def load_fields(storage: Storage, leaf_user_id: str) -> gpd.GeoDataFrame:
                 continue
             frame = _read_boundaries(path)
             for position, geometry in enumerate(frame.geometry):
-                rows.append({"id": str(uuid.uuid5(FIELD_NAMESPACE, f"{leaf_user_id}/{path.name}/{position}")),
+                rows.append({"id": str(uuid.uuid5(FIELD_NAMESPACE, f"{owner}/{leaf_user_id}/{path.name}/{position}")),
                              "name": f"{path.stem}" + (f" #{position + 1}" if len(frame) > 1 else ""),
                              "leafUserId": leaf_user_id, "sourceFile": path.name, "geometry": geometry})
     return gpd.GeoDataFrame(rows, geometry="geometry", crs=4326) if rows else \
         gpd.GeoDataFrame({"id": [], "name": [], "leafUserId": [], "sourceFile": []}, geometry=[], crs=4326)
 
 
-def add_boundaries(storage: Storage, leaf_user_id: str, source: Path) -> list[dict[str, Any]]:
+def add_boundaries(storage: Storage, leaf_user_id: str, source: Path,
+                   owner: str = DEFAULT_OWNER) -> list[dict[str, Any]]:
     """Copy a boundary file (a shapefile set travels with its siblings) into the user's folder."""
-    folder = fields_dir(storage, leaf_user_id)
+    folder = fields_dir(storage, leaf_user_id, owner)
     folder.mkdir(parents=True, exist_ok=True)
     _read_boundaries(source)  # refuse unreadable input before storing it
     members = [source] if source.suffix.lower() != ".shp" else \
         [p for p in source.parent.iterdir() if p.stem == source.stem]
     for member in members:
         shutil.copyfile(member, folder / member.name)
-    fields = load_fields(storage, leaf_user_id)
+    fields = load_fields(storage, leaf_user_id, owner)
     added = fields[fields["sourceFile"] == source.name]
-    rematch_user(storage, leaf_user_id)
+    rematch_user(storage, leaf_user_id, owner)
     return [field_object(row) for _, row in added.iterrows()]
 
 
@@ -105,8 +108,8 @@ def match_file(storage: Storage, file_id: str, fields: gpd.GeoDataFrame | None =
     summary = (storage.read_record("summaries", file_id) or {}).get("summary")
     if not user or not summary:
         return record
-    config = effective(storage, user)
-    fields = load_fields(storage, user) if fields is None else fields
+    config = effective(storage, user, owner_of(record))
+    fields = load_fields(storage, user, owner_of(record)) if fields is None else fields
     coverage = shapely.geometry.shape(summary["geometry"])
     matched: list[str] = []
     if len(fields) and not coverage.is_empty:
@@ -132,7 +135,7 @@ def _write_outside(storage: Storage, file_id: str, fields: gpd.GeoDataFrame, mat
         outside = points[~pd.Series(inside, index=points.index)]
     else:
         outside = points
-    target = storage.root / "files" / file_id / "outside_field.geojson"
+    target = storage.file_dir(file_id) / "outside_field.geojson"
     with storage.atomic_path(target) as tmp:
         frame = outside.drop(columns=["file_id"], errors="ignore")
         frame = frame.assign(**{c: frame[c].astype(str) for c in frame.columns
@@ -141,18 +144,23 @@ def _write_outside(storage: Storage, file_id: str, fields: gpd.GeoDataFrame, mat
     return {"fields": matched, "featureCount": int(len(outside)), "path": str(target.relative_to(storage.root))}
 
 
-def rematch_user(storage: Storage, leaf_user_id: str) -> None:
-    """Re-run matching for every processed file of a user (after boundaries change)."""
-    fields = load_fields(storage, leaf_user_id)
-    for record in storage.records("files"):
-        if record.get("leafUserId") == leaf_user_id and record.get("status") == "processed":
+def user_files(storage: Storage, leaf_user_id: str, owner: str) -> list[dict[str, Any]]:
+    """The file records of one owner's user."""
+    return [r for r in storage.records("files") if r.get("leafUserId") == leaf_user_id and owner_of(r) == owner]
+
+
+def rematch_user(storage: Storage, leaf_user_id: str, owner: str = DEFAULT_OWNER) -> None:
+    """Re-run matching for every processed file of an owner's user (after boundaries change)."""
+    fields = load_fields(storage, leaf_user_id, owner)
+    for record in user_files(storage, leaf_user_id, owner):
+        if record.get("status") == "processed":
             match_file(storage, record["id"], fields)
 
 
-def list_fields(storage: Storage, leaf_user_id: str) -> list[dict[str, Any]]:
-    fields = load_fields(storage, leaf_user_id)
+def list_fields(storage: Storage, leaf_user_id: str, owner: str = DEFAULT_OWNER) -> list[dict[str, Any]]:
+    fields = load_fields(storage, leaf_user_id, owner)
     matches: dict[str, list[str]] = {}
-    for record in storage.records("files"):
+    for record in user_files(storage, leaf_user_id, owner):
         for field_id in record.get("fields") or []:
             matches.setdefault(field_id, []).append(record["id"])
     return [{**field_object(row), "files": sorted(matches.get(row["id"], []))} for _, row in fields.iterrows()]

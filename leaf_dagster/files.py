@@ -23,6 +23,7 @@ from .derived.images import RAMP, aux_xml, png_bytes, render, zip_images
 from .derived.raster import burn_index, covered_polygon, grid_for
 from .derived.summary import build_summary
 from .derived.unit_systems import convert_frame
+from .errors import public_message
 from . import merge
 from .fields import match_file
 from .ingest.batch import link_members, utc_now
@@ -31,7 +32,7 @@ from .readers import ReaderError, SourceTable, read_machine_file
 from .standard.standardize import StandardResult, standardize
 from .standard.times import format_utc
 from .standard.units import convert
-from .storage import Storage
+from .storage import Storage, owner_of
 
 FILE_ID_COLUMN = "file_id"
 CRS84 = "OGC:CRS84"
@@ -78,10 +79,10 @@ class FileSteps:
             return source
         try:
             source = read_machine_file(self._detected(record))
-        except ReaderError:
-            raise
+        except ReaderError as exc:  # libraries name the files they fail on by absolute path: keep the name only
+            raise ReaderError(exc.file_name, public_message(exc.reason)) from exc
         except Exception as exc:  # a reader bug or an input no reader anticipated: still the file's failure
-            raise ReaderError(record["fileName"], f"unexpected {type(exc).__name__}: {exc}") from exc
+            raise ReaderError(record["fileName"], public_message(f"unexpected {type(exc).__name__}: {exc}")) from exc
         frame = source.frame.copy()
         frame.insert(0, FILE_ID_COLUMN, self.file_id)
         frame.columns = [str(c) for c in frame.columns]
@@ -98,7 +99,9 @@ class FileSteps:
 
     @property
     def config(self) -> dict[str, Any]:
-        return effective(self.storage, self.record.get("leafUserId"))
+        """The configuration of the file's API owner and its Leaf user (the batch record carries both)."""
+        record = self.record
+        return effective(self.storage, record.get("leafUserId"), owner_of(record))
 
     def write_points(self, table: str, frame: gpd.GeoDataFrame) -> None:
         """GeoParquet 1.1 in CRS84 (lon/lat), with this file's id on every row."""
@@ -189,7 +192,7 @@ class FileSteps:
             if column:
                 rgba, _, _ = render(frame[column].to_numpy(dtype=float), index)
                 thumbnail = png_bytes(rgba, max_side=320)
-                target = self.storage.root / "files" / self.file_id / "summary-map.png"
+                target = self.storage.file_dir(self.file_id) / "summary-map.png"
                 with self.storage.atomic_path(target) as tmp:
                     tmp.write_bytes(thumbnail)
         record = self.record

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .errors import public_message
+from .storage import DEFAULT_OWNER, owner_of
 
 FILE_KEYS = ["id", "batchId", "leafUserId", "apiOwnerUsername", "provider", "fileName", "fileFormat", "origin",
              "status", "operationType", "originalOperationType", "createdTime", "updatedTime", "sizeInBytes",
@@ -27,7 +29,12 @@ def file_object(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def batch_object(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: record.get(k) for k in BATCH_KEYS}
+    """The batch object; its statusDetails name the upload as the user named it, with no server paths."""
+    out = {k: record.get(k) for k in BATCH_KEYS}
+    if isinstance(out["statusDetails"], str):
+        stored = record.get("storedName") or ""
+        out["statusDetails"] = public_message(out["statusDetails"], {stored: record.get("fileName") or stored})
+    return out
 
 
 def batch_status(storage: Any, batch: dict[str, Any]) -> dict[str, Any]:
@@ -49,10 +56,11 @@ def batch_status(storage: Any, batch: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def uncovered_files(storage: Any, leaf_user_id: str) -> list[str]:
-    """Processed files of a user that intersect none of the user's fields."""
+def uncovered_files(storage: Any, leaf_user_id: str, owner: str = DEFAULT_OWNER) -> list[str]:
+    """Processed files of an owner's user that intersect none of the user's fields."""
     return sorted(r["id"] for r in storage.records("files")
-                  if r.get("leafUserId") == leaf_user_id and r.get("status") == "processed" and r.get("uncovered"))
+                  if r.get("leafUserId") == leaf_user_id and owner_of(r) == owner and r.get("status") == "processed"
+                  and r.get("uncovered"))
 
 
 def outside_field_object(record: dict[str, Any]) -> dict[str, Any] | None:

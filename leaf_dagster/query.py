@@ -1,7 +1,7 @@
 """The query layer behind the CLI and the HTTP API: Leaf's list filters, paging and sorting.
 
-Lists are SQL over the DuckDB catalog (so they see exactly what SQL users see); single objects are read
-from their records. Bad parameters raise QueryError with a message fit to show the caller.
+Lists are SQL over the catalog's views (so they see exactly what SQL users see), run on an in-memory
+connection that never locks `leaf.duckdb`; single objects are read from their records. Bad parameters raise QueryError with a message fit to show the caller.
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import duckdb
-
-from .catalog import refresh_catalog
+from .catalog import reader
 from .objects import batch_object, file_object
 from .storage import DEFAULT_OWNER, Storage
 
@@ -103,16 +101,17 @@ def _page(storage: Storage, view: str, where: list[str], params: list[Any], owne
 
 
 def _run(storage: Storage, view: str, where: list[str], params: list[Any], order: str, page: int, size: int) -> tuple[list[str], int]:
-    refresh_catalog(storage)
     clause = (" WHERE " + " AND ".join(where)) if where else ""
-    with duckdb.connect(str(storage.catalog_path), read_only=True) as con:
+    with reader(storage, view) as con:
         exists = con.execute("select count(*) from duckdb_views() where view_name = ?", [view]).fetchone()[0]
         if not exists:
             return [], 0
-        total = con.execute(f"SELECT count(*) FROM {view}{clause}", params).fetchone()[0]
+        total = int(con.execute(f"SELECT count(*) FROM {view}{clause}", params).fetchone()[0])
+        if page * size >= total:  # past the end (any page number, even one beyond SQL's integers): empty
+            return [], total
         ids = con.execute(f"SELECT id FROM {view}{clause} ORDER BY {order} LIMIT ? OFFSET ?",
                           [*params, size, page * size]).fetchall()
-    return [row[0] for row in ids], int(total)
+    return [row[0] for row in ids], total
 
 
 def list_files(storage: Storage, *, owner: str | None = None, page: Any = None, size: Any = None,

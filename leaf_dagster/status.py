@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 from dagster import DagsterEventType, DagsterInstance
 
+from .errors import public_message
 from .ingest.batch import UNREADABLE, utc_now
 from .storage import Storage
 
@@ -25,7 +26,18 @@ STEP_ORDER = ["originalFile", "rawGeojson", "standardGeojson", "filteredGeojson"
 def _root_cause(error: Any) -> str:
     while getattr(error, "cause", None) is not None:
         error = error.cause
-    return error.message.strip().splitlines()[0] if error.message else "error"
+    return public_message(error.message.strip().splitlines()[0]) if error.message else "error"
+
+
+def _public(value: Any) -> Any:
+    """Check metadata shown as status details, with server paths cut to file names."""
+    if isinstance(value, str):
+        return public_message(value)
+    if isinstance(value, dict):
+        return {k: _public(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_public(v) for v in value]
+    return value
 
 
 def latest_run(instance: DagsterInstance, job_name: str, partition_key: str) -> dg.DagsterRun | None:
@@ -53,9 +65,10 @@ def run_steps(instance: DagsterInstance, run: dg.DagsterRun) -> dict[str, dict[s
     for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = entry.dagster_event.event_specific_data  # type: ignore[union-attr]
         if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
-            details = {k: getattr(v, "value", v) for k, v in (evaluation.metadata or {}).items()}
+            details = {k: _public(getattr(v, "value", v)) for k, v in (evaluation.metadata or {}).items()}
             steps[evaluation.asset_key.to_user_string()] = {
-                "status": "failed", "message": evaluation.description or evaluation.check_name, "details": details}
+                "status": "failed", "message": public_message(evaluation.description or evaluation.check_name),
+                "details": details}
     return dict(sorted(steps.items(), key=lambda kv: STEP_ORDER.index(kv[0]) if kv[0] in STEP_ORDER else 99))
 
 

@@ -33,12 +33,13 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, data: Path, max_upload: int | None = None):
+    def __init__(self, data: Path, max_upload: int | None = None, **extra_env: str):
         self.port = _free_port()
         env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
         env.update(LEAF_DATA_DIR=str(data), LEAF_API_TOKENS="alice-token=alice,bob-token=bob")
         if max_upload:
             env["LEAF_API_MAX_UPLOAD_BYTES"] = str(max_upload)
+        env.update(extra_env)
         self.proc = subprocess.Popen([sys.executable, "-m", "leaf_dagster.cli", "serve", "--port", str(self.port)],
                                      env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -150,9 +151,13 @@ def test_auth_owners_and_bad_requests(real: Path, server: Server, tmp_path: Path
     assert alice.get(f"{BASE}/batch/{batch['id']}").status_code == 200
     assert bob.get(f"{BASE}/batch/{batch['id']}").status_code == 404
     assert bob.get(f"{BASE}/batch").json() == []
-    assert bob.get(f"{BASE}/files/uncoveredFiles", params={"leafUserId": "grower-1"}).status_code == 404
+    # alice's leafUserId is, for bob, an id like any unused one: the same answers, and his own user if he uses it
+    for user in ("grower-1", "never-used"):
+        answer = bob.get(f"{BASE}/files/uncoveredFiles", params={"leafUserId": user})
+        assert answer.status_code == 200 and answer.json() == {"files": []}
     assert bob.post(f"{BASE}/batch", params={"leafUserId": "grower-1", "provider": "Other"},
-                    files={"file": ("x.zip", make_zip(tmp_path / "x.zip", {"a.txt": "x"}).read_bytes())}).status_code == 404
+                    files={"file": ("x.zip", make_zip(tmp_path / "x.zip", {"a.txt": "x"}).read_bytes())}).status_code == 200
+    assert [b["leafUserId"] for b in alice.get(f"{BASE}/batch").json()] == ["grower-1"]
 
     for params, message in (({"size": 101}, "between 1 and 100"), ({"sort": "nope,asc"}, "cannot sort"),
                             ({"createdTime": "last week"}, "ISO 8601")):

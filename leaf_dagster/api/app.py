@@ -3,31 +3,46 @@
 A client written for Leaf works by changing the base URL and token. The API only reads records and
 outputs and writes uploads, boundaries, configurations and run requests: every pipeline run happens in
 Dagster (the inbox sensor takes uploads; the requested-runs sensor takes merges and retries).
+
+Tenancy: a token names an API owner; batches, files, configurations, fields and Leaf user ids all
+belong to one owner. Another owner's leafUserId is just an unused id: every answer about it is the
+answer for a user this owner never had.
+
+Every error, whatever raised it (the API's own checks, an unknown route, FastAPI's request
+validation), has one shape: `{"status": <HTTP status>, "message": "<what was wrong>"}`; bad input is a
+400, never a 500.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
 import secrets
 import uuid
 import zipfile
-from pathlib import Path
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import config as configuration
 from .. import run_requests
 from ..errors import FieldError, MergeError
+from ..identifiers import InvalidIdentifier, check_id, is_uuid
 from ..ingest.batch import batch_id_for, new_batch, sidecar_for
 from ..objects import batch_object, batch_status, file_object, outside_field_object, status_object, uncovered_files
 from ..query import BATCH_FILTERS, FILE_FILTERS, QueryError, list_batches, list_files, paging
-from ..storage import DEFAULT_OWNER, Storage, default_data_dir
-from .streaming import UploadError, geojson_chunks, receive_zip
+from ..storage import Storage, default_data_dir, owner_of
+from .partials import SWEEP_SECONDS, partial_upload, sweep
+from .streaming import UploadError, UploadNotStored, geojson_chunks, receive_zip
 
 BASE = "/services/operations/api"
 FIELDS = "/services/fields/api"
@@ -35,6 +50,9 @@ CONFIG = "/services/config/api"
 MAX_UPLOAD_BYTES = 3 * 2**30
 TOKENS_ENV = "LEAF_API_TOKENS"
 MAX_UPLOAD_ENV = "LEAF_API_MAX_UPLOAD_BYTES"
+# An upload whose client sends nothing for this long is refused and its .part removed.
+UPLOAD_IDLE_SECONDS = 300.0
+UPLOAD_IDLE_ENV = "LEAF_API_UPLOAD_IDLE_SECONDS"
 
 
 def load_tokens(storage: Storage) -> dict[str, str]:
@@ -50,12 +68,58 @@ def load_tokens(storage: Storage) -> dict[str, str]:
     return tokens
 
 
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The API's one error shape."""
+    return JSONResponse({"status": status, "message": message}, status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
+        problems.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(problems) or "invalid request"
+
+
+async def _idle_limited(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
+    """The request body, refused when the client sends nothing for `seconds`."""
+    iterator = chunks.__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(iterator.__anext__(), seconds)
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            raise UploadError(f"the upload stalled: nothing received for {seconds:g} s") from None
+        yield chunk
+
+
 def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None = None,
                tokens: dict[str, str] | None = None) -> FastAPI:
     storage = storage or Storage(default_data_dir())
     max_upload_bytes = max_upload_bytes or int(os.environ.get(MAX_UPLOAD_ENV, MAX_UPLOAD_BYTES))
+    idle_seconds = float(os.environ.get(UPLOAD_IDLE_ENV, UPLOAD_IDLE_SECONDS))
     known_tokens = tokens if tokens is not None else load_tokens(storage)
-    app = FastAPI(title="leaf-dagster machine files API", version="1.0",
+    for name in known_tokens.values():  # an owner names a folder of the data directory
+        check_id("API owner", name)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        """Remove the .part files of uploads whose request died with an earlier API process, now and
+        every SWEEP_SECONDS (a live request's .part is locked and kept)."""
+        async def sweeper() -> None:
+            while True:
+                await asyncio.to_thread(sweep, storage.inbox)
+                await asyncio.sleep(SWEEP_SECONDS)
+
+        sweep(storage.inbox)
+        task = asyncio.create_task(sweeper())
+        yield
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+    app = FastAPI(title="leaf-dagster machine files API", version="1.0", lifespan=lifespan,
                   description="Leaf-compatible machine files and batch upload endpoints over a leaf-dagster data directory.")
 
     @app.exception_handler(QueryError)
@@ -63,27 +127,41 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
     @app.exception_handler(MergeError)
     @app.exception_handler(FieldError)
     @app.exception_handler(configuration.ConfigError)
+    @app.exception_handler(InvalidIdentifier)
     async def bad_request(_: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"message": str(exc)}, status_code=400)
+        return error_response(400, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        return error_response(exc.status_code, message, exc.headers)
+
+    @app.exception_handler(UploadNotStored)
+    async def not_stored(_: Request, exc: UploadNotStored) -> JSONResponse:
+        return error_response(507, str(exc))
+
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
+        return error_response(500, "internal error")
 
     def owner(request: Request) -> str:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
-        match = next((o for t, o in known_tokens.items() if scheme.lower() == "bearer" and secrets.compare_digest(t, token.strip())), None)
+        match = next((o for t, o in known_tokens.items() if scheme.lower() == "bearer" and secrets.compare_digest(t.encode(), token.strip().encode())), None)
         if match is None:
             raise HTTPException(401, "a valid Bearer token is required", headers={"WWW-Authenticate": "Bearer"})
         return match
 
     def owned(table: str, key: str, who: str) -> dict[str, Any]:
-        record = storage.read_record(table, key) if _is_id(key) else None
-        if record is None or record.get("apiOwnerUsername", DEFAULT_OWNER) != who:
-            raise HTTPException(404, f"{table[:-1] if table != 'batches' else 'batch'} {key} not found")
+        record = storage.read_record(table, key) if is_uuid(key) else None
+        if record is None or owner_of(record) != who:
+            shown = key if is_uuid(key) else "with this id"
+            raise HTTPException(404, f"{table[:-1] if table != 'batches' else 'batch'} {shown} not found")
         return record
-
-    def user_allowed(leaf_user_id: str, who: str) -> None:
-        owners = {b.get("apiOwnerUsername", DEFAULT_OWNER) for b in storage.records("batches") if b.get("leafUserId") == leaf_user_id}
-        if owners and who not in owners:
-            raise HTTPException(404, f"leaf user {leaf_user_id} not found")
 
     def url(request: Request, path: str, **params: Any) -> str:
         query = f"?{urlencode(params)}" if params else ""
@@ -143,7 +221,7 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
             if field != "id" or direction not in ("", "asc", "desc"):
                 raise QueryError("sort must be id,asc or id,desc")
             descending = direction == "desc"
-        records = [r for r in storage.records("files") if r.get("apiOwnerUsername", DEFAULT_OWNER) == who
+        records = [r for r in storage.records("files") if owner_of(r) == who
                    and leafUserId in (None, r.get("leafUserId"))]
         objects = sorted((_outside(request, o) for o in map(outside_field_object, records) if o),
                          key=lambda o: o["id"], reverse=descending)
@@ -156,8 +234,7 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
 
     @app.get(f"{BASE}/files/uncoveredFiles", summary="Get uncovered files")
     def uncovered(leafUserId: str, who: str = Depends(owner)) -> dict[str, Any]:
-        user_allowed(leafUserId, who)
-        return {"files": uncovered_files(storage, leafUserId)}
+        return {"files": uncovered_files(storage, check_id("leafUserId", leafUserId), owner=who)}
 
     @app.post(f"{BASE}/files/merge", summary="Merge files")
     def merge_files(who: str = Depends(owner), body: dict[str, Any] = Body(...)) -> dict[str, Any]:
@@ -199,7 +276,7 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
     @app.get(f"{BASE}/files/{{file_id}}/standardGeoparquet", summary="Get file standardGeoParquet")
     def standard_geoparquet(file_id: str, request: Request, who: str = Depends(owner)) -> dict[str, str]:
         record = owned("files", file_id, who)
-        if not configuration.effective(storage, record.get("leafUserId"))["enableGeoparquetOutput"]:
+        if not configuration.effective(storage, record.get("leafUserId"), who)["enableGeoparquetOutput"]:
             raise HTTPException(400, "enableGeoparquetOutput is off for this user")
         if not storage.parquet_path("standard", file_id).exists():
             raise HTTPException(404, f"file {file_id} has no standard output")
@@ -208,7 +285,7 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
     @app.get(f"{BASE}/files/{{file_id}}/polygonGeoparquet", summary="Get file polygonGeoParquet")
     def polygon_geoparquet(file_id: str, request: Request, who: str = Depends(owner)) -> dict[str, str]:
         record = owned("files", file_id, who)
-        settings = configuration.effective(storage, record.get("leafUserId"))
+        settings = configuration.effective(storage, record.get("leafUserId"), who)
         if not (settings["enableGeoparquetOutput"] and settings["enablePolygonOutput"]):
             raise HTTPException(400, "enablePolygonOutput and enableGeoparquetOutput must be on for this user")
         if not storage.parquet_path("polygons", file_id).exists():
@@ -254,8 +331,10 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
     @app.get(f"{BASE}/files/{{file_id}}/images/{{name}}", summary="Download a property PNG or its .aux.xml")
     def image_file(file_id: str, name: str, who: str = Depends(owner), download: bool = False) -> FileResponse:
         owned("files", file_id, who)
-        path = storage.images_dir(file_id) / Path(name).name
-        if not (name.endswith(".png") or name.endswith(".png.aux.xml")) or not path.is_file():
+        if not (name.endswith(".png") or name.endswith(".png.aux.xml")) or "/" in name or "\0" in name:
+            raise HTTPException(404, "no such image")
+        path = storage.images_dir(file_id) / name
+        if not path.is_file():
             raise HTTPException(404, "no such image")
         return FileResponse(path, media_type="image/png" if name.endswith(".png") else "application/xml",
                             filename=path.name if download else None)
@@ -295,10 +374,10 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
     @app.get("/thumbnails/{file_id}/{token}.png", summary="A file's coverage map thumbnail (capability URL)",
              response_class=FileResponse)
     def thumbnail(file_id: str, token: str) -> FileResponse:
-        record = storage.read_record("files", file_id) if _is_id(file_id) else None
+        record = storage.read_record("files", file_id) if is_uuid(file_id) else None
         expected = (record or {}).get("thumbnailToken") or ""
-        path = storage.root / "files" / file_id / "summary-map.png"
-        if not expected or not secrets.compare_digest(expected, token) or not path.is_file():
+        if not expected or not secrets.compare_digest(expected.encode(), token.encode()) \
+                or not (path := storage.file_dir(file_id) / "summary-map.png").is_file():
             raise HTTPException(404, "no such thumbnail")
         return FileResponse(path, media_type="image/png")
 
@@ -306,23 +385,24 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
     @app.post(f"{BASE}/batch", summary="Upload a file")
     async def upload(request: Request, who: str = Depends(owner), leafUserId: str | None = None,
                      provider: str | None = None, fileFormat: str | None = None) -> dict[str, Any]:
+        """The zip is streamed to a locked inbox/.<token>.part and renamed to inbox/<token>.zip: the user's
+        file name is kept in the batch record and never becomes a path."""
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_upload_bytes + 1_000_000:
             raise UploadError(f"the upload is larger than the {max_upload_bytes} bytes allowed")
+        if leafUserId is not None:
+            check_id("leafUserId", leafUserId)
         storage.inbox.mkdir(parents=True, exist_ok=True)
-        token = uuid.uuid4().hex
-        partial = storage.inbox / f".{token}.part"
-        try:
-            received = await receive_zip(request.stream(), request.headers.get("content-type", ""), partial, max_upload_bytes)
+        with partial_upload(storage.inbox) as (partial, sink):
+            received = await receive_zip(_idle_limited(request.stream(), idle_seconds),
+                                         request.headers.get("content-type", ""), sink, max_upload_bytes)
             user = leafUserId or received["fields"].get("leafUserId")
             source = provider or received["fields"].get("provider")
             if not user or not source:
                 raise UploadError("leafUserId and provider are required")
-            user_allowed(user, who)
-            target = storage.inbox / f"{token}-{received['fileName']}"
+            check_id("leafUserId", user)
+            target = storage.inbox / f"{partial.name[1:-len('.part')]}.zip"
             os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
         batch_id = batch_id_for(target, user, source)
         file_format = fileFormat or received["fields"].get("fileFormat")
         record = new_batch(storage, batch_id, target, user, source, file_format, file_name=received["fileName"], owner=who)
@@ -358,17 +438,16 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
             run_requests.request_runs(storage, pending, "retry")
         return batch_object(storage.update_record("batches", batch_id, status="RECEIVED", statusDetails=None))
 
-    # -- fields and configurations --------------------------------------------------------------------
+    # -- fields and configurations: per API owner, and per owner's Leaf user -------------------------------
     @app.get(f"{FIELDS}/users/{{leaf_user_id}}/fields", summary="Get a user's fields")
     def get_fields(leaf_user_id: str, who: str = Depends(owner)) -> list[dict[str, Any]]:
-        user_allowed(leaf_user_id, who)
         from ..fields import list_fields
 
-        return list_fields(storage, leaf_user_id)
+        return list_fields(storage, check_id("leafUserId", leaf_user_id), owner=who)
 
     @app.post(f"{FIELDS}/users/{{leaf_user_id}}/fields", summary="Add field boundaries (a GeoJSON body)")
     def post_fields(leaf_user_id: str, who: str = Depends(owner), body: dict[str, Any] = Body(...)) -> list[dict[str, Any]]:
-        user_allowed(leaf_user_id, who)
+        check_id("leafUserId", leaf_user_id)
         if body.get("type") not in ("FeatureCollection", "Feature", "Polygon", "MultiPolygon"):
             raise FieldError("the body must be a GeoJSON FeatureCollection, Feature, Polygon or MultiPolygon")
         target = storage.root / "tmp" / f"{uuid.uuid4().hex}.geojson"
@@ -377,36 +456,26 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
             target.write_text(json.dumps(body))
             from ..fields import add_boundaries
 
-            return add_boundaries(storage, leaf_user_id, target)
+            return add_boundaries(storage, leaf_user_id, target, owner=who)
         finally:
             target.unlink(missing_ok=True)
 
     @app.get(f"{CONFIG}/configs", summary="Get the API owner's configuration")
     def get_owner_config(who: str = Depends(owner)) -> dict[str, Any]:
-        return configuration.effective(storage, None)
+        return configuration.effective(storage, None, who)
 
     @app.patch(f"{CONFIG}/configs", summary="Change the API owner's configuration")
     def patch_owner_config(who: str = Depends(owner), body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        configuration.save(storage, body)
-        return configuration.effective(storage, None)
+        configuration.save(storage, body, owner=who)
+        return configuration.effective(storage, None, who)
 
     @app.get(f"{CONFIG}/configs/{{leaf_user_id}}", summary="Get a Leaf user's configuration")
     def get_user_config(leaf_user_id: str, who: str = Depends(owner)) -> dict[str, Any]:
-        user_allowed(leaf_user_id, who)
-        return configuration.effective(storage, leaf_user_id)
+        return configuration.effective(storage, check_id("leafUserId", leaf_user_id), who)
 
     @app.patch(f"{CONFIG}/configs/{{leaf_user_id}}", summary="Change a Leaf user's configuration")
     def patch_user_config(leaf_user_id: str, who: str = Depends(owner), body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        user_allowed(leaf_user_id, who)
-        configuration.save(storage, body, leaf_user_id=leaf_user_id)
-        return configuration.effective(storage, leaf_user_id)
+        configuration.save(storage, body, leaf_user_id=check_id("leafUserId", leaf_user_id), owner=who)
+        return configuration.effective(storage, leaf_user_id, who)
 
     return app
-
-
-def _is_id(key: str) -> bool:
-    try:
-        uuid.UUID(key)
-    except ValueError:
-        return False
-    return True

@@ -3,74 +3,99 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import AsyncIterator, Iterator
-import math
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from python_multipart import MultipartParser
 from python_multipart.multipart import parse_options_header
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+MAX_FORM_BYTES = 64 * 1024  # all form fields and part headers together
+MAX_FIELD_BYTES = 4096
+# The user's file name is only shown, never a path on the server; it must still be something a client
+# can store: one name of at most 255 UTF-8 bytes with no control characters.
+MAX_FILE_NAME_BYTES = 255
 
 
 class UploadError(ValueError):
     """The upload is refused (HTTP 400)."""
 
 
-async def receive_zip(chunks: AsyncIterator[bytes], content_type: str, target: Path, max_bytes: int) -> dict[str, Any]:
-    """Write the multipart field `file` to `target` chunk by chunk; returns the file name, size and form fields."""
+class UploadNotStored(OSError):
+    """The server could not store a valid upload (a full disk): HTTP 507, worth retrying later."""
+
+
+def upload_file_name(raw: bytes | None) -> str:
+    """The file name a client sent for the `file` part, as the user knows it (no folders); UploadError if unusable."""
+    name = (raw or b"upload.zip").decode("utf-8", "replace").replace("\\", "/").rsplit("/", 1)[-1]
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise UploadError("the upload's file name contains control characters")
+    if not name or len(name.encode()) > MAX_FILE_NAME_BYTES:
+        raise UploadError(f"the upload's file name must be 1 to {MAX_FILE_NAME_BYTES} bytes long")
+    return name
+
+
+async def receive_zip(chunks: AsyncIterator[bytes], content_type: str, sink: BinaryIO, max_bytes: int) -> dict[str, Any]:
+    """Write the multipart field `file` to `sink` chunk by chunk; returns the file name, size and form fields.
+
+    Form fields may come before or after the file; only one file is accepted."""
     kind, options = parse_options_header(content_type)
-    if kind != b"multipart/form-data" or b"boundary" not in options:
+    if kind != b"multipart/form-data" or not options.get(b"boundary"):
         raise UploadError("the upload must be multipart/form-data with a 'file' field")
-    state: dict[str, Any] = {"name": None, "field": None, "header": b"", "headers": {}, "size": 0, "fields": {},
-                             "value": b"", "file": None, "seen_file": False, "head": b""}
+    upload: dict[str, Any] = {"fileName": None, "size": 0, "head": b"", "fields": {}, "formBytes": 0}
+    part: dict[str, Any] = {}
+
+    def count_form(size: int) -> None:
+        upload["formBytes"] += size
+        if upload["formBytes"] > MAX_FORM_BYTES:
+            raise UploadError(f"the form fields and part headers exceed {MAX_FORM_BYTES} bytes")
 
     def on_part_begin() -> None:
-        state.update(headers={}, value=b"", field=None, name=None)
+        part.clear()
+        part.update(header=b"", headers={}, field=None, value=b"")
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
-        state["header"] += data[start:end]
+        count_form(end - start)
+        part["header"] += data[start:end]
 
     def on_header_value(data: bytes, start: int, end: int) -> None:
-        state["headers"][state["header"].lower()] = state["headers"].get(state["header"].lower(), b"") + data[start:end]
+        count_form(end - start)
+        key = part["header"].lower()
+        part["headers"][key] = part["headers"].get(key, b"") + data[start:end]
 
     def on_header_end() -> None:
-        state["header"] = b""
+        part["header"] = b""
 
     def on_headers_finished() -> None:
-        _, disposition = parse_options_header(state["headers"].get(b"content-disposition", b""))
-        state["field"] = disposition.get(b"name", b"").decode()
-        filename = disposition.get(b"filename")
-        if state["field"] == "file":
-            if state["seen_file"]:
+        _, disposition = parse_options_header(part["headers"].get(b"content-disposition", b""))
+        part["field"] = disposition.get(b"name", b"").decode("utf-8", "replace")
+        if part["field"] == "file":
+            if upload["fileName"] is not None:
                 raise UploadError("only one 'file' field is accepted")
-            state["seen_file"] = True
-            state["name"] = os.path.basename((filename or b"upload.zip").decode("utf-8", "replace").replace("\\", "/"))
-            state["file"] = target.open("wb")
+            upload["fileName"] = upload_file_name(disposition.get(b"filename"))
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
-        if state["field"] == "file":
-            piece = data[start:end]
-            state["size"] += len(piece)
-            if state["size"] > max_bytes:
+        piece = data[start:end]
+        if part.get("field") == "file":
+            upload["size"] += len(piece)
+            if upload["size"] > max_bytes:
                 raise UploadError(f"the upload is larger than the {max_bytes} bytes allowed")
-            if len(state["head"]) < 4:
-                state["head"] += piece[: 4 - len(state["head"])]
-            state["file"].write(piece)
+            if len(upload["head"]) < 4:
+                upload["head"] += piece[: 4 - len(upload["head"])]
+            sink.write(piece)
         else:
-            state["value"] += data[start:end]
-            if len(state["value"]) > 4096:
-                raise UploadError(f"form field '{state['field']}' is too long")
+            count_form(len(piece))
+            part["value"] += piece
+            if len(part["value"]) > MAX_FIELD_BYTES:
+                raise UploadError(f"form field '{part['field']}' is too long")
 
     def on_part_end() -> None:
-        if state["field"] == "file" and state["file"]:
-            state["file"].close()
-            state["file"] = None
-        elif state["field"]:
-            state["fields"][state["field"]] = state["value"].decode("utf-8", "replace")
+        if part.get("field") and part["field"] != "file":
+            upload["fields"][part["field"]] = part["value"].decode("utf-8", "replace")
 
     parser = MultipartParser(options[b"boundary"], callbacks={  # type: ignore[arg-type]
         "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
@@ -80,18 +105,19 @@ async def receive_zip(chunks: AsyncIterator[bytes], content_type: str, target: P
         async for chunk in chunks:
             parser.write(chunk)
         parser.finalize()
+        sink.flush()
     except UploadError:
         raise
+    except OSError as exc:  # the disk, not the request: say so without server paths
+        reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
+        raise UploadNotStored(f"the upload could not be stored ({reason}); try again later") from exc
     except Exception as exc:  # the multipart parser's own errors: malformed body
         raise UploadError(f"malformed multipart body: {exc}") from exc
-    finally:
-        if state["file"]:
-            state["file"].close()
-    if not state["seen_file"]:
+    if upload["fileName"] is None:
         raise UploadError("the multipart body has no 'file' field")
-    if not state["name"].lower().endswith(".zip") or state["head"][:4] not in ZIP_MAGIC:
-        raise UploadError(f"{state['name']}: the upload must be a .zip archive")
-    return {"fileName": state["name"], "size": state["size"], "fields": state["fields"]}
+    if not upload["fileName"].lower().endswith(".zip") or upload["head"][:4] not in ZIP_MAGIC:
+        raise UploadError(f"{upload['fileName']}: the upload must be a .zip archive")
+    return {"fileName": upload["fileName"], "size": upload["size"], "fields": upload["fields"]}
 
 
 def _json_value(value: Any) -> Any:
@@ -134,4 +160,4 @@ def geojson_chunks(path: Path, batch_rows: int = 20_000) -> Iterator[bytes]:
     yield b"]}"
 
 
-__all__ = ["UploadError", "geojson_chunks", "receive_zip"]
+__all__ = ["UploadError", "UploadNotStored", "geojson_chunks", "receive_zip", "upload_file_name"]

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..identifiers import batch_identifier_problem, is_uuid
 from ..storage import DEFAULT_OWNER, Storage
 from .safe_zip import CorruptArchiveError, UnsafeArchiveError, extract_archive
 
@@ -59,7 +60,11 @@ def read_sidecar(upload: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     keys = ("leafUserId", "provider", "fileFormat", "fileName", "apiOwnerUsername", "batchId")
-    return {k: data[k] for k in keys if isinstance(data, dict) and k in data}
+    # values are strings: anything else (a list, a number) becomes its text and is judged as an identifier
+    meta = {k: str(data[k]) for k in keys if isinstance(data, dict) and data.get(k) is not None}
+    if not is_uuid(meta.get("batchId")):  # only the API's own UUID is a usable batch key
+        meta.pop("batchId", None)
+    return meta
 
 
 def new_batch(storage: Storage, batch_id: str, upload: Path, leaf_user_id: str | None, provider: str | None,
@@ -129,6 +134,11 @@ def ingest_batch(storage: Storage, batch_id: str) -> BatchOutcome:
     if batch is None:
         raise KeyError(f"batch {batch_id} was never received")
     upload = _store_upload(storage, batch)
+    problem = batch_identifier_problem(batch)  # a hand-written sidecar: refuse before any per-user path is used
+    if problem:
+        batch.update(status="FAILED", statusDetails=problem)
+        storage.write_record("batches", batch_id, batch)
+        return BatchOutcome(batch, [], problem)
     extracted = storage.extracted_dir(batch_id)
     if extracted.exists():
         shutil.rmtree(extracted)
