@@ -279,6 +279,8 @@ def test_lists_never_wait_for_the_catalog_lock(server: Server, tmp_path: Path, r
         holder.kill()
         holder.wait()
     assert answers == [200] * 60
+    storage.catalog_path.write_bytes(b"not a DuckDB file")  # lists do not open the catalog file at all
+    assert alice.get(f"{BASE}/batch").status_code == 200
 
 
 def _parts(storage: Storage) -> list[str]:

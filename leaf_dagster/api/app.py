@@ -386,8 +386,8 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
     @app.post(f"{BASE}/batch", summary="Upload a file")
     async def upload(request: Request, who: str = Depends(owner), leafUserId: str | None = None,
                      provider: str | None = None, fileFormat: str | None = None) -> dict[str, Any]:
-        """The zip is streamed to a locked inbox/.<token>.part and renamed to inbox/<token>.zip: the user's
-        file name is kept in the batch record and never becomes a path."""
+        # streamed to a locked inbox/.<token>.part, renamed to inbox/<token>.zip: the user's file name is
+        # kept in the batch record and never becomes a path
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_upload_bytes + 1_000_000:
             raise UploadError(f"the upload is larger than the {max_upload_bytes} bytes allowed")
