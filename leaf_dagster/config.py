@@ -44,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "fieldsAttachIntersection": 0.01,
     "cropOptional": {"standardGeoJson": {"planted": {"crop": "required"}}},
     "seedRateOptional": {"standardGeoJson": {"planted": {"seedRate": "required"}}},
+    "outOfStandardOperations": False,
 }
 
 UNIT_SYSTEMS = ("DEFAULT", "METRIC", "IMPERIAL")
@@ -59,6 +60,8 @@ def validate(values: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
     if "unitMeasurement" in values and values["unitMeasurement"] not in UNIT_SYSTEMS:
         raise ConfigError(f"unitMeasurement must be one of {', '.join(UNIT_SYSTEMS)}")
+    if "outOfStandardOperations" in values and not isinstance(values["outOfStandardOperations"], bool):
+        raise ConfigError("outOfStandardOperations must be true or false")
     if "operationsOutliersLimit" in values and not isinstance(values["operationsOutliersLimit"], (int, float)):
         raise ConfigError("operationsOutliersLimit must be a number")
     for prop, rules in (values.get("cleanupRules") or {}).items():
