@@ -198,12 +198,12 @@ def _completeness(data: TaskData, task: Task, effective: list[TimeElement], cumu
 def terminal_totals(data: TaskData, task: Task) -> dict[str, Any] | None:
     """The task's totals as the terminal recorded them, in SI/Leaf units; None when it recorded none."""
     elements = time_elements(data, task.id)
-    effective = [t for t in elements if t.type == EFFECTIVE and t.values]
-    if not effective:
+    effective = [t for t in elements if t.type == EFFECTIVE]  # one per time log, some without values
+    if not any(t.values for t in effective):
         return None
     cumulative = _cumulative(effective)
     values = _task_values(effective, cumulative)
-    if len(effective) == 1:
+    if sum(1 for t in effective if t.values) == 1:
         notes = ["one effective TIM holds the task totals"]
     elif cumulative:
         notes = [f"{len(effective)} effective TIMs hold running task totals: the last value of each is the task's"]
