@@ -48,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "fieldsAttachIntersection": 0.01,
     "cropOptional": {"standardGeoJson": {"planted": {"crop": "required"}}},
     "seedRateOptional": {"standardGeoJson": {"planted": {"seedRate": "required"}}},
+    "outOfStandardOperations": False,
 }
 
 UNIT_SYSTEMS = ("DEFAULT", "METRIC", "IMPERIAL")

@@ -88,7 +88,8 @@ class FileSteps:
         frame.columns = [str(c) for c in frame.columns]
         self.storage.write_geoparquet("raw", self.file_id, frame)
         self.update(raw={"dialect": source.dialect, "units": source.units, "hints": source.hints,
-                         "notes": source.notes, "sourceCrs": source.source_crs, "recordCount": source.point_count})
+                         "notes": source.notes, "sourceCrs": source.source_crs, "recordCount": source.point_count},
+                    terminalTotals=source.hints.get("terminalTotals"))
         return source
 
     def load_raw(self) -> SourceTable:
@@ -126,7 +127,13 @@ class FileSteps:
         changes: dict[str, Any] = {"operationType": result.operation_type,
                                    "originalOperationType": result.original_operation_type,
                                    "evidence": result.evidence, "pointCount": 0}
-        result.missing = [p for p in result.missing if not _optional(config, result.operation_type, p)]
+        missing = [p for p in result.missing if not _optional(config, result.operation_type, p)]
+        # outOfStandardOperations: a file missing required properties is still processed, marked non-standard
+        out_of_standard = bool(missing) and result.supported and config["outOfStandardOperations"]
+        result.missing = [] if out_of_standard else missing
+        if out_of_standard:
+            result.notes.append(f"non-standard: missing required properties: {', '.join(missing)} "
+                                "(processed because outOfStandardOperations is on)")
         if result.frame is not None and self.schema_failure(result) is None:
             frame = result.frame
             if config["cleanupStandardGeojson"]:
@@ -147,7 +154,8 @@ class FileSteps:
             changes.update(
                 pointCount=len(frame), crops=[result.crop] if result.crop else [],
                 varieties=sorted(frame["variety"].dropna().astype(str).unique().tolist()) if "variety" in frame else [],
-                units=result.units, unitMeasurement=config["unitMeasurement"], missingProperties=result.missing,
+                units=result.units, unitMeasurement=config["unitMeasurement"], missingProperties=missing,
+                standard=not out_of_standard,
                 startTime=format_utc(stamps.min()) if len(stamps) else None,
                 endTime=format_utc(stamps.max()) if len(stamps) else None,
             )

@@ -10,7 +10,7 @@ from .storage import DEFAULT_OWNER, owner_of
 FILE_KEYS = ["id", "batchId", "leafUserId", "apiOwnerUsername", "provider", "fileName", "fileFormat", "origin",
              "status", "operationType", "originalOperationType", "createdTime", "updatedTime", "sizeInBytes",
              "startTime", "endTime", "crops", "varieties", "fields", "sources", "pointCount", "organizationId",
-             "providerFileId"]
+             "providerFileId", "standard", "terminalTotals"]
 BATCH_KEYS = ["id", "leafUserId", "fileName", "size", "provider", "status", "uploadTimestamp", "leafFiles",
               "statusDetails", "processedTimestamp"]
 

@@ -146,7 +146,9 @@ def list_files(storage: Storage, *, owner: str | None = None, page: Any = None, 
         value = str(filters["standard"]).lower()
         if value not in ("true", "false"):
             raise QueryError(f"standard must be true or false, not {filters['standard']!r}")
-        where.append("coalesce(json_extract_string(steps, '$.standardGeojson.status') = 'processed', false) = ?")
+        # a file processed out of standard (outOfStandardOperations) is not standard
+        where.append("coalesce(json_extract_string(steps, '$.standardGeojson.status') = 'processed' "
+                     "and coalesce(\"standard\", true), false) = ?")
         params.append(value == "true")
     return _page(storage, "files", where, params, owner, _order(sort, FILE_SORT_FIELDS, "id"), page_n, size_n)
 

@@ -57,7 +57,8 @@ def build_summary(frame: pd.DataFrame, units: dict[str, str], record: dict[str, 
                   coverage_area_m2: float, *, original_operation_data: bool = True) -> dict[str, Any]:
     operation = record.get("operationType")
     area_unit = units.get("area", "m2")
-    props: dict[str, Any] = {"operationType": operation, "originalOperationType": record.get("originalOperationType")}
+    props: dict[str, Any] = {"operationType": operation, "originalOperationType": record.get("originalOperationType"),
+                             "standard": record.get("standard", True)}
     stamps = frame["timestamp"].dropna() if "timestamp" in frame.columns else pd.Series(dtype="datetime64[ns, UTC]")
     props["startTime"] = format_utc(stamps.min()) if len(stamps) else None
     props["endTime"] = format_utc(stamps.max()) if len(stamps) else None

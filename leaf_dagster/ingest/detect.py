@@ -41,8 +41,6 @@ class DetectedFile:
 # Proprietary layouts: (format label, test on a relative posix path (lower case), message).
 _PROPRIETARY_FOLDERS: list[tuple[str, re.Pattern[str], str]] = [
     ("CN1", re.compile(r"(^|/)[^/]+\.cn1/index\.vy1$"), "CN1 (CNH Pro 700 / IntelliView IV) files are not supported"),
-    ("GS3", re.compile(r"(^|/)gs3_2630/.*\.fdl$"), "John Deere GreenStar 3 (2630) files are not supported"),
-    ("GS2", re.compile(r"(^|/)rcd/[^/]*\.fdl$"), "John Deere GreenStar 2 (RCD) files are not supported"),
     ("GEN4", re.compile(r"(^|/)jd-data/log/.*\.jdl$"), "John Deere Gen4 (JD-Data .jdl) files are not supported"),
 ]
 _PROPRIETARY_EXTENSIONS = {
@@ -126,10 +124,79 @@ def _detect_isoxml(files: list[Path]) -> tuple[list[DetectedFile], set[Path]]:
     return found, claimed
 
 
+# Native John Deere GreenStar data cards (isoxml.md 6): one card holds many logs, each a .fdl (XML setup
+# and meter list) + .fdd (binary EvenByteDelta records) + optional .fdr, which only John Deere's closed
+# plugins decode. The card is reported once, naming the display generation.
+GREENSTAR_LOG_SUFFIXES = {".fdl", ".fdd"}
+GREENSTAR_SUFFIXES = GREENSTAR_LOG_SUFFIXES | {".fdr"}
+GREENSTAR_DISPLAYS = {"GS2": "John Deere GreenStar 2 (2600)", "GS3": "John Deere GreenStar 3 (2630)",
+                      "GREENSTAR": "John Deere GreenStar"}
+_SOURCE_APP = re.compile(r"<SourceApp\b([^>]*)>")
+
+
+def _fdl_generation(path: Path) -> str | None:
+    """'GS2' or 'GS3' from a .fdl's own words: the display's documentation application (RCDFieldDoc)
+    carries the display software generation as its major version (1-2 on a GreenStar 2, 3 on a
+    GreenStar 3); None when the file says nothing usable."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8192).decode("utf-8-sig", errors="ignore")
+    except OSError:
+        return None
+    match = _SOURCE_APP.search(head)
+    if "RCDLogFile" not in head or match is None:
+        return None
+    attributes = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+    if attributes.get("nameSourceApp") != "RCDFieldDoc" or not attributes.get("major", "").isdigit():
+        return None
+    return {1: "GS2", 2: "GS2", 3: "GS3"}.get(int(attributes["major"]))
+
+
+def _greenstar_card(relative: Path) -> tuple[Path, str | None]:
+    """The card folder of a GreenStar log and the generation its layout implies: a GreenStar 3 writes
+    <card>/<profile>/RCD/EIC/Documentation/.., a GreenStar 2 <card>/RCD/*.fdl; loose logs are their folder."""
+    folders = relative.parts[:-1]
+    lower = [part.lower() for part in folders]
+    if "eic" in lower:
+        rcd = lower.index("eic") - 1
+        return Path(*folders[:max(rcd - 1, 0)]), "GS3"
+    if "rcd" in lower:
+        return Path(*folders[:lower.index("rcd")]), "GS2"
+    return Path(*folders), None
+
+
+def _detect_greenstar(root: Path, files: list[Path], claimed: set[Path]) -> list[DetectedFile]:
+    """One machine file per GreenStar card, failing with the display generation (from its .fdl files,
+    else from the folder layout), however the card folder was renamed or nested."""
+    cards: dict[Path, list[tuple[Path, str | None]]] = defaultdict(list)
+    for path in files:
+        if path in claimed or path.suffix.lower() not in GREENSTAR_LOG_SUFFIXES:
+            continue
+        card, layout = _greenstar_card(path.relative_to(root))
+        cards[card].append((path, layout))
+    found = []
+    for card, logs in sorted(cards.items()):
+        generations = {g for path, _ in logs if path.suffix.lower() == ".fdl" and (g := _fdl_generation(path))}
+        if not generations and not any(p.suffix.lower() == ".fdl" for p, _ in logs):
+            continue  # .fdd files alone, outside a card layout, are not evidence enough
+        layouts = {layout for _, layout in logs if layout}
+        generation = max(generations or layouts or {"GREENSTAR"})  # the newest generation seen ("GS3" > "GS2")
+        members = [p for p in files if p not in claimed and p.relative_to(root).parts[:len(card.parts)] == card.parts
+                   and (p.suffix.lower() in GREENSTAR_SUFFIXES
+                        or {"rcd", "eic"} & {part.lower() for part in p.relative_to(root / card).parts[:-1]})]
+        primary = min(p for p, _ in logs if p.suffix.lower() == ".fdl")
+        name = card.name or next(iter(primary.relative_to(root).parts[:-1]), primary.parent.name)
+        claimed.update(members)
+        found.append(DetectedFile(name, generation, primary, members,
+                                  unsupported_reason=f"{GREENSTAR_DISPLAYS[generation]} files are not supported"))
+    return found
+
+
 def detect_machine_files(root: Path) -> list[DetectedFile]:
     """Every machine file under `root`, in a stable order."""
     files = sorted(p for p in root.rglob("*") if p.is_file() and not _is_junk(p.relative_to(root)))
     found, claimed = _detect_isoxml(files)
+    found += _detect_greenstar(root, files, claimed)
 
     for path in files:
         rel = path.relative_to(root).as_posix().lower()

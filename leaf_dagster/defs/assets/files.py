@@ -11,9 +11,10 @@ import os
 
 import dagster as dg
 
+from ...derived.reconcile import markdown, reconcile
 from ...files import FileSteps
 from ...readers import ReaderError
-from ..checks import CONVERSION_FAILED, gate, gate_spec
+from ..checks import CONVERSION_FAILED, gate, gate_spec, warning, warning_spec
 from ..metadata import preview, time_span
 from ..partitions import machine_files
 from ..resources import LeafStorage
@@ -90,9 +91,12 @@ def units(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.Materia
     return dg.MaterializeResult(metadata={"units": dg.MetadataValue.json(mapping)})
 
 
-@dg.asset(key="summary", deps=["standardGeojson"], partitions_def=machine_files, group_name=GROUP, kinds={"json"})
-def summary(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.MaterializeResult:
-    """Leaf's summary Feature: coverage MultiPolygon, statistics and totals; a map thumbnail in the UI."""
+@dg.asset(key="summary", deps=["standardGeojson"], partitions_def=machine_files, group_name=GROUP, kinds={"json"},
+          check_specs=[warning_spec("summary", "totals_match_terminal",
+                                    "Our totals agree with the terminal's own (2 %, area 5 %)")])
+def summary(context: dg.AssetExecutionContext, storage: LeafStorage):
+    """Leaf's summary Feature: coverage MultiPolygon, statistics and totals; a map thumbnail in the UI.
+    The totals are checked against the terminal's own totals (a warning, never a failure)."""
     steps = FileSteps(storage.store(), context.partition_key)
     feature, thumbnail = steps.summarize()
     props = feature["properties"]
@@ -107,7 +111,14 @@ def summary(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.Mater
         # Dagster's Markdown only shows http(s) images: the map is served by the HTTP API
         api = os.environ.get("LEAF_API_URL", "http://127.0.0.1:8000").rstrip("/")
         metadata["map"] = dg.MetadataValue.md(f"![coverage map]({api}/thumbnails/{context.partition_key}/{token}.png)")
-    return dg.MaterializeResult(metadata=metadata)
+    yield dg.MaterializeResult(metadata=metadata)
+    terminal = steps.record.get("terminalTotals")
+    result = reconcile(props, terminal)
+    yield warning("totals_match_terminal", result.passed, result.description,
+                  source=f"{terminal['source']}, task {terminal.get('task')}" if terminal else None,
+                  comparison=dg.MetadataValue.md(markdown(result)) if result.rows else None,
+                  totals=dg.MetadataValue.json([r.as_dict() for r in result.rows]) if result.rows else None,
+                  notes=dg.MetadataValue.md("\n".join(f"- {n}" for n in result.notes)) if result.notes else None)
 
 
 @dg.asset(key="propertiesPNGs", deps=["filteredGeojson"], partitions_def=machine_files, group_name=GROUP, kinds={"png"})

@@ -21,6 +21,7 @@ from .operations import SUPPORTED, OperationGroup, classify
 from .points import build_points
 from .taskdata import Task, TaskData, is_taskdata, load_taskdata, time_log_files
 from .tlg import TlgData, TlgHeader, decode, decode_log, parse_header
+from .totals import terminal_totals
 
 DIALECT = "STANDARD"
 NO_TASK = ""  # task part of the layer of a TaskData that logs nothing
@@ -142,6 +143,9 @@ def read_isoxml(detected: DetectedFile) -> SourceTable:
         found = ", ".join(g.operation for g in groups)
         raise ReaderError(detected.primary.name, f"task {task.label} has no {operation or 'such'} operation (it has: {found})")
     frame, units, hints, point_notes = build_points(data, task, group, logs)
+    totals = terminal_totals(data, task)
+    if totals:
+        hints["terminalTotals"] = totals
     if group.operation not in SUPPORTED:
         point_notes.insert(0, f"task {task.label}: {'; '.join(group.evidence)}")
     notes = data.notes + notes + point_notes
