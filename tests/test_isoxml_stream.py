@@ -321,3 +321,18 @@ def test_stuck_gps_time_takes_the_terminal_clock(real: Path, tmp_path: Path) -> 
     assert times.iloc[-6] == pd.Timestamp("2022-10-18 18:02:30.450", tz="UTC")
     assert times.iloc[-1] - times.iloc[-6] > pd.Timedelta(minutes=4)
     assert any("5 records without a plausible GPS time use the terminal clock" in n for n in table.notes)
+
+
+def test_benchmark_card_with_a_no_fix_record(tmp_path: Path) -> None:
+    """The card `leaf-dagster bench` times (leaf_dagster.bench.isoxml): its no-fix record is dropped and
+    every swath stays in the generated field (the speed itself is measured by the benchmark, not here)."""
+    from leaf_dagster.bench.isoxml import write_card
+
+    with zipfile.ZipFile(write_card(tmp_path, 1200, 600)) as zf:
+        zf.extractall(tmp_path / "card")
+    table = read_task(tmp_path / "card", "TSK-1|harvested")
+    assert len(table.frame) == 1199
+    assert any("1 of 1200 records have no usable fix" in n for n in table.notes)
+    west, south, east, north = table.frame.total_bounds
+    assert 8.02 < west < east < 8.04 and 52.35 < south < north < 52.37
+    assert table.frame["distance"].max() < 15
