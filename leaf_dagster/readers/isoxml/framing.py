@@ -24,6 +24,7 @@ the walked records, so a sound file costs one walk plus a few array comparisons.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,7 @@ RESUME_WITHIN_MS = DAY_MS  # a resynchronised record is at most this much later 
 RUN = 3  # consecutive valid records that mark a resynchronisation point
 _RESTART_LIMIT = 64  # records walked at once after a resynchronisation (doubles while the walk stays sound)
 _SCAN_WINDOW = 1 << 16  # byte positions examined at once when searching for a resynchronisation point
+_CANDIDATE_BATCH = 1 << 10  # candidates whose DLV indices are checked at once
 _MAX_NORTH = 900_000_000  # 90 degrees in 1e-7 degrees
 _MAX_EAST = 1_800_000_000
 DEFINED_STATUS = np.zeros(256, dtype=bool)
@@ -126,15 +128,16 @@ def gather(data: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(data, width)[starts]
 
 
-def walk(raw: bytes, fixed: int, start: int, limit: int) -> tuple[list[int], int]:
+def walk(raw: bytes, fixed: int, start: int, limit: int) -> tuple[np.ndarray, int]:
     """Up to `limit` record starts from `start`, following each record's length; and where the walk stopped.
 
     Record starts form a chain (each length depends on its count byte), so this is one sequential pass: a
-    tight loop over `bytes` costs about 0.13 s per million records, a small share of the decode. The last
-    start may belong to a record that runs past the end of the data (the caller checks completeness).
+    tight loop over `bytes` costs about 0.13 s per million records, a small share of the decode (an int64
+    `array` takes the starts: it becomes a numpy array without a copy, unlike a list). The last start may
+    belong to a record that runs past the end of the data (the caller checks completeness).
     """
     step = fixed + 1
-    starts: list[int] = []
+    starts = array("q")
     append = starts.append
     pos = start
     last = len(raw) - fixed  # a record needs its count byte at pos + fixed < len(raw)
@@ -143,7 +146,7 @@ def walk(raw: bytes, fixed: int, start: int, limit: int) -> tuple[list[int], int
             break
         append(pos)
         pos += step + 5 * raw[pos + fixed]
-    return starts, pos
+    return np.frombuffer(starts, dtype=np.int64), pos
 
 
 def read_at(data: np.ndarray, layout: RecordLayout, offsets: np.ndarray) -> Records:
@@ -155,9 +158,10 @@ def read_at(data: np.ndarray, layout: RecordLayout, offsets: np.ndarray) -> Reco
     total = int(counts.sum())
     entry_record = np.repeat(np.arange(len(offsets), dtype=np.int64), counts)
     if total:
-        first_entry = np.cumsum(counts) - counts
-        within = np.arange(total, dtype=np.int64) - first_entry[entry_record]
-        entry_start = offsets[entry_record] + dtype.itemsize + 5 * within
+        # entry j of the file (record r, k-th of its entries) starts at offsets[r] + itemsize + 5k, and
+        # k = j - (entries before record r): one repeat of a per-record base plus 5j
+        base = offsets + dtype.itemsize - 5 * (np.cumsum(counts) - counts)
+        entry_start = np.repeat(base, counts) + 5 * np.arange(total, dtype=np.int64)
     else:
         entry_start = np.empty(0, dtype=np.int64)
     return Records(offsets, fields, entry_record, entry_start)
@@ -180,12 +184,15 @@ def _fixed_part_fails(layout: RecordLayout, fields: np.ndarray) -> np.ndarray:
 
 def local_failures(data: np.ndarray, layout: RecordLayout, records: Records) -> np.ndarray:
     """Per record: does it fail a check that needs no neighbour (completeness, count, indices, ranges)?"""
-    fails = _fixed_part_fails(layout, records.fields) | (records.ends > len(data))
-    inside = records.entry_start < len(data)
-    bad_index = np.zeros(len(records.entry_start), dtype=bool)
-    bad_index[inside] = data[records.entry_start[inside]] >= min(layout.dlv_count, MAX_DLVS)
+    incomplete = records.ends > len(data)
+    fails = _fixed_part_fails(layout, records.fields) | incomplete
+    starts, owners = records.entry_start, records.entry_record
+    if incomplete.any():  # only a last record can run past the end: read the indices that are there
+        inside = starts < len(data)
+        starts, owners = starts[inside], owners[inside]
+    bad_index = data[starts] >= min(layout.dlv_count, MAX_DLVS)
     if bad_index.any():
-        fails[records.entry_record[bad_index]] = True
+        fails[owners[bad_index]] = True
     return fails
 
 
@@ -218,9 +225,9 @@ def out_of_line(times: np.ndarray, before: np.ndarray) -> np.ndarray:
 def _run_holds(raw: bytes, data: np.ndarray, layout: RecordLayout, start: int, after: int | None) -> bool:
     """Do `RUN` records from `start` (or all up to the exact end of the data) pass every check?"""
     starts, _ = walk(raw, layout.fixed, start, RUN)
-    if not starts:
+    if not len(starts):
         return False
-    records = read_at(data, layout, np.asarray(starts))
+    records = read_at(data, layout, starts)
     if local_failures(data, layout, records).any():
         return False
     if len(starts) < RUN and int(records.ends[-1]) != len(data):
@@ -239,7 +246,7 @@ def resume_point(raw: bytes, data: np.ndarray, layout: RecordLayout, start: int,
     """The first byte at or after `start` where a sound run of records begins (None if there is none).
 
     Candidates are screened a window at a time with the fixed-part checks (vectorised over every byte
-    position), then confirmed by walking `RUN` records from each in turn."""
+    position), then in batches with their DLV indices, then confirmed by walking `RUN` records from each."""
     fixed = layout.fixed
     end = len(raw) - fixed
     while start < end:
@@ -250,9 +257,13 @@ def resume_point(raw: bytes, data: np.ndarray, layout: RecordLayout, start: int,
         times = record_times(fields)
         if times is not None and after is not None:
             ok &= (times >= after - TIME_TOLERANCE_MS) & (times <= after + RESUME_WITHIN_MS)
-        for candidate in positions[ok].tolist():
-            if _run_holds(raw, data, layout, candidate, after):
-                return candidate
+        candidates = positions[ok]
+        for batch in range(0, len(candidates), _CANDIDATE_BATCH):  # DLV indices too, before walking runs
+            some = candidates[batch:batch + _CANDIDATE_BATCH]
+            sound = some[~local_failures(data, layout, read_at(data, layout, some))]
+            for candidate in sound.tolist():
+                if _run_holds(raw, data, layout, candidate, after):
+                    return candidate
         start = int(positions[-1]) + 1
     return None
 
@@ -269,10 +280,10 @@ def frame(raw: bytes, layout: RecordLayout) -> Framing:
     pos, limit = 0, size + 1  # the first walk covers the whole file
     while pos < size:
         starts, stop = walk(raw, layout.fixed, pos, limit)
-        if not starts:
+        if not len(starts):
             trailing = size - pos  # less than a fixed part is left
             break
-        records = read_at(data, layout, np.asarray(starts, dtype=np.int64))
+        records = read_at(data, layout, starts)
         fails = local_failures(data, layout, records)
         times = record_times(records.fields)
         first_bad = int(np.argmax(fails)) if fails.any() else len(starts)
