@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from leaf_dagster.ingest.detect import detect_machine_files
 from leaf_dagster.readers import read_machine_file
@@ -336,3 +338,26 @@ def test_benchmark_card_with_a_no_fix_record(tmp_path: Path) -> None:
     west, south, east, north = table.frame.total_bounds
     assert 8.02 < west < east < 8.04 and 52.35 < south < north < 52.37
     assert table.frame["distance"].max() < 15
+
+
+@settings(max_examples=200, deadline=4000, suppress_health_check=[HealthCheck.too_slow])
+@given(flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=8))
+def test_damaged_log_returns_only_records_that_pass(flips: list[tuple[int, int]]) -> None:
+    """Whatever bytes are damaged, every returned record passes the checks, and each damaged byte costs at
+    most a few records (the record it hit, the one before if its length was the damage, and the next)."""
+    from leaf_dagster.bench.tlg import HEADER, generate
+
+    header = parse_header(HEADER.encode(), "TLG00001")
+    data = bytearray(generate(300, seed=5))
+    for position, value in flips:
+        data[position % len(data)] = value
+    log = decode(header, bytes(data))
+    assert log.count >= 300 - 3 * len(flips)
+    assert (log.time_ms <= 86_401_000).all() and np.isin(log.ptn["status"], [0, 1, 2, 3, 4, 5, 6, 7, 8, 14, 15]).all()
+    assert (np.abs(log.ptn["north"].astype(np.int64)) <= 900_000_000).all()
+    assert (log.entry_dlv < len(header.dlvs)).all()
+    assert np.bincount(log.entry_record, minlength=log.count).max(initial=0) <= len(header.dlvs)
+    # the generated log runs one record a second from 2021-04-09 10:00: no returned time is a day away from it
+    times = log.time_days.astype(np.int64) * 86_400_000 + log.time_ms.astype(np.int64)
+    start = 15_074 * 86_400_000 + 36_000_000
+    assert ((times > start - 86_400_000) & (times < start + 300_000 + 86_400_000)).all()

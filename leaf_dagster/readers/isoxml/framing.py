@@ -6,9 +6,10 @@ at 84 degrees north in the year 2081). Every record on the walk is therefore che
 
 - it is complete (its values do not run past the end of the file);
 - its DLV count is within the header's DLV count, and every DLV index names a DLV of the header;
-- its terminal time of day is at most 24:00:01 (24:00:00 is what some terminals write at midnight), and its time is in line with its neighbours: where the times go
-  backwards, a record more than 10 minutes away from the median of the five records around it fails (one
-  garbage time is caught, a real gap or clock step is not, a monotone log never fails);
+- its terminal time of day is at most 24:00:01 (24:00:00 is what some terminals write at midnight), and its
+  time is in line with its neighbours: where the times go backwards or jump ahead by more than a day, a
+  record more than 10 minutes away from the median of the five records around it fails (one garbage time is
+  caught, a real gap or clock step is not, a log that advances by less than a day at a time never fails);
 - its position status, when logged, is a value ISO 11783-10 defines (0-8, 14, 15), and its latitude and
   longitude lie within +-90 / +-180 degrees.
 
@@ -204,16 +205,18 @@ def record_times(fields: np.ndarray) -> np.ndarray | None:
 
 
 def out_of_line(times: np.ndarray, before: np.ndarray) -> np.ndarray:
-    """Per record of `times`: where the times go backwards, is it far from the median of its five neighbours?
+    """Per record of `times`: where the times go backwards (or jump ahead by more than a day), is it far from
+    the median of its five neighbours?
 
     `before` holds the times of up to two accepted records just before, as context. Beyond either end the
     neighbourhood is shorter (a lone last record is judged by the records before it)."""
     series = np.concatenate([before, times])
     fails = np.zeros(len(times), dtype=bool)
-    back = np.flatnonzero(np.diff(series) < 0)
-    if len(back) == 0:
+    steps = np.diff(series)
+    jumps = np.flatnonzero((steps < 0) | (steps > RESUME_WITHIN_MS))
+    if len(jumps) == 0:
         return fails
-    suspects = np.unique(np.concatenate([back, back + 1]))
+    suspects = np.unique(np.concatenate([jumps, jumps + 1]))
     suspects = suspects[suspects >= len(before)]
     padded = np.concatenate([np.full(2, np.nan), series.astype(np.float64), np.full(2, np.nan)])
     windows = np.lib.stride_tricks.sliding_window_view(padded, 5)[suspects]
