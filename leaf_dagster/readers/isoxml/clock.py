@@ -39,6 +39,7 @@ EPOCH_1980 = np.datetime64("1980-01-01T00:00:00", "ms")
 EARLIEST = np.datetime64("1990-01-01", "ms")
 LATEST = np.datetime64("2100-01-01", "ms")
 AGREE_MS = 60_000  # how far a record's GPS - terminal offset may stray from the median offset
+MAX_ZONE_MS = 14 * 3_600_000  # the widest UTC offset of a time zone (UTC+14)
 _NAT = np.datetime64("NaT", "ms")
 _ZONE = re.compile(r"(Z|[+-]\d\d:?\d\d)$")
 
@@ -167,6 +168,9 @@ def record_times(log: TlgData, task: Task) -> tuple[np.ndarray, str]:
                 if on_terminal_day:
                     note += (f"; {on_terminal_day} records with an implausible GPS date (PTN I) use their GPS time "
                              "of day on the terminal's date")
+                if abs(median) > MAX_ZONE_MS:
+                    note += (f"; GPS UTC and the terminal clock differ by {_seconds(median)}, more than any time zone "
+                             "explains: one of them has the wrong date, and GPS is taken")
                 fallback = int((~use & ~np.isnat(terminal)).sum())
                 if fallback:
                     note += (f"; {fallback} records without a plausible GPS time use the terminal clock shifted by "
