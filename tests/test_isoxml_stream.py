@@ -29,6 +29,7 @@ KRONE = "isoxml-cci-krone-forage-harvester/ValidTimeLogs"  # 4716 records in TLG
 KRONE_RECORDS = 4716
 TRIMBLE = "isoxml-trimble-fmx-ym2000-potato-v1"  # TLG00002: 257 records, TLG00003: 363 (SOURCE.md)
 BALER = "isoxml-krone-smartconnect-comprima-baler/4fc231c3-b989-4831-968b-fc86c9aeb744.zip"
+BIGX = "isoxml-krone-smartconnect-bigx-forage-harvester/5c0ad7b4-598f-45c3-a0c1-47e781a6c51f.zip"
 CNH = "isoxml-cnh-planter-aircart/Another-single-ACP.zip"
 DAYS_TO_2149 = (pd.Timestamp("2149-01-01") - pd.Timestamp("1980-01-01")).days
 
@@ -300,16 +301,33 @@ def test_gps_lost_half_way_uses_the_measured_offset(trimble: Path) -> None:
         assert any(f"{records} records without a plausible GPS time use the terminal clock" in n for n in table.notes)
 
 
-def test_krone_local_clock_comes_out_in_utc(real2: Path, tmp_path: Path) -> None:
-    """SOURCE.md: local times 07:21:13 -> 16:40:28, TIM/ASP strings at +01:00."""
-    with zipfile.ZipFile(real2 / BALER) as zf:
-        zf.extractall(tmp_path / "baler")
-    table = read_task(tmp_path / "baler", "TSK-1|baling")
+@pytest.mark.parametrize(("card", "layer", "records", "first", "last", "zone"), [
+    # SOURCE.md: local times 07:21:13 -> 16:40:28, TIM/ASP strings at +01:00
+    (BALER, "TSK-1|baling", 23_463, "2020-10-28 06:21:13", "2020-10-28 15:40:28", "+01:00"),
+    # SOURCE.md: 06:13:57 (TLG00001) -> 22:05 (TLG00003), TIM strings at +02:00 (October 13, summer time)
+    (BIGX, "TSK-1|harvested", 55_484, "2020-10-13 04:13:57", "2020-10-13 20:05:01", "+02:00"),
+])
+def test_krone_local_clock_comes_out_in_utc(real2: Path, tmp_path: Path, card: str, layer: str, records: int,
+                                            first: str, last: str, zone: str) -> None:
+    with zipfile.ZipFile(real2 / card) as zf:
+        zf.extractall(tmp_path / "card")
+    table = read_task(tmp_path / "card", layer)
     times = table.frame["timestamp"]
-    assert len(times) == 23_463
-    assert times.min().floor("s") == pd.Timestamp("2020-10-28 06:21:13", tz="UTC")
-    assert times.max().floor("s") == pd.Timestamp("2020-10-28 15:40:28", tz="UTC")
-    assert any("local time at UTC+01:00" in n for n in table.notes)
+    assert len(times) == records
+    assert times.min().floor("s") == pd.Timestamp(first, tz="UTC")
+    assert times.max().floor("s") == pd.Timestamp(last, tz="UTC")
+    assert any(f"local time at UTC{zone}" in n for n in table.notes)
+
+
+def test_terminal_clock_without_zone_is_kept_and_said(real2: Path) -> None:
+    """Fendt logs only its terminal clock and writes no zone anywhere: the times stay as logged (SOURCE.md:
+    TLG00001 10:42:14 -> 13:49:01), and the note says they were read as UTC."""
+    table = read_task(real2 / "isoxml-agco-fendt-ideal-combine-tim", "TSK-3|harvested")
+    times = table.frame["timestamp"]
+    assert len(times) == 86_774
+    assert times.min().floor("s") == pd.Timestamp("2019-07-30 10:42:14", tz="UTC")
+    assert times.max().floor("s") == pd.Timestamp("2019-07-30 13:49:01", tz="UTC")
+    assert any("read as UTC: no GPS time is logged and the task's times carry no zone" in n for n in table.notes)
 
 
 def test_stuck_gps_time_takes_the_terminal_clock(real: Path, tmp_path: Path) -> None:
