@@ -326,8 +326,9 @@ def test_kverneland_nested_zip_layouts(real: Path, tmp_path: Path, archive: str)
     assert table.frame["seedRate"].mean() == pytest.approx(np.nanmean(filled(records, dlv_index(dlvs, 12, "DET-452"))) * 10)
     assert table.frame["seedRateTarget"].mean() == pytest.approx(np.nanmean(filled(records, dlv_index(dlvs, 11, "DET-452"))) * 10)
     assert table.frame["equipmentWidth"].mean() == pytest.approx(np.nanmean(filled(records, dlv_index(dlvs, 67, "DET-452"))) / 1000)
-    # GPS time of day (PTN H) without a GPS date: the terminal's date is used
-    assert any("PTN H" in n for n in table.notes)
+    # PTN H is logged but 0 in every record: no GPS time, so the terminal clock dates the records (not midnight)
+    assert any("PTN H" in n and "terminal clock" in n for n in table.notes)
+    assert table.frame["timestamp"].nunique() > 300
 
 
 # ---------------------------------------------------------------- detection and errors

@@ -7,7 +7,9 @@
 2. Baseline: pyogrio (Arrow) read of that shapefile + GeoParquet write, in the same run.
 3. Every per-file step of the big shapefile through FileSteps (polygon output on), timed step by step, in a
    spawned child whose peak resident memory is read from the kernel (VmHWM).
-4. TLG decoding records/s (leaf_dagster.bench.tlg, 1,000,000 records).
+4. TLG decoding records/s (leaf_dagster.bench.tlg, 1,000,000 records), and every per-file step of a generated
+   ISOXML card with one no-fix record at 0 / 0 against twice the records and against the same card without it
+   (leaf_dagster.bench.isoxml, 5,000 records): the time must follow the records, not the bad fix.
 5. The batch: FileSteps in-process, Dagster in-process (process_upload; not with --quick), then the inbox sensor
    + dagster-daemon; overhead per file = (daemon end-to-end - FileSteps time) / files.
 6. Writes OUT/benchmarks.md and OUT/benchmarks.json; prints the table (or the JSON with --json).
@@ -32,11 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from . import daemon as daemon_bench
+from . import isoxml as isoxml_bench
 from . import shapefile as shapefile_bench
 from .generate import SEED, generate_inputs
 
-FULL = {"points": 1_000_000, "files": 100, "file_points": 504, "tlg_records": 1_000_000}
-QUICK = {"points": 100_000, "files": 20, "file_points": 504, "tlg_records": 1_000_000}
+FULL = {"points": 1_000_000, "files": 100, "file_points": 504, "tlg_records": 1_000_000, "isoxml_records": 5_000}
+QUICK = {"points": 100_000, "files": 20, "file_points": 504, "tlg_records": 1_000_000, "isoxml_records": 5_000}
 TARGETS = {"shapefile_end_to_end_ratio": 3.0, "shapefile_peak_rss_mb": 3072.0, "tlg_records_per_s": 1_000_000.0,
            "dagster_overhead_s_per_file": 1.0}
 PACKAGES = ("dagster", "geopandas", "shapely", "pyogrio", "pyarrow", "pandas", "numpy", "pyproj", "duckdb", "rasterio",
@@ -195,6 +198,8 @@ def markdown(report: dict[str, Any]) -> str:
                 lines.append(f"| {name} | " + ("<br>".join(f"`{h['function']}` {h['seconds']:.2f} s" for h in top)
                                                  or "n/a") + " | "
                              + ("<br>".join(f"`{h['function']}` {h['seconds']:.2f} s" for h in own) or "n/a") + " |")
+    if report.get("isoxml_no_fix"):
+        lines += ["", "## ISOXML card with a no-fix record", "", isoxml_bench.line(report["isoxml_no_fix"]) + "."]
     if b:
         fs, dp, dm = b.get("file_steps") or {}, b.get("dagster_in_process") or {}, b.get("daemon") or {}
         n = b.get("files") or 1
@@ -318,6 +323,14 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in report["tlg"]:
             report["errors"]["tlg"] = report["tlg"]["error"]
         log(f"  {_rate(report['tlg'].get('records_per_s'))} records/s")
+
+        log(f"ISOXML card with a no-fix record, {preset['isoxml_records']:,} records")
+        try:
+            report["isoxml_no_fix"] = isoxml_bench.measure(work / "isoxml", preset["isoxml_records"])
+            log(f"  {isoxml_bench.line(report['isoxml_no_fix'])}")
+        except Exception as exc:
+            report["errors"]["isoxml_no_fix"] = _first_line(exc)
+            log(f"  ISOXML measurement failed: {_first_line(exc)}")
 
         timeout = args.daemon_timeout or (170.0 if args.quick else max(600.0, 120.0 * preset["files"]))
         try:

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
             decoded = decode(header, (folder / "TLG00001.BIN").read_bytes())
             best = min(best, time.perf_counter() - started)
         assert decoded.count == args.records, (decoded.count, args.records)
-        assert decoded.trailing_bytes == 0
+        assert decoded.trailing_bytes == 0 and decoded.skipped_bytes == 0  # every record passed the checks
         print(f"TLG decode: {decoded.count:,} records, {size / 1e6:.1f} MB, {len(decoded.entry_value):,} values: "
               f"best of 3 {best:.3f} s = {decoded.count / best:,.0f} records/s")
 

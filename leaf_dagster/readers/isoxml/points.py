@@ -8,7 +8,6 @@ converted to Leaf units; cumulative totals become per-record differences.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,17 +16,11 @@ import numpy as np
 import pandas as pd
 
 from ..base import WGS84, ReaderError
+from . import clock, positions
 from . import ddi as dd
 from .operations import OperationGroup
 from .taskdata import Device, Task, TaskData
 from .tlg import TlgData
-
-EPOCH_1980 = np.datetime64("1980-01-01T00:00:00", "ms")
-DAY_MS = 86_400_000
-_EARTH_RADIUS_M = 6_371_008.8
-_ZONE = re.compile(r"(Z|[+-]\d\d:?\d\d)$")
-_EARLIEST = np.datetime64("1990-01-01", "ms")
-_LATEST = np.datetime64("2100-01-01", "ms")
 
 # ISO 11783 manufacturer codes of the client NAME we can name; the SOURCE notes of our real sets name
 # these two (Krone 111, CNH 94); anything else is reported as "unknown".
@@ -36,15 +29,19 @@ MANUFACTURERS = {94: "CNH Industrial", 111: "Krone"}
 
 @dataclass
 class Stream:
-    """Records logged together: one time log, or several that repeat the same records side by side."""
+    """Records logged together: one time log, or several that repeat the same records side by side.
+
+    Only the records with a usable fix (`keep`) are shown: columns are forward-filled over all records first,
+    so a value logged on a dropped record still holds for the records after it."""
 
     logs: list[TlgData]
-    times: np.ndarray  # datetime64[ms], NaT where unknown
-    time_note: str
+    times: np.ndarray  # datetime64[ms] of the kept records, NaT where unknown
+    notes: list[str]  # which clock dates the records, which records were dropped
+    keep: np.ndarray  # per logged record: shown (has a usable fix)
 
     @property
     def count(self) -> int:
-        return self.logs[0].count
+        return int(self.keep.sum())
 
     def locate(self, element: str, ddi: int) -> tuple[TlgData, int] | None:
         for log in self.logs:
@@ -58,126 +55,47 @@ class Stream:
         if found is None:
             return np.full(self.count, np.nan)
         log, index = found
-        return log.column(index, fill=fill)
+        filled = log.column(index)[self.keep]
+        if fill:
+            return filled
+        # unfilled: a kept record shows a value where one was logged since the previous kept record
+        logged = np.cumsum(~np.isnan(log.column(index, fill=False)))[self.keep]
+        return np.where(np.diff(logged, prepend=0) > 0, filled, np.nan)
 
     def first_ptn(self, name: str) -> np.ndarray | None:
         for log in self.logs:
             if name in log.ptn:
-                return log.ptn[name].astype(np.float64)
+                return log.ptn[name].astype(np.float64)[self.keep]
             if name in log.header.ptn_fixed:
-                return np.full(log.count, float(log.header.ptn_fixed[name]))
+                return np.full(self.count, float(log.header.ptn_fixed[name]))
         return None
-
-
-def _zone_offset(task: Task) -> tuple[np.timedelta64 | None, str | None]:
-    """The UTC offset the task's own TIM/ASP times carry, if any (e.g. CNH writes -05:00)."""
-    for text in task.times:
-        match = _ZONE.search(text.strip())
-        if not match:
-            continue
-        zone = match.group(1)
-        if zone == "Z":
-            return np.timedelta64(0, "m"), "Z"
-        sign = -1 if zone[0] == "-" else 1
-        digits = zone[1:].replace(":", "")
-        minutes = sign * (int(digits[:2]) * 60 + int(digits[2:]))
-        return np.timedelta64(minutes, "m"), zone
-    return None, None
-
-
-def record_times(log: TlgData, task: Task) -> tuple[np.ndarray, str]:
-    """UTC time per record: GPS UTC date and time when logged (isoxml.md 3.4), else the terminal clock."""
-    n = log.count
-    local = None
-    if log.time_ms is not None and log.time_days is not None:
-        local = EPOCH_1980 + log.time_days.astype(np.int64) * np.timedelta64(DAY_MS, "ms") \
-            + log.time_ms.astype(np.int64).astype("timedelta64[ms]")
-        local = np.where(log.time_ms < DAY_MS, local, np.datetime64("NaT"))
-    elif log.header.time_start:
-        try:
-            start = pd.Timestamp(log.header.time_start)
-            start = start.tz_convert("UTC").tz_localize(None) if start.tzinfo else start
-            local = np.full(n, start.to_datetime64().astype("datetime64[ms]"))
-        except (ValueError, OverflowError):
-            local = None
-
-    def ptn(name: str) -> np.ndarray | None:
-        if name in log.ptn:
-            return log.ptn[name].astype(np.int64)
-        if name in log.header.ptn_fixed:
-            return np.full(n, log.header.ptn_fixed[name], dtype=np.int64)
-        return None
-
-    gps_ms, gps_days = ptn("gps_time"), ptn("gps_date")
-    gps = None
-    if gps_ms is not None and gps_days is not None:
-        valid = (gps_ms >= 0) & (gps_ms < DAY_MS) & (gps_days > 0) & (gps_days < 0xFFFF)
-        gps = np.where(valid, EPOCH_1980 + gps_days * np.timedelta64(DAY_MS, "ms") + gps_ms.astype("timedelta64[ms]"),
-                       np.datetime64("NaT"))
-        note = "time from GPS UTC date and time (PTN H, I)"
-    elif gps_ms is not None and local is not None:
-        valid = (gps_ms >= 0) & (gps_ms < DAY_MS) & ~np.isnat(local)
-        midnight = local.astype("datetime64[D]").astype("datetime64[ms]")
-        gps = midnight + np.where(valid, gps_ms, 0).astype("timedelta64[ms]")
-        shift = (gps - local).astype(np.int64)
-        gps = gps - np.where(shift > DAY_MS // 2, DAY_MS, 0).astype("timedelta64[ms]") \
-            + np.where(shift < -DAY_MS // 2, DAY_MS, 0).astype("timedelta64[ms]")
-        gps = np.where(valid, gps, np.datetime64("NaT"))
-        note = "time from GPS UTC time of day (PTN H) on the terminal's date"
-    if gps is not None and (~np.isnat(gps)).any():
-        times = gps
-        missing = np.isnat(gps)
-        if missing.any() and local is not None:
-            both = ~missing & ~np.isnat(local)
-            if both.any():
-                offset = np.median((gps[both] - local[both]).astype(np.int64)).astype(np.int64)
-                times = np.where(missing, local + np.timedelta64(int(offset), "ms"), gps)
-                note += f"; {int(missing.sum())} records without GPS time use the terminal clock shifted to GPS"
-    elif local is not None:
-        offset, zone = _zone_offset(task)
-        if offset is not None:
-            times = local - offset.astype("timedelta64[ms]")
-            note = f"terminal clock (TimeStart) read as local time at UTC{'' if zone == 'Z' else zone}, the zone of the task's own times"
-        else:
-            times = local
-            note = "terminal clock (TimeStart) without a zone and no GPS time logged: read as UTC"
-    else:
-        return np.full(n, np.datetime64("NaT"), dtype="datetime64[ms]"), "the time log has no time"
-    times = times.astype("datetime64[ms]")
-    implausible = ~np.isnat(times) & ((times < _EARLIEST) | (times >= _LATEST))
-    if implausible.any():
-        times = np.where(implausible, np.datetime64("NaT"), times)
-        note += f"; {int(implausible.sum())} records with a date before 1990 or after 2099 have no time"
-    return times, note
 
 
 def streams_of(logs: list[TlgData], task: Task) -> list[Stream]:
-    """Group time logs that repeat the same records (same times) and order the groups in time."""
+    """Group time logs that repeat the same records (same times), keep the records with a usable fix, and
+    order the groups in time."""
     streams: list[Stream] = []
     for log in logs:
-        times, note = record_times(log, task)
+        times, note = clock.record_times(log, task)
         for stream in streams:
             if stream.count == log.count and log.count and np.array_equal(stream.times, times, equal_nan=True):
                 stream.logs.append(log)
                 break
         else:
-            streams.append(Stream([log], times, note))
+            streams.append(Stream([log], times, [note], np.ones(log.count, dtype=bool)))
+    for stream in streams:
+        north, east = stream.first_ptn("north"), stream.first_ptn("east")
+        if north is not None and east is not None:
+            name = ", ".join(log.header.name for log in stream.logs)
+            stream.keep, fix_notes = positions.usable_fixes(north, east, stream.first_ptn("status"), name)
+            stream.times = stream.times[stream.keep]
+            stream.notes += fix_notes
 
     def first(stream: Stream) -> np.datetime64:
         valid = stream.times[~np.isnat(stream.times)]
         return valid.min() if len(valid) else np.datetime64("9999-01-01", "ms")
 
     return sorted(streams, key=first)
-
-
-def _haversine(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """Metres from the previous fix (0 for the first)."""
-    phi, lam = np.radians(lat), np.radians(lon)
-    dphi, dlam = np.diff(phi), np.diff(lam)
-    a = np.sin(dphi / 2) ** 2 + np.cos(phi[:-1]) * np.cos(phi[1:]) * np.sin(dlam / 2) ** 2
-    out = np.zeros(len(lat))
-    out[1:] = 2 * _EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
-    return out
 
 
 def spread_counter(counter: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -206,21 +124,6 @@ def spread_counter(counter: np.ndarray, steps: np.ndarray) -> np.ndarray:
     if still.any():
         out[logged[1:][still]] = increments[still]
     return out
-
-
-def _bearing(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """Direction of travel from the previous fix in degrees from north; repeats the last when standing."""
-    out = np.full(len(lat), np.nan)
-    if len(lat) < 2:
-        return out
-    phi, lam = np.radians(lat), np.radians(lon)
-    dlam = np.diff(lam)
-    y = np.sin(dlam) * np.cos(phi[1:])
-    x = np.cos(phi[:-1]) * np.sin(phi[1:]) - np.sin(phi[:-1]) * np.cos(phi[1:]) * np.cos(dlam)
-    moved = (np.diff(phi) != 0) | (dlam != 0)
-    out[1:] = np.where(moved, (np.degrees(np.arctan2(y, x)) + 360.0) % 360.0, np.nan)
-    out[0] = out[1]
-    return pd.Series(out).ffill().bfill().to_numpy()
 
 
 @dataclass
@@ -441,11 +344,10 @@ def build_points(data: TaskData, task: Task, group: OperationGroup, logs: list[T
     streams = streams_of(logs, task)
     joined = [s for s in streams if len(s.logs) > 1]
     for stream in joined:
-        notes.append(f"time logs {', '.join(l.header.name for l in stream.logs)} repeat the same {stream.count} records "
+        notes.append(f"time logs {', '.join(l.header.name for l in stream.logs)} repeat the same {stream.logs[0].count} records "
                      "with different values (a header holds at most 256 DLVs): joined record by record")
     for stream in streams:
-        if stream.time_note not in notes:
-            notes.append(stream.time_note)
+        notes += [n for n in stream.notes if n not in notes]
     b = Builder(data, task, group, streams)
 
     # positions
@@ -460,11 +362,13 @@ def build_points(data: TaskData, task: Task, group: OperationGroup, logs: list[T
         up_parts.append(up * 1e-3 if up is not None else None)
     if all(u is not None for u in up_parts):
         b._put("elevation", up_parts, "m", None, "PTN C (PositionUp, mm)")
+    steps, step_notes = positions.swath_steps(lat_parts, lon_parts)
+    notes += step_notes
 
     # common properties
     b.value("speed", dd.COMMON_TARGETS["speed"], b.near)
     if not b.value("heading", dd.COMMON_TARGETS["heading"], b.near):
-        b._put("heading", [_bearing(la, lo) for la, lo in zip(lat_parts, lon_parts)], "arcdeg", None,
+        b._put("heading", [positions.headings(la, lo, st) for la, lo, st in zip(lat_parts, lon_parts, steps)], "arcdeg", None,
                "computed from consecutive positions (no yaw angle DDI 144 logged)")
     if not b.value("equipmentWidth", dd.COMMON_TARGETS["equipmentWidth"], b.near, exclude_types=(4, 5)):
         b.constant_width()
@@ -476,20 +380,20 @@ def build_points(data: TaskData, task: Task, group: OperationGroup, logs: list[T
         element = effective[0]
         both = (element, 118) in b.available
         parts = []
-        for stream, la, lo in zip(streams, lat_parts, lon_parts):
+        for stream, step in zip(streams, steps):
             counter = stream.column(element, 117, fill=False)
             if both:
                 other = stream.column(element, 118, fill=False)
                 counter = np.nan_to_num(stream.column(element, 117)) + np.nan_to_num(stream.column(element, 118))
                 counter[np.isnan(stream.column(element, 117, fill=False)) & np.isnan(other)] = np.nan
-            parts.append(spread_counter(counter, _haversine(la, lo)) * 1e-3)
+            parts.append(spread_counter(counter, step) * 1e-3)
         b._put("distance", parts, "m", 117, f"DDI 117{' + 118' if both else ''} of {b._label(element)}", (element,))
         notes.append("distance from the total distance counters (DDI 117 effective"
                      + (" + 118 ineffective" if both else " only: non-working travel counts 0")
                      + "): each counter increase is spread over the records since the previous value, in proportion "
                        "to the distance between their fixes (records outside the counted span use that distance)")
     else:
-        b._put("distance", [_haversine(la, lo) for la, lo in zip(lat_parts, lon_parts)], "m", None,
+        b._put("distance", steps, "m", None,
                "great-circle distance between consecutive fixes")
         notes.append("distance computed between consecutive positions (no total distance DDI logged)")
     status = b._pick([dd.Target(141, "", 1.0)], b.near)
@@ -542,17 +446,12 @@ def build_points(data: TaskData, task: Task, group: OperationGroup, logs: list[T
         frame["variety"] = variety
     if crop:
         notes.append(f"crop '{crop}'{f' and variety {variety!r}' if variety else ''} from {crop_source}")
-    no_position = ~np.isfinite(lat) | ~np.isfinite(lon) | ((lat == 0) & (lon == 0)) | (np.abs(lat) > 90) | (np.abs(lon) > 180)
-    keep = ~no_position
-    if no_position.any():
-        notes.append(f"records without a position dropped: {int(no_position.sum())}")
-    frame = frame.loc[keep].reset_index(drop=True)
     for name in list(frame.columns):
         if name != "timestamp" and frame[name].isna().all():
             frame = frame.drop(columns=name)
             b.units.pop(name, None)
             b.ddis.pop(name, None)
-    gdf = gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(lon[keep], lat[keep]), crs=WGS84)
+    gdf = gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(lon, lat), crs=WGS84)
 
     # hints
     devices = list(dict.fromkeys([data.elements[e].device for e in group.elements if e in data.elements]

@@ -6,11 +6,13 @@ present and empty), one count byte n, then n pairs of (DLV index uint8, value in
 position of the DLV in the header, so a record carries only the values that triggered; a missing value
 means "unchanged" and is forward-filled per column.
 
-The record length depends on the count byte, so record starts form a chain that `record_offsets` follows in
-one tight pass; everything after the offsets is a handful of vectorised numpy gathers.
+The record length depends on the count byte, so record starts form a chain that `framing.frame` follows in
+one tight pass and checks record by record (resynchronising after a damaged stretch); everything after the
+offsets is a handful of vectorised numpy gathers.
 
-The decoder must survive any bytes: a truncated last record is dropped, a DLV index beyond the header is
-skipped and counted, and unreadable headers raise ReaderError, never anything else.
+The decoder must survive any bytes: a truncated last record is dropped, a record that fails the framing
+checks is never returned (the skipped bytes and records are counted), and unreadable headers raise
+ReaderError, never anything else.
 """
 
 from __future__ import annotations
@@ -22,17 +24,10 @@ from decimal import Decimal, InvalidOperation
 import numpy as np
 
 from ..base import ReaderError
+from .framing import MAX_DLVS, PTN_FIELDS, RecordLayout, frame, gather
 
-# PTN attributes in record order: (attribute, field name, numpy dtype, size in bytes).
-PTN_FIELDS: tuple[tuple[str, str, str, int], ...] = (
-    ("A", "north", "<i4", 4), ("B", "east", "<i4", 4), ("C", "up", "<i4", 4), ("D", "status", "u1", 1),
-    ("E", "pdop", "<u2", 2), ("F", "hdop", "<u2", 2), ("G", "satellites", "u1", 1),
-    ("H", "gps_time", "<u4", 4), ("I", "gps_date", "<u2", 2),
-)
-_PTN_BY_ATTR = {attr: (name, dtype, size) for attr, name, dtype, size in PTN_FIELDS}
 # Raw units of the binary fields, used to turn a constant from the header into the raw integer.
 _PTN_FIXED_SCALE = {"north": Decimal(10) ** 7, "east": Decimal(10) ** 7, "pdop": Decimal(10), "hdop": Decimal(10)}
-MAX_DLVS = 256  # the DLV index in a record is one byte
 
 
 @dataclass(frozen=True)
@@ -58,10 +53,13 @@ class TlgHeader:
     time_type: int | None = None
 
     @property
+    def layout(self) -> RecordLayout:
+        return RecordLayout(self.time_in_binary, self.ptn_binary, len(self.dlvs))
+
+    @property
     def fixed_size(self) -> int:
         """Bytes before the DLV count byte."""
-        return (6 if self.time_in_binary else 0) + sum(_PTN_BY_ATTR[a][2] for a, n, _, _ in PTN_FIELDS
-                                                        if n in self.ptn_binary)
+        return self.layout.fixed
 
     def with_all_ptn(self) -> TlgHeader:
         """The same header with all nine PTN fields in the binary (what some v2/v3 writers do)."""
@@ -131,30 +129,6 @@ def parse_header(xml: bytes, name: str) -> TlgHeader:
     return TlgHeader(name, time_in_binary, tuple(ptn_binary), ptn_fixed, tuple(dlvs), start or None, time_type)
 
 
-def record_offsets(data: bytes, fixed: int) -> tuple[np.ndarray, int]:
-    """Start offset of every complete record, and the bytes a truncated last record leaves over.
-
-    Record starts form a chain (each length depends on its count byte), so this is one sequential pass:
-    a tight loop over `bytes` costs about 0.13 s per million records, a small share of the decode. A
-    numpy alternative that walks speculative cursors from many chunk starts at once was tried: those
-    walks seldom fall into step with the true chain (every record length is 2 mod 5 whatever the count,
-    so a walk that starts off the chain tends to stay off it), which left it no faster.
-    """
-    size = len(data)
-    step = fixed + 1
-    starts: list[int] = []
-    append = starts.append
-    pos = 0
-    last = size - fixed  # a record needs its count byte at pos + fixed < size
-    while pos < last:
-        append(pos)
-        pos += step + 5 * data[pos + fixed]
-    if pos > size:  # the last record's values run past the end
-        starts.pop()
-        pos = starts[-1] + step + 5 * data[starts[-1] + fixed] if starts else 0
-    return np.asarray(starts, dtype=np.int64), size - pos
-
-
 @dataclass
 class TlgData:
     """Decoded records of one time log: fixed fields per record, and DLV entries as flat arrays."""
@@ -168,7 +142,9 @@ class TlgData:
     entry_dlv: np.ndarray  # DLV index (position in header)
     entry_value: np.ndarray  # raw int32 value
     trailing_bytes: int = 0  # bytes of a truncated last record, dropped
-    bad_entries: int = 0  # entries whose DLV index is beyond the header, skipped
+    skipped_bytes: int = 0  # bytes of damaged stretches in no returned record
+    rejected_records: int = 0  # records that failed the framing checks, never returned
+    resyncs: int = 0  # damaged stretches after which the walk resumed at a later record
     _groups: tuple[np.ndarray, np.ndarray] | None = None
 
     def _grouped(self) -> tuple[np.ndarray, np.ndarray]:
@@ -209,73 +185,36 @@ class TlgData:
         return values
 
 
-def _gather(data: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
-    """`width` bytes from each start, as an (n, width) uint8 array."""
-    if width == 0 or len(starts) == 0 or len(data) < width:
-        return np.zeros((len(starts), width), dtype=np.uint8)
-    # rows of a sliding window are copied whole: far cheaper than one index per byte
-    return np.lib.stride_tricks.sliding_window_view(data, width)[starts]
-
-
 def decode(header: TlgHeader, binary: bytes | bytearray | memoryview) -> TlgData:
     """Decode a TLG binary with its header. Never raises for any input bytes."""
     raw = bytes(binary) if not isinstance(binary, bytes) else binary
     data = np.frombuffer(raw, dtype=np.uint8)
-    fixed = header.fixed_size
-    offsets, trailing = record_offsets(raw, fixed)
-    n = len(offsets)
-    block = _gather(data, offsets, fixed + 1)
-    names: list[str] = []
-    formats: list[str] = []
-    positions: list[int] = []
-    pos = 0
-    if header.time_in_binary:
-        names += ["time_ms", "time_days"]
-        formats += ["<u4", "<u2"]
-        positions += [0, 4]
-        pos = 6
-    for _, field_name, dtype, size in PTN_FIELDS:
-        if field_name in header.ptn_binary:
-            names.append(field_name)
-            formats.append(dtype)
-            positions.append(pos)
-            pos += size
-    names.append("dlv_count")
-    formats.append("u1")
-    positions.append(pos)
-    record_type = np.dtype({"names": names, "formats": formats, "offsets": positions, "itemsize": fixed + 1})
-    records = np.ascontiguousarray(block).view(record_type).reshape(n)
-    counts = records["dlv_count"].astype(np.int64)
-    total = int(counts.sum())
-    entry_record = np.repeat(np.arange(n, dtype=np.int64), counts)
+    framing = frame(raw, header.layout)
+    records = framing.records
+    fields = records.fields
+    total = len(records.entry_start)
     if total:
-        first_entry = np.cumsum(counts) - counts
-        within = np.arange(total, dtype=np.int64) - np.repeat(first_entry, counts)
-        entry_start = np.repeat(offsets + fixed + 1, counts) + 5 * within
-        pairs = np.ascontiguousarray(_gather(data, entry_start, 5))
+        pairs = np.ascontiguousarray(gather(data, records.entry_start, 5))
         entry_dlv = pairs[:, 0].copy()
         entry_value = pairs[:, 1:].copy().view("<i4").reshape(total)
     else:
         entry_dlv = np.empty(0, dtype=np.uint8)
         entry_value = np.empty(0, dtype=np.int32)
-    bad = entry_dlv >= len(header.dlvs)
-    bad_entries = int(bad.sum())
-    if bad_entries:
-        keep = ~bad
-        entry_record, entry_dlv, entry_value = entry_record[keep], entry_dlv[keep], entry_value[keep]
-    ptn = {name: np.asarray(records[name]) for name in names if name not in ("time_ms", "time_days", "dlv_count")}
+    names = fields.dtype.names or ()
+    ptn = {name: np.asarray(fields[name]) for name in names if name not in ("time_ms", "time_days", "dlv_count")}
     return TlgData(
-        header=header, count=n,
-        time_ms=np.asarray(records["time_ms"]) if header.time_in_binary else None,
-        time_days=np.asarray(records["time_days"]) if header.time_in_binary else None,
-        ptn=ptn, entry_record=entry_record, entry_dlv=entry_dlv, entry_value=entry_value,
-        trailing_bytes=trailing, bad_entries=bad_entries,
+        header=header, count=len(records.offsets),
+        time_ms=np.asarray(fields["time_ms"]) if header.time_in_binary else None,
+        time_days=np.asarray(fields["time_days"]) if header.time_in_binary else None,
+        ptn=ptn, entry_record=records.entry_record, entry_dlv=entry_dlv, entry_value=entry_value,
+        trailing_bytes=framing.trailing_bytes, skipped_bytes=framing.skipped_bytes,
+        rejected_records=framing.rejected_records, resyncs=framing.resyncs,
     )
 
 
 def _plausible(decoded: TlgData) -> bool:
     """The layout reads the whole file and its first records share a plausible day."""
-    if decoded.count == 0 or decoded.trailing_bytes:
+    if decoded.count == 0 or decoded.trailing_bytes or decoded.skipped_bytes:
         return False
     days = decoded.time_days if decoded.time_days is not None else decoded.ptn.get("gps_date")
     if days is None:
@@ -298,6 +237,9 @@ def decode_log(header: TlgHeader, binary: bytes, version_major: int | None = Non
             decoded = alternative
     if decoded.trailing_bytes:
         notes.append(f"{header.name}: a truncated last record ({decoded.trailing_bytes} bytes) was dropped")
-    if decoded.bad_entries:
-        notes.append(f"{header.name}: {decoded.bad_entries} values name a DLV index beyond the header and were skipped")
+    if decoded.resyncs:
+        notes.append(f"{header.name}: damaged records: {decoded.skipped_bytes} bytes in {decoded.resyncs} "
+                     f"stretch{'es' if decoded.resyncs > 1 else ''} skipped, {decoded.rejected_records} records that "
+                     "failed the checks (DLV count and indices within the header, time of day and position in range, "
+                     "time in line with its neighbours) dropped; decoding resumed at the next sound record")
     return decoded, notes
