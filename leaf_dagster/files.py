@@ -28,6 +28,7 @@ from .fields import match_file
 from .ingest.batch import link_members, utc_now
 from .ingest.detect import DetectedFile
 from .readers import ReaderError, SourceTable, read_machine_file
+from .standard.crops import crops_in
 from .standard.standardize import StandardResult, standardize
 from .standard.times import format_utc
 from .standard.units import convert
@@ -91,10 +92,13 @@ class FileSteps:
         return source
 
     def load_raw(self) -> SourceTable:
-        raw = self.record.get("raw") or {}
+        record = self.record
+        raw = record.get("raw") or {}
         frame = self.storage.read_geoparquet("raw", self.file_id).drop(columns=[FILE_ID_COLUMN])
+        # the file's name is evidence too (a crop word, a season)
+        hints = {"fileName": record.get("fileName"), **raw.get("hints", {})}
         return SourceTable(frame=frame, dialect=raw.get("dialect", "GENERIC"), source_crs=raw.get("sourceCrs"),
-                           units=raw.get("units", {}), hints=raw.get("hints", {}), notes=list(raw.get("notes", [])))
+                           units=raw.get("units", {}), hints=hints, notes=list(raw.get("notes", [])))
 
     @property
     def config(self) -> dict[str, Any]:
@@ -115,9 +119,9 @@ class FileSteps:
         if record.get("origin") == "merged":
             frame, units = merge.combine(merge.source_points(self.storage, record, "standard"),
                                          merge.source_units(self.storage, record))
-            crops = sorted(frame["crop"].dropna().astype(str).unique()) if "crop" in frame.columns else []
+            kinds = crops_in(frame["crop"]) if "crop" in frame.columns else []
             result = StandardResult(record["operationType"], None, frame=frame, units=units,
-                                    crop=",".join(crops) or None, evidence="merged from " + ", ".join(record["sources"]))
+                                    crop=", ".join(kinds) or None, evidence="merged from " + ", ".join(record["sources"]))
         else:
             result = standardize(self.load_raw())
         changes: dict[str, Any] = {"operationType": result.operation_type,
@@ -142,7 +146,7 @@ class FileSteps:
                     self.write_points("polygons", polygons[polygons.geometry.notna()])
             stamps = frame["timestamp"].dropna()
             changes.update(
-                pointCount=len(frame), crops=[result.crop] if result.crop else [],
+                pointCount=len(frame), crops=crops_in(frame["crop"]) if "crop" in frame.columns else [],
                 varieties=sorted(frame["variety"].dropna().astype(str).unique().tolist()) if "variety" in frame else [],
                 units=result.units, unitMeasurement=config["unitMeasurement"], missingProperties=result.missing,
                 startTime=format_utc(stamps.min()) if len(stamps) else None,
