@@ -75,7 +75,8 @@ YIELD_EDITOR = [
 ]
 
 AGLEADER_TEXT = [
-    Alias("flow", "cropFlow", "lb/s"), Alias("gps_time", "gpsTime", "s"), Alias("interval", "samplingInterval", "s"),
+    Alias("flow", "cropFlow", "lb/s"), Alias("gps_time", "gpsTime", "s"), Alias("unix_time", "unixTime", "s"),
+    Alias("interval", "samplingInterval", "s"),
     Alias("distance", "distance", "in"), Alias("swath", "equipmentWidth", "in"),
     Alias("moisture", "harvestMoisture", "percentage"), Alias("crop", "crop"), Alias("variety", "variety"),
     Alias("altitude", "elevation", "ft"),

@@ -102,6 +102,8 @@ def _timestamps(frame: pd.DataFrame, m: dict[str, Match]) -> tuple[pd.Series | N
         candidates.append(times.parse_datetimes(frame[m["date"].column]))
     if "gpsTime" in m:
         candidates.append(times.from_gps_seconds(frame[m["gpsTime"].column]))
+    if "unixTime" in m:
+        candidates.append(times.from_unix_seconds(frame[m["unixTime"].column]))
     if "excelTime" in m:
         candidates.append(times.from_excel_days(frame[m["excelTime"].column]))
     best: pd.Series | None = None
