@@ -21,6 +21,7 @@ from .derived.filters import cleanup_mask, filtered_mask
 from .derived.geometry import point_rectangles, swaths
 from .derived.images import RAMP, aux_xml, png_bytes, render, zip_images
 from .derived.raster import burn_index, covered_polygon, grid_for
+from .derived.plausibility import Plausibility, assess
 from .derived.summary import build_summary
 from .derived.unit_systems import convert_frame
 from . import merge
@@ -169,6 +170,18 @@ class FileSteps:
         self.write_points("filtered", filtered)
         self.update(filteredPointCount=len(filtered))
         return filtered
+
+    def plausibility(self) -> Plausibility:
+        """Whether the standard points are physically plausible (widths against passes, speeds, times,
+        yields); the figures are stored on the record for SQL and the API."""
+        frame, units = self.load_standard()
+        crops = self.record.get("crops") or []
+        try:
+            result = assess(frame.drop(columns=[FILE_ID_COLUMN]), units, crops[0] if len(crops) == 1 else None)
+        except Exception as exc:  # a warning-only check must not fail the file's run
+            result = Plausibility(findings=[f"plausibility could not be assessed: {type(exc).__name__}: {exc}"])
+        self.update(plausibility={"figures": result.figures, "findings": result.findings})
+        return result
 
     def write_units(self) -> dict[str, str]:
         """The flat property -> unit map of the standard output."""
