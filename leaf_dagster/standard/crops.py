@@ -314,12 +314,12 @@ def agreement(crop: Crop, figures: Figures) -> str:
     parts = []
     if figures.density_lb_per_bu is not None and crop.density_lb_per_bu is not None:
         ok = abs(crop.density_lb_per_bu - figures.density_lb_per_bu) <= DENSITY_TOLERANCE * figures.density_lb_per_bu
-        parts.append(f"{figures.density_lb_per_bu} lb/bu {'fits' if ok else 'does not fit'} "
-                     f"{crop.name}'s {crop.density_lb_per_bu}")
+        parts.append(f"{figures.density_lb_per_bu} lb/bu {'fits' if ok else 'does not fit'} Leaf's "
+                     f"{crop.density_lb_per_bu} lb/bu for {crop.name}")
     if figures.standard_moisture_pct is not None and crop.standard_moisture_pct is not None:
         ok = abs(crop.standard_moisture_pct - figures.standard_moisture_pct) <= MOISTURE_TOLERANCE
-        parts.append(f"{figures.standard_moisture_pct} % standard moisture {'fits' if ok else 'does not fit'} "
-                     f"{crop.name}'s {crop.standard_moisture_pct} %")
+        parts.append(f"a {figures.standard_moisture_pct} % standard moisture {'fits' if ok else 'does not fit'} "
+                     f"Leaf's {crop.standard_moisture_pct} %")
     return "; ".join(parts)
 
 

@@ -160,8 +160,9 @@ def _crop_names(frame: pd.DataFrame, m: dict[str, Match], source: SourceTable, o
     kinds = found.unique()
     crop = crops.lookup(kinds[0]) if len(kinds) == 1 else None
     figures = _yield_figures(frame, m) if crop is not None and operation == "harvested" else None
-    if crop is not None and figures is not None and not any("inferred" in n for n in notes):
-        notes.append(f"the file's own numbers: {crops.agreement(crop, figures)}")
+    said = crops.agreement(crop, figures) if crop is not None and figures is not None else ""
+    if said and not any("inferred" in n for n in notes):
+        notes.append(f"the file's own numbers: {said}")
     return found, notes
 
 
@@ -181,7 +182,9 @@ def _file_crop(frame: pd.DataFrame, m: dict[str, Match], source: SourceTable, op
         if len(kinds) == 1:
             crop = kinds.pop()
             return crop.name, notes + [f"crop {crop.name}: from the product name in '{m['product'].column}'"]  # type: ignore[union-attr]
-    hit, reason = crops.from_file_name(source.hints.get("fileName"))
+    # an application's file is named after its products ("Corn Rescue" is a herbicide), not its crop
+    hit, reason = crops.from_file_name(source.hints.get("fileName")) if operation in ("harvested", "planted") \
+        else (None, None)
     if hit:
         return hit.crop.name, notes + [f"crop {hit.crop.name}: {hit.evidence}"]
     if reason:
