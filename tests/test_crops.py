@@ -17,6 +17,7 @@ import pyogrio
 import pytest
 from dagster._core.event_api import PartitionKeyFilter
 
+from leaf_dagster.catalog import query
 from leaf_dagster.ingest.detect import detect_machine_files
 from leaf_dagster.pipeline import merge_files, process_upload
 from leaf_dagster.readers import read_machine_file
@@ -234,6 +235,9 @@ def test_plausibility_warns_without_stopping_the_file(harvests: Harvests) -> Non
     assert wide.metadata["width_to_spacing"].value == pytest.approx(10 * width_m / spacing, rel=0.05)
     assert "between neighbouring passes" in wide.description
     assert record["plausibility"]["findings"] == [wide.description]
+    _, rows = query(harvests.storage, "select cast(json_extract(plausibility, '$.figures.width_to_spacing') as double) "
+                                      f"from files where id = '{record['id']}'")
+    assert rows[0][0] == wide.metadata["width_to_spacing"].value  # the figures are in SQL too
 
 
 def test_an_application_is_not_given_the_crop_its_product_is_named_after(real2: Path, tmp_path: Path) -> None:
