@@ -249,3 +249,20 @@ def test_an_application_is_not_given_the_crop_its_product_is_named_after(real2: 
     source.hints["fileName"] = detected.name
     result = standardize(source)
     assert result.operation_type == "applied" and result.crop is None and "crop" not in result.frame.columns
+
+
+def test_crop_inferred_when_nothing_names_it(real: Path, tmp_path: Path) -> None:
+    """The Ag Leader SMS yield export without its product column ("Wheat") and under a neutral name: the last
+    step of the chain infers wheat from the file's own figures and says so; values are the original's."""
+    with zipfile.ZipFile(real / MONTANA / "FarmerI_YL18_YLD_2018_henrys.zip") as zf:
+        zf.extractall(tmp_path)
+    (detected,) = detect_machine_files(tmp_path)
+    original = standardize(read_machine_file(detected))
+    source = read_machine_file(detected)
+    source.frame = source.frame.drop(columns=["product"])
+    source.hints["fileName"] = "export 7"
+    result = standardize(source)
+    assert result.crop == original.crop == "wheat"
+    assert any(n.startswith("crop wheat, inferred: wet mass / wet volume = 60.0 lb/bu") for n in result.notes)
+    for prop in ("dryMassPerArea", "wetVolumePerArea", "dryMass"):
+        assert result.frame[prop].to_numpy() == pytest.approx(original.frame[prop].to_numpy(), rel=1e-12, nan_ok=True)

@@ -236,7 +236,7 @@ def _steady(values: np.ndarray, tolerance: float) -> float | None:
     uniques, counts = np.unique(rounded, return_counts=True)
     if counts.max() < len(values) / 2:
         return None
-    return float(uniques[counts.argmax()])
+    return round(float(uniques[counts.argmax()]), 6)
 
 
 def file_figures(wet_mass: np.ndarray | None, wet_volume: np.ndarray | None, dry_mass: np.ndarray | None,
