@@ -173,7 +173,7 @@ class FileSteps:
 
     def plausibility(self) -> Plausibility:
         """Whether the standard points are physically plausible (widths against passes, speeds, times,
-        yields); the figures are stored on the record for SQL and the API."""
+        yields); the figures are stored on the record (the `files` view in SQL)."""
         frame, units = self.load_standard()
         crops = self.record.get("crops") or []
         try:
