@@ -35,7 +35,7 @@ RECORD_COLUMNS: dict[str, dict[str, str]] = {
               "crops": "VARCHAR[]", "varieties": "VARCHAR[]", "units": "JSON", "steps": "JSON", "notes": "VARCHAR[]",
               "missingProperties": "VARCHAR[]", "sourcePath": "VARCHAR", "organizationId": "VARCHAR",
               "providerFileId": "VARCHAR", "areaM2": "DOUBLE", "fields": "VARCHAR[]", "sources": "VARCHAR[]",
-              "apiOwnerUsername": "VARCHAR", "standard": "BOOLEAN", "terminalTotals": "JSON"},
+              "apiOwnerUsername": "VARCHAR", "standard": "BOOLEAN", "terminalTotals": "JSON", "plausibility": "JSON"},
     "summaries": {"fileId": "VARCHAR", "operationType": "VARCHAR", "startTime": _TS, "endTime": _TS, "summary": "JSON"},
     "units": {"fileId": "VARCHAR", "property": "VARCHAR", "unit": "VARCHAR"},
     "images": {"fileId": "VARCHAR", "property": "VARCHAR", "unit": "VARCHAR", "min": "DOUBLE", "max": "DOUBLE",

@@ -21,6 +21,7 @@ from .derived.filters import cleanup_mask, filtered_mask
 from .derived.geometry import point_rectangles, swaths
 from .derived.images import RAMP, aux_xml, png_bytes, render, zip_images
 from .derived.raster import burn_index, covered_polygon, grid_for
+from .derived.plausibility import Plausibility, assess
 from .derived.summary import build_summary
 from .derived.unit_systems import convert_frame
 from .errors import public_message
@@ -29,6 +30,7 @@ from .fields import match_file
 from .ingest.batch import link_members, utc_now
 from .ingest.detect import DetectedFile
 from .readers import ReaderError, SourceTable, read_machine_file
+from .standard.crops import crops_in
 from .standard.standardize import StandardResult, standardize
 from .standard.times import format_utc
 from .standard.units import convert
@@ -93,10 +95,13 @@ class FileSteps:
         return source
 
     def load_raw(self) -> SourceTable:
-        raw = self.record.get("raw") or {}
+        record = self.record
+        raw = record.get("raw") or {}
         frame = self.storage.read_geoparquet("raw", self.file_id).drop(columns=[FILE_ID_COLUMN])
+        # the file's name is evidence too (a crop word, a season)
+        hints = {"fileName": record.get("fileName"), **raw.get("hints", {})}
         return SourceTable(frame=frame, dialect=raw.get("dialect", "GENERIC"), source_crs=raw.get("sourceCrs"),
-                           units=raw.get("units", {}), hints=raw.get("hints", {}), notes=list(raw.get("notes", [])))
+                           units=raw.get("units", {}), hints=hints, notes=list(raw.get("notes", [])))
 
     @property
     def config(self) -> dict[str, Any]:
@@ -119,9 +124,9 @@ class FileSteps:
         if record.get("origin") == "merged":
             frame, units = merge.combine(merge.source_points(self.storage, record, "standard"),
                                          merge.source_units(self.storage, record))
-            crops = sorted(frame["crop"].dropna().astype(str).unique()) if "crop" in frame.columns else []
+            kinds = crops_in(frame["crop"]) if "crop" in frame.columns else []
             result = StandardResult(record["operationType"], None, frame=frame, units=units,
-                                    crop=",".join(crops) or None, evidence="merged from " + ", ".join(record["sources"]))
+                                    crop=", ".join(kinds) or None, evidence="merged from " + ", ".join(record["sources"]))
         else:
             result = standardize(self.load_raw())
         changes: dict[str, Any] = {"operationType": result.operation_type,
@@ -152,7 +157,7 @@ class FileSteps:
                     self.write_points("polygons", polygons[polygons.geometry.notna()])
             stamps = frame["timestamp"].dropna()
             changes.update(
-                pointCount=len(frame), crops=[result.crop] if result.crop else [],
+                pointCount=len(frame), crops=crops_in(frame["crop"]) if "crop" in frame.columns else [],
                 varieties=sorted(frame["variety"].dropna().astype(str).unique().tolist()) if "variety" in frame else [],
                 units=result.units, unitMeasurement=config["unitMeasurement"], missingProperties=missing,
                 standard=not out_of_standard,
@@ -176,6 +181,18 @@ class FileSteps:
         self.write_points("filtered", filtered)
         self.update(filteredPointCount=len(filtered))
         return filtered
+
+    def plausibility(self) -> Plausibility:
+        """Whether the standard points are physically plausible (widths against passes, speeds, times,
+        yields); the figures are stored on the record (the `files` view in SQL)."""
+        frame, units = self.load_standard()
+        crops = self.record.get("crops") or []
+        try:
+            result = assess(frame.drop(columns=[FILE_ID_COLUMN]), units, crops[0] if len(crops) == 1 else None)
+        except Exception as exc:  # a warning-only check must not fail the file's run
+            result = Plausibility(findings=[f"plausibility could not be assessed: {type(exc).__name__}: {exc}"])
+        self.update(plausibility={"figures": result.figures, "findings": result.findings})
+        return result
 
     def write_units(self) -> dict[str, str]:
         """The flat property -> unit map of the standard output."""

@@ -104,7 +104,7 @@ def test_john_deere_wheat_yield(done: Processed) -> None:
     assert std["area"].sum() == pytest.approx((src["SWATHWIDTH"] * src["DISTANCE"]).sum() * M2_PER_FT2, rel=1e-9)
     # VRYIELDVOL is dry bu/ac; wheat weighs 60 lb/bu.
     assert std["dryMassPerArea"].mean() == pytest.approx(src["VRYIELDVOL"].mean() * 60, rel=1e-9)
-    assert std["crop"].unique().tolist() == ["wheat (hrd rd wtr)"]
+    assert std["crop"].unique().tolist() == ["wheat"]  # "Wheat (Hrd Rd Wtr)" in the export name: Leaf's wheat
     first = pd.Timestamp(src["IsoTime"].min())
     assert std["timestamp"].min() == first
     assert done.file(JD_WHEAT)["startTime"] == "2019-08-16T18:52:48.000Z"
@@ -135,7 +135,7 @@ def test_john_deere_seeding_with_shortened_column_names(done: Processed) -> None
     assert std["seedRate"].mean() == pytest.approx(src["AppldRt"].mean(), rel=1e-9)
     assert std["seedRateTarget"].mean() == pytest.approx(src["TargtRt"].mean(), rel=1e-9)
     assert std["area"].sum() == pytest.approx((src["SWATHWI"] * src["DISTANC"]).sum() * M2_PER_FT2, rel=1e-9)
-    assert std["crop"].unique().tolist() == ["wheat (hrd rd spr)"]
+    assert std["crop"].unique().tolist() == ["wheat"]  # CropToken WHEAT_HRD_RD_SPR, Crop id 25
 
 
 def _polygon_area(src: gpd.GeoDataFrame) -> float:

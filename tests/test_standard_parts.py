@@ -56,7 +56,7 @@ def test_headers_with_units() -> None:
 
 
 def test_crop_names() -> None:
-    assert crops.lookup("WHEAT_HRD_RD_SPR").name == "wheat (hrd rd spr)"
+    assert crops.lookup("WHEAT_HRD_RD_SPR").name == "wheat"  # Leaf's "wheat (hrd rd spr)": same figures as wheat
     assert crops.lookup("CORN WHITE").density_lb_per_bu == 56.57
     assert crops.lookup("ww").standard_moisture_pct == 13.5
     assert crops.lookup("Brawl CLP") is None

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pyogrio
 
+from .text_layouts import decode, is_agleader_family, split_rows
+
 SHAPEFILE_PARTS = {".shp", ".shx", ".dbf", ".prj", ".cpg", ".qpj", ".sbn", ".sbx", ".xml"}
 DEERE_METADATA_SUFFIX = "-deere-metadata.json"
 LAT_NAMES = {"lat", "latitude", "y", "lat_deg", "latitud", "gps_lat", "northing_deg"}
@@ -77,14 +79,14 @@ def _base_name(token: str) -> str:
 
 
 def sniff_text(path: Path) -> str | None:
-    """'CSV' for a delimited file whose header names positions, 'AGLEADER_TEXT' for header-less Ag Leader /
-    Yield Editor text, None otherwise."""
+    """'CSV' for a delimited file whose header names positions, 'AGLEADER_TEXT' for header-less text of the
+    Ag Leader / Yield Editor family (its layout is chosen when it is read), None otherwise."""
     try:
         with path.open("rb") as fh:
             head = fh.read(8192)
     except OSError:
         return None
-    text = head.decode("latin-1")
+    text, _ = decode(head)
     lines = [ln for ln in text.splitlines() if ln.strip()][:3]
     if not lines:
         return None
@@ -92,14 +94,12 @@ def sniff_text(path: Path) -> str | None:
     names = {_base_name(t) for t in tokens}
     if names & LAT_NAMES and names & LON_NAMES:
         return "CSV"
-    if len(tokens) >= 15:
-        try:
-            lon, lat = float(tokens[0]), float(tokens[1])
-        except ValueError:
-            return None
-        if -180 <= lon <= 180 and -90 <= lat <= 90 and tokens[11].upper().startswith("F") and ":" in tokens[11] \
-                and tokens[12].upper().startswith("L") and ":" in tokens[12]:
-            return "AGLEADER_TEXT"
+    try:
+        first = split_rows(lines[0], limit=1)
+    except Exception:  # csv.Error: not comma-separated text
+        return None
+    if first and is_agleader_family(first[0]):
+        return "AGLEADER_TEXT"
     return None
 
 

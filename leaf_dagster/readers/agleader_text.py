@@ -1,9 +1,9 @@
-"""Header-less Ag Leader "advanced" export / USDA Yield Editor input text.
+"""Header-less Ag Leader / Yield Editor text, read by the layout its column types show.
 
-The layout is positional (Yield Editor's documented input format): longitude, latitude, grain flow
-(lb/s), GPS time (s), logging interval (s), distance (in), swath width (in), moisture (%), header status,
-pass number, serial number, field id ("F1: C1N"), load id ("L1: "), crop, variety, and optionally
-altitude (ft). The names below are ours; the units are the format's.
+The layout registry (`ingest/text_layouts.py`) names the columns and their units; the time column's epoch
+(GPS or Unix seconds, or a relative counter) is chosen from the evidence (`times.choose_epoch`) and the
+column named after it (`gps_time`, `unix_time`, `time_counter`), so the standardiser converts it the right
+way. Lines cut short (a copy interrupted mid-line) are dropped and counted in the notes.
 """
 
 from __future__ import annotations
@@ -13,33 +13,72 @@ import numpy as np
 import pandas as pd
 
 from ..ingest.detect import DetectedFile
+from ..ingest.text_layouts import SNIFF_LINES, decode, sniff_rows, split_rows
+from ..standard.times import EpochUndecided, choose_epoch, years_in
 from .base import WGS84, ReaderError, SourceTable
 
-COLUMNS = ["longitude", "latitude", "flow", "gps_time", "interval", "distance", "swath", "moisture",
-           "header_status", "pass", "serial", "field_id", "load_id", "crop", "variety", "altitude"]
-UNITS = {"flow": "lb/s", "gps_time": "s", "interval": "s", "distance": "in", "swath": "in",
-         "moisture": "percentage", "altitude": "ft"}
+_TIME_COLUMN = {"GPS": "gps_time", "Unix": "unix_time", None: "time_counter"}
+_TEXT_KINDS = {"field", "load", "text", "label"}
 
 
 def read_agleader_text(detected: DetectedFile) -> SourceTable:
     name = detected.primary.name
     try:
-        frame = pd.read_csv(detected.primary, header=None, encoding="latin-1", skipinitialspace=True,
-                            dtype={11: "string", 12: "string", 13: "string", 14: "string"}, keep_default_na=False,
-                            na_values={i: ["", "NA"] for i in range(11)})
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise ReaderError(name, f"is not a readable Ag Leader text export: {exc}") from exc
-    if frame.shape[1] not in (15, 16):
-        raise ReaderError(name, f"has {frame.shape[1]} columns; the Ag Leader text layout has 15 or 16")
-    frame.columns = COLUMNS[: frame.shape[1]]
+        raw = detected.primary.read_bytes()
+    except OSError as exc:
+        raise ReaderError(name, f"cannot be read: {exc}") from exc
+    text, encoding = decode(raw)
+    try:
+        rows = split_rows(text)
+    except Exception as exc:  # csv.Error on a NUL byte or an unterminated quote
+        raise ReaderError(name, f"is not readable comma-separated text: {exc}") from exc
+    sniffed = sniff_rows(rows[:SNIFF_LINES])
+    layout = sniffed.layout
+    if layout is None:
+        raise ReaderError(name, sniffed.reason)
+    notes = [f"header-less text ({encoding}): {sniffed.reason}"]
+
+    complete = [r for r in rows if len(r) == layout.width]
+    if rows and len(rows[-1]) == layout.width and not text.endswith(("\n", "\r")) \
+            and _cut_short(rows[-1][-1], [r[-1] for r in complete[:-1]]):
+        complete = complete[:-1]  # the copy stopped inside the last value of the last line
+    frame = pd.DataFrame(complete, columns=[c.name for c in layout.columns])
+    for column in layout.columns:
+        if column.kind not in _TEXT_KINDS:
+            frame[column.name] = pd.to_numeric(frame[column.name].replace("NA", np.nan), errors="coerce")
+    good = frame["longitude"].notna() & frame["latitude"].notna()
+    dropped = len(rows) - int(good.sum())
+    if dropped > len(rows) / 2:
+        raise ReaderError(name, f"{dropped} of {len(rows)} lines are not {layout.name} records "
+                                "(wrong number of values or no numeric position)")
+    if dropped:
+        notes.append(f"{dropped} of {len(rows)} lines dropped: cut short or without a numeric position")
+    frame = frame[good].reset_index(drop=True)
     for column in ("crop", "variety", "field_id", "load_id"):
-        frame[column] = frame[column].str.strip()
-    frame.loc[frame["variety"].isin(["NA", ""]), "variety"] = pd.NA
-    lon = pd.to_numeric(frame["longitude"], errors="coerce").to_numpy(dtype=float)
-    lat = pd.to_numeric(frame["latitude"], errors="coerce").to_numpy(dtype=float)
-    if not np.isfinite(lon).all() or not np.isfinite(lat).all():
-        raise ReaderError(name, "has rows without a numeric longitude/latitude")
-    units = {k: v for k, v in UNITS.items() if k in frame.columns}
-    gdf = gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(lon, lat, crs=WGS84), crs=WGS84)
-    return SourceTable(frame=gdf, dialect="AGLEADER_TEXT", source_crs=WGS84, units=units,
-                       notes=["header-less Ag Leader / Yield Editor text: columns named from the format's layout"])
+        if column in frame.columns:
+            frame[column] = frame[column].astype("string").str.strip()
+    if "variety" in frame.columns:
+        frame.loc[frame["variety"].isin(["NA", ""]), "variety"] = pd.NA
+
+    labels = {"the file name": [detected.primary.name]}
+    for column, what in (("load_id", "a load label"), ("field_id", "a field label")):
+        labels[what] = frame[column].dropna().unique().tolist()
+    try:
+        epoch = choose_epoch(frame["time"], layout.epoch, years_in(labels))
+    except EpochUndecided as exc:
+        raise ReaderError(name, str(exc)) from exc
+    notes.append(epoch.evidence)
+    time_column = _TIME_COLUMN[epoch.epoch]
+    frame = frame.rename(columns={"time": time_column})
+
+    units = {c.name: c.unit for c in layout.columns if c.unit}
+    units[time_column] = units.pop("time")
+    gdf = gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(frame["longitude"], frame["latitude"], crs=WGS84),
+                           crs=WGS84)
+    return SourceTable(frame=gdf, dialect="AGLEADER_TEXT", source_crs=WGS84, units=units, notes=notes)
+
+
+def _cut_short(last: str, others: list[str]) -> bool:
+    """A final value shorter than every other value of its column, on a line with no line end: a cut copy."""
+    lengths = [len(v) for v in others if v]
+    return bool(lengths) and len(last) < min(lengths)

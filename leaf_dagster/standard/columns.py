@@ -61,7 +61,7 @@ JOHN_DEERE = [
     Alias("VRYIELDVOL", "dryVolumePerArea", "bu/ac"), Alias("WetMass", "wetMassPerArea", "lb/ac"),
     Alias("Moisture", "harvestMoisture", "percentage"), Alias("Heading", "heading", "arcdeg"),
     Alias("Elevation", "elevation", "ft"), Alias("IsoTime", "datetime"), Alias("Time", "time"),
-    Alias("VARIETY", "variety"), Alias("SECTIONID", "sectionId"), Alias("Machine", "machineIndex"),
+    Alias("VARIETY", "variety"), Alias("Crop", "crop"), Alias("SECTIONID", "sectionId"), Alias("Machine", "machineIndex"),
     Alias("AppliedRate", "rate", "lb/ac"), Alias("TargetRate", "rateTarget", "lb/ac"),
     Alias("VRAPPRATEV", "rateVolume", "gal/ac"), Alias("VRAPPRATEM", "rateMass", "lb/ac"),
     Alias("VRSEEDRATE", "rateCount", "seeds/ac"), Alias("Product", "product"), Alias("Speed", "speed", "mi/hr"),
@@ -75,7 +75,8 @@ YIELD_EDITOR = [
 ]
 
 AGLEADER_TEXT = [
-    Alias("flow", "cropFlow", "lb/s"), Alias("gps_time", "gpsTime", "s"), Alias("interval", "samplingInterval", "s"),
+    Alias("flow", "cropFlow", "lb/s"), Alias("gps_time", "gpsTime", "s"), Alias("unix_time", "unixTime", "s"),
+    Alias("interval", "samplingInterval", "s"),
     Alias("distance", "distance", "in"), Alias("swath", "equipmentWidth", "in"),
     Alias("moisture", "harvestMoisture", "percentage"), Alias("crop", "crop"), Alias("variety", "variety"),
     Alias("altitude", "elevation", "ft"),

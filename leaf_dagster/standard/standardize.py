@@ -102,6 +102,8 @@ def _timestamps(frame: pd.DataFrame, m: dict[str, Match]) -> tuple[pd.Series | N
         candidates.append(times.parse_datetimes(frame[m["date"].column]))
     if "gpsTime" in m:
         candidates.append(times.from_gps_seconds(frame[m["gpsTime"].column]))
+    if "unixTime" in m:
+        candidates.append(times.from_unix_seconds(frame[m["unixTime"].column]))
     if "excelTime" in m:
         candidates.append(times.from_excel_days(frame[m["excelTime"].column]))
     best: pd.Series | None = None
@@ -126,24 +128,87 @@ def _has_time_of_day(series: pd.Series) -> bool:
 
 
 def _crop_names(frame: pd.DataFrame, m: dict[str, Match], source: SourceTable, operation: str) -> tuple[pd.Series, list[str]]:
-    """Normalised crop per point, from a crop column, the sidecar, a harvest product, or a seed brand."""
+    """Leaf's crop name per point, found by a chain of steps, each recorded in the notes: names in a crop
+    column (any language), vendor codes in it, the sidecar's crop, a harvest product or seed brand, words of
+    the file name, and last the crop the file's own yield numbers imply (marked inferred)."""
     index = frame.index
+    notes: list[str] = []
+    found: pd.Series | None = None
     if "crop" in m:
         raw = _text(frame, m["crop"].column)
-        names = {v: (crops.lookup(v).name if crops.lookup(v) else str(v).strip().lower()) for v in raw.dropna().unique()}
+        names: dict[str, str] = {}
+        for value in raw.dropna().unique():
+            hit = crops.resolve(value)
+            if hit is None and crops.is_code(value):
+                hit = crops.resolve_code(crops.JOHN_DEERE if source.dialect == crops.JOHN_DEERE else None, value)
+            if hit is not None:
+                names[value] = hit.crop.name
+                notes.append(f"crop {hit.crop.name}: '{m['crop'].column}' column value {hit.evidence}")
+            elif not crops.is_code(value):
+                names[value] = crops.fold(value)
+                notes.append(f"crop '{names[value]}': '{m['crop'].column}' column value '{value}' is not in Leaf's "
+                             "crop list, kept as written")
+            else:
+                notes.append(f"'{m['crop'].column}' column value {value} is a crop code we have no table entry for")
         if names:
-            return raw.map(names).fillna(crops.UNKNOWN_CROP).astype("string"), []
+            found = raw.map(names).astype("string")
+    if found is None or found.isna().any():
+        file_crop, reasons = _file_crop(frame, m, source, operation)
+        notes.extend(reasons)
+        filler = file_crop or crops.UNKNOWN_CROP
+        found = pd.Series(filler, index=index, dtype="string") if found is None else found.fillna(filler)
+    kinds = found.unique()
+    crop = crops.lookup(kinds[0]) if len(kinds) == 1 else None
+    figures = _yield_figures(frame, m) if crop is not None and operation == "harvested" else None
+    said = crops.agreement(crop, figures) if crop is not None and figures is not None else ""
+    if said and not any("inferred" in n for n in notes):
+        notes.append(f"the file's own numbers: {said}")
+    return found, notes
+
+
+def _file_crop(frame: pd.DataFrame, m: dict[str, Match], source: SourceTable, operation: str) -> tuple[str | None, list[str]]:
+    """One crop for the whole file from the steps after the crop column, and the notes saying why."""
+    notes: list[str] = []
     hint = source.hints.get("crop")
-    if hint and crops.lookup(hint):
-        return pd.Series(crops.lookup(hint).name, index=index, dtype="string"), []  # type: ignore[union-attr]
+    if hint:
+        hit = crops.resolve(hint)
+        if hit:
+            return hit.crop.name, notes + [f"crop {hit.crop.name}: named by the sidecar or the reader, {hit.evidence}"]
+        notes.append(f"the crop '{hint}' the sidecar names is not in Leaf's crop list")
     if "product" in m:
         raw = _text(frame, m["product"].column).dropna().unique()
         finder = crops.lookup if operation == "harvested" else crops.crop_from_seed_name
-        found = {finder(v) for v in raw} - {None}
-        if len(found) == 1:
-            crop = found.pop()
-            return pd.Series(crop.name, index=index, dtype="string"), [f"crop '{crop.name}' from the product name"]  # type: ignore[union-attr]
-    return pd.Series(crops.UNKNOWN_CROP, index=index, dtype="string"), ["the source names no crop"]
+        kinds = {finder(v) for v in raw} - {None}
+        if len(kinds) == 1:
+            crop = kinds.pop()
+            return crop.name, notes + [f"crop {crop.name}: from the product name in '{m['product'].column}'"]  # type: ignore[union-attr]
+    # an application's file is named after its products ("Corn Rescue" is a herbicide), not its crop
+    hit, reason = crops.from_file_name(source.hints.get("fileName")) if operation in ("harvested", "planted") \
+        else (None, None)
+    if hit:
+        return hit.crop.name, notes + [f"crop {hit.crop.name}: {hit.evidence}"]
+    if reason:
+        notes.append(reason)
+    figures = _yield_figures(frame, m) if operation == "harvested" else None
+    if figures is not None:
+        hit, reason = crops.infer_crop(figures)
+        if hit:
+            return hit.crop.name, notes + [f"crop {hit.crop.name}, {hit.evidence}"]
+        notes.append(reason)
+    return None, notes + ["the source names no crop"]
+
+
+def _yield_figures(frame: pd.DataFrame, m: dict[str, Match]) -> crops.Figures | None:
+    """The bulk density and standard moisture the file's own yield columns imply (lb/ac and bu/ac)."""
+    def column(prop: str, unit: str) -> np.ndarray | None:
+        match = m.get(prop)
+        if match is None or not is_known(match.unit):
+            return None
+        return np.asarray(convert(_numbers(frame, match), match.unit, unit), dtype=float)
+
+    moisture = _numbers(frame, m["harvestMoisture"]) if "harvestMoisture" in m else None
+    return crops.file_figures(column("wetMassPerArea", "lb/ac"), column("wetVolumePerArea", "bu/ac"),
+                              column("dryMassPerArea", "lb/ac"), column("dryVolumePerArea", "bu/ac"), moisture)
 
 
 def _points_and_area(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoSeries, np.ndarray | None]:

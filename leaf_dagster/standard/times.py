@@ -1,17 +1,21 @@
 """Turning the many ways monitors write time into UTC instants.
 
 Sources give ISO strings with a zone (John Deere `IsoTime`), US-style local strings (`8/16/2019 6:52:48 PM`),
-day-first dates (`27/11/2032`), dates with no time of day, Excel serial days (Yield Editor) or GPS
-seconds (Ag Leader text). Strings without a zone are read as UTC: John Deere's `Time` column equals its
+day-first dates (`27/11/2032`), dates with no time of day, Excel serial days (Yield Editor), or GPS or
+Unix seconds (Ag Leader text; `choose_epoch` tells which from the evidence). Strings without a zone are read as UTC: John Deere's `Time` column equals its
 `IsoTime`, and the others carry nothing better; the caller records that assumption.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 GPS_EPOCH = pd.Timestamp("1980-01-06", tz="UTC")
+UNIX_EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 EXCEL_EPOCH = pd.Timestamp("1899-12-30", tz="UTC")
 # GPS time runs ahead of UTC by the leap seconds since 1980: (first UTC instant, offset in seconds).
 _LEAP = [("1999-01-01", 13), ("2006-01-01", 14), ("2009-01-01", 15), ("2012-07-01", 16), ("2015-07-01", 17),
@@ -101,6 +105,81 @@ def from_gps_seconds(seconds: pd.Series) -> tuple[pd.Series, str | None]:
     for start, leap in _LEAP:
         offsets = np.where(instants >= pd.Timestamp(start, tz="UTC"), leap, offsets)
     return instants - pd.to_timedelta(offsets, unit="s"), "GPS seconds converted to UTC (leap seconds removed)"
+
+
+def from_unix_seconds(seconds: pd.Series) -> tuple[pd.Series, str | None]:
+    """Seconds since 1970-01-01 UTC (Unix time has no leap seconds to remove)."""
+    values = pd.to_numeric(seconds, errors="coerce").astype(float)
+    return UNIX_EPOCH + pd.to_timedelta(values, unit="s"), "Unix seconds converted to UTC"
+
+
+# Yield monitors with GPS positions appeared in the early 1990s: an earlier reading is not a harvest date.
+EARLIEST_PLAUSIBLE = pd.Timestamp("1990-01-01", tz="UTC")
+_YEAR = re.compile(r"(?<!\d)(199\d|20\d\d)(?!\d)")
+
+
+@dataclass(frozen=True)
+class EpochChoice:
+    """The epoch a seconds column counts from ("GPS", "Unix", or None for a relative counter), and why."""
+
+    epoch: str | None
+    evidence: str
+
+
+class EpochUndecided(ValueError):
+    """The evidence does not tell which epoch a seconds column counts from; the message says why."""
+
+
+def years_in(texts: dict[str, list[str]]) -> dict[int, str]:
+    """Four-digit years (1990 onwards) in labelled texts (the file name, load labels): year -> where seen."""
+    found: dict[int, str] = {}
+    for where, values in texts.items():
+        for value in values:
+            for match in _YEAR.finditer(str(value)):
+                found.setdefault(int(match.group(1)), f"{where} '{value}'")
+    return found
+
+
+def choose_epoch(seconds: pd.Series, documented: str | None, years: dict[int, str],
+                 now: pd.Timestamp | None = None) -> EpochChoice:
+    """Whether a column of seconds counts from the GPS epoch (1980-01-06) or the Unix epoch (1970-01-01).
+
+    The same numbers read both ways land about ten years apart (a 2007 harvest in Unix seconds reads as 2017
+    in GPS seconds), so the choice is made on evidence: a year written in the file, its name or a load label
+    decides when exactly one reading falls in it; a reading in the future or before 1990 is impossible; when
+    both readings stay possible and nothing names a year, the layout's documented epoch is taken (and the
+    notes say the other reading was possible). Raises EpochUndecided when the evidence contradicts itself
+    or decides nothing."""
+    now = now or pd.Timestamp.now(tz="UTC")
+    values = pd.to_numeric(seconds, errors="coerce").astype(float).dropna()
+    if values.empty or values.min() < _MIN_ABSOLUTE_GPS:
+        low, high = (values.min(), values.max()) if len(values) else (float("nan"), float("nan"))
+        return EpochChoice(None, f"the time column is a relative counter (values {low:.0f} to {high:.0f}), not "
+                                 "seconds since an epoch, so the points have no absolute time")
+    readings = {"GPS": from_gps_seconds(values)[0], "Unix": from_unix_seconds(values)[0]}
+    spans = {name: (r.min(), r.max()) for name, r in readings.items()}
+    shown = "; ".join(f"as {name} seconds {a:%Y-%m-%d} to {b:%Y-%m-%d}" for name, (a, b) in spans.items())
+    possible = [name for name, (a, b) in spans.items() if a >= EARLIEST_PLAUSIBLE and b <= now + pd.Timedelta(days=1)]
+    if years:
+        named = ", ".join(f"{year} ({where})" for year, where in sorted(years.items()))
+        fitting = [name for name in possible if any(spans[name][0].year <= y <= spans[name][1].year for y in years)]
+        if len(fitting) == 1:
+            return EpochChoice(fitting[0], f"time read as {fitting[0]} seconds: the year {named} fits only that "
+                                           f"reading ({shown})")
+        raise EpochUndecided(f"the year {named} fits {'both' if fitting else 'neither'} of the time readings "
+                             f"({shown}), so the epoch of the time column is unknown")
+    if len(possible) == 1:
+        other = next(n for n in spans if n != possible[0])
+        return EpochChoice(possible[0], f"time read as {possible[0]} seconds: read as {other} seconds the points "
+                                        f"would lie {'in the future' if spans[other][1] > now else 'before 1990'} "
+                                        f"({shown})")
+    if not possible:
+        raise EpochUndecided(f"the time column fits no epoch ({shown}: both impossible)")
+    if documented:
+        return EpochChoice(documented, f"time read as {documented} seconds, the epoch the layout documents; no year "
+                                       f"in the file, its name or its load labels rules out the other reading "
+                                       f"({shown})")
+    raise EpochUndecided(f"no year in the file, its name or its load labels tells the time's epoch ({shown})")
 
 
 def from_excel_days(days: pd.Series) -> tuple[pd.Series, str | None]:
