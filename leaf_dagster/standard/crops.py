@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -19,6 +20,27 @@ _CODES = {
     "ww": "winter wheat", "sw": "spring wheat", "hrw": "hard red winter wheat", "hrs": "hard red spring wheat",
     "sb": "soybeans", "soy": "soybeans", "soybean": "soybeans", "cn": "corn", "maize": "corn",
     "bar": "barley", "oat": "oats",
+}
+
+# Crop names terminals write in other languages (ISOXML crop types, task names), folded like `_fold` does.
+_TRANSLATIONS = {
+    # German
+    "weizen": "wheat", "winterweizen": "winter wheat", "sommerweizen": "spring wheat", "gerste": "barley",
+    "wintergerste": "winter barley", "sommergerste": "spring barley", "roggen": "rye", "hafer": "oats",
+    "mais": "corn", "silomais": "silage corn", "raps": "rapeseed", "winterraps": "oilseed rape winter",
+    "kartoffel": "potatoes", "kartoffeln": "potatoes", "zuckerrube": "sugar beet", "zuckerruben": "sugar beet",
+    "sojabohne": "soybeans", "sojabohnen": "soybeans", "sonnenblume": "sunflower", "sonnenblumen": "sunflower",
+    "erbse": "peas", "erbsen": "peas", "ackerbohne": "field beans", "ackerbohnen": "field beans", "gras": "grass",
+    "dinkel": "spelt", "hirse": "millet", "lein": "flax", "senf": "mustard", "luzerne": "lucerne",
+    # Scandinavian
+    "hvete": "wheat", "vete": "wheat", "hvede": "wheat", "hostvete": "winter wheat", "varvete": "spring wheat",
+    "bygg": "barley", "byg": "barley", "havre": "oats", "rag": "rye", "rug": "rye",
+    "potatis": "potatoes", "poteter": "potatoes", "kartofler": "potatoes", "rybs": "rapeseed",
+    "arter": "peas", "sockerbeta": "sugar beet", "sukkerroer": "sugar beet", "majs": "corn",
+    # French
+    "ble": "wheat", "ble tendre": "wheat", "orge": "barley", "seigle": "rye", "avoine": "oats", "colza": "colza",
+    "tournesol": "sunflower", "pomme de terre": "potatoes", "pommes de terre": "potatoes", "betterave": "sugar beet",
+    "pois": "peas", "soja": "soybeans", "mais grain": "corn",
 }
 
 # Seed brand prefixes that name the crop of a hybrid or variety (DEKALB corn "DKC61-54", sorghum "DKS").
@@ -33,7 +55,9 @@ class Crop:
 
 
 def _fold(name: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", name.lower()).split())
+    """Lower case, accents dropped (Zuckerrübe, maïs, råg), anything but letters and digits a space."""
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", plain.lower()).split())
 
 
 @lru_cache(maxsize=1)
@@ -55,7 +79,7 @@ def lookup(name: str | None) -> Crop | None:
     key = _fold(str(name))
     if not key:
         return None
-    key = _fold(_CODES.get(key, key))
+    key = _fold(_CODES.get(key, _TRANSLATIONS.get(key, key)))
     table = _table()
     if key in table:
         return table[key]

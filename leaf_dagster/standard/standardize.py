@@ -8,6 +8,7 @@ the crop's bulk density and standard moisture. Source values always win over der
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -240,18 +241,25 @@ def standardize(source: SourceTable) -> StandardResult:
             put("appliedRate", applied, rate.unit)
             if "rateTarget" in m:
                 put("appliedRateTarget", _numbers(frame, m["rateTarget"]), m["rateTarget"].unit or rate.unit)
-            names = _text(frame, m["product"].column).fillna("unknown") if "product" in m \
-                else pd.Series("unknown", index=frame.index)
-            put("products", [[{"name": str(n), "rate": {"value": None if np.isnan(v) else float(v)}}]
-                             for n, v in zip(names.to_numpy(), applied)])
-            if "product" not in m:
-                result.notes.append("the source names no product; products are named 'unknown'")
+            if source.dialect == "STANDARD" and "products" in frame.columns:  # a tank mix, per point
+                put("products", [json.loads(v) if isinstance(v, str) else [] for v in frame["products"]])
+            else:
+                names = _text(frame, m["product"].column).fillna("unknown") if "product" in m \
+                    else pd.Series("unknown", index=frame.index)
+                put("products", [[{"name": str(n), "rate": {"value": None if np.isnan(v) else float(v)}}]
+                                 for n, v in zip(names.to_numpy(), applied)])
+                if "product" not in m:
+                    result.notes.append("the source names no product; products are named 'unknown'")
 
     ordered = {k: out[k] for k in schema.COLUMN_ORDER if k in out}
     standard = gpd.GeoDataFrame(ordered, geometry=points.to_numpy(), crs=WGS84, index=frame.index).reset_index(drop=True)
     required = schema.required_properties(operation, crop is not None and crop.density_lb_per_bu is not None
                                           and "sugar" not in crop.name)
     result.missing = [p for p in required if p not in standard.columns or not standard[p].notna().any()]
+    if source.hints.get("noWork") and result.missing:
+        # nothing was worked: the cleanup drops every point, which says more than the missing values
+        result.notes.append(f"no work recorded, so {', '.join(result.missing)} were never measured")
+        result.missing = []
     result.frame = standard
     result.units = {k: v for k, v in units.items() if k in standard.columns}
     return result

@@ -8,6 +8,7 @@ converted to Leaf units; cumulative totals become per-record differences.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,10 +17,13 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from ...standard import crops
 from ..base import WGS84, ReaderError
 from . import ddi as dd
-from .operations import OperationGroup
-from .taskdata import Device, Task, TaskData
+from .elements import BIN, CONDENSED_WORK_STATES, WIDTH_DDIS, WORKING_KINDS, Elements, any_on, condensed_states
+from .operations import SUPPORTED, OperationGroup
+from .scaling import MOISTURE_RANGE, scale_choice
+from .taskdata import Device, Presentation, Task, TaskData
 from .tlg import TlgData
 
 EPOCH_1980 = np.datetime64("1980-01-01T00:00:00", "ms")
@@ -236,6 +240,7 @@ class Builder:
     ddis: dict[str, int] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     contributors: list[str] = field(default_factory=list)  # elements whose values made it into a column
+    bin_rates: dict[str, list[np.ndarray]] = field(default_factory=dict)  # bin -> actual rate per stream
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -253,6 +258,8 @@ class Builder:
                         key=lambda e: (0 if (self.data.device_of(e) and self.data.device_of(e).device_class == 1) else 1,
                                        self.data.depth(e)))
         self.near = list(dict.fromkeys(near + same_device + others))
+        self.tree = Elements(self.data)
+        self.states = self.section_states()
 
     def _pick(self, targets: list[dd.Target], elements: list[str], exclude_types: tuple[int, ...] = ()) -> tuple[str, dd.Target] | None:
         for target in targets:
@@ -343,6 +350,176 @@ class Builder:
                     return
 
 
+    # ---------------------------------------------------------------- the machine, read level by level
+
+    @property
+    def machine_devices(self) -> list[str]:
+        """Devices doing the operation (the first logging element's device when there is no operation group)."""
+        ids = [self.data.elements[e].device for e in self.group.elements if e in self.data.elements]
+        if not ids:
+            ids = [self.data.elements[e].device for e in self.near if e in self.data.elements][:1]
+        return list(dict.fromkeys(ids))
+
+    def section_states(self) -> dict[str, list[np.ndarray]]:
+        """On/off (1/0/NaN) per record of every section or unit of the machine whose state is logged: its own
+        DDI 141, else its slot in a condensed work state (DDI 161-176) logged by its parent."""
+        states: dict[str, list[np.ndarray]] = {}
+        tree = self.tree
+        for device in self.machine_devices:
+            for element_id in self.data.devices[device].elements:
+                if tree.kind(element_id) not in WORKING_KINDS:
+                    continue
+                if (element_id, 141) in self.available:
+                    states[element_id] = [s.column(element_id, 141) for s in self.streams]
+            for parent_id in self.data.devices[device].elements:
+                children = [c for c in tree.children(parent_id) if c.type in WORKING_KINDS]
+                for ddi in CONDENSED_WORK_STATES:
+                    if (parent_id, ddi) not in self.available:
+                        continue
+                    first = 16 * (ddi - CONDENSED_WORK_STATES[0])
+                    for position, child in enumerate(children[first:first + 16]):
+                        if child.id not in states:
+                            raws = [s.column(parent_id, ddi) for s in self.streams]
+                            states[child.id] = [condensed_states(r, position) for r in raws]
+        return states
+
+    def work_state(self) -> None:
+        """recordingStatus: the machine-level DDI 141 where the machine logs one, else "any section on"."""
+        machine = [e for e in self.near if (e, 141) in self.available and self.tree.kind(e) not in WORKING_KINDS
+                   and self.data.elements.get(e) is not None and self.data.elements[e].device in self.machine_devices]
+        if machine:
+            element = machine[0]
+            parts = [s.column(element, 141) for s in self.streams]
+            source = f"DDI 141 of {self._label(element)}"
+        elif self.states:
+            parts = [any_on([self.states[e][i] for e in self.states]) for i in range(len(self.streams))]
+            source = f"any of {len(self.states)} sections on (their own work states; the machine logs none)"
+        else:
+            other = self._pick([dd.Target(141, "", 1.0)], self.near)
+            if other is None:
+                return
+            element = other[0]
+            parts = [s.column(element, 141) for s in self.streams]
+            source = f"DDI 141 of {self._label(element)}"
+        self._put("recordingStatus", [np.where(p == 1, "On", np.where(np.isnan(p), None, "Off")).astype(object)
+                                      for p in parts], None, 141, source)
+
+    def section_width(self) -> bool:
+        """equipmentWidth as the summed width of the sections that are on (logged DDI 67, else their DPT)."""
+        widths: dict[str, list[np.ndarray]] = {}
+        for element_id in self.states:
+            if (element_id, 67) in self.available:
+                widths[element_id] = [s.column(element_id, 67) for s in self.streams]
+                continue
+            constant = next((self.tree.constant(element_id, d) for d in WIDTH_DDIS
+                             if self.tree.constant(element_id, d)), None)
+            if constant:
+                widths[element_id] = [np.full(s.count, float(constant)) for s in self.streams]
+        if not widths or len(widths) < len(self.states):
+            return False
+        parts = []
+        for i in range(len(self.streams)):
+            on = np.vstack([self.states[e][i] for e in widths])
+            width = np.vstack([widths[e][i] for e in widths])
+            total = np.nansum(np.where(on == 1, width, 0.0), axis=0) * 1e-3
+            parts.append(np.where(np.isnan(on).all(axis=0), np.nan, total))
+        self._put("equipmentWidth", parts, "m", 67, f"sum of the widths of the sections that are on ({len(widths)} "
+                  "sections)", list(widths))
+        return True
+
+    def counter_distance(self, steps: list[np.ndarray]) -> bool:
+        """distance from the total distance counters (DDI 117, + 118 when logged), when they agree with the
+        positions: a counter that holds something else (a time, a lifetime total) is noted and not used."""
+        effective = self._pick([dd.Target(117, "m", 1e-3)], self.near)
+        if effective is None:
+            return False
+        element = effective[0]
+        both = (element, 118) in self.available
+        counters = []
+        for stream in self.streams:
+            counter = stream.column(element, 117, fill=False)
+            if both:
+                other = stream.column(element, 118, fill=False)
+                counter = np.nan_to_num(stream.column(element, 117)) + np.nan_to_num(stream.column(element, 118))
+                counter[np.isnan(stream.column(element, 117, fill=False)) & np.isnan(other)] = np.nan
+            counters.append(counter)
+        counted = sum(float(np.clip(np.diff(c[~np.isnan(c)]), 0, None).sum()) for c in counters) * 1e-3
+        working = self.columns.get("recordingStatus")
+        if both or working is None:
+            moved = sum(float(st.sum()) for st in steps)
+        else:
+            moved = sum(float(st[w == "On"].sum()) for st, w in zip(steps, working))
+        what = f"DDI 117{' + 118' if both else ''} of {self._label(element)}"
+        if moved > 100.0 and not 1 / 3 <= counted / moved <= 3:
+            self.notes.append(f"{what} counts {counted:,.0f} m where the positions give {moved:,.0f} m "
+                              f"({'all travel' if both or working is None else 'while working'}; ratio "
+                              f"{counted / moved:.3g}): the counter does not hold a distance, so distances come "
+                              "from the positions")
+            return False
+        self._put("distance", [spread_counter(c, st) * 1e-3 for c, st in zip(counters, steps)], "m", 117, what,
+                  (element,))
+        self.notes.append("distance from the total distance counters (DDI 117 effective"
+                          + (" + 118 ineffective" if both else " only: non-working travel counts 0")
+                          + f"; {counted:,.0f} m against {moved:,.0f} m between fixes): each counter increase is "
+                            "spread over the records since the previous value, in proportion to the distance "
+                            "between their fixes (records outside the counted span use that distance)")
+        return True
+
+    def moisture(self) -> None:
+        """harvestMoisture from crop moisture (DDI 99), average crop moisture (262) or 100 - dry matter (314)."""
+        for ddi, what in ((99, "crop moisture"), (262, "average crop moisture"), (314, "100 - crop dry matter")):
+            picked = self._pick([dd.Target(ddi, "percentage", 1e-4)], self.group.elements + self.near)
+            if picked is None:
+                continue
+            element = picked[0]
+            raws = [s.column(element, ddi) for s in self.streams]
+            logged = np.concatenate([s.column(element, ddi, fill=False) for s in self.streams])
+            logged = logged[~np.isnan(logged)]
+            if len(logged) >= 50 and (logged == logged[0]).all():
+                self.notes.append(f"DDI {ddi} ({what}) of {self._label(element)} is {logged[0]:g} in all "
+                                  f"{len(logged)} logged values: a fixed placeholder, not a measurement, so there "
+                                  "is no harvestMoisture")
+                return
+            factor, note = scale_choice(ddi, logged, self.presentation(element, ddi), MOISTURE_RANGE)
+            if note:
+                self.notes.append(f"harvestMoisture: {note}")
+            parts = [r * factor for r in raws]
+            if ddi == 314:
+                parts = [100.0 - p for p in parts]
+            self._put("harvestMoisture", parts, "percentage", ddi, f"DDI {ddi} ({what}) of {self._label(element)}",
+                      (element,))
+            return
+
+    def presentation(self, element_id: str, ddi: int) -> Presentation | None:
+        element = self.data.elements.get(element_id)
+        device = self.data.devices.get(element.device) if element else None
+        return device.presentation(element, ddi) if element is not None and device is not None else None
+
+    def rate(self, name: str, targets: list[dd.Target], actual: bool, pair: tuple[str, str]) -> None:
+        """A rate where it belongs: summed over the bins that log it (one product each), else the first element."""
+        if not actual and self.ddis.get(pair[0]) is not None:
+            targets = [t for t in targets if t.ddi == dd.RATE_PAIRS.get(self.ddis[pair[0]])]
+        for target in targets:
+            bins = [e for e in self.group.elements if self.tree.kind(e) == BIN and (e, target.ddi) in self.available]
+            if not bins:
+                continue
+            per_bin = {e: [s.column(e, target.ddi) * target.factor for s in self.streams] for e in bins}
+            parts = []
+            for i in range(len(self.streams)):
+                stack = np.vstack([per_bin[e][i] for e in bins])
+                parts.append(np.where(np.isnan(stack).all(axis=0), np.nan, np.nansum(stack, axis=0)))
+            self._put(name, parts, target.unit, target.ddi, f"DDI {target.ddi} summed over {len(bins)} bin"
+                      f"{'s' if len(bins) > 1 else ''} ({', '.join(self._label(e) for e in bins)})", bins)
+            others = [e for e in self.group.elements if e not in bins and (e, target.ddi) in self.available]
+            if others:
+                levels = ", ".join(self._label(e) for e in others)
+                self.notes.append(f"{name}: the bins' DDI {target.ddi} is used; the same DDI of {levels} (another "
+                                  "level of the machine) is not added to it")
+            if actual:
+                self.bin_rates = per_bin
+            return
+        self.value(name, targets, self.group.elements)
+
 class _quiet:
     """Silence numpy's 'mean of empty slice' warning for records no element has logged yet."""
 
@@ -400,6 +577,24 @@ def _products(allocations: list[tuple[str, pd.Timestamp | None, pd.Timestamp | N
     return out.fillna(ordered[0][0])
 
 
+def _bin_products(data: TaskData, task: Task, rates: dict[str, list[np.ndarray]], times: pd.Series) -> list[str]:
+    """Per record, the JSON list of {name, rate} of the bins' products (the bin's PAN product at that time)."""
+    names = {}
+    for bin_id in rates:
+        allocations = _allocation_names(data, task, [bin_id])
+        own = [a for a in allocations if any(p.element == bin_id and data.products.get(p.product, ("",))[0].strip() == a[0]
+                                             for p in task.allocations)]
+        chosen = own or allocations
+        names[bin_id] = _products(chosen, times).to_numpy() if chosen else np.full(len(times), bin_id, dtype=object)
+    values = {bin_id: np.concatenate(parts) for bin_id, parts in rates.items()}
+    out = []
+    for i in range(len(times)):
+        items = [{"name": str(names[b][i]), "rate": {"value": float(values[b][i])}} for b in rates
+                 if np.isfinite(values[b][i])]
+        out.append(json.dumps(items))
+    return out
+
+
 def _crop_and_variety(data: TaskData, task: Task, products: list[str]) -> tuple[str | None, str | None, str]:
     """Crop and variety from the field's CTP/CVT, else from a CVT that names the task's product."""
     pfd = data.fields.get(task.field or "", {})
@@ -414,6 +609,14 @@ def _crop_and_variety(data: TaskData, task: Task, products: list[str]) -> tuple[
     for name, crop_ref, product in data.varieties.values():
         if product in product_ids:
             return (data.crops.get(crop_ref) or "").strip() or None, name.strip() or None, "the crop variety of the product (CVT)"
+    if len(data.crops) == 1:
+        (only,) = data.crops.values()
+        if only.strip():
+            return only.strip(), None, "the TaskData's only crop type (CTP)"
+    named = {crops.lookup(word).name: word for word in [task.label, *task.label.split()] if crops.lookup(word)}
+    if len(named) == 1:
+        (word,) = named.values()
+        return word, None, "the task's name (no crop type is given)"
     return None, None, ""
 
 
@@ -466,40 +669,17 @@ def build_points(data: TaskData, task: Task, group: OperationGroup, logs: list[T
     if not b.value("heading", dd.COMMON_TARGETS["heading"], b.near):
         b._put("heading", [_bearing(la, lo) for la, lo in zip(lat_parts, lon_parts)], "arcdeg", None,
                "computed from consecutive positions (no yaw angle DDI 144 logged)")
-    if not b.value("equipmentWidth", dd.COMMON_TARGETS["equipmentWidth"], b.near, exclude_types=(4, 5)):
+    b.work_state()
+    if not b.section_width() and not b.value("equipmentWidth", dd.COMMON_TARGETS["equipmentWidth"], b.near,
+                                             exclude_types=WORKING_KINDS):
         b.constant_width()
     if "equipmentWidth" in b.ddis and b.ddis["equipmentWidth"] != 67:
         notes.append(f"working width from DDI {b.ddis['equipmentWidth']} ({dd.DDIS[b.ddis['equipmentWidth']].name}), "
                      "not the actual width DDI 67")
-    effective = b._pick([dd.Target(117, "m", 1e-3)], b.near)
-    if effective is not None:
-        element = effective[0]
-        both = (element, 118) in b.available
-        parts = []
-        for stream, la, lo in zip(streams, lat_parts, lon_parts):
-            counter = stream.column(element, 117, fill=False)
-            if both:
-                other = stream.column(element, 118, fill=False)
-                counter = np.nan_to_num(stream.column(element, 117)) + np.nan_to_num(stream.column(element, 118))
-                counter[np.isnan(stream.column(element, 117, fill=False)) & np.isnan(other)] = np.nan
-            parts.append(spread_counter(counter, _haversine(la, lo)) * 1e-3)
-        b._put("distance", parts, "m", 117, f"DDI 117{' + 118' if both else ''} of {b._label(element)}", (element,))
-        notes.append("distance from the total distance counters (DDI 117 effective"
-                     + (" + 118 ineffective" if both else " only: non-working travel counts 0")
-                     + "): each counter increase is spread over the records since the previous value, in proportion "
-                       "to the distance between their fixes (records outside the counted span use that distance)")
-    else:
-        b._put("distance", [_haversine(la, lo) for la, lo in zip(lat_parts, lon_parts)], "m", None,
-               "great-circle distance between consecutive fixes")
-        notes.append("distance computed between consecutive positions (no total distance DDI logged)")
-    status = b._pick([dd.Target(141, "", 1.0)], b.near)
-    if status is not None:
-        element = status[0]
-        parts = []
-        for stream in streams:
-            raw = stream.column(element, 141)
-            parts.append(np.where(raw == 1, "On", np.where(np.isnan(raw), None, "Off")).astype(object))
-        b._put("recordingStatus", parts, None, 141, f"DDI 141 of {b._label(element)}", (element,))
+    steps = [_haversine(la, lo) for la, lo in zip(lat_parts, lon_parts)]
+    if not b.counter_distance(steps):
+        b._put("distance", steps, "m", None, "great-circle distance between consecutive fixes")
+        notes.append("distance computed between consecutive positions (no usable total distance DDI logged)")
     b.total("fuelUsed", dd.TOTAL_TARGETS["fuelUsed"], b.near)
 
     # operation properties
@@ -509,11 +689,10 @@ def build_points(data: TaskData, task: Task, group: OperationGroup, logs: list[T
     for name, choices in targets.items():
         if name in dd.AVERAGED:
             b.averaged(name, choices)
-        elif operation in rate_names and name == rate_names[operation][1]:
-            actual = b.ddis.get(rate_names[operation][0])
-            if actual is not None:
-                choices = [t for t in choices if t.ddi == dd.RATE_PAIRS.get(actual)]
-            b.value(name, choices, group.elements)
+        elif name == "harvestMoisture":
+            b.moisture()
+        elif operation in rate_names and name in rate_names[operation]:
+            b.rate(name, choices, actual=name == rate_names[operation][0], pair=rate_names[operation])
         else:
             b.value(name, choices, group.elements)
     if operation == "harvested":
@@ -535,6 +714,10 @@ def build_points(data: TaskData, task: Task, group: OperationGroup, logs: list[T
     product_names = sorted({a[0] for a in allocations})
     if allocations:
         frame["product"] = _products(allocations, frame["timestamp"]).to_numpy()
+    if b.bin_rates:
+        frame["products"] = _bin_products(data, task, b.bin_rates, frame["timestamp"])
+        notes.append(f"products: one per bin from the task's product allocations (PAN) at each record's time; "
+                     f"appliedRate is their sum")
     crop, variety, crop_source = _crop_and_variety(data, task, product_names)
     if crop:
         frame["crop"] = crop
@@ -574,6 +757,11 @@ def build_points(data: TaskData, task: Task, group: OperationGroup, logs: list[T
     for name, source in b.sources.items():
         if name in gdf.columns:
             notes.append(f"{name}: {source}")
+    status = gdf["recordingStatus"] if "recordingStatus" in gdf.columns else None
+    if operation in SUPPORTED and status is not None and len(gdf) and not (status == "On").any():
+        hints["noWork"] = True
+        notes.append(f"no work recorded: the work state is never on in {len(gdf)} records (the machine was "
+                     "moved or idling), so no point is a working point")
     notes.extend(b.notes)
     units = {k: v for k, v in b.units.items() if k in gdf.columns}
     return gdf, units, hints, list(dict.fromkeys(notes))

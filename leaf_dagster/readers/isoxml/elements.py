@@ -1,0 +1,97 @@
+"""The device-element tree of a task: which element is the machine, which are its bins and sections.
+
+A DVC describes a machine as a tree of DETs (ISO 11783-10): the device itself (type 1), functions (2), bins
+that hold a product (3), sections (4) and units (5) that work a strip of ground, connectors (6) and the
+navigation reference (7). Each property belongs to one level: the machine's work state is logged at
+device or function level, or only per section; widths and rates are per section or per bin. `Elements`
+answers the questions the point builder asks of that tree, and turns section-level logs into per-record
+machine-level values (any section on; the summed width of the sections that are on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .taskdata import DeviceElement, TaskData
+
+DEVICE, FUNCTION, BIN, SECTION, UNIT, CONNECTOR, NAVIGATION = 1, 2, 3, 4, 5, 6, 7
+KINDS = {DEVICE: "device", FUNCTION: "function", BIN: "bin", SECTION: "section", UNIT: "unit",
+         CONNECTOR: "connector", NAVIGATION: "navigation"}
+WORKING_KINDS = (SECTION, UNIT)  # elements that work a strip of ground
+CONDENSED_WORK_STATES = range(161, 177)  # DDI 161-176: 2 bits per child section, 16 children each
+WIDTH_DDIS = (67, 68, 66, 70)  # actual, default, setpoint, maximum working width (mm)
+
+
+@dataclass
+class Elements:
+    data: TaskData
+
+    def kind(self, element_id: str) -> int | None:
+        element = self.data.elements.get(element_id)
+        return element.type if element else None
+
+    def children(self, element_id: str) -> list[DeviceElement]:
+        """Direct children in element-number order (the order condensed work states count them in)."""
+        element = self.data.elements.get(element_id)
+        device = self.data.devices.get(element.device) if element else None
+        if element is None or device is None:
+            return []
+        found = [e for e in device.elements.values()
+                 if e.parent_object == element.object_id and e.id != element.id]
+        return sorted(found, key=lambda e: (e.number if e.number is not None else 1 << 30, e.object_id or 0))
+
+    def descendants(self, element_id: str) -> list[DeviceElement]:
+        out: list[DeviceElement] = []
+        stack = list(reversed(self.children(element_id)))
+        seen = {element_id}
+        while stack:
+            element = stack.pop()
+            if element.id in seen:
+                continue
+            seen.add(element.id)
+            out.append(element)
+            stack.extend(reversed(self.children(element.id)))
+        return out
+
+    def device_root(self, element_id: str) -> str:
+        chain = self.data.ancestors(element_id)
+        return chain[-1].id if chain else element_id
+
+    def same_device(self, element_id: str) -> list[str]:
+        element = self.data.elements.get(element_id)
+        device = self.data.devices.get(element.device) if element else None
+        return list(device.elements) if device else []
+
+    def constant(self, element_id: str, ddi: int) -> int | None:
+        """A DPT value of the element (a device constant such as a section's width)."""
+        element = self.data.elements.get(element_id)
+        device = self.data.devices.get(element.device) if element else None
+        if element is None or device is None:
+            return None
+        return device.constants(element).get(ddi)
+
+    def label(self, element_id: str) -> str:
+        element = self.data.elements.get(element_id)
+        kind = KINDS.get(element.type or 0, "element") if element else "element"
+        name = f" {element.designator.strip()!r}" if element and element.designator.strip() else ""
+        return f"{kind} {element_id}{name}"
+
+
+def condensed_states(raw: np.ndarray, position: int) -> np.ndarray:
+    """On (1.0) / off (0.0) / unknown (NaN) of child `position` (0-based within its 16) from a condensed work
+    state value: two bits per child, the first child in the lowest bits; 0 off, 1 on, 2 error, 3 n/a."""
+    out = np.full(len(raw), np.nan)
+    known = ~np.isnan(raw)
+    bits = (raw[known].astype(np.int64) & 0xFFFFFFFF) >> (2 * position) & 3
+    out[known] = np.where(bits == 1, 1.0, np.where(bits == 0, 0.0, np.nan))
+    return out
+
+
+def any_on(states: list[np.ndarray]) -> np.ndarray:
+    """1 where any state is on, 0 where all known ones are off, NaN where none is known yet."""
+    stack = np.vstack(states)
+    known = ~np.isnan(stack)
+    on = (stack == 1).any(axis=0)
+    return np.where(on, 1.0, np.where(known.any(axis=0), 0.0, np.nan))
