@@ -332,3 +332,30 @@ def _harvest(frame: pd.DataFrame, m: dict[str, Match], out: dict, units: dict, c
                 per_point_unit = targets[kind]
                 out[f"{basis}{kind}"] = convert(values * area_ac, internal.split("/")[0], per_point_unit)
                 units[f"{basis}{kind}"] = per_point_unit
+    if "wetMass" in m and is_known(m["wetMass"].unit) and "wetMass" in units:
+        implied = None
+        if not density and wet is not None and wet_vol is not None:  # lb/ac over bu/ac: the source's own lb/bu
+            with np.errstate(divide="ignore", invalid="ignore"):
+                implied = np.where((wet > 0) & (wet_vol > 0), wet / wet_vol, np.nan)
+        _source_masses(frame, m, out, units, moisture, density if density else implied, standard_moisture, result)
+
+
+def _source_masses(frame: pd.DataFrame, m: dict[str, Match], out: dict, units: dict, moisture: np.ndarray | None,
+                   density: float | np.ndarray | None, standard_moisture: float | None, result: StandardResult) -> None:
+    """Per-point masses from the source's own harvested mass (a machine counter or its mass flow over time):
+    the machine's measure, where yield per area x point area is a reconstruction."""
+    wet_lb = convert(_numbers(frame, m["wetMass"]), m["wetMass"].unit, "lb")
+    dry_lb = None
+    if standard_moisture is None:
+        dry_lb = wet_lb
+    elif moisture is not None:
+        dry_lb = wet_lb * (100.0 - moisture) / (100.0 - standard_moisture)
+    for basis, mass in (("wet", wet_lb), ("dry", dry_lb)):
+        if mass is None or f"{basis}Mass" not in units:
+            continue
+        out[f"{basis}Mass"] = convert(mass, "lb", units[f"{basis}Mass"])
+        if density is not None and f"{basis}Volume" in units:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[f"{basis}Volume"] = convert(np.where(mass > 0, mass / density, 0.0), "bu", units[f"{basis}Volume"])
+    result.notes.append(f"wetMass per point from the source's harvested mass column '{m['wetMass'].column}', not "
+                        "yield per area x point area")

@@ -36,6 +36,7 @@ _LATEST = np.datetime64("2100-01-01", "ms")
 # ISO 11783 manufacturer codes of the client NAME we can name; the SOURCE notes of our real sets name
 # these two (Krone 111, CNH 94); anything else is reported as "unknown".
 MANUFACTURERS = {94: "CNH Industrial", 111: "Krone"}
+MAX_FLOW_INTERVAL_S = 10.0  # a longer gap between records is a pause, not grain flowing all along
 
 
 @dataclass
@@ -172,6 +173,13 @@ def streams_of(logs: list[TlgData], task: Task) -> list[Stream]:
         return valid.min() if len(valid) else np.datetime64("9999-01-01", "ms")
 
     return sorted(streams, key=first)
+
+
+def _milliseconds(times: np.ndarray) -> np.ndarray:
+    """datetime64 as float milliseconds, NaN where unknown."""
+    ms = times.astype("datetime64[ms]").astype(np.int64).astype(float)
+    ms[np.isnat(times)] = np.nan
+    return ms
 
 
 def _haversine(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
@@ -465,6 +473,49 @@ class Builder:
                             "between their fixes (records outside the counted span use that distance)")
         return True
 
+    def align_yield(self, names: list[str]) -> None:
+        """Move the crop measurements back to where the crop was cut. Yield sensors sit behind the header: the
+        flow, yield and moisture logged at a time belong to the ground worked the machine's yield delay
+        (DDI 143, ms) earlier. Only a logged delay is applied; the note says how much."""
+        picked = self._pick([dd.Target(143, "ms", 1.0)], self.group.elements + self.near)
+        if picked is None:
+            return
+        element = picked[0]
+        shifted = []
+        for i, stream in enumerate(self.streams):
+            logged = stream.column(element, 143, fill=False)
+            logged = np.abs(logged[~np.isnan(logged)])
+            ms = _milliseconds(stream.times)
+            if not len(logged) or not np.median(logged) or not np.isfinite(ms).all():
+                continue
+            later = np.clip(np.searchsorted(ms, ms + float(np.median(logged)), side="right") - 1, 0, stream.count - 1)
+            for name in names:
+                if name in self.columns:
+                    self.columns[name][i] = self.columns[name][i][later]
+            shifted.append(float(np.median(logged)) / 1000)
+        if shifted:
+            moved = [n for n in names if n in self.columns]
+            self.notes.append(f"{', '.join(moved)}: the values logged {max(shifted):g} s later (yield delay DDI 143 of "
+                              f"{self._label(element)}) are those of the crop cut at each record")
+
+    def mass_from_flow(self) -> bool:
+        """wetMass per record from the mass flow (DDI 87, mg/s) times the time to the next record (a pause of more
+        than 10 s counts 10 s). Used when no yield total counter (DDI 90) is logged: the flow is what the yield
+        monitor measures, and its integral is the machine's own total."""
+        picked = self._pick([dd.Target(87, "kg", 1e-6)], self.group.elements)
+        if picked is None or "cropFlow" not in self.columns:
+            return False
+        parts = []
+        for stream, flow in zip(self.streams, self.columns["cropFlow"]):
+            interval = np.zeros(stream.count)
+            if stream.count > 1:
+                interval[:-1] = np.clip(np.nan_to_num(np.diff(_milliseconds(stream.times))) * 1e-3, 0.0,
+                                        MAX_FLOW_INTERVAL_S)
+            parts.append(np.nan_to_num(flow) / 3.6 * interval)  # t/h -> kg/s
+        self._put("wetMass", parts, "kg", 87, f"mass flow DDI 87 of {self._label(picked[0])} x time to the next record",
+                  (picked[0],))
+        return True
+
     def moisture(self) -> None:
         """harvestMoisture from crop moisture (DDI 99), average crop moisture (262) or 100 - dry matter (314)."""
         for ddi, what in ((99, "crop moisture"), (262, "average crop moisture"), (314, "100 - crop dry matter")):
@@ -695,8 +746,9 @@ def build_points(data: TaskData, task: Task, group: OperationGroup, logs: list[T
             b.rate(name, choices, actual=name == rate_names[operation][0], pair=rate_names[operation])
         else:
             b.value(name, choices, group.elements)
-    if operation == "harvested":
-        b.total("wetMass", dd.HARVEST_TOTALS["wetMass"], group.elements)
+    if operation == "harvested" and not b.total("wetMass", dd.HARVEST_TOTALS["wetMass"], group.elements):
+        b.align_yield(list(targets))
+        b.mass_from_flow()
     if operation in rate_names and rate_names[operation][0] not in b.columns:
         logged_target = rate_names[operation][1] in b.columns
         notes.append(f"no actual rate is logged{' (only the setpoint)' if logged_target else ''}: "
