@@ -192,7 +192,7 @@ def _haversine(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     return out
 
 
-def spread_counter(counter: np.ndarray, steps: np.ndarray) -> np.ndarray:
+def spread_counter(counter: np.ndarray, steps: np.ndarray, outside: float = 1000.0) -> np.ndarray:
     """Per-record increments of a sparsely logged distance counter (raw, NaN where not logged).
 
     Totals are often logged every few seconds while positions come every record; giving each increase to
@@ -200,7 +200,7 @@ def spread_counter(counter: np.ndarray, steps: np.ndarray) -> np.ndarray:
     is spread over the records since the counter's previous value in proportion to `steps` (metres between
     fixes); a span without movement puts it on its last record. The sum is the counter's last minus first;
     a drop (reset) adds nothing. Records before the first or after the last value get `steps` x 1000 (mm)."""
-    out = steps * 1000.0
+    out = steps * outside
     logged = np.flatnonzero(~np.isnan(counter))
     if len(logged) < 2:
         return out
@@ -498,6 +498,26 @@ class Builder:
             self.notes.append(f"{', '.join(moved)}: the values logged {max(shifted):g} s later (yield delay DDI 143 of "
                               f"{self._label(element)}) are those of the crop cut at each record")
 
+    def mass_total(self) -> bool:
+        """wetMass per record from the yield total counter (DDI 90). The counter is logged every few seconds;
+        each increase is spread over the records since its previous value in proportion to the mass flow
+        (DDI 87) of each, so every harvesting record carries its share and the sum stays last - first."""
+        picked = self._pick(dd.HARVEST_TOTALS["wetMass"], self.group.elements)
+        if picked is None:
+            return False
+        element, target = picked
+        parts = []
+        for i, stream in enumerate(self.streams):
+            counter = stream.column(element, target.ddi, fill=False)
+            flow = self.columns.get("cropFlow")
+            weight = np.nan_to_num(flow[i]) if flow is not None else np.ones(stream.count)
+            parts.append(spread_counter(counter, np.clip(weight, 0.0, None), outside=0.0) * target.factor)
+        self._put("wetMass", parts, target.unit, target.ddi, f"total DDI {target.ddi} of {self._label(element)}: each "
+                  "increase spread over the records since the previous value in proportion to their mass flow"
+                  if "cropFlow" in self.columns else f"total DDI {target.ddi} of {self._label(element)}: each increase "
+                  "spread evenly over the records since the previous value", (element,))
+        return True
+
     def mass_from_flow(self) -> bool:
         """wetMass per record from the mass flow (DDI 87, mg/s) times the time to the next record (a pause of more
         than 10 s counts 10 s). Used when no yield total counter (DDI 90) is logged: the flow is what the yield
@@ -746,7 +766,7 @@ def build_points(data: TaskData, task: Task, group: OperationGroup, logs: list[T
             b.rate(name, choices, actual=name == rate_names[operation][0], pair=rate_names[operation])
         else:
             b.value(name, choices, group.elements)
-    if operation == "harvested" and not b.total("wetMass", dd.HARVEST_TOTALS["wetMass"], group.elements):
+    if operation == "harvested" and not b.mass_total():
         b.align_yield(list(targets))
         b.mass_from_flow()
     if operation in rate_names and rate_names[operation][0] not in b.columns:
