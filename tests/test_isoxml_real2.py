@@ -9,7 +9,6 @@ pipeline does it: standardize, Leaf's default cleanup, build_summary.
 
 from __future__ import annotations
 
-import json
 import shutil
 import xml.etree.ElementTree as ET
 import zipfile
@@ -399,4 +398,3 @@ def test_scaling_follows_the_ddi_unless_impossible() -> None:
     assert factor == 0.1 and "value presentation" in note
     factor, note = scale_choice(99, old_writer, Presentation(0, 0.1, 1, "lb"), MOISTURE_RANGE)
     assert factor == 1e-4 and "kept as logged" in note
-    json.dumps(note)

@@ -79,19 +79,27 @@ class Elements:
         return f"{kind} {element_id}{name}"
 
 
-def condensed_states(raw: np.ndarray, position: int) -> np.ndarray:
-    """On (1.0) / off (0.0) / unknown (NaN) of child `position` (0-based within its 16) from a condensed work
-    state value: two bits per child, the first child in the lowest bits; 0 off, 1 on, 2 error, 3 n/a."""
-    out = np.full(len(raw), np.nan)
-    known = ~np.isnan(raw)
-    bits = (raw[known].astype(np.int64) & 0xFFFFFFFF) >> (2 * position) & 3
-    out[known] = np.where(bits == 1, 1.0, np.where(bits == 0, 0.0, np.nan))
+def condensed_states(raw: np.ndarray, count: int) -> list[np.ndarray]:
+    """On (1.0) / off (0.0) / unknown (NaN) of the first `count` children from a condensed work state value:
+    two bits per child, the first child in the lowest bits; 0 off, 1 on, 2 error, 3 n/a."""
+    value = np.nan_to_num(raw).astype(np.int64) & 0xFFFFFFFF
+    missing = np.isnan(raw)
+    out = []
+    for position in range(count):
+        state = _STATE_OF_BITS[value >> (2 * position) & 3]
+        state[missing] = np.nan
+        out.append(state)
     return out
+
+
+_STATE_OF_BITS = np.array([0.0, 1.0, np.nan, np.nan])
 
 
 def any_on(states: list[np.ndarray]) -> np.ndarray:
     """1 where any state is on, 0 where all known ones are off, NaN where none is known yet."""
-    stack = np.vstack(states)
-    known = ~np.isnan(stack)
-    on = (stack == 1).any(axis=0)
-    return np.where(on, 1.0, np.where(known.any(axis=0), 0.0, np.nan))
+    on = np.zeros(len(states[0]), dtype=bool)
+    known = np.zeros(len(states[0]), dtype=bool)
+    for state in states:
+        on |= state == 1
+        known |= ~np.isnan(state)
+    return np.where(on, 1.0, np.where(known, 0.0, np.nan))

@@ -8,7 +8,12 @@ yields one machine file per operation type it contains. Evidence, strongest firs
 2. the DDIs the element logs (yield -> harvested, seeding depth/singulation -> planted, volume rates ->
    applied, tillage depth -> tillage, count rates -> planted unless the device is a sprayer/spreader,
    mass rates -> planted on a seeder that has no count-rate element, else applied);
-3. the device class of the client NAME, which alone is unreliable (a real forage harvester says class 0).
+3. the device class of the client NAME, which alone is unreliable (a real forage harvester says class 0;
+   KRONE balers, rakes and mowers say class 9, the ISO 11783 "forage" class).
+
+A baler logs yield totals (mass, bale count) but is no harvest: its bale DDIs name it "baling". A machine
+that logs no rate and no practice (an anonymised mower) is named from its designators when they say what
+it is ("Grossmaeher"), and the evidence says that this is a name.
 
 A task whose elements log no rate at all is a tractor or data-collection log: its type is reported as
 "datacollection" (or the unsupported practice DDI 179 names, e.g. "baling") so the pipeline can say so.

@@ -385,10 +385,11 @@ class Builder:
                     if (parent_id, ddi) not in self.available:
                         continue
                     first = 16 * (ddi - CONDENSED_WORK_STATES[0])
-                    for position, child in enumerate(children[first:first + 16]):
+                    slots = children[first:first + 16]
+                    decoded = [condensed_states(s.column(parent_id, ddi), len(slots)) for s in self.streams]
+                    for position, child in enumerate(slots):
                         if child.id not in states:
-                            raws = [s.column(parent_id, ddi) for s in self.streams]
-                            states[child.id] = [condensed_states(r, position) for r in raws]
+                            states[child.id] = [per_stream[position] for per_stream in decoded]
         return states
 
     def work_state(self) -> None:
@@ -405,6 +406,8 @@ class Builder:
         else:
             other = self._pick([dd.Target(141, "", 1.0)], self.near)
             if other is None:
+                self.notes.append("no work state (DDI 141) is logged by any element: every record is kept as "
+                                  "a working record")
                 return
             element = other[0]
             parts = [s.column(element, 141) for s in self.streams]
@@ -414,23 +417,25 @@ class Builder:
 
     def section_width(self) -> bool:
         """equipmentWidth as the summed width of the sections that are on (logged DDI 67, else their DPT)."""
-        widths: dict[str, list[np.ndarray]] = {}
+        widths: dict[str, list[np.ndarray] | float] = {}  # logged per record, or a constant
         for element_id in self.states:
             if (element_id, 67) in self.available:
-                widths[element_id] = [s.column(element_id, 67) for s in self.streams]
+                widths[element_id] = [np.nan_to_num(s.column(element_id, 67)) for s in self.streams]
                 continue
             constant = next((self.tree.constant(element_id, d) for d in WIDTH_DDIS
                              if self.tree.constant(element_id, d)), None)
             if constant:
-                widths[element_id] = [np.full(s.count, float(constant)) for s in self.streams]
+                widths[element_id] = float(constant)
         if not widths or len(widths) < len(self.states):
             return False
         parts = []
-        for i in range(len(self.streams)):
-            on = np.vstack([self.states[e][i] for e in widths])
-            width = np.vstack([widths[e][i] for e in widths])
-            total = np.nansum(np.where(on == 1, width, 0.0), axis=0) * 1e-3
-            parts.append(np.where(np.isnan(on).all(axis=0), np.nan, total))
+        for i, stream in enumerate(self.streams):
+            total, known = np.zeros(stream.count), np.zeros(stream.count, dtype=bool)
+            for element_id, width in widths.items():  # one pass per section: no (sections x records) copies
+                state = self.states[element_id][i]
+                total += (state == 1) * (width if isinstance(width, float) else width[i])
+                known |= ~np.isnan(state)
+            parts.append(np.where(known, total * 1e-3, np.nan))
         self._put("equipmentWidth", parts, "m", 67, f"sum of the widths of the sections that are on ({len(widths)} "
                   "sections)", list(widths))
         return True
