@@ -398,3 +398,20 @@ def test_scaling_follows_the_ddi_unless_impossible() -> None:
     assert factor == 0.1 and "value presentation" in note
     factor, note = scale_choice(99, old_writer, Presentation(0, 0.1, 1, "lb"), MOISTURE_RANGE)
     assert factor == 1e-4 and "kept as logged" in note
+
+
+def test_trimble_variant_reencoded_and_renamed(real2: Path, tmp_path: Path) -> None:
+    """The same card re-encoded as UTF-8 with upper-case file names reads the same."""
+    folder = tmp_path / "TASKDATA"
+    folder.mkdir()
+    for path in (real2 / TRIMBLE).iterdir():
+        if path.name == "TaskData.xml":
+            text = path.read_bytes().decode("latin-1").replace('encoding="ISO8859-1"', 'encoding="UTF-8"')
+            (folder / "TASKDATA.XML").write_text(text, encoding="utf-8")
+        elif path.suffix in (".xml", ".bin"):
+            shutil.copy(path, folder / path.name.upper())
+    variant = read_all(tmp_path)["TSK-2|harvested"]
+    original = read_all(real2 / TRIMBLE)["TSK-2|harvested"]
+    assert len(variant.frame) == len(original.frame) == 620
+    assert variant.frame["cropFlow"].to_numpy() == pytest.approx(original.frame["cropFlow"].to_numpy(), nan_ok=True)
+    assert standardize(variant).crop == "potatoes"
