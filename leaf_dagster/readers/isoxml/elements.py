@@ -16,16 +16,17 @@ import numpy as np
 
 from .taskdata import DeviceElement, TaskData
 
-DEVICE, FUNCTION, BIN, SECTION, UNIT, CONNECTOR, NAVIGATION = 1, 2, 3, 4, 5, 6, 7
-KINDS = {DEVICE: "device", FUNCTION: "function", BIN: "bin", SECTION: "section", UNIT: "unit",
-         CONNECTOR: "connector", NAVIGATION: "navigation"}
+BIN, SECTION, UNIT = 3, 4, 5  # DET types (C attribute) the reader treats apart
 WORKING_KINDS = (SECTION, UNIT)  # elements that work a strip of ground
 CONDENSED_WORK_STATES = range(161, 177)  # DDI 161-176: 2 bits per child section, 16 children each
 WIDTH_DDIS = (67, 68, 66, 70)  # actual, default, setpoint, maximum working width (mm)
+_STATE_OF_BITS = np.array([0.0, 1.0, np.nan, np.nan])  # condensed state bits: off, on, error, not available
 
 
 @dataclass
 class Elements:
+    """Questions about the DET tree of a TaskData (parents are object ids within one DVC)."""
+
     data: TaskData
 
     def kind(self, element_id: str) -> int | None:
@@ -42,28 +43,6 @@ class Elements:
                  if e.parent_object == element.object_id and e.id != element.id]
         return sorted(found, key=lambda e: (e.number if e.number is not None else 1 << 30, e.object_id or 0))
 
-    def descendants(self, element_id: str) -> list[DeviceElement]:
-        out: list[DeviceElement] = []
-        stack = list(reversed(self.children(element_id)))
-        seen = {element_id}
-        while stack:
-            element = stack.pop()
-            if element.id in seen:
-                continue
-            seen.add(element.id)
-            out.append(element)
-            stack.extend(reversed(self.children(element.id)))
-        return out
-
-    def device_root(self, element_id: str) -> str:
-        chain = self.data.ancestors(element_id)
-        return chain[-1].id if chain else element_id
-
-    def same_device(self, element_id: str) -> list[str]:
-        element = self.data.elements.get(element_id)
-        device = self.data.devices.get(element.device) if element else None
-        return list(device.elements) if device else []
-
     def constant(self, element_id: str, ddi: int) -> int | None:
         """A DPT value of the element (a device constant such as a section's width)."""
         element = self.data.elements.get(element_id)
@@ -71,12 +50,6 @@ class Elements:
         if element is None or device is None:
             return None
         return device.constants(element).get(ddi)
-
-    def label(self, element_id: str) -> str:
-        element = self.data.elements.get(element_id)
-        kind = KINDS.get(element.type or 0, "element") if element else "element"
-        name = f" {element.designator.strip()!r}" if element and element.designator.strip() else ""
-        return f"{kind} {element_id}{name}"
 
 
 def condensed_states(raw: np.ndarray, count: int) -> list[np.ndarray]:
@@ -91,8 +64,6 @@ def condensed_states(raw: np.ndarray, count: int) -> list[np.ndarray]:
         out.append(state)
     return out
 
-
-_STATE_OF_BITS = np.array([0.0, 1.0, np.nan, np.nan])
 
 
 def any_on(states: list[np.ndarray]) -> np.ndarray:

@@ -3,7 +3,9 @@
 Rows are TLG records (several time logs of a task concatenated in time order; logs that repeat the same
 records with other DLVs, because a header addresses at most 256 DLVs, are joined side by side). Columns
 come from the DLVs of the operation's device elements, forward-filled, scaled by DDI resolution and
-converted to Leaf units; cumulative totals become per-record differences.
+converted to Leaf units; cumulative totals become per-record differences. Each property is read at the level
+of the device-element tree it belongs to (see `elements`): the machine's work state or its sections', the
+widths of the sections that are on, the rates of the bins with their products.
 """
 
 from __future__ import annotations
@@ -193,13 +195,14 @@ def _haversine(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
 
 
 def spread_counter(counter: np.ndarray, steps: np.ndarray, outside: float = 1000.0) -> np.ndarray:
-    """Per-record increments of a sparsely logged distance counter (raw, NaN where not logged).
+    """Per-record increments of a sparsely logged counter (raw, NaN where not logged): distance or yield mass.
 
     Totals are often logged every few seconds while positions come every record; giving each increase to
     the one record that carries it would leave most points with no distance (and so no area). Each increase
     is spread over the records since the counter's previous value in proportion to `steps` (metres between
     fixes); a span without movement puts it on its last record. The sum is the counter's last minus first;
-    a drop (reset) adds nothing. Records before the first or after the last value get `steps` x 1000 (mm)."""
+    a drop (reset) adds nothing. Records before the first or after the last value get `steps` x `outside`
+    (for a distance counter in mm, the metres between fixes x 1000; for a mass, nothing)."""
     out = steps * outside
     logged = np.flatnonzero(~np.isnan(counter))
     if len(logged) < 2:
@@ -356,7 +359,6 @@ class Builder:
                               target.unit, target.ddi, f"constant DDI {target.ddi} (DPT) of {self._label(element)}",
                               (element,))
                     return
-
 
     # ---------------------------------------------------------------- the machine, read level by level
 
@@ -595,6 +597,7 @@ class Builder:
                 self.bin_rates = per_bin
             return
         self.value(name, targets, self.group.elements)
+
 
 class _quiet:
     """Silence numpy's 'mean of empty slice' warning for records no element has logged yet."""
