@@ -119,10 +119,19 @@ def test_fendt_traps(real2: Path, fendt: dict) -> None:
     data = load_taskdata(real2 / FENDT / "TASKDATA.XML")
     # DET ids are numbered across two DVCs
     assert data.device_of("DET-7").id == "DVC-2" and data.device_of("DET-4").id == "DVC-1"
-    # width: the 14 sections' DPT widths add up to the boom's maximum width (DPT 0x0046 = 10,970 mm)
+    # width: the header's own actual width (DET-7, DDI 0x0043) is the sum of its sections that are on, as the
+    # condensed work state 0x00A1 tells them, with the sections' DPT widths (783/784 mm; 10,970 mm in all)
     table = fendt["TSK-3|harvested"]
     assert table.frame["equipmentWidth"].max() == pytest.approx(10.970)
-    assert any("sum of the widths of the sections that are on (14 sections)" in n for n in table.notes)
+    tlg = read_tlg(real2 / FENDT / "TLG00001.xml", real2 / FENDT / "TLG00001.bin")
+    section_widths = [783, 784, 783, 784, 783, 784, 784, 783, 784, 783, 784, 783, 784, 784]  # DPT 1016..1055
+    logged, condensed = tlg.filled(0x43, "DET-7"), tlg.filled(0xA1, "DET-7")
+    for i in range(0, len(tlg.records), 997):
+        if condensed[i] is None or logged[i] is None:
+            continue
+        on = [(int(condensed[i]) & 0xFFFFFFFF) >> (2 * k) & 3 == 1 for k in range(14)]
+        assert logged[i] == sum(w for w, o in zip(section_widths, on) if o)
+    assert any(n.startswith("equipmentWidth: DDI 67 of DET-7") for n in table.notes)
     # the DVP of 0x005A is a g -> lb factor on a kg DDI: our mass follows the DDI, it is not 1000x off
     combine = data.devices["DVC-1"]
     dvp = combine.presentation(data.elements["DET-4"], 0x5A)
@@ -185,6 +194,21 @@ def test_krone_named_operations(real2: Path, tmp_path: Path, archive: str, opera
     assert len(table.frame) == oracle == records  # SOURCE.md record counts
     result = standardize(table)
     assert not result.supported and FileSteps.schema_failure(result) == f"unsupported operation type: {operation}"
+
+
+@pytest.mark.parametrize("archive, total_area", [
+    # SOURCE.md "Independently computable oracles": last TIM 0x0074 (task-cumulative)
+    (RAKE, 289_000), (MOWER, 72_812),
+    # SOURCE.md "Oracles": last 0x0074 in TLG0002
+    (MOWER_V0, 9_800),
+])
+def test_krone_worked_area_matches_the_terminal(real2: Path, tmp_path: Path, archive: str, total_area: int) -> None:
+    """Width x distance over the working records: the machine's own width (mower units overlap, so the sum of
+    their widths would be 12-16 % too much) and its work state."""
+    (table,) = read_all(unzip(real2 / archive, tmp_path)).values()
+    frame = table.frame
+    on = (frame["recordingStatus"] == "On").to_numpy()
+    assert (frame["distance"] * frame["equipmentWidth"])[on].sum() == pytest.approx(total_area, rel=0.05)
 
 
 def test_baler_without_cultural_practice_is_still_baling(real2: Path, tmp_path: Path) -> None:
@@ -276,6 +300,7 @@ def test_class1_work_state_only_on_sections(sprayer: Path) -> None:
         for i, bit in enumerate(bits[1:]):
             record.values[first_new + i] = bit
     tlg.dlvs[tlg.index(0xA1, "DET-667")] = (0xE999, "DET-667", None)  # the condensed state is no longer logged
+    tlg.dlvs[tlg.index(0x43, "DET-667")] = (0xE998, "DET-667", None)  # nor the device's working width
     write_tlg(tlg, sprayer / "TLG00011.XML", sprayer / "TLG00011.BIN")
 
     table = _sprayer_table(sprayer)

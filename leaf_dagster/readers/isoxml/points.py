@@ -749,8 +749,11 @@ def build_points(data: TaskData, task: Task, group: OperationGroup, logs: list[T
         b._put("heading", [_bearing(la, lo) for la, lo in zip(lat_parts, lon_parts)], "arcdeg", None,
                "computed from consecutive positions (no yaw angle DDI 144 logged)")
     b.work_state()
-    if not b.section_width() and not b.value("equipmentWidth", dd.COMMON_TARGETS["equipmentWidth"], b.near,
-                                             exclude_types=WORKING_KINDS):
+    # the machine's own actual width (it knows how its sections overlap), else the sections that are on
+    machine = [e for e in b.near if e in data.elements and data.elements[e].device in b.machine_devices]
+    if not b.value("equipmentWidth", dd.COMMON_TARGETS["equipmentWidth"][:1], machine, exclude_types=WORKING_KINDS) \
+            and not b.section_width() \
+            and not b.value("equipmentWidth", dd.COMMON_TARGETS["equipmentWidth"], b.near, exclude_types=WORKING_KINDS):
         b.constant_width()
     if "equipmentWidth" in b.ddis and b.ddis["equipmentWidth"] != 67:
         notes.append(f"working width from DDI {b.ddis['equipmentWidth']} ({dd.DDIS[b.ddis['equipmentWidth']].name}), "
