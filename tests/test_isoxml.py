@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import struct
-import xml.etree.ElementTree as ET
 import zipfile
 from datetime import date, timedelta
 from pathlib import Path
@@ -25,46 +23,21 @@ from leaf_dagster.readers import ReaderError, read_machine_file
 from leaf_dagster.readers.isoxml import parse_header, decode
 from leaf_dagster.standard.standardize import standardize
 
+from .tlg_oracle import count_working, read_tlg
+
 KRONE = "isoxml-cci-krone-forage-harvester/ValidTimeLogs"
 CNH = "isoxml-cnh-planter-aircart"
 TOPCON = "isoxml-topcon-caseih-planter-xfr/AFE.zip"
 DEUTZ = "isoxml-topcon-deutz-tractor-xfr-small"
 KVERNELAND = "isoxml-kverneland-imt-seeding-nested-zips"
-PTN_LAYOUT = [("A", "i", 4), ("B", "i", 4), ("C", "i", 4), ("D", "B", 1), ("E", "H", 2), ("F", "H", 2),
-              ("G", "B", 1), ("H", "I", 4), ("I", "H", 2)]
 
 
 # ---------------------------------------------------------------- an independent reader, plain struct
 
 def struct_read(header_path: Path, binary_path: Path) -> tuple[list[tuple[int, str]], list[dict]]:
     """(DLVs as (DDI, element), records) with each record {"ptn": {...}, "time": (ms, days), "values": {i: v}}."""
-    root = ET.parse(header_path).getroot()
-    ptn = root.find("PTN")
-    fields = [(a, fmt, size) for a, fmt, size in PTN_LAYOUT if ptn is not None and ptn.get(a) == ""]
-    dlvs = [(int(d.get("A"), 16), d.get("C")) for d in root.findall("DLV")]
-    data = binary_path.read_bytes()
-    records, pos = [], 0
-    while True:
-        rec: dict = {"ptn": {}, "values": {}}
-        try:
-            if root.get("A") == "":
-                rec["time"] = struct.unpack_from("<IH", data, pos)
-                pos += 6
-            for attr, fmt, size in fields:
-                rec["ptn"][attr] = struct.unpack_from("<" + fmt, data, pos)[0]
-                pos += size
-            (count,) = struct.unpack_from("<B", data, pos)
-            pos += 1
-            for _ in range(count):
-                index, value = struct.unpack_from("<Bi", data, pos)
-                pos += 5
-                rec["values"][index] = value
-        except struct.error:
-            break
-        records.append(rec)
-        if pos >= len(data):
-            break
-    return dlvs, records
+    tlg = read_tlg(header_path, binary_path)
+    return [(d, e) for d, e, _ in tlg.dlvs], [{"ptn": r.ptn, "time": r.time, "values": r.values} for r in tlg.records]
 
 
 def filled(records: list[dict], index: int) -> np.ndarray:
@@ -432,3 +405,50 @@ def test_pipeline_sprayer_and_tractor_uploads(real: Path, tmp_path: Path) -> Non
     (only,) = tractor["files"]
     assert only["status"] != "processed"
     assert "unsupported operation type: datacollection" in json.dumps(only["steps"])
+
+
+# ---------------------------------------------------------------- working points against the plain struct walk
+
+def _working_count(folder: Path, logs: list[str], elements: list[str]) -> int:
+    """Positioned records with the named element's work state (DDI 141) on, counted by `tlg_oracle`."""
+    total = 0
+    for name in logs:
+        header = next(p for p in folder.iterdir() if p.name.upper() == f"{name}.XML")
+        binary = next(p for p in folder.iterdir() if p.name.upper() == f"{name}.BIN")
+        tlg = read_tlg(header, binary)
+        states = [(141, e) for e in elements if tlg.has(141, e)]
+        total += count_working(tlg, states) if states else 0
+    return total
+
+
+def _standard_working(table: object) -> int:
+    frame = standardize(table).frame
+    return int((frame["recordingStatus"] == "On").sum())
+
+
+def test_forage_harvester_working_points_every_task(real: Path) -> None:
+    found = read_all(real / KRONE)
+    for layer, (_, table) in found.items():
+        assert standardize(table).operation_type == "harvested"
+        assert _standard_working(table) == _working_count(real / KRONE, table.hints["timeLogs"], ["DET-1"]), layer
+
+
+@pytest.mark.parametrize("archive, layer, element, operation", [
+    ("isoxml-cnh-planter-aircart/Another-single-ACP.zip", "TSK-22|applied", "DET-667", "applied"),
+    ("isoxml-cnh-planter-aircart/Another-single-ACP.zip", "TSK-8|planted", "DET-655", "planted"),
+    ("isoxml-cnh-planter-aircart/Another-single-ACP.zip", "TSK-8|applied", "DET-656", "applied"),
+    ("isoxml-cnh-planter-aircart/Another-single-ACP.zip", "TSK-6|planted", "DET-644", "planted"),
+    ("isoxml-cnh-planter-aircart/Another-single-ACP.zip", "TSK-3|applied", "DET-3000142", "applied"),
+    (TOPCON, "TSK4|planted", "DET-8", "planted"),
+    (TOPCON, "TSK4|applied", "DET-9", "applied"),
+    (f"{KVERNELAND}/SingleDPD.zip", "TSK1|planted", "DET-452", "planted"),
+])
+def test_working_points_match_the_struct_walk(real: Path, tmp_path: Path, archive: str, layer: str, element: str,
+                                              operation: str) -> None:
+    extract_archive(real / archive, tmp_path / "x")
+    found = {f.layer: f for f in detect_machine_files(tmp_path / "x")}
+    table = read_machine_file(found[layer])
+    assert standardize(table).operation_type == operation
+    folder = found[layer].primary.parent
+    expected = _working_count(folder, table.hints["timeLogs"], [element])
+    assert expected > 0 and _standard_working(table) == expected

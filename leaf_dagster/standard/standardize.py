@@ -8,6 +8,7 @@ the crop's bulk density and standard moisture. Source values always win over der
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -305,18 +306,25 @@ def standardize(source: SourceTable) -> StandardResult:
             put("appliedRate", applied, rate.unit)
             if "rateTarget" in m:
                 put("appliedRateTarget", _numbers(frame, m["rateTarget"]), m["rateTarget"].unit or rate.unit)
-            names = _text(frame, m["product"].column).fillna("unknown") if "product" in m \
-                else pd.Series("unknown", index=frame.index)
-            put("products", [[{"name": str(n), "rate": {"value": None if np.isnan(v) else float(v)}}]
-                             for n, v in zip(names.to_numpy(), applied)])
-            if "product" not in m:
-                result.notes.append("the source names no product; products are named 'unknown'")
+            if source.dialect == "STANDARD" and "products" in frame.columns:  # a tank mix, per point
+                put("products", [json.loads(v) if isinstance(v, str) else [] for v in frame["products"]])
+            else:
+                names = _text(frame, m["product"].column).fillna("unknown") if "product" in m \
+                    else pd.Series("unknown", index=frame.index)
+                put("products", [[{"name": str(n), "rate": {"value": None if np.isnan(v) else float(v)}}]
+                                 for n, v in zip(names.to_numpy(), applied)])
+                if "product" not in m:
+                    result.notes.append("the source names no product; products are named 'unknown'")
 
     ordered = {k: out[k] for k in schema.COLUMN_ORDER if k in out}
     standard = gpd.GeoDataFrame(ordered, geometry=points.to_numpy(), crs=WGS84, index=frame.index).reset_index(drop=True)
     required = schema.required_properties(operation, crop is not None and crop.density_lb_per_bu is not None
                                           and "sugar" not in crop.name)
     result.missing = [p for p in required if p not in standard.columns or not standard[p].notna().any()]
+    if source.hints.get("noWork") and result.missing:
+        # nothing was worked: the cleanup drops every point, which says more than the missing values
+        result.notes.append(f"no work recorded, so {', '.join(result.missing)} were never measured")
+        result.missing = []
     result.frame = standard
     result.units = {k: v for k, v in units.items() if k in standard.columns}
     return result
@@ -389,3 +397,30 @@ def _harvest(frame: pd.DataFrame, m: dict[str, Match], out: dict, units: dict, c
                 per_point_unit = targets[kind]
                 out[f"{basis}{kind}"] = convert(values * area_ac, internal.split("/")[0], per_point_unit)
                 units[f"{basis}{kind}"] = per_point_unit
+    if "wetMass" in m and is_known(m["wetMass"].unit) and "wetMass" in units:
+        implied = None
+        if not density and wet is not None and wet_vol is not None:  # lb/ac over bu/ac: the source's own lb/bu
+            with np.errstate(divide="ignore", invalid="ignore"):
+                implied = np.where((wet > 0) & (wet_vol > 0), wet / wet_vol, np.nan)
+        _source_masses(frame, m, out, units, moisture, density if density else implied, standard_moisture, result)
+
+
+def _source_masses(frame: pd.DataFrame, m: dict[str, Match], out: dict, units: dict, moisture: np.ndarray | None,
+                   density: float | np.ndarray | None, standard_moisture: float | None, result: StandardResult) -> None:
+    """Per-point masses from the source's own harvested mass (a machine counter or its mass flow over time):
+    the machine's measure, where yield per area x point area is a reconstruction."""
+    wet_lb = convert(_numbers(frame, m["wetMass"]), m["wetMass"].unit, "lb")
+    dry_lb = None
+    if standard_moisture is None:
+        dry_lb = wet_lb
+    elif moisture is not None:
+        dry_lb = wet_lb * (100.0 - moisture) / (100.0 - standard_moisture)
+    for basis, mass in (("wet", wet_lb), ("dry", dry_lb)):
+        if mass is None or f"{basis}Mass" not in units:
+            continue
+        out[f"{basis}Mass"] = convert(mass, "lb", units[f"{basis}Mass"])
+        if density is not None and f"{basis}Volume" in units:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[f"{basis}Volume"] = convert(np.where(mass > 0, mass / density, 0.0), "bu", units[f"{basis}Volume"])
+    result.notes.append(f"wetMass per point from the source's harvested mass column '{m['wetMass'].column}', not "
+                        "yield per area x point area")

@@ -36,6 +36,15 @@ def split_layer(layer: str | None) -> tuple[str, str]:
     return task_id, operation
 
 
+def _empty(data: TaskData, name: str) -> bool:
+    """A time log whose header and binary are both 0 bytes: opened by the terminal, nothing ever written."""
+    header, binary = data.file(f"{name}.XML"), data.file(f"{name}.BIN")
+    try:
+        return header is not None and header.stat().st_size == 0 and (binary is None or binary.stat().st_size == 0)
+    except OSError:
+        return False
+
+
 def read_headers(data: TaskData, task: Task) -> list[TlgHeader]:
     """The task's time log headers (no binaries read)."""
     headers = []
@@ -43,15 +52,20 @@ def read_headers(data: TaskData, task: Task) -> list[TlgHeader]:
         header_path = data.file(f"{name}.XML")
         if header_path is None:
             raise ReaderError(f"{name}.XML", "time log header named by the task is missing")
+        if _empty(data, name):
+            continue
         headers.append(parse_header(header_path.read_bytes(), name))
     return headers
 
 
 def read_logs(data: TaskData, task: Task) -> tuple[list[TlgData], list[str]]:
-    """Decoded time logs of a task and the decoder's notes."""
+    """Decoded time logs of a task and the decoder's notes; empty logs (0-byte header and binary) are noted."""
     logs: list[TlgData] = []
     notes: list[str] = []
     for name in task.time_logs:
+        if _empty(data, name):
+            notes.append(f"{name}: header and binary are 0 bytes (a log opened but never written): skipped")
+            continue
         header_path, binary_path = time_log_files(data, name)
         header = parse_header(header_path.read_bytes(), name)
         try:
@@ -137,6 +151,10 @@ def read_isoxml(detected: DetectedFile) -> SourceTable:
     if not task.time_logs:
         raise ReaderError(detected.primary.name, f"task {task.label} has no time log (TLG)")
     logs, notes = read_logs(data, task)
+    if not any(log.count for log in logs):
+        names = ", ".join(task.time_logs)
+        raise ReaderError(detected.primary.name, f"task {task.label} recorded nothing: its time logs ({names}) hold "
+                                                 "no records (0-byte binaries)")
     groups = plan(data, task, logs)
     group = next((g for g in groups if g.operation == operation), None)
     if group is None:

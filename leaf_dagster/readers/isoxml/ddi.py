@@ -162,6 +162,9 @@ COUNT_RATE_DDIS = frozenset({11, 12})
 APPLICATION_DDIS = frozenset({1, 2, 6, 7, 588, 589, 36, 37, 41, 42, *range(432, 452)})
 TILLAGE_DDIS = frozenset({51, 52, 53, 54, 55, 529, 530})
 APPLICATION_TOTAL_DDIS = frozenset({80, 81, 82, 351, 352})
+# Baler DDIs (bale width 102, bale diameter setpoint/actual/limits 111-115, pressing force 219, last bale mass
+# 223, last bale diameter 360, bales dropped 459): a machine logging them bales, even when it logs yield totals.
+BALE_DDIS = frozenset({102, 111, 112, 114, 115, 219, 223, 360, 459})
 
 # Standard properties per operation type, in order of preference (first logged DDI wins).
 COMMON_TARGETS: dict[str, list[Target]] = {

@@ -8,7 +8,12 @@ yields one machine file per operation type it contains. Evidence, strongest firs
 2. the DDIs the element logs (yield -> harvested, seeding depth/singulation -> planted, volume rates ->
    applied, tillage depth -> tillage, count rates -> planted unless the device is a sprayer/spreader,
    mass rates -> planted on a seeder that has no count-rate element, else applied);
-3. the device class of the client NAME, which alone is unreliable (a real forage harvester says class 0).
+3. the device class of the client NAME, which alone is unreliable (a real forage harvester says class 0;
+   KRONE balers, rakes and mowers say class 9, the ISO 11783 "forage" class).
+
+A baler logs yield totals (mass, bale count) but is no harvest: its bale DDIs name it "baling". A machine
+that logs no rate and no practice (an anonymised mower) is named from its designators when they say what
+it is ("Grossmaeher"), and the evidence says that this is a name.
 
 A task whose elements log no rate at all is a tractor or data-collection log: its type is reported as
 "datacollection" (or the unsupported practice DDI 179 names, e.g. "baling") so the pipeline can say so.
@@ -16,6 +21,7 @@ A task whose elements log no rate at all is a tractor or data-collection log: it
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -122,6 +128,10 @@ def classify(data: TaskData, headers: list[TlgHeader], logged_practice: dict[str
                 and practice not in dd.PRACTICE_OPERATION:
             unsupported.append((dd.CULTURAL_PRACTICES[practice], f"DDI 179 cultural practice {practice}"))
             continue
+        elif logged & dd.BALE_DDIS:
+            unsupported.append(("baling", f"bale DDIs {sorted(logged & dd.BALE_DDIS)} on {element_id} (a baler's "
+                                          "yield totals count bales, not a harvest)"))
+            continue
         elif rate_ddis:
             operation, evidence = _by_ddis(logged, device_class, device is not None and device.id in count_rate_devices)
             if operation is None and device_class in dd.CLASS_OPERATION:
@@ -140,8 +150,36 @@ def classify(data: TaskData, headers: list[TlgHeader], logged_practice: dict[str
     if unsupported:
         name, evidence = unsupported[0]
         return [OperationGroup(name, [], [evidence])]
+    named = _named_machine(data, ddis)
+    if named:
+        return [OperationGroup(named[0], [], [named[1]])]
     if any(logged & RATE_EVIDENCE for logged in ddis.values()):
         return [OperationGroup("unknown", [], ["rate DDIs whose operation could not be told"])]
     logged_any = sorted({d for logged in ddis.values() for d in logged})
     return [OperationGroup("datacollection", [], [f"no rate DDIs; the log holds only DDIs {logged_any}"
                                                   if logged_any else "the log holds no process data"])]
+
+
+# Machines that log no rate and no cultural practice, told by what their maker calls them (device or element
+# designators, in the languages terminals write): weaker evidence, used only when nothing else names the work.
+_MACHINE_NAMES = (
+    ("baling", re.compile(r"baler|ballenpresse|rundballen|quaderballen|presse\b|pressa|balle", re.IGNORECASE)),
+    ("mowing", re.compile(r"m(ä|ae)h|mower|faucheuse|slåtter|slatter", re.IGNORECASE)),
+    ("tedding", re.compile(r"wender|kreiselheuer|tedder|faneuse", re.IGNORECASE)),
+    ("raking", re.compile(r"schwader|\brake\b|r[aâ]teau|andaineur", re.IGNORECASE)),
+)
+
+
+def _named_machine(data: TaskData, ddis: dict[str, set[int]]) -> tuple[str, str] | None:
+    """(operation, evidence) from the designators of the devices the task logs, when exactly one kind matches."""
+    devices = {data.elements[e].device for e in ddis if e in data.elements}
+    found: dict[str, str] = {}
+    for device_id in sorted(devices):
+        device = data.devices[device_id]
+        for text in [device.designator] + [e.designator for e in device.elements.values()]:
+            for operation, pattern in _MACHINE_NAMES:
+                if text and pattern.search(text):
+                    found.setdefault(operation, f"{device_id} is named {device.designator.strip()!r}"
+                                     + (f" (element {text.strip()!r})" if text != device.designator else "")
+                                     + f": a {operation} machine; it logs no rate and no cultural practice")
+    return next(iter(found.items())) if len(found) == 1 else None

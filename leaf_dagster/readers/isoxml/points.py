@@ -3,11 +3,14 @@
 Rows are TLG records (several time logs of a task concatenated in time order; logs that repeat the same
 records with other DLVs, because a header addresses at most 256 DLVs, are joined side by side). Columns
 come from the DLVs of the operation's device elements, forward-filled, scaled by DDI resolution and
-converted to Leaf units; cumulative totals become per-record differences.
+converted to Leaf units; cumulative totals become per-record differences. Each property is read at the level
+of the device-element tree it belongs to (see `elements`): the machine's work state or its sections', the
+widths of the sections that are on, the rates of the bins with their products.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,16 +18,20 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from ...standard import crops
 from ..base import WGS84, ReaderError
 from . import clock, positions
 from . import ddi as dd
-from .operations import OperationGroup
-from .taskdata import Device, Task, TaskData
+from .elements import BIN, CONDENSED_WORK_STATES, WIDTH_DDIS, WORKING_KINDS, Elements, any_on, condensed_states
+from .operations import SUPPORTED, OperationGroup
+from .scaling import MOISTURE_RANGE, scale_choice
+from .taskdata import Device, Presentation, Task, TaskData
 from .tlg import TlgData
 
 # ISO 11783 manufacturer codes of the client NAME we can name; the SOURCE notes of our real sets name
 # these two (Krone 111, CNH 94); anything else is reported as "unknown".
 MANUFACTURERS = {94: "CNH Industrial", 111: "Krone"}
+MAX_FLOW_INTERVAL_S = 10.0  # a longer gap between records is a pause, not grain flowing all along
 
 
 @dataclass
@@ -98,15 +105,23 @@ def streams_of(logs: list[TlgData], task: Task) -> list[Stream]:
     return sorted(streams, key=first)
 
 
-def spread_counter(counter: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """Per-record increments of a sparsely logged distance counter (raw, NaN where not logged).
+def _milliseconds(times: np.ndarray) -> np.ndarray:
+    """datetime64 as float milliseconds, NaN where unknown."""
+    ms = times.astype("datetime64[ms]").astype(np.int64).astype(float)
+    ms[np.isnat(times)] = np.nan
+    return ms
+
+
+def spread_counter(counter: np.ndarray, steps: np.ndarray, outside: float = 1000.0) -> np.ndarray:
+    """Per-record increments of a sparsely logged counter (raw, NaN where not logged): distance or yield mass.
 
     Totals are often logged every few seconds while positions come every record; giving each increase to
     the one record that carries it would leave most points with no distance (and so no area). Each increase
     is spread over the records since the counter's previous value in proportion to `steps` (metres between
     fixes); a span without movement puts it on its last record. The sum is the counter's last minus first;
-    a drop (reset) adds nothing. Records before the first or after the last value get `steps` x 1000 (mm)."""
-    out = steps * 1000.0
+    a drop (reset) adds nothing. Records before the first or after the last value get `steps` x `outside`
+    (for a distance counter in mm, the metres between fixes x 1000; for a mass, nothing)."""
+    out = steps * outside
     logged = np.flatnonzero(~np.isnan(counter))
     if len(logged) < 2:
         return out
@@ -139,6 +154,7 @@ class Builder:
     ddis: dict[str, int] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     contributors: list[str] = field(default_factory=list)  # elements whose values made it into a column
+    bin_rates: dict[str, list[np.ndarray]] = field(default_factory=dict)  # bin -> actual rate per stream
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -156,6 +172,8 @@ class Builder:
                         key=lambda e: (0 if (self.data.device_of(e) and self.data.device_of(e).device_class == 1) else 1,
                                        self.data.depth(e)))
         self.near = list(dict.fromkeys(near + same_device + others))
+        self.tree = Elements(self.data)
+        self.states = self.section_states()
 
     def _pick(self, targets: list[dd.Target], elements: list[str], exclude_types: tuple[int, ...] = ()) -> tuple[str, dd.Target] | None:
         for target in targets:
@@ -245,6 +263,244 @@ class Builder:
                               (element,))
                     return
 
+    # ---------------------------------------------------------------- the machine, read level by level
+
+    @property
+    def machine_devices(self) -> list[str]:
+        """Devices doing the operation (the first logging element's device when there is no operation group)."""
+        ids = [self.data.elements[e].device for e in self.group.elements if e in self.data.elements]
+        if not ids:
+            ids = [self.data.elements[e].device for e in self.near if e in self.data.elements][:1]
+        return list(dict.fromkeys(ids))
+
+    def section_states(self) -> dict[str, list[np.ndarray]]:
+        """On/off (1/0/NaN) per record of every section or unit of the machine whose state is logged: its own
+        DDI 141, else its slot in a condensed work state (DDI 161-176) logged by its parent."""
+        states: dict[str, list[np.ndarray]] = {}
+        tree = self.tree
+        for device in self.machine_devices:
+            for element_id in self.data.devices[device].elements:
+                if tree.kind(element_id) not in WORKING_KINDS:
+                    continue
+                if (element_id, 141) in self.available:
+                    states[element_id] = [s.column(element_id, 141) for s in self.streams]
+            for parent_id in self.data.devices[device].elements:
+                children = [c for c in tree.children(parent_id) if c.type in WORKING_KINDS]
+                for ddi in CONDENSED_WORK_STATES:
+                    if (parent_id, ddi) not in self.available:
+                        continue
+                    first = 16 * (ddi - CONDENSED_WORK_STATES[0])
+                    slots = children[first:first + 16]
+                    decoded = [condensed_states(s.column(parent_id, ddi), len(slots)) for s in self.streams]
+                    for position, child in enumerate(slots):
+                        if child.id not in states:
+                            states[child.id] = [per_stream[position] for per_stream in decoded]
+        return states
+
+    def work_state(self) -> None:
+        """recordingStatus: the machine-level DDI 141 where the machine logs one, else "any section on"."""
+        machine = [e for e in self.near if (e, 141) in self.available and self.tree.kind(e) not in WORKING_KINDS
+                   and self.data.elements.get(e) is not None and self.data.elements[e].device in self.machine_devices]
+        if machine:
+            element = machine[0]
+            parts = [s.column(element, 141) for s in self.streams]
+            source = f"DDI 141 of {self._label(element)}"
+        elif self.states:
+            parts = [any_on([self.states[e][i] for e in self.states]) for i in range(len(self.streams))]
+            source = f"any of {len(self.states)} sections on (their own work states; the machine logs none)"
+        else:
+            other = self._pick([dd.Target(141, "", 1.0)], self.near)
+            if other is None:
+                self.notes.append("no work state (DDI 141) is logged by any element: every record is kept as "
+                                  "a working record")
+                return
+            element = other[0]
+            parts = [s.column(element, 141) for s in self.streams]
+            source = f"DDI 141 of {self._label(element)}"
+        self._put("recordingStatus", [np.where(p == 1, "On", np.where(np.isnan(p), None, "Off")).astype(object)
+                                      for p in parts], None, 141, source)
+
+    def section_width(self) -> bool:
+        """equipmentWidth as the summed width of the sections that are on (logged DDI 67, else their DPT)."""
+        widths: dict[str, list[np.ndarray] | float] = {}  # logged per record, or a constant
+        for element_id in self.states:
+            if (element_id, 67) in self.available:
+                widths[element_id] = [np.nan_to_num(s.column(element_id, 67)) for s in self.streams]
+                continue
+            constant = next((self.tree.constant(element_id, d) for d in WIDTH_DDIS
+                             if self.tree.constant(element_id, d)), None)
+            if constant:
+                widths[element_id] = float(constant)
+        if not widths or len(widths) < len(self.states):
+            return False
+        parts = []
+        for i, stream in enumerate(self.streams):
+            total, known = np.zeros(stream.count), np.zeros(stream.count, dtype=bool)
+            for element_id, width in widths.items():  # one pass per section: no (sections x records) copies
+                state = self.states[element_id][i]
+                total += (state == 1) * (width if isinstance(width, float) else width[i])
+                known |= ~np.isnan(state)
+            parts.append(np.where(known, total * 1e-3, np.nan))
+        self._put("equipmentWidth", parts, "m", 67, f"sum of the widths of the sections that are on ({len(widths)} "
+                  "sections)", list(widths))
+        return True
+
+    def counter_distance(self, steps: list[np.ndarray]) -> bool:
+        """distance from the total distance counters (DDI 117, + 118 when logged), when they agree with the
+        positions: a counter that holds something else (a time, a lifetime total) is noted and not used."""
+        effective = self._pick([dd.Target(117, "m", 1e-3)], self.near)
+        if effective is None:
+            return False
+        element = effective[0]
+        both = (element, 118) in self.available
+        counters = []
+        for stream in self.streams:
+            counter = stream.column(element, 117, fill=False)
+            if both:
+                other = stream.column(element, 118, fill=False)
+                counter = np.nan_to_num(stream.column(element, 117)) + np.nan_to_num(stream.column(element, 118))
+                counter[np.isnan(stream.column(element, 117, fill=False)) & np.isnan(other)] = np.nan
+            counters.append(counter)
+        counted = sum(float(np.clip(np.diff(c[~np.isnan(c)]), 0, None).sum()) for c in counters) * 1e-3
+        working = self.columns.get("recordingStatus")
+        if both or working is None:
+            moved = sum(float(st.sum()) for st in steps)
+        else:
+            moved = sum(float(st[w == "On"].sum()) for st, w in zip(steps, working))
+        what = f"DDI 117{' + 118' if both else ''} of {self._label(element)}"
+        if moved > 100.0 and not 1 / 3 <= counted / moved <= 3:
+            self.notes.append(f"{what} counts {counted:,.0f} m where the positions give {moved:,.0f} m "
+                              f"({'all travel' if both or working is None else 'while working'}; ratio "
+                              f"{counted / moved:.3g}): the counter does not hold a distance, so distances come "
+                              "from the positions")
+            return False
+        self._put("distance", [spread_counter(c, st) * 1e-3 for c, st in zip(counters, steps)], "m", 117, what,
+                  (element,))
+        self.notes.append("distance from the total distance counters (DDI 117 effective"
+                          + (" + 118 ineffective" if both else " only: non-working travel counts 0")
+                          + f"; {counted:,.0f} m against {moved:,.0f} m between fixes): each counter increase is "
+                            "spread over the records since the previous value, in proportion to the distance "
+                            "between their fixes (records outside the counted span use that distance)")
+        return True
+
+    def align_yield(self, names: list[str]) -> None:
+        """Move the crop measurements back to where the crop was cut. Yield sensors sit behind the header: the
+        flow, yield and moisture logged at a time belong to the ground worked the machine's yield delay
+        (DDI 143, ms) earlier. Only a logged delay is applied; the note says how much."""
+        picked = self._pick([dd.Target(143, "ms", 1.0)], self.group.elements + self.near)
+        if picked is None:
+            return
+        element = picked[0]
+        shifted = []
+        for i, stream in enumerate(self.streams):
+            logged = stream.column(element, 143, fill=False)
+            logged = np.abs(logged[~np.isnan(logged)])
+            ms = _milliseconds(stream.times)
+            if not len(logged) or not np.median(logged) or not np.isfinite(ms).all():
+                continue
+            later = np.clip(np.searchsorted(ms, ms + float(np.median(logged)), side="right") - 1, 0, stream.count - 1)
+            for name in names:
+                if name in self.columns:
+                    self.columns[name][i] = self.columns[name][i][later]
+            shifted.append(float(np.median(logged)) / 1000)
+        if shifted:
+            moved = [n for n in names if n in self.columns]
+            self.notes.append(f"{', '.join(moved)}: the values logged {max(shifted):g} s later (yield delay DDI 143 of "
+                              f"{self._label(element)}) are those of the crop cut at each record")
+
+    def mass_total(self) -> bool:
+        """wetMass per record from the yield total counter (DDI 90). The counter is logged every few seconds;
+        each increase is spread over the records since its previous value in proportion to the mass flow
+        (DDI 87) of each, so every harvesting record carries its share and the sum stays last - first."""
+        picked = self._pick(dd.HARVEST_TOTALS["wetMass"], self.group.elements)
+        if picked is None:
+            return False
+        element, target = picked
+        parts = []
+        for i, stream in enumerate(self.streams):
+            counter = stream.column(element, target.ddi, fill=False)
+            flow = self.columns.get("cropFlow")
+            weight = np.nan_to_num(flow[i]) if flow is not None else np.ones(stream.count)
+            parts.append(spread_counter(counter, np.clip(weight, 0.0, None), outside=0.0) * target.factor)
+        self._put("wetMass", parts, target.unit, target.ddi, f"total DDI {target.ddi} of {self._label(element)}: each "
+                  "increase spread over the records since the previous value in proportion to their mass flow"
+                  if "cropFlow" in self.columns else f"total DDI {target.ddi} of {self._label(element)}: each increase "
+                  "spread evenly over the records since the previous value", (element,))
+        return True
+
+    def mass_from_flow(self) -> bool:
+        """wetMass per record from the mass flow (DDI 87, mg/s) times the time to the next record (a pause of more
+        than 10 s counts 10 s). Used when no yield total counter (DDI 90) is logged: the flow is what the yield
+        monitor measures, and its integral is the machine's own total."""
+        picked = self._pick([dd.Target(87, "kg", 1e-6)], self.group.elements)
+        if picked is None or "cropFlow" not in self.columns:
+            return False
+        parts = []
+        for stream, flow in zip(self.streams, self.columns["cropFlow"]):
+            interval = np.zeros(stream.count)
+            if stream.count > 1:
+                interval[:-1] = np.clip(np.nan_to_num(np.diff(_milliseconds(stream.times))) * 1e-3, 0.0,
+                                        MAX_FLOW_INTERVAL_S)
+            parts.append(np.nan_to_num(flow) / 3.6 * interval)  # t/h -> kg/s
+        self._put("wetMass", parts, "kg", 87, f"mass flow DDI 87 of {self._label(picked[0])} x time to the next record",
+                  (picked[0],))
+        return True
+
+    def moisture(self) -> None:
+        """harvestMoisture from crop moisture (DDI 99), average crop moisture (262) or 100 - dry matter (314)."""
+        for ddi, what in ((99, "crop moisture"), (262, "average crop moisture"), (314, "100 - crop dry matter")):
+            picked = self._pick([dd.Target(ddi, "percentage", 1e-4)], self.group.elements + self.near)
+            if picked is None:
+                continue
+            element = picked[0]
+            raws = [s.column(element, ddi) for s in self.streams]
+            logged = np.concatenate([s.column(element, ddi, fill=False) for s in self.streams])
+            logged = logged[~np.isnan(logged)]
+            if len(logged) >= 50 and (logged == logged[0]).all():
+                self.notes.append(f"DDI {ddi} ({what}) of {self._label(element)} is {logged[0]:g} in all "
+                                  f"{len(logged)} logged values: a fixed placeholder, not a measurement, so there "
+                                  "is no harvestMoisture")
+                return
+            factor, note = scale_choice(ddi, logged, self.presentation(element, ddi), MOISTURE_RANGE)
+            if note:
+                self.notes.append(f"harvestMoisture: {note}")
+            parts = [r * factor for r in raws]
+            if ddi == 314:
+                parts = [100.0 - p for p in parts]
+            self._put("harvestMoisture", parts, "percentage", ddi, f"DDI {ddi} ({what}) of {self._label(element)}",
+                      (element,))
+            return
+
+    def presentation(self, element_id: str, ddi: int) -> Presentation | None:
+        element = self.data.elements.get(element_id)
+        device = self.data.devices.get(element.device) if element else None
+        return device.presentation(element, ddi) if element is not None and device is not None else None
+
+    def rate(self, name: str, targets: list[dd.Target], actual: bool, pair: tuple[str, str]) -> None:
+        """A rate where it belongs: summed over the bins that log it (one product each), else the first element."""
+        if not actual and self.ddis.get(pair[0]) is not None:
+            targets = [t for t in targets if t.ddi == dd.RATE_PAIRS.get(self.ddis[pair[0]])]
+        for target in targets:
+            bins = [e for e in self.group.elements if self.tree.kind(e) == BIN and (e, target.ddi) in self.available]
+            if not bins:
+                continue
+            per_bin = {e: [s.column(e, target.ddi) * target.factor for s in self.streams] for e in bins}
+            parts = []
+            for i in range(len(self.streams)):
+                stack = np.vstack([per_bin[e][i] for e in bins])
+                parts.append(np.where(np.isnan(stack).all(axis=0), np.nan, np.nansum(stack, axis=0)))
+            self._put(name, parts, target.unit, target.ddi, f"DDI {target.ddi} summed over {len(bins)} bin"
+                      f"{'s' if len(bins) > 1 else ''} ({', '.join(self._label(e) for e in bins)})", bins)
+            others = [e for e in self.group.elements if e not in bins and (e, target.ddi) in self.available]
+            if others:
+                levels = ", ".join(self._label(e) for e in others)
+                self.notes.append(f"{name}: the bins' DDI {target.ddi} is used; the same DDI of {levels} (another "
+                                  "level of the machine) is not added to it")
+            if actual:
+                self.bin_rates = per_bin
+            return
+        self.value(name, targets, self.group.elements)
+
 
 class _quiet:
     """Silence numpy's 'mean of empty slice' warning for records no element has logged yet."""
@@ -303,6 +559,24 @@ def _products(allocations: list[tuple[str, pd.Timestamp | None, pd.Timestamp | N
     return out.fillna(ordered[0][0])
 
 
+def _bin_products(data: TaskData, task: Task, rates: dict[str, list[np.ndarray]], times: pd.Series) -> list[str]:
+    """Per record, the JSON list of {name, rate} of the bins' products (the bin's PAN product at that time)."""
+    names = {}
+    for bin_id in rates:
+        allocations = _allocation_names(data, task, [bin_id])
+        own = [a for a in allocations if any(p.element == bin_id and data.products.get(p.product, ("",))[0].strip() == a[0]
+                                             for p in task.allocations)]
+        chosen = own or allocations
+        names[bin_id] = _products(chosen, times).to_numpy() if chosen else np.full(len(times), bin_id, dtype=object)
+    values = {bin_id: np.concatenate(parts) for bin_id, parts in rates.items()}
+    out = []
+    for i in range(len(times)):
+        items = [{"name": str(names[b][i]), "rate": {"value": float(values[b][i])}} for b in rates
+                 if np.isfinite(values[b][i])]
+        out.append(json.dumps(items))
+    return out
+
+
 def _crop_and_variety(data: TaskData, task: Task, products: list[str]) -> tuple[str | None, str | None, str]:
     """Crop and variety from the field's CTP/CVT, else from a CVT that names the task's product."""
     pfd = data.fields.get(task.field or "", {})
@@ -317,6 +591,14 @@ def _crop_and_variety(data: TaskData, task: Task, products: list[str]) -> tuple[
     for name, crop_ref, product in data.varieties.values():
         if product in product_ids:
             return (data.crops.get(crop_ref) or "").strip() or None, name.strip() or None, "the crop variety of the product (CVT)"
+    if len(data.crops) == 1:
+        (only,) = data.crops.values()
+        if only.strip():
+            return only.strip(), None, "the TaskData's only crop type (CTP)"
+    named = {crops.lookup(word).name: word for word in [task.label, *task.label.split()] if crops.lookup(word)}
+    if len(named) == 1:
+        (word,) = named.values()
+        return word, None, "the task's name (no crop type is given)"
     return None, None, ""
 
 
@@ -370,40 +652,19 @@ def build_points(data: TaskData, task: Task, group: OperationGroup, logs: list[T
     if not b.value("heading", dd.COMMON_TARGETS["heading"], b.near):
         b._put("heading", [positions.headings(la, lo, st) for la, lo, st in zip(lat_parts, lon_parts, steps)], "arcdeg", None,
                "computed from consecutive positions (no yaw angle DDI 144 logged)")
-    if not b.value("equipmentWidth", dd.COMMON_TARGETS["equipmentWidth"], b.near, exclude_types=(4, 5)):
+    b.work_state()
+    # the machine's own actual width (it knows how its sections overlap), else the sections that are on
+    machine = [e for e in b.near if e in data.elements and data.elements[e].device in b.machine_devices]
+    if not b.value("equipmentWidth", dd.COMMON_TARGETS["equipmentWidth"][:1], machine, exclude_types=WORKING_KINDS) \
+            and not b.section_width() \
+            and not b.value("equipmentWidth", dd.COMMON_TARGETS["equipmentWidth"], b.near, exclude_types=WORKING_KINDS):
         b.constant_width()
     if "equipmentWidth" in b.ddis and b.ddis["equipmentWidth"] != 67:
         notes.append(f"working width from DDI {b.ddis['equipmentWidth']} ({dd.DDIS[b.ddis['equipmentWidth']].name}), "
                      "not the actual width DDI 67")
-    effective = b._pick([dd.Target(117, "m", 1e-3)], b.near)
-    if effective is not None:
-        element = effective[0]
-        both = (element, 118) in b.available
-        parts = []
-        for stream, step in zip(streams, steps):
-            counter = stream.column(element, 117, fill=False)
-            if both:
-                other = stream.column(element, 118, fill=False)
-                counter = np.nan_to_num(stream.column(element, 117)) + np.nan_to_num(stream.column(element, 118))
-                counter[np.isnan(stream.column(element, 117, fill=False)) & np.isnan(other)] = np.nan
-            parts.append(spread_counter(counter, step) * 1e-3)
-        b._put("distance", parts, "m", 117, f"DDI 117{' + 118' if both else ''} of {b._label(element)}", (element,))
-        notes.append("distance from the total distance counters (DDI 117 effective"
-                     + (" + 118 ineffective" if both else " only: non-working travel counts 0")
-                     + "): each counter increase is spread over the records since the previous value, in proportion "
-                       "to the distance between their fixes (records outside the counted span use that distance)")
-    else:
-        b._put("distance", steps, "m", None,
-               "great-circle distance between consecutive fixes")
-        notes.append("distance computed between consecutive positions (no total distance DDI logged)")
-    status = b._pick([dd.Target(141, "", 1.0)], b.near)
-    if status is not None:
-        element = status[0]
-        parts = []
-        for stream in streams:
-            raw = stream.column(element, 141)
-            parts.append(np.where(raw == 1, "On", np.where(np.isnan(raw), None, "Off")).astype(object))
-        b._put("recordingStatus", parts, None, 141, f"DDI 141 of {b._label(element)}", (element,))
+    if not b.counter_distance(steps):
+        b._put("distance", steps, "m", None, "great-circle distance between consecutive fixes")
+        notes.append("distance computed between consecutive positions (no usable total distance DDI logged)")
     b.total("fuelUsed", dd.TOTAL_TARGETS["fuelUsed"], b.near)
 
     # operation properties
@@ -413,15 +674,15 @@ def build_points(data: TaskData, task: Task, group: OperationGroup, logs: list[T
     for name, choices in targets.items():
         if name in dd.AVERAGED:
             b.averaged(name, choices)
-        elif operation in rate_names and name == rate_names[operation][1]:
-            actual = b.ddis.get(rate_names[operation][0])
-            if actual is not None:
-                choices = [t for t in choices if t.ddi == dd.RATE_PAIRS.get(actual)]
-            b.value(name, choices, group.elements)
+        elif name == "harvestMoisture":
+            b.moisture()
+        elif operation in rate_names and name in rate_names[operation]:
+            b.rate(name, choices, actual=name == rate_names[operation][0], pair=rate_names[operation])
         else:
             b.value(name, choices, group.elements)
-    if operation == "harvested":
-        b.total("wetMass", dd.HARVEST_TOTALS["wetMass"], group.elements)
+    if operation == "harvested" and not b.mass_total():
+        b.align_yield(list(targets))
+        b.mass_from_flow()
     if operation in rate_names and rate_names[operation][0] not in b.columns:
         logged_target = rate_names[operation][1] in b.columns
         notes.append(f"no actual rate is logged{' (only the setpoint)' if logged_target else ''}: "
@@ -439,6 +700,10 @@ def build_points(data: TaskData, task: Task, group: OperationGroup, logs: list[T
     product_names = sorted({a[0] for a in allocations})
     if allocations:
         frame["product"] = _products(allocations, frame["timestamp"]).to_numpy()
+    if b.bin_rates:
+        frame["products"] = _bin_products(data, task, b.bin_rates, frame["timestamp"])
+        notes.append("products: one per bin from the task's product allocations (PAN) at each record's time; "
+                     "appliedRate is their sum")
     crop, variety, crop_source = _crop_and_variety(data, task, product_names)
     if crop:
         frame["crop"] = crop
@@ -473,6 +738,11 @@ def build_points(data: TaskData, task: Task, group: OperationGroup, logs: list[T
     for name, source in b.sources.items():
         if name in gdf.columns:
             notes.append(f"{name}: {source}")
+    status = gdf["recordingStatus"] if "recordingStatus" in gdf.columns else None
+    if operation in SUPPORTED and status is not None and len(gdf) and not (status == "On").any():
+        hints["noWork"] = True
+        notes.append(f"no work recorded: the work state is never on in {len(gdf)} records (the machine was "
+                     "moved or idling), so no point is a working point")
     notes.extend(b.notes)
     units = {k: v for k, v in b.units.items() if k in gdf.columns}
     return gdf, units, hints, list(dict.fromkeys(notes))

@@ -43,6 +43,16 @@ class DeviceElement:
     refs: list[int] = field(default_factory=list)  # DOR object ids: its DPDs and DPTs
 
 
+@dataclass(frozen=True)
+class Presentation:
+    """A DVP: display value = (raw + offset) x scale, shown with `decimals` and the free-text `unit`."""
+
+    offset: int
+    scale: float
+    decimals: int | None
+    unit: str
+
+
 @dataclass
 class Device:
     """A DVC with its elements, process data (DPD), properties (DPT) and value presentations (DVP)."""
@@ -54,6 +64,8 @@ class Device:
     elements: dict[str, DeviceElement] = field(default_factory=dict)
     dpd: dict[int, tuple[int, str]] = field(default_factory=dict)  # object id -> (DDI, designator)
     dpt: dict[int, tuple[int, int, str]] = field(default_factory=dict)  # object id -> (DDI, value, designator)
+    dvp: dict[int, Presentation] = field(default_factory=dict)  # object id -> value presentation
+    presentation_of: dict[int, int] = field(default_factory=dict)  # DPD/DPT object id -> DVP object id
 
     @property
     def name_bytes(self) -> bytes | None:
@@ -83,6 +95,13 @@ class Device:
         for element in self.elements.values():
             if element.object_id == object_id:
                 return element
+        return None
+
+    def presentation(self, element: DeviceElement, ddi: int) -> Presentation | None:
+        """The DVP of the element's process data (DPD) for `ddi`: how the terminal shows its values."""
+        for ref in element.refs:
+            if ref in self.dpd and self.dpd[ref][0] == ddi and ref in self.presentation_of:
+                return self.dvp.get(self.presentation_of[ref])
         return None
 
     def constants(self, element: DeviceElement) -> dict[int, int]:
@@ -210,11 +229,25 @@ def _device(node: ET.Element) -> Device:
         object_id, ddi = _int(dpd.get("A")), _hex(dpd.get("B"))
         if object_id is not None and ddi is not None:
             device.dpd[object_id] = (ddi, dpd.get("E", "") or "")
+            if _int(dpd.get("F")) is not None:
+                device.presentation_of[object_id] = _int(dpd.get("F"))  # type: ignore[assignment]
     for dpt in node.findall("DPT"):
         object_id, ddi, value = _int(dpt.get("A")), _hex(dpt.get("B")), _int(dpt.get("C"))
         if object_id is not None and ddi is not None and value is not None:
             device.dpt[object_id] = (ddi, value, dpt.get("D", "") or "")
+    for dvp in node.findall("DVP"):
+        object_id, offset, scale = _int(dvp.get("A")), _int(dvp.get("B")), _float(dvp.get("C"))
+        if object_id is not None and scale is not None:
+            device.dvp[object_id] = Presentation(offset or 0, scale, _int(dvp.get("D")), dvp.get("E", "") or "")
     return device
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        number = float((value or "").strip())
+    except ValueError:
+        return None
+    return number if number == number and abs(number) != float("inf") else None
 
 
 def _hex(value: str | None) -> int | None:
