@@ -38,11 +38,11 @@ _MAX_COMBINATIONS = 4096
 _SPEED_MS = {"harvest": (0.2, 4.5), "any": (0.2, 15.0)}
 _GRAIN_DENSITY_KG_M3 = (20 * 0.45359237 / 0.03523907, 80 * 0.45359237 / 0.03523907)  # 20-80 lb/bu
 _HARVEST_PROPS = {"cropFlow", "wetMassPerArea", "dryMassPerArea", "wetVolumePerArea", "dryVolumePerArea", "dryYield",
-                  "wetMass", "dryMass"}
+                  "wetYield", "wetMass", "dryMass"}
 # Properties whose unit takes part in the cross-checks (the others are settled by range and convention alone).
 _LINKED = {"distance", "equipmentWidth", "speed", "cropFlow", "wetMass", "dryMass", "wetMassPerArea", "dryMassPerArea",
-           "wetVolumePerArea", "dryVolumePerArea", "dryYield"}
-_YIELD_PER_AREA = ("wetMassPerArea", "dryMassPerArea", "wetVolumePerArea", "dryVolumePerArea", "dryYield")
+           "wetVolumePerArea", "dryVolumePerArea", "dryYield", "wetYield"}
+_YIELD_PER_AREA = ("wetMassPerArea", "wetYield", "dryMassPerArea", "wetVolumePerArea", "dryVolumePerArea", "dryYield")
 
 
 @dataclass
@@ -206,9 +206,9 @@ class _Checks:
                                        f"width (ratio {ratio:.2f})")
 
     def _density(self, units: dict[str, str]) -> tuple[float, str] | None:
-        mass = next((p for p in ("wetMassPerArea", "dryMassPerArea", "dryYield") if p in units
+        mass = next((p for p in ("wetMassPerArea", "dryMassPerArea", "wetYield", "dryYield") if p in units
                      and dimension(units[p]) == dimension("t/ha")), None)
-        volume = next((p for p in ("dryVolumePerArea", "wetVolumePerArea", "dryYield") if p in units
+        volume = next((p for p in ("dryVolumePerArea", "wetVolumePerArea", "dryYield", "wetYield") if p in units
                        and dimension(units[p]) == dimension("m3/ha")), None)
         if mass is None or volume is None or mass == volume:
             return None
@@ -287,19 +287,21 @@ def resolve(frame: pd.DataFrame, m: dict[str, Match], crop: Crop | None = None) 
         match = m[prop]
         if prop in linked:
             unit = best_units[prop]
-            rivals = [c for c in combos if c[1][prop] != unit]
-            margin = best_score - max((c[0] for c in rivals), default=-np.inf)
-            rival = rivals[0][1][prop] if rivals else None
+            rivals = [(c[1][prop], c[0]) for c in combos if c[1][prop] != unit]
+            top = best_score
         else:
             ranked = sorted(opts, key=lambda o: -o[1])
-            unit, margin = ranked[0][0], ranked[0][1] - (ranked[1][1] if len(ranked) > 1 else -np.inf)
-            rival = ranked[1][0] if len(ranked) > 1 else None
+            unit, top, rivals = ranked[0][0], ranked[0][1], ranked[1:]
+        margin = top - max((score for _, score in rivals), default=-np.inf)
+        alike = sorted({u for u, score in rivals if top - score < _AMBIGUOUS}, key=lambda u: entries[prop].units.index(u)
+                       if u in entries[prop].units else 99)
+        rival = rivals[0][0] if rivals else None
         if all(s <= -4.0 for _, s in opts) and margin < 1.0:
             unresolved[prop] = f"'{match.column}': no unit of {'/'.join(entries[prop].units)} fits its values"
             resolved[prop] = replace(match, unit=None, unit_source=None)
         elif margin < _AMBIGUOUS:
-            unresolved[prop] = (f"'{match.column}': its values fit {unit} and {rival} alike and nothing in the file "
-                                "states which")
+            unresolved[prop] = (f"'{match.column}': its values fit {', '.join([unit, *alike])} alike and nothing in "
+                                "the file states which")
             resolved[prop] = replace(match, unit=None, unit_source=None)
         else:
             by_convention = margin < 1.0 and match.unit_source == "convention" and unit == match.unit
@@ -323,12 +325,13 @@ def _all_numbers(column: pd.Series) -> bool:
 
 
 def _by_dimension(m: dict[str, Match]) -> dict[str, Match]:
-    """A plain 'yield' column is dry mass or dry volume per area, whichever its unit says."""
+    """A plain 'yield' column is dry mass or dry volume per area (a 'wet' one wet), whichever its unit says."""
     out = dict(m)
-    generic = out.pop("dryYield", None)
-    if generic is not None and generic.unit:
-        prop = "dryMassPerArea" if dimension(generic.unit) == dimension("t/ha") else "dryVolumePerArea"
-        out.setdefault(prop, generic)
-    elif generic is not None:
-        out["dryYield"] = generic
+    for generic, basis in (("dryYield", "dry"), ("wetYield", "wet")):
+        match = out.pop(generic, None)
+        if match is not None and match.unit:
+            out.setdefault(f"{basis}MassPerArea" if dimension(match.unit) == dimension("t/ha") else f"{basis}VolumePerArea",
+                           match)
+        elif match is not None:
+            out[generic] = match
     return out

@@ -30,8 +30,9 @@ _OPERATION_NAMES = {
 PASS_THROUGH = ("distance", "elevation", "heading", "speed", "equipmentWidth", "samplingInterval", "xOffset", "yOffset",
                 "downForceMargin", "downForce", "seedDepth", "singulation", "skips", "doubles", "tillageDepthActual",
                 "tillageDepthTarget", "fuelUsed", "proteinPercentage")
-_HARVEST_EVIDENCE = {"wetMassPerArea", "dryMassPerArea", "wetVolumePerArea", "dryVolumePerArea", "cropFlow", "wetMass",
-                     "dryMass", "dryYield"}
+# In order of preference: the unit system of the first one present is the system of the derived values.
+_HARVEST_EVIDENCE = ("wetMassPerArea", "dryMassPerArea", "wetVolumePerArea", "dryVolumePerArea", "dryYield", "wetYield",
+                     "wetMass", "dryMass", "cropFlow")
 
 
 @dataclass
@@ -87,9 +88,10 @@ def detect_operation(source: SourceTable, matches: dict[str, Match], file_name: 
 
     def vote(kind: str, weight: float, why: str) -> None:
         votes[kind] = votes.get(kind, 0.0) + weight
-        reasons.append(why)
+        if why not in reasons:
+            reasons.append(why)
 
-    harvest = sorted(matches[p].column for p in props & _HARVEST_EVIDENCE)
+    harvest = sorted(matches[p].column for p in props.intersection(_HARVEST_EVIDENCE))
     if harvest:
         vote("harvested", _STRONG, f"yield columns {harvest}")
     for prop in ("rateCount", "rateMass", "rateVolume", "rate"):
@@ -115,12 +117,12 @@ def detect_operation(source: SourceTable, matches: dict[str, Match], file_name: 
     if votes:
         ranked = sorted(votes.items(), key=lambda kv: -kv[1])
         best, weight = ranked[0]
+        if weight < _MEDIUM:
+            return "unknown", None, "; ".join(reasons) + ": target rates alone are a prescription or trial design, " \
+                                                          "not a record of what a machine did"
         if len(ranked) > 1 and ranked[1][1] == weight:
             return "unknown", None, f"the columns point to both {best} and {ranked[1][0]}: " + "; ".join(reasons)
-        if weight >= _MEDIUM:
-            return best, None, "; ".join(reasons)
-        return "unknown", None, "; ".join(reasons) + ": target rates alone are a prescription or trial design, " \
-                                                      "not a record of what a machine did"
+        return best, None, "; ".join(reasons)
     columns = [str(c) for c in source.frame.columns]
     if any(re.fullmatch(r"sp\d+", c.lower()) for c in columns) and any(c.lower() == "protein" for c in columns):
         return "unknown", None, "columns are grain-quality analyser samples (Protein, spectra Sp1..), not a machine operation"
@@ -324,7 +326,7 @@ def missing_inputs(operation: str, m: dict[str, Match], unresolved: dict[str, st
     for prop, reason in unresolved.items():
         lacks[f"unit of {prop}"] = f"{reason}; a unit in its header or a sidecar would unlock it"
     if operation == "harvested":
-        if not set(m) & _HARVEST_EVIDENCE:
+        if not set(m).intersection(_HARVEST_EVIDENCE):
             lacks["yield"] = "a yield column (mass or volume per area, or grain mass per point or grain flow) is what " \
                              "every harvest property is derived from"
         if crop is None:
@@ -369,6 +371,13 @@ def _harvest(frame: pd.DataFrame, m: dict[str, Match], out: dict, units: dict, c
     wet_vol, dry_vol = per_area("wetVolumePerArea", "bu/ac"), per_area("dryVolumePerArea", "bu/ac")
     area = out.get("area")
     area_ac = None if area is None else np.asarray(area) * factor("m2", "ac")
+    for basis in ("wet", "dry"):
+        prop = f"{basis}Mass"
+        if wet is None and dry is None and prop in m and is_known(m[prop].unit) and area_ac is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                per_ac = np.where(area_ac > 0, convert(_numbers(frame, m[prop]), m[prop].unit, "lb") / area_ac, np.nan)
+            wet, dry = (per_ac, None) if basis == "wet" else (None, per_ac)
+            result.notes.append(f"{basis} mass per area from the mass per point '{m[prop].column}' / (distance x width)")
     if wet is None and dry is None and wet_vol is None and dry_vol is None and area_ac is not None \
             and "cropFlow" in units and "samplingInterval" in out:
         mass_lb = convert(out["cropFlow"], units["cropFlow"], "lb/s") * np.asarray(out["samplingInterval"], dtype=float)
@@ -413,7 +422,12 @@ def _harvest(frame: pd.DataFrame, m: dict[str, Match], out: dict, units: dict, c
                 unit = targets[f"{kind}PerArea"]
                 out[name] = convert(values, internal, unit)
             units[name] = unit
-            if area_ac is not None:
-                per_point_unit = targets[kind]
-                out[f"{basis}{kind}"] = convert(values * area_ac, internal.split("/")[0], per_point_unit)
-                units[f"{basis}{kind}"] = per_point_unit
+            point, source_mass = f"{basis}{kind}", f"{basis}Mass"
+            if point in m and is_known(m[point].unit):  # the source's own mass per point wins over yield x area
+                out[point], units[point] = _numbers(frame, m[point]), m[point].unit
+            elif kind == "Volume" and density and source_mass in m and is_known(m[source_mass].unit):
+                pounds = convert(_numbers(frame, m[source_mass]), m[source_mass].unit, "lb")
+                out[point], units[point] = convert(pounds / density, "bu", targets[kind]), targets[kind]
+            elif area_ac is not None:
+                out[point] = convert(values * area_ac, internal.split("/")[0], targets[kind])
+                units[point] = targets[kind]
