@@ -237,8 +237,8 @@ def test_jd_application_without_its_json_says_what_the_rate_unit_could_be(jd_sou
     result = standard_of(write_shapefile(src, tmp_path, "Merriweather Farms-JT-01-Priaxor Fastac Use 1"))
     assert result.operation_type == "applied"
     assert FileSteps.schema_failure(result) == "missing required properties: appliedRate, products"
-    reason = result.missing_inputs["unit of rate"]
-    assert "'AppliedRat'" in reason and "gal/ac" in reason and "lb/ac" in reason  # the .dbf keeps 10 characters
+    reason = result.missing_inputs["unit of 'AppliedRat'"]  # the .dbf keeps 10 characters
+    assert "gal/ac" in reason and "lb/ac" in reason
     assert len(result.frame) == len(src)
 
 
@@ -437,8 +437,8 @@ def test_class3_plain_research_csv_fails_saying_what_is_missing(sample1: pd.Data
     assert len(result.frame) == len(sample1)
     assert FileSteps.schema_failure(result).startswith("missing required properties: ")
     assert "wetMassPerArea" in result.missing and set(result.frame["crop"]) == {"unknown"}
-    assert {"crop", "equipmentWidth", "unit of wetMass"} <= set(result.missing_inputs)
-    assert "lb" in result.missing_inputs["unit of wetMass"] and "kg" in result.missing_inputs["unit of wetMass"]
+    assert {"crop", "equipmentWidth", "unit of 'mass'"} <= set(result.missing_inputs)
+    assert "fit lb, kg" in result.missing_inputs["unit of 'mass'"]
     assert result.frame["harvestMoisture"].mean() == pytest.approx(sample1["moisture"].mean(), rel=1e-9)
 
 

@@ -324,7 +324,8 @@ def missing_inputs(operation: str, m: dict[str, Match], unresolved: dict[str, st
     """What the file lacks, each with what it would unlock: the details of a `missing required properties`."""
     lacks: dict[str, str] = {}
     for prop, reason in unresolved.items():
-        lacks[f"unit of {prop}"] = f"{reason}; a unit in its header or a sidecar would unlock it"
+        column = m[prop].column if prop in m else prop
+        lacks[f"unit of '{column}'"] = f"{reason}; a unit in its header or a sidecar would unlock {prop}"
     if operation == "harvested":
         if not set(m).intersection(_HARVEST_EVIDENCE):
             lacks["yield"] = "a yield column (mass or volume per area, or grain mass per point or grain flow) is what " \
