@@ -143,11 +143,12 @@ class _Checks:
         distance = self._si("distance", units, "m")
         if distance is None or self.interval is None:
             return None
+        speed = self._si("speed", units, "m/s")
         with np.errstate(divide="ignore", invalid="ignore"):
             travel = np.where(distance > 0, distance / self.interval, np.nan)
-        speed = self._si("speed", units, "m/s")
-        if speed is not None:
-            ratio = _median(np.where(speed > 0, travel / speed, np.nan))
+            ratios = None if speed is None else np.where(speed > 0, travel / speed, np.nan)
+        if ratios is not None:
+            ratio = _median(ratios)
             if ratio is not None:
                 ok = 0.8 <= ratio <= 1.25
                 return (3.0 if ok else -3.0), (f"distance / interval {'equals' if ok else 'contradicts'} the speed "
@@ -276,10 +277,8 @@ def resolve(frame: pd.DataFrame, m: dict[str, Match], crop: Crop | None = None) 
         units = {**fixed, **{p: u for p, (u, _) in zip(linked, choice)}}
         score, check_notes = checks.score(units)
         combos.append((score + sum(s for _, s in choice), units, check_notes))
-    combos.sort(key=lambda c: -c[0])
-    best_score, best_units, best_notes = combos[0] if combos else (0.0, dict(fixed), [])
-    if not linked:
-        best_notes = checks.score(best_units)[1]
+    combos.sort(key=lambda c: -c[0])  # never empty: with nothing to choose there is one, empty, choice
+    best_score, best_units, best_notes = combos[0]
 
     resolved = dict(m)
     unresolved: dict[str, str] = {}
