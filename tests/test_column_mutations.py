@@ -388,6 +388,24 @@ def sample1(real: Path) -> pd.DataFrame:
     return src
 
 
+@pytest.mark.parametrize("name,sep,encoding", [("sample1", "\t", "utf-8"), ("sample2", ";", "latin-1"),
+                                               ("sample3", ",", "utf-8-sig"), ("sample4", "|", "cp1252")])
+def test_agleader_text_with_a_header_of_units(real: Path, tmp_path: Path, name: str, sep: str, encoding: str) -> None:
+    """Each Ag Leader text set exported with a header that states units, another delimiter and encoding,
+    columns reordered: grain mass = flow x interval, area = distance x swath, as in the header-less original."""
+    src = pd.read_csv(real / "yieldcleanr-agleader-text" / f"{name}.txt", header=None, encoding="latin-1")
+    table = pd.DataFrame({"Moisture(%)": src[7], "Swath(in)": src[6], "Distance(in)": src[5], "Interval(s)": src[4],
+                          "Flow(lb/s)": src[2], "Latitude": src[1], "Longitude": src[0], "Crop": src[13].str.strip()})
+    (tmp_path / f"{name}.csv").write_text(table.to_csv(sep=sep, index=False), encoding=encoding)
+    result = standard_of(tmp_path)
+    std = processed(result, "harvested", len(src))
+    flow, interval, distance, swath = src[2], src[4], src[5], src[6]
+    assert result.units["distance"] == "in" and result.units["cropFlow"] == "lb/s"
+    assert std["wetMass"].sum() == pytest.approx((flow * interval)[distance * swath > 0].sum(), rel=1e-6)
+    assert std["area"].sum() == pytest.approx((distance * swath).sum() * M2_PER_IN2, rel=1e-9)
+    assert std["harvestMoisture"].mean() == pytest.approx(src[7].mean(), rel=1e-9)
+
+
 SOY_LB_PER_BU, SOY_STD_MOISTURE = 60.0, 13.0
 
 
