@@ -216,7 +216,9 @@ def standardize(source: SourceTable, file_name: str | None = None) -> StandardRe
     frame = source.frame[source.frame.geometry.notna() & ~source.frame.geometry.is_empty]
     columns = [c for c in frame.columns if c != frame.geometry.name]
     named = match_columns(columns, source.dialect, source.units)
-    resolution = evidence.resolve(frame, named)
+    # ISO 11783 data dictionary entries carry their units, so only other sources need the values to tell
+    reader_units = source.dialect == "STANDARD"
+    resolution = evidence.Resolution(named) if reader_units else evidence.resolve(frame, named)
     m = resolution.matches
     operation, original, found = detect_operation(source, m, file_name, resolution.options)
     result = StandardResult(operation, original, evidence=found, notes=list(source.notes),
@@ -249,7 +251,7 @@ def standardize(source: SourceTable, file_name: str | None = None) -> StandardRe
     crop_values = crop_series.dropna().unique()
     result.crop = str(crop_values[0]) if len(crop_values) == 1 else (",".join(map(str, crop_values)) or None)
     crop = crops.lookup(result.crop) if len(crop_values) == 1 else None
-    if operation == "harvested" and crop is not None and crop.density_lb_per_bu:
+    if operation == "harvested" and crop is not None and crop.density_lb_per_bu and not reader_units:
         # the crop's bulk density and standard moisture make the yield cross-checks exact
         resolution = evidence.resolve(frame, named, evidence.Crop(crop.density_lb_per_bu, crop.standard_moisture_pct))
         m = resolution.matches
