@@ -97,7 +97,8 @@ def detect_operation(source: SourceTable, matches: dict[str, Match], file_name: 
     for prop in ("rateCount", "rateMass", "rateVolume", "rate"):
         if prop not in props:
             continue
-        kind = "planted" if prop == "rateCount" else "applied" if prop != "rate" else             _rate_kind(matches[prop], options.get(prop, []))
+        kind = {"rateCount": "planted", "rateMass": "applied", "rateVolume": "applied"}.get(prop) \
+            or _rate_kind(matches[prop], options.get(prop, []))
         if kind:
             vote(kind, _STRONG, f"{'seed' if kind == 'planted' else 'application'} rate column '{matches[prop].column}'"
                                 f"{f' in {matches[prop].unit}' if matches[prop].unit else ''}")
@@ -118,8 +119,9 @@ def detect_operation(source: SourceTable, matches: dict[str, Match], file_name: 
         ranked = sorted(votes.items(), key=lambda kv: -kv[1])
         best, weight = ranked[0]
         if weight < _MEDIUM:
-            return "unknown", None, "; ".join(reasons) + ": target rates alone are a prescription or trial design, " \
-                                                          "not a record of what a machine did"
+            why = ": target rates alone are a prescription or trial design, not a record of what a machine did" \
+                if "rateTarget" in props else ": a file name alone does not make an operation"
+            return "unknown", None, "; ".join(reasons) + why
         if len(ranked) > 1 and ranked[1][1] == weight:
             return "unknown", None, f"the columns point to both {best} and {ranked[1][0]}: " + "; ".join(reasons)
         return best, None, "; ".join(reasons)
