@@ -128,7 +128,7 @@ class FileSteps:
             result = StandardResult(record["operationType"], None, frame=frame, units=units,
                                     crop=", ".join(kinds) or None, evidence="merged from " + ", ".join(record["sources"]))
         else:
-            result = standardize(self.load_raw())
+            result = standardize(self.load_raw(), record["fileName"])
         changes: dict[str, Any] = {"operationType": result.operation_type,
                                    "originalOperationType": result.original_operation_type,
                                    "evidence": result.evidence, "pointCount": 0}
@@ -165,6 +165,8 @@ class FileSteps:
                 endTime=format_utc(stamps.max()) if len(stamps) else None,
             )
         changes["notes"] = result.notes
+        if result.missing:
+            changes["missingInputs"] = result.missing_inputs
         self.update(**changes)
         return result
 

@@ -265,6 +265,12 @@ def test_unknown_monitor_csv_without_units_fails_honestly(done: Processed) -> No
     assert f["status"] == "failed"
     assert f["steps"]["standardGeojson"]["message"] == (
         "missing required properties: harvestMoisture, wetMass, dryMass, wetMassPerArea, dryMassPerArea")
+    # the step's failure details say why: nothing states the units, and no moisture, width or crop is there
+    record = done.storage.read_record("files", f["id"])
+    lacks = record["steps"]["standardGeojson"]["details"]["missing_inputs"]
+    assert lacks == record["missingInputs"]
+    assert "bu/ac, t/ha" in lacks["unit of 'Yield'"]
+    assert {"harvestMoisture", "crop", "equipmentWidth"} <= set(lacks)
     raw = done.storage.read_geoparquet("raw", f["id"])
     assert len(raw) == 14756
     src = pd.read_csv(done.real / "csiro-pyprecag-yield-csv" / "area1_yield_ascii_wgs84.csv")

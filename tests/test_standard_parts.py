@@ -37,6 +37,18 @@ def test_generic_csv_gets_no_assumed_units() -> None:
     assert match_columns(["Distance"], "GENERIC", {})["distance"].unit is None
 
 
+def test_dictionary_names_in_other_languages_and_unit_suffixes() -> None:
+    m = match_columns(["Humidité", "Arbeitsbreite", "Rendimiento", "z_metrs", "dir_y"], "GENERIC", {})
+    assert {k: v.column for k, v in m.items()} == {"harvestMoisture": "Humidité", "equipmentWidth": "Arbeitsbreite",
+                                                   "dryYield": "Rendimiento", "elevation": "z_metrs"}
+    assert m["elevation"].unit == "m" and m["dryYield"].unit is None  # no unit stated, none assumed
+    dry = match_columns(["DRY_BU_AC"], "GENERIC", {})["dryYield"]
+    assert (dry.unit, dry.unit_source) == ("bu/ac", "name")
+    # a sidecar's unit for 'AppliedRate' holds for the column R shortened to 'AppldRt'
+    stated = match_columns(["AppldRt"], "JOHN_DEERE", {"AppliedRate": "lb/ac"})["rate"]
+    assert (stated.unit, stated.unit_source) == ("lb/ac", "stated")
+
+
 @pytest.mark.parametrize("label,unit", [("tonne/ha", "t/ha"), ("bu1ac-1", "bu/ac"), ("lb1ac-1", "lb/ac"),
                                         ("prcnt", "percentage"), ("m³/s", "m3/s"), ("mph", "mi/hr"), ("%", "percentage")])
 def test_unit_labels(label: str, unit: str) -> None:

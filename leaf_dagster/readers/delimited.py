@@ -62,8 +62,11 @@ def read_delimited(detected: DetectedFile) -> SourceTable:
     text, encoding = _decode(detected.primary.read_bytes())
     first_line = text.split("\n", 1)[0]
     delimiter = max([",", ";", "\t", "|"], key=first_line.count)
+    # Continental European exports separate fields with ';' and decimals with ','.
+    decimal = "," if delimiter != "," and re.search(r"\d,\d", text[len(first_line):len(first_line) + 4096]) else "."
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype_backend="numpy_nullable", skipinitialspace=True)
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, decimal=decimal, dtype_backend="numpy_nullable",
+                            skipinitialspace=True)
     except (pd.errors.ParserError, ValueError) as exc:
         raise ReaderError(name, f"is not a readable delimited file: {exc}") from exc
     if frame.empty:
@@ -88,7 +91,7 @@ def read_delimited(detected: DetectedFile) -> SourceTable:
     valid = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180) & (np.abs(lat) <= 90)
     if not valid.any():
         raise ReaderError(name, f"no row has a valid position in '{lon_col}'/'{lat_col}'")
-    notes = [f"text encoding {encoding}"]
+    notes = [f"text encoding {encoding}"] + (["decimal commas"] if decimal == "," else [])
     if not valid.all():
         notes.append(f"{int((~valid).sum())} rows without a valid position are kept in raw with no geometry")
     geometry = gpd.points_from_xy(np.where(valid, lon, np.nan), np.where(valid, lat, np.nan), crs=WGS84)

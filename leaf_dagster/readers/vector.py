@@ -34,6 +34,19 @@ def _dialect(columns: list[str], has_deere_json: bool) -> str:
     return "SMS"
 
 
+def _unquote(frame) -> list[str]:
+    """Strip the quotes a CSV-to-shapefile conversion left around values (`"2.92"`, `"Soybeans"`), in place."""
+    quoted = []
+    for column in frame.columns:
+        if column == frame.geometry.name or frame[column].dtype.kind not in "OSUT" and str(frame[column].dtype) != "str":
+            continue
+        head = frame[column].iloc[:1000].dropna().head(200).astype(str).str.strip()  # a look, not a scan
+        if len(head) and head.str.match(r'^".*"$').all():
+            frame[column] = frame[column].astype("string").str.strip().str.strip('"')
+            quoted.append(str(column))
+    return [f"quotes around the values of {quoted} removed"] if quoted else []
+
+
 def read_vector(detected: DetectedFile) -> SourceTable:
     """Read every feature; polygons are kept, CRS is resolved, and JD metadata units are attached."""
     if detected.file_format == "SHAPEFILE":
@@ -62,6 +75,7 @@ def read_vector(detected: DetectedFile) -> SourceTable:
         frame = frame.to_crs(WGS84)
     if frame.geometry.has_z.any():
         frame = frame.set_geometry(frame.geometry.force_2d())
+    notes.extend(_unquote(frame))
 
     metadata = read_deere_metadata(detected.members) if detected.file_format == "SHAPEFILE" else None
     units: dict[str, str] = {}

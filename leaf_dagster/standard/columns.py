@@ -1,26 +1,52 @@
-"""Which source column holds which property, per column-naming dialect.
+"""Which source column can hold which property: the column dictionary and name matching.
 
 Monitor software writes the same quantity under many names. Ag Leader SMS writes `Yld Vol(Wet)(bu/ac)` in
 CSV, `Yld_Vol_We` in a shapefile (10-character names) and `yld_vl_w` after a trip through PostGIS; John
-Deere writes `SWATHWIDTH`, which R's shapefile writer shortens to `SWATHWI`. Comparing consonant
-skeletons (`yldvlw`) matches all of these against one canonical name, and a short leftover such as the
-`f` of `Distance_f` is read as a unit hint.
+Deere writes `SWATHWIDTH`, which R's shapefile writer shortens to `SWATHWI`; a researcher writes `moist` or
+`DRY_BU_AC`, a French monitor `Humidité`. The dictionary (`reference/columns.csv`) lists per property its
+aliases, candidate units and plausible range; this module matches names only. Exact names, consonant
+skeletons (`yldvlw`), a unit left at the end of a name (`Distance_f`, `Speed_mph_`, `DRY_BU_AC`) and
+truncations are tried in that order. Which unit a column is in is settled from the values afterwards
+(`standard.evidence`): names give only a hint, and a software's convention only a prior.
 """
 
 from __future__ import annotations
 
+import csv
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from importlib import resources
 
-# Internal property names beyond Leaf's: `time`/`date` become `timestamp`; `rate*` and `rateTarget` become
-# seedRate/appliedRate by operation type; `product` is a variety when planting and a product when applying.
+from .units import dimension, factor, is_known, leaf_unit, system_of
+
+# Exact name, name + unit suffix (it says more than a bare spelling), consonant skeleton, truncated name.
+EXACT, WITH_UNIT, SKELETON, TRUNCATED = 1.0, 0.95, 0.9, 0.7
+# One- and two-letter leftovers that shapefile writers keep of a unit (`Distance_f`, `trck_d_`, `Tgt_Rate_k`).
+_UNIT_SUFFIXES = {"f": "ft", "ft": "ft", "m": "m", "n": "in", "in": "in", "mph": "mi/hr", "mp": "mi/hr",
+                  "dg": "arcdeg", "d": "arcdeg", "deg": "arcdeg", "s": "s", "lb": "lb", "lbs": "lb"}
+_THOUSANDS = "k"
+# Conventions of the software that wrote a file: the unit system its unlabelled numbers are usually in.
+CONVENTIONS = {"SMS": "imperial", "JOHN_DEERE": "imperial", "YIELD_EDITOR": "imperial", "AGLEADER_TEXT": "imperial"}
 
 
 @dataclass(frozen=True)
-class Alias:
-    canonical: str
+class Entry:
+    """One row of the column dictionary."""
+
     prop: str
-    unit: str | None = None
+    units: tuple[str, ...]
+    ranges: dict[str, tuple[float, float, str]]  # dimension -> (low, high, unit of low/high)
+    aliases: tuple[str, ...]
+
+    def range_in(self, unit: str) -> tuple[float, float] | None:
+        """The plausible range expressed in `unit` (the dictionary states it once per dimension)."""
+        found = self.ranges.get(dimension(unit))
+        if found is None:
+            return None
+        low, high, ref = found
+        scale = factor(ref, unit)
+        return low * scale, high * scale
 
 
 @dataclass(frozen=True)
@@ -28,59 +54,142 @@ class Match:
     column: str
     unit: str | None
     scale: float = 1.0
+    # where the unit came from: "stated" (header, sidecar, reader), "name" (a suffix), "convention", "values"
+    unit_source: str | None = None
+    candidates: tuple[str, ...] = field(default=())
+    how: str = ""
 
 
 def skeleton(name: str) -> str:
     """Lower-case consonant skeleton: the first letter plus every later non-vowel letter or digit."""
-    letters = re.sub(r"[^a-z0-9]", "", name.lower())
-    return letters[:1] + re.sub(r"[aeiou]", "", letters[1:]) if letters else ""
+    letters = _alnum(name)
+    return letters[:1] + re.sub(r"[aeiouéèêàâîôûäöüáíóúãõç]", "", letters[1:]) if letters else ""
 
 
-_UNIT_SUFFIXES = {"f": "ft", "ft": "ft", "m": "m", "n": "in", "in": "in", "mph": "mi/hr", "mp": "mi/hr",
-                  "dg": "arcdeg", "d": "arcdeg", "s": "s", "k": None, "l": None, "lb": "lb", "lbs": "lb"}
+def _alnum(name: str) -> str:
+    return re.sub(r"[^a-z0-9éèêàâîôûäöüáíóúãõçñß]", "", name.lower())
 
-SMS = [
-    Alias("Distance", "distance", "ft"), Alias("Track", "heading", "arcdeg"), Alias("Heading", "heading", "arcdeg"),
-    Alias("Elevation", "elevation", "ft"), Alias("Swth Wdth", "equipmentWidth", "ft"),
-    Alias("Swath Width", "equipmentWidth", "ft"), Alias("Speed", "speed", "mi/hr"),
-    Alias("Duration", "samplingInterval", "s"), Alias("Moisture", "harvestMoisture", "percentage"),
-    Alias("Yld Mass(Wet)", "wetMassPerArea", "lb/ac"), Alias("Yld Mass(Dry)", "dryMassPerArea", "lb/ac"),
-    Alias("Yld Vol(Wet)", "wetVolumePerArea", "bu/ac"), Alias("Yld Vol(Dry)", "dryVolumePerArea", "bu/ac"),
-    Alias("Crop Flw(M)", "cropFlow", "lb/s"),
-    Alias("Rt Apd Ct", "rateCount", "seeds/ac"), Alias("Rt Apd Ms", "rateMass", "lb/ac"),
-    Alias("Rt Apd Lq", "rateVolume", "gal/ac"), Alias("Rt Apd Vl", "rateVolume", "gal/ac"),
-    Alias("Tgt Rate", "rateTarget", None), Alias("DF Margin", "downForceMargin", "lbf"),
-    Alias("Product", "product"), Alias("Variety", "variety"), Alias("Crop", "crop"), Alias("Crop Type", "crop"),
-    Alias("Area Count", "recordingStatus"), Alias("Time", "time"), Alias("Date", "date"),
-    Alias("Date Time", "datetime"), Alias("DateStamp", "date"), Alias("TimeStamp", "time"),
-    Alias("Y Offset", "yOffset", "ft"), Alias("X Offset", "xOffset", "ft"), Alias("Section Id", "sectionId"),
-]
 
-JOHN_DEERE = [
-    Alias("DISTANCE", "distance", "ft"), Alias("SWATHWIDTH", "equipmentWidth", "ft"),
-    Alias("VRYIELDVOL", "dryVolumePerArea", "bu/ac"), Alias("WetMass", "wetMassPerArea", "lb/ac"),
-    Alias("Moisture", "harvestMoisture", "percentage"), Alias("Heading", "heading", "arcdeg"),
-    Alias("Elevation", "elevation", "ft"), Alias("IsoTime", "datetime"), Alias("Time", "time"),
-    Alias("VARIETY", "variety"), Alias("Crop", "crop"), Alias("SECTIONID", "sectionId"), Alias("Machine", "machineIndex"),
-    Alias("AppliedRate", "rate", "lb/ac"), Alias("TargetRate", "rateTarget", "lb/ac"),
-    Alias("VRAPPRATEV", "rateVolume", "gal/ac"), Alias("VRAPPRATEM", "rateMass", "lb/ac"),
-    Alias("VRSEEDRATE", "rateCount", "seeds/ac"), Alias("Product", "product"), Alias("Speed", "speed", "mi/hr"),
-]
+@lru_cache(maxsize=1)
+def dictionary() -> dict[str, Entry]:
+    """The column dictionary, property -> entry."""
+    text = resources.files("leaf_dagster").joinpath("reference/columns.csv").read_text(encoding="utf-8")
+    entries: dict[str, Entry] = {}
+    for row in csv.DictReader(text.splitlines()):
+        ranges: dict[str, tuple[float, float, str]] = {}
+        for spec in filter(None, (s.strip() for s in row["range"].split(";"))):
+            bounds, unit = spec.rsplit(" ", 1)
+            low, high = re.fullmatch(r"(-?[\d.]+)-(-?[\d.]+)", bounds).groups()  # type: ignore[union-attr]
+            ranges[dimension(unit)] = (float(low), float(high), unit)
+        units = tuple(u for u in row["units"].split("|") if u)
+        entries[row["property"]] = Entry(row["property"], units, ranges, tuple(row["aliases"].split("|")))
+    return entries
 
-YIELD_EDITOR = [
-    Alias("yield", "dryVolumePerArea", "bu/ac"), Alias("moistur", "harvestMoisture", "percentage"),
-    Alias("swth_w_", "equipmentWidth", "in"), Alias("dist_in", "distance", "in"), Alias("flw_lbs", "cropFlow", "lb/s"),
-    Alias("gps_tim", "excelTime"), Alias("crop", "crop"), Alias("hdng_dg", "heading", "arcdeg"),
-    Alias("z_metrs", "elevation", "m"),
-]
 
-AGLEADER_TEXT = [
-    Alias("flow", "cropFlow", "lb/s"), Alias("gps_time", "gpsTime", "s"), Alias("unix_time", "unixTime", "s"),
-    Alias("interval", "samplingInterval", "s"),
-    Alias("distance", "distance", "in"), Alias("swath", "equipmentWidth", "in"),
-    Alias("moisture", "harvestMoisture", "percentage"), Alias("crop", "crop"), Alias("variety", "variety"),
-    Alias("altitude", "elevation", "ft"),
-]
+@lru_cache(maxsize=1)
+def _alias_keys() -> list[tuple[str, str, str, Entry]]:
+    """(alias alnum, alias skeleton, alias, entry) for every alias."""
+    return [(_alnum(a), skeleton(a), a, e) for e in dictionary().values() for a in e.aliases]
+
+
+def _unit_tail(column: str) -> tuple[str, str | None, float] | None:
+    """('Distance', 'ft', 1) for 'Distance_f'; ('DRY', 'bu/ac', 1) for 'DRY_BU_AC'; ('Tgt Rate', None, 1000)
+    for 'Tgt_Rate_k'. None when the name does not end in a unit."""
+    tokens = [t for t in re.split(r"[^A-Za-z0-9²³]+", column) if t]
+    for k in (2, 1):
+        if len(tokens) <= k:
+            continue
+        tail, base = tokens[-k:], " ".join(tokens[:-k])
+        if k == 1 and tail[0].lower() == _THOUSANDS:
+            return base, None, 1000.0
+        label = "/".join(tail) if k == 2 else tail[0]
+        unit = _UNIT_SUFFIXES.get(label.lower()) if k == 1 else None
+        unit = unit or leaf_unit(label)
+        if is_known(unit):
+            return base, unit, 1.0
+    return None
+
+
+def _name_scores(column: str) -> list[tuple[float, int, Entry, str | None, float, str]]:
+    """Every (quality, alias length, entry, unit hint, scale, how) under which the column can be a property."""
+    col_full, col_sk = _alnum(column), skeleton(column)
+    tail = _unit_tail(column)
+    base_full = _alnum(tail[0]) if tail else None
+    base_sk = skeleton(tail[0]) if tail else None
+    found = []
+    for a_full, a_sk, alias, entry in _alias_keys():
+        if col_full == a_full:
+            found.append((EXACT, len(a_sk), entry, None, 1.0, f"name '{alias}'"))
+        elif len(a_sk) >= 4 and col_sk == a_sk:
+            found.append((SKELETON, len(a_sk), entry, None, 1.0, f"consonants of '{alias}'"))
+        elif tail and (base_full == a_full or len(a_sk) >= 4 and base_sk == a_sk):
+            found.append((WITH_UNIT, len(a_sk), entry, tail[1], tail[2], f"'{alias}' with a unit suffix"))
+        elif len(col_full) >= 4 and len(a_sk) >= 3 and (a_full.startswith(col_full) or a_sk.startswith(col_full)):
+            found.append((TRUNCATED, len(a_sk), entry, None, 1.0, f"'{alias}' shortened"))
+    return found
+
+
+def _stated_unit(column: str, source_units: dict[str, str]) -> tuple[str, str] | None:
+    """The unit the source states for a column: under its own name, or under the full name a sidecar uses
+    for a column a writer shortened (a metadata JSON says `AppliedRate` where the table says `AppldRt`)."""
+    if column in source_units:
+        return source_units[column], column
+    col_full, col_sk = _alnum(column), skeleton(column)
+    for name, unit in source_units.items():
+        full = _alnum(name)
+        if len(col_full) >= 4 and (full.startswith(col_full) or skeleton(name) == col_sk
+                                   or skeleton(name).startswith(col_sk) and len(col_sk) >= 4):
+            return unit, name
+    return None
+
+
+def _fits(entry: Entry, unit: str) -> bool:
+    return not entry.units or any(dimension(u) == dimension(unit) for u in entry.units if is_known(u))
+
+
+def match_columns(columns: list[str], dialect: str, source_units: dict[str, str]) -> dict[str, Match]:
+    """Map properties to source columns by name. Each match carries the unit the source states, else the
+    one its name ends with, else the first of the property's units in the convention of the software that
+    wrote the file (unlabelled numbers from an unknown writer get none); `standard.evidence` then checks
+    that unit against the values."""
+    if dialect == "STANDARD":
+        return _standard_matches(columns, source_units)
+    convention = CONVENTIONS.get(dialect)
+    candidates = []
+    for column in columns:
+        stated = _stated_unit(column, source_units)
+        for quality, length, entry, hint, scale, how in _name_scores(column):
+            unit = stated[0] if stated else hint
+            if unit is not None and not _fits(entry, unit):
+                if stated:
+                    continue  # a stated unit of another dimension rules the property out
+                unit = None  # a suffix of another dimension (`flw_lbs` is lb/s) is no hint
+            candidates.append((quality, length, column, entry, unit, scale, how, stated))
+    candidates.sort(key=lambda c: (-c[0], -c[1]))
+    taken: dict[str, Match] = {}
+    taken_cols: set[str] = set()
+    for _, _, column, entry, unit, scale, how, stated in candidates:
+        if entry.prop in taken or column in taken_cols:
+            continue
+        source = "stated" if stated else "name" if unit else None
+        if stated and stated[1] != column:
+            how += f"; unit as the source states it for '{stated[1]}'"
+        if unit is None and len(entry.units) == 1:
+            unit, source = entry.units[0], "dictionary"
+        if unit is None and convention and entry.units:
+            unit = next((u for u in entry.units if system_of(u) == convention), None)
+            source = "convention" if unit else None
+        taken[entry.prop] = thousands(Match(column, unit, scale, source, entry.units, how))
+        taken_cols.add(column)
+    return taken
+
+
+def thousands(match: Match) -> Match:
+    """Thousands of seeds as seeds, with the factor on the values."""
+    if match.unit and match.unit.startswith("kseeds/"):
+        return replace(match, unit="seeds/" + match.unit.split("/", 1)[1], scale=match.scale * 1000.0)
+    return match
+
 
 # Readers that already name columns with Leaf standard property names (the ISOXML reader). Units come from
 # the reader's SourceTable.units; rates map to the internal props the standardiser resolves by operation.
@@ -95,62 +204,14 @@ _STANDARD_NAMES = [
     "proteinPercentage", "seedDepth", "singulation", "skips", "doubles", "downForce", "downForceMargin",
     "tillageDepthActual", "tillageDepthTarget", "fuelUsed",
 ]
-STANDARD = [Alias(name, prop) for name, prop in _STANDARD_INTERNAL.items()] + [Alias(n, n) for n in _STANDARD_NAMES]
-
-DIALECTS = {"SMS": SMS, "GENERIC": SMS, "JOHN_DEERE": JOHN_DEERE, "YIELD_EDITOR": YIELD_EDITOR, "AGLEADER_TEXT": AGLEADER_TEXT,
-            "STANDARD": STANDARD}
-_EXACT_ONLY = {"YIELD_EDITOR", "AGLEADER_TEXT", "STANDARD"}
 
 
-def _score(column_skeleton: str, alias_skeleton: str) -> tuple[int, str | None] | None:
-    """(quality, suffix) when the column can be the alias; higher quality is better."""
-    if column_skeleton == alias_skeleton:
-        return 3, None
-    if column_skeleton.startswith(alias_skeleton):
-        suffix = column_skeleton[len(alias_skeleton):]
-        if suffix in _UNIT_SUFFIXES:
-            return 2, suffix
-        return None
-    return None
-
-
-def _truncated(column: str, canonical: str) -> bool:
-    """The column name is the canonical name cut short (dBASE keeps 10 characters, R's writer 7)."""
-    letters = re.sub(r"[^a-z0-9]", "", column.lower())
-    full = re.sub(r"[^a-z0-9]", "", canonical.lower())
-    return len(letters) >= 4 and (full.startswith(letters) or skeleton(canonical).startswith(letters))
-
-
-def match_columns(columns: list[str], dialect: str, source_units: dict[str, str]) -> dict[str, Match]:
-    """Map properties to source columns. Units come from the source when it states them, else from the
-    column's unit suffix, else the dialect's default (GENERIC sources have no default: an unlabelled
-    number from an unknown monitor has no unit we could honestly assume)."""
-    aliases = DIALECTS[dialect]
-    candidates: list[tuple[int, int, str, Alias, str | None]] = []
+def _standard_matches(columns: list[str], source_units: dict[str, str]) -> dict[str, Match]:
+    names = {**_STANDARD_INTERNAL, **{n: n for n in _STANDARD_NAMES}}
+    found: dict[str, Match] = {}
     for column in columns:
-        col_sk = skeleton(column)
-        for alias in aliases:
-            if dialect in _EXACT_ONLY:
-                scored = (3, None) if column.lower() == alias.canonical.lower() else None
-            else:
-                scored = _score(col_sk, skeleton(alias.canonical))
-                if scored is None and _truncated(column, alias.canonical):
-                    scored = (1, None)
-            if scored:
-                candidates.append((scored[0], len(skeleton(alias.canonical)), column, alias, scored[1]))
-    candidates.sort(key=lambda c: (-c[0], -c[1]))
-    taken_props: dict[str, Match] = {}
-    taken_cols: set[str] = set()
-    for _, _, column, alias, suffix in candidates:
-        if alias.prop in taken_props or column in taken_cols:
-            continue
-        unit, scale = (None if dialect == "GENERIC" else alias.unit), 1.0
-        if suffix is not None and _UNIT_SUFFIXES.get(suffix):
-            unit = _UNIT_SUFFIXES[suffix]
-        if suffix == "k":
-            scale = 1000.0
-        if column in source_units:
-            unit, scale = source_units[column], 1.0
-        taken_props[alias.prop] = Match(column, unit, scale)
-        taken_cols.add(column)
-    return taken_props
+        prop = names.get(column)
+        if prop and prop not in found:
+            unit = source_units.get(column)
+            found[prop] = Match(column, unit, 1.0, "stated" if unit else None, how="Leaf's own name")
+    return found

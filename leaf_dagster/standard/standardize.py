@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from ..readers.base import WGS84, SourceTable
-from . import crops, schema, times
+from . import crops, evidence, schema, times
 from .columns import Match, match_columns
-from .units import convert, factor, is_known, system_of
+from .units import convert, dimension, factor, is_known, system_of
 
 _OPERATION_NAMES = {
     "harvest": "harvested", "harvesting": "harvested", "harvested": "harvested",
@@ -31,7 +31,9 @@ _OPERATION_NAMES = {
 PASS_THROUGH = ("distance", "elevation", "heading", "speed", "equipmentWidth", "samplingInterval", "xOffset", "yOffset",
                 "downForceMargin", "downForce", "seedDepth", "singulation", "skips", "doubles", "tillageDepthActual",
                 "tillageDepthTarget", "fuelUsed", "proteinPercentage")
-_HARVEST_EVIDENCE = {"wetMassPerArea", "dryMassPerArea", "wetVolumePerArea", "dryVolumePerArea", "cropFlow"}
+# In order of preference: the unit system of the first one present is the system of the derived values.
+_HARVEST_EVIDENCE = ("wetMassPerArea", "dryMassPerArea", "wetVolumePerArea", "dryVolumePerArea", "dryYield", "wetYield",
+                     "wetMass", "dryMass", "cropFlow")
 
 
 @dataclass
@@ -46,34 +48,85 @@ class StandardResult:
     mapping: dict[str, str] = field(default_factory=dict)
     evidence: str = ""
     cleaned_out: bool = False
+    unresolved: dict[str, str] = field(default_factory=dict)  # property -> why its unit is not known
+    missing_inputs: dict[str, str] = field(default_factory=dict)  # input -> what it would unlock
 
     @property
     def supported(self) -> bool:
         return self.operation_type in schema.SUPPORTED_OPERATIONS
 
 
-def detect_operation(source: SourceTable, matches: dict[str, Match]) -> tuple[str, str | None, str]:
-    """(operation type, the source's own operation name, the evidence used)."""
+# File-name tokens: weak evidence of the operation (a name is chosen by a person and can be wrong).
+_NAME_TOKENS = (("asapplied", "applied"), ("application", "applied"), ("applied", "applied"), ("yield", "harvested"),
+                ("harvest", "harvested"), ("seeding", "planted"), ("planting", "planted"), ("planted", "planted"))
+_STRONG, _MEDIUM, _WEAK = 2.0, 1.0, 0.5
+_COUNT = dimension("seeds/ac")
+
+
+def _rate_kind(match: Match | None, options: list[str]) -> str | None:
+    """'planted' for a seed count rate, 'applied' for a mass or volume rate, None when its unit is open."""
+    units = [match.unit] if match is not None and match.unit else options
+    kinds = {"planted" if dimension(u) == _COUNT else "applied" for u in units}
+    return kinds.pop() if len(kinds) == 1 else None
+
+
+def detect_operation(source: SourceTable, matches: dict[str, Match], file_name: str | None = None,
+                     options: dict[str, list[str]] | None = None) -> tuple[str, str | None, str]:
+    """(operation type, the source's own operation name, the evidence used).
+
+    A sidecar's operation decides. Otherwise the properties found vote: yields and grain flow for a
+    harvest, seed count rates for planting, mass and volume rates for an application; a target rate alone
+    and a file-name token are weak votes. Below one medium or two weak votes, or on a tie, the type is
+    unknown and the evidence says why."""
     hint = source.hints.get("operation")
     if hint:
         key = re.sub(r"[^a-z]", "", str(hint).lower())
         return _OPERATION_NAMES.get(key, key or "unknown"), str(hint), f"operation '{hint}' in the metadata sidecar"
+    options = options or {}
     props = set(matches)
-    if props & _HARVEST_EVIDENCE:
-        found = sorted(matches[p].column for p in props & _HARVEST_EVIDENCE)
-        return "harvested", None, f"yield columns {found}"
-    if "rateCount" in props:
-        return "planted", None, f"seed count rate column '{matches['rateCount'].column}'"
-    if props & {"rateMass", "rateVolume"}:
-        column = matches.get("rateMass", matches.get("rateVolume")).column  # type: ignore[union-attr]
-        return "applied", None, f"application rate column '{column}'"
-    if "rate" in props:
-        kind = "planted" if "variety" in props else "applied"
-        return kind, None, f"rate column '{matches['rate'].column}' with{'' if kind == 'planted' else 'out'} a variety"
+    votes: dict[str, float] = {}
+    reasons: list[str] = []
+
+    def vote(kind: str, weight: float, why: str) -> None:
+        votes[kind] = votes.get(kind, 0.0) + weight
+        if why not in reasons:
+            reasons.append(why)
+
+    harvest = sorted(matches[p].column for p in props.intersection(_HARVEST_EVIDENCE))
+    if harvest:
+        vote("harvested", _STRONG, f"yield columns {harvest}")
+    for prop in ("rateCount", "rateMass", "rateVolume", "rate"):
+        if prop not in props:
+            continue
+        kind = {"rateCount": "planted", "rateMass": "applied", "rateVolume": "applied"}.get(prop) \
+            or _rate_kind(matches[prop], options.get(prop, []))
+        if kind:
+            vote(kind, _STRONG, f"{'seed' if kind == 'planted' else 'application'} rate column '{matches[prop].column}'"
+                                f"{f' in {matches[prop].unit}' if matches[prop].unit else ''}")
+        else:
+            kind = "planted" if "variety" in props else "applied"
+            vote(kind, _MEDIUM, f"rate column '{matches[prop].column}' with{'' if kind == 'planted' else 'out'} a variety")
+        break
+    else:
+        if "rateTarget" in props:
+            kind = _rate_kind(matches["rateTarget"], options.get("rateTarget", []))
+            for k in [kind] if kind else ["planted", "applied"]:
+                vote(k, _WEAK, f"only a target rate '{matches['rateTarget'].column}'")
+    name = re.sub(r"[^a-z]", "", (file_name or "").lower())
+    token = next(((t, kind) for t, kind in _NAME_TOKENS if t in name), None)
+    if token:
+        vote(token[1], _WEAK, f"'{token[0]}' in the file name")
+    if votes:
+        ranked = sorted(votes.items(), key=lambda kv: -kv[1])
+        best, weight = ranked[0]
+        if weight < _MEDIUM:
+            why = ": target rates alone are a prescription or trial design, not a record of what a machine did" \
+                if "rateTarget" in props else ": a file name alone does not make an operation"
+            return "unknown", None, "; ".join(reasons) + why
+        if len(ranked) > 1 and ranked[1][1] == weight:
+            return "unknown", None, f"the columns point to both {best} and {ranked[1][0]}: " + "; ".join(reasons)
+        return best, None, "; ".join(reasons)
     columns = [str(c) for c in source.frame.columns]
-    yield_like = [c for c in columns if re.search(r"(^|[^a-z])(yield|yld)", c.lower())]
-    if yield_like:
-        return "harvested", None, f"yield columns {yield_like} (units not stated)"
     if any(re.fullmatch(r"sp\d+", c.lower()) for c in columns) and any(c.lower() == "protein" for c in columns):
         return "unknown", None, "columns are grain-quality analyser samples (Protein, spectra Sp1..), not a machine operation"
     return "unknown", None, "no yield, seeding, application or tillage columns"
@@ -135,8 +188,9 @@ def _crop_names(frame: pd.DataFrame, m: dict[str, Match], source: SourceTable, o
     index = frame.index
     notes: list[str] = []
     found: pd.Series | None = None
-    if "crop" in m:
-        raw = _text(frame, m["crop"].column)
+    column = m.get("crop") or m.get("cropCode")  # numbers in a crop column are a vendor's crop ids
+    if column is not None:
+        raw = _text(frame, column.column)
         names: dict[str, str] = {}
         for value in raw.dropna().unique():
             hit = crops.resolve(value)
@@ -144,13 +198,13 @@ def _crop_names(frame: pd.DataFrame, m: dict[str, Match], source: SourceTable, o
                 hit = crops.resolve_code(crops.JOHN_DEERE if source.dialect == crops.JOHN_DEERE else None, value)
             if hit is not None:
                 names[value] = hit.crop.name
-                notes.append(f"crop {hit.crop.name}: '{m['crop'].column}' column value {hit.evidence}")
+                notes.append(f"crop {hit.crop.name}: '{column.column}' column value {hit.evidence}")
             elif not crops.is_code(value):
                 names[value] = crops.fold(value)
-                notes.append(f"crop '{names[value]}': '{m['crop'].column}' column value '{value}' is not in Leaf's "
+                notes.append(f"crop '{names[value]}': '{column.column}' column value '{value}' is not in Leaf's "
                              "crop list, kept as written")
             else:
-                notes.append(f"'{m['crop'].column}' column value {value} is a crop code we have no table entry for")
+                notes.append(f"'{column.column}' column value {value} is a crop code we have no table entry for")
         if names:
             found = raw.map(names).astype("string")
     if found is None or found.isna().any():
@@ -226,13 +280,17 @@ def _points_and_area(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoSeries, np.ndarray
     return geometry, None
 
 
-def standardize(source: SourceTable) -> StandardResult:
+def standardize(source: SourceTable, file_name: str | None = None) -> StandardResult:
     """Map one machine file's raw records onto the standard schema of its operation type."""
     frame = source.frame[source.frame.geometry.notna() & ~source.frame.geometry.is_empty]
     columns = [c for c in frame.columns if c != frame.geometry.name]
-    m = match_columns(columns, source.dialect, source.units)
-    operation, original, evidence = detect_operation(source, m)
-    result = StandardResult(operation, original, evidence=evidence, notes=list(source.notes),
+    named = match_columns(columns, source.dialect, source.units)
+    # ISO 11783 data dictionary entries carry their units, so only other sources need the values to tell
+    reader_units = source.dialect == "STANDARD"
+    resolution = evidence.Resolution(named) if reader_units else evidence.resolve(frame, named)
+    m = resolution.matches
+    operation, original, found = detect_operation(source, m, file_name, resolution.options)
+    result = StandardResult(operation, original, evidence=found, notes=list(source.notes),
                             mapping={prop: match.column for prop, match in m.items()})
     if not result.supported:
         return result
@@ -262,6 +320,13 @@ def standardize(source: SourceTable) -> StandardResult:
     crop_values = crop_series.dropna().unique()
     result.crop = str(crop_values[0]) if len(crop_values) == 1 else (",".join(map(str, crop_values)) or None)
     crop = crops.lookup(result.crop) if len(crop_values) == 1 else None
+    if operation == "harvested" and crop is not None and crop.density_lb_per_bu and not reader_units:
+        # the crop's bulk density and standard moisture make the yield cross-checks exact
+        resolution = evidence.resolve(frame, named, evidence.Crop(crop.density_lb_per_bu, crop.standard_moisture_pct))
+        m = resolution.matches
+        result.mapping = {prop: match.column for prop, match in m.items()}
+    result.notes.extend(resolution.notes)
+    result.unresolved = resolution.unresolved
 
     if "variety" in m:
         put("variety", _text(frame, m["variety"].column))
@@ -269,7 +334,7 @@ def standardize(source: SourceTable) -> StandardResult:
         put("variety", _text(frame, m["product"].column))
 
     for prop in PASS_THROUGH:
-        if prop in m:
+        if prop in m and (m[prop].unit or prop not in resolution.unresolved):
             put(prop, _numbers(frame, m[prop]), m[prop].unit)
     if "sectionId" in m:
         put("sectionId", pd.to_numeric(frame[m["sectionId"].column], errors="coerce").astype("Int64"))
@@ -294,13 +359,13 @@ def standardize(source: SourceTable) -> StandardResult:
     if operation == "harvested":
         _harvest(frame, m, out, units, crop, result)
     elif operation == "planted":
-        rate = next((m[p] for p in ("rateCount", "rate", "rateMass", "rateVolume") if p in m), None)
+        rate = next((m[p] for p in ("rateCount", "rate", "rateMass", "rateVolume") if p in m and m[p].unit), None)
         if rate:
             put("seedRate", _numbers(frame, rate), rate.unit)
             if "rateTarget" in m:
                 put("seedRateTarget", _numbers(frame, m["rateTarget"]), m["rateTarget"].unit or rate.unit)
     elif operation == "applied":
-        rate = next((m[p] for p in ("rateMass", "rateVolume", "rate", "rateCount") if p in m), None)
+        rate = next((m[p] for p in ("rateMass", "rateVolume", "rate", "rateCount") if p in m and m[p].unit), None)
         if rate:
             applied = _numbers(frame, rate)
             put("appliedRate", applied, rate.unit)
@@ -325,9 +390,45 @@ def standardize(source: SourceTable) -> StandardResult:
         # nothing was worked: the cleanup drops every point, which says more than the missing values
         result.notes.append(f"no work recorded, so {', '.join(result.missing)} were never measured")
         result.missing = []
+    if result.missing:
+        result.missing_inputs = missing_inputs(operation, m, result.unresolved, crop, set(units))
     result.frame = standard
     result.units = {k: v for k, v in units.items() if k in standard.columns}
     return result
+
+
+def missing_inputs(operation: str, m: dict[str, Match], unresolved: dict[str, str], crop: crops.Crop | None,
+                   with_units: set[str]) -> dict[str, str]:
+    """What the file lacks, each with what it would unlock: the details of a `missing required properties`."""
+    lacks: dict[str, str] = {}
+    for prop, reason in unresolved.items():
+        column = m[prop].column if prop in m else prop
+        lacks[f"unit of '{column}'"] = f"{reason}; a unit in its header or a sidecar would unlock {prop}"
+    if operation == "harvested":
+        if not set(m).intersection(_HARVEST_EVIDENCE):
+            lacks["yield"] = "a yield column (mass or volume per area, or grain mass per point or grain flow) is what " \
+                             "every harvest property is derived from"
+        if crop is None:
+            lacks["crop"] = ("the crop's bulk density and standard moisture: dry mass from dry volume (and volume from "
+                             "mass), dry values from wet ones")
+        elif crop.standard_moisture_pct is None:
+            lacks["crop standard moisture"] = f"'{crop.name}' has none in the crop table: dry values repeat wet values"
+        if "harvestMoisture" not in m:
+            lacks["harvestMoisture"] = "grain moisture: dry mass from wet mass and wet mass from dry mass"
+        for prop, label in (("equipmentWidth", "working width"), ("distance", "distance travelled")):
+            if "area" not in with_units and prop not in with_units:
+                lacks[prop] = (f"{label} (with {'distance' if prop == 'equipmentWidth' else 'working width'}): the point "
+                               "area, which turns mass per point or grain flow into yield per area and back")
+        if "cropFlow" in m and "samplingInterval" not in m and "gpsTime" not in m:
+            lacks["samplingInterval"] = "logging interval: grain mass per point = grain flow x interval"
+    elif operation in ("planted", "applied"):
+        rate = "seedRate" if operation == "planted" else "appliedRate"
+        if not any(p in m and m[p].unit for p in ("rate", "rateCount", "rateMass", "rateVolume")):
+            target = f" (only the target rate '{m['rateTarget'].column}' is there)" if "rateTarget" in m else ""
+            lacks[rate] = f"an actual rate column{target}: {rate} is what the machine did, the target what it was told"
+        if operation == "planted" and crop is None:
+            lacks["crop"] = "a crop column, a seed brand or a crop in the sidecar or file name names the crop"
+    return lacks
 
 
 def _harvest(frame: pd.DataFrame, m: dict[str, Match], out: dict, units: dict, crop: crops.Crop | None,
@@ -349,6 +450,13 @@ def _harvest(frame: pd.DataFrame, m: dict[str, Match], out: dict, units: dict, c
     wet_vol, dry_vol = per_area("wetVolumePerArea", "bu/ac"), per_area("dryVolumePerArea", "bu/ac")
     area = out.get("area")
     area_ac = None if area is None else np.asarray(area) * factor("m2", "ac")
+    for basis in ("wet", "dry"):
+        prop = f"{basis}Mass"
+        if wet is None and dry is None and prop in m and is_known(m[prop].unit) and area_ac is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                per_ac = np.where(area_ac > 0, convert(_numbers(frame, m[prop]), m[prop].unit, "lb") / area_ac, np.nan)
+            wet, dry = (per_ac, None) if basis == "wet" else (None, per_ac)
+            result.notes.append(f"{basis} mass per area from the mass per point '{m[prop].column}' / (distance x width)")
     if wet is None and dry is None and wet_vol is None and dry_vol is None and area_ac is not None \
             and "cropFlow" in units and "samplingInterval" in out:
         mass_lb = convert(out["cropFlow"], units["cropFlow"], "lb/s") * np.asarray(out["samplingInterval"], dtype=float)
@@ -393,10 +501,15 @@ def _harvest(frame: pd.DataFrame, m: dict[str, Match], out: dict, units: dict, c
                 unit = targets[f"{kind}PerArea"]
                 out[name] = convert(values, internal, unit)
             units[name] = unit
-            if area_ac is not None:
-                per_point_unit = targets[kind]
-                out[f"{basis}{kind}"] = convert(values * area_ac, internal.split("/")[0], per_point_unit)
-                units[f"{basis}{kind}"] = per_point_unit
+            point, source_mass = f"{basis}{kind}", f"{basis}Mass"
+            if point in m and is_known(m[point].unit):  # the source's own mass per point wins over yield x area
+                out[point], units[point] = _numbers(frame, m[point]), m[point].unit
+            elif kind == "Volume" and density and source_mass in m and is_known(m[source_mass].unit):
+                pounds = convert(_numbers(frame, m[source_mass]), m[source_mass].unit, "lb")
+                out[point], units[point] = convert(pounds / density, "bu", targets[kind]), targets[kind]
+            elif area_ac is not None:
+                out[point] = convert(values * area_ac, internal.split("/")[0], targets[kind])
+                units[point] = targets[kind]
     if "wetMass" in m and is_known(m["wetMass"].unit) and "wetMass" in units:
         implied = None
         if not density and wet is not None and wet_vol is not None:  # lb/ac over bu/ac: the source's own lb/bu

@@ -34,7 +34,7 @@ _PINT = {
 
 _ALIASES = {
     "feet": "ft", "foot": "ft", "meter": "m", "metre": "m", "meters": "m", "metres": "m", "inch": "in",
-    "inches": "in", "m²": "m2", "sqm": "m2", "acre": "ac", "acres": "ac", "hectare": "ha",
+    "inches": "in", "metrs": "m", "mtrs": "m", "m²": "m2", "sqm": "m2", "acre": "ac", "acres": "ac", "hectare": "ha",
     "tonne": "t", "tonnes": "t", "mt": "t", "lbs": "lb", "pound": "lb", "pounds": "lb", "kgs": "kg",
     "bushel": "bu", "bushels": "bu", "l": "L", "liter": "L", "litre": "L", "m³": "m3",
     "%": "percentage", "prcnt": "percentage", "percent": "percentage", "pct": "percentage",
@@ -95,6 +95,14 @@ def is_known(unit: str | None) -> bool:
     return unit is not None and (unit in _PINT or unit.startswith("kseeds/"))
 
 
+@lru_cache(maxsize=256)
+def dimension(unit: str) -> str:
+    """The physical dimension of a Leaf unit string ('[length]', '[mass] / [length] ** 2', ...); seeds are
+    counts, so a seed rate is '1 / [length] ** 2'."""
+    base = "seeds/" + unit.split("/", 1)[1] if unit.startswith("kseeds/") else unit
+    return str(registry().Quantity(1.0, _PINT[base]).dimensionality)
+
+
 def factor(src: str, dst: str) -> float:
     """Multiplicative factor from `src` to `dst` (both Leaf unit strings)."""
     if src == dst:
@@ -102,6 +110,8 @@ def factor(src: str, dst: str) -> float:
     scale = 1.0
     if src.startswith("kseeds/"):
         src, scale = "seeds/" + src.split("/", 1)[1], 1000.0
+    if dst.startswith("kseeds/"):
+        dst, scale = "seeds/" + dst.split("/", 1)[1], scale / 1000.0
     ureg = registry()
     return scale * float(ureg.Quantity(1.0, _PINT[src]).to(_PINT[dst]).magnitude)
 
@@ -121,4 +131,4 @@ def system_of(unit: str | None) -> str:
     if unit is None:
         return "imperial"
     head = unit.split("/")[0]
-    return "imperial" if head in {"lb", "bu", "ft", "in", "gal", "floz", "mi", "ac"} or unit.endswith("/ac") else "metric"
+    return "imperial" if head in {"lb", "bu", "ft", "in", "gal", "floz", "mi", "ac", "lbf"} or unit.endswith("/ac") else "metric"

@@ -70,7 +70,8 @@ def standard_geojson(context: dg.AssetExecutionContext, storage: LeafStorage):
     metadata["notes"] = dg.MetadataValue.md("\n".join(f"- {n}" for n in result.notes) or "none")
     yield dg.MaterializeResult(metadata=metadata)
     yield gate("standard_schema", FileSteps.schema_failure(result), evidence=result.evidence,
-               missing=", ".join(result.missing) or None)
+               missing=", ".join(result.missing) or None,
+               missing_inputs=dg.MetadataValue.json(result.missing_inputs) if result.missing else None)
 
 
 @dg.asset(key="filteredGeojson", deps=["standardGeojson"], partitions_def=machine_files, group_name=GROUP,
