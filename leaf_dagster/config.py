@@ -44,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "fieldsAttachIntersection": 0.01,
     "cropOptional": {"standardGeoJson": {"planted": {"crop": "required"}}},
     "seedRateOptional": {"standardGeoJson": {"planted": {"seedRate": "required"}}},
+    # Not Leaf's: read a shapefile whose .shp/.shx/.dbf disagree anyway, with a note and a warning check.
+    "acceptDamagedShapefiles": False,
 }
 
 UNIT_SYSTEMS = ("DEFAULT", "METRIC", "IMPERIAL")
@@ -61,6 +63,8 @@ def validate(values: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"unitMeasurement must be one of {', '.join(UNIT_SYSTEMS)}")
     if "operationsOutliersLimit" in values and not isinstance(values["operationsOutliersLimit"], (int, float)):
         raise ConfigError("operationsOutliersLimit must be a number")
+    if "acceptDamagedShapefiles" in values and not isinstance(values["acceptDamagedShapefiles"], bool):
+        raise ConfigError("acceptDamagedShapefiles must be true or false")
     for prop, rules in (values.get("cleanupRules") or {}).items():
         for rule in rules:
             if rule.get("operator") not in {"GT", "GTE", "LT", "LTE", "EQ", "NE"}:
