@@ -106,7 +106,8 @@ def requested_runs_sensor(context: dg.SensorEvaluationContext, storage: LeafStor
         run_requests.mark_done(path)
     if not requests:
         return dg.SkipReason("no requested runs")
-    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=[machine_files.build_add_request(keys)])
+    return dg.SensorResult(run_requests=requests,
+                           dynamic_partitions_requests=[machine_files.build_add_request(keys)] if keys else [])
 
 
 @dg.sensor(minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
