@@ -8,6 +8,7 @@ to the file record, and the batch's status follows from its files'.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import dagster as dg
@@ -68,17 +69,29 @@ def _with_run_failure(instance: DagsterInstance, run: dg.DagsterRun,
         return steps
     if any(step["status"] == "failed" for step in steps.values()):
         return steps
-    kind = DagsterEventType.RUN_FAILURE if run.status == dg.DagsterRunStatus.FAILURE else DagsterEventType.RUN_CANCELED
-    events = instance.all_logs(run.run_id, of_type=kind)
-    message = (events[-1].dagster_event.message if events and events[-1].dagster_event else None) \
-        or f"the run {'failed' if kind == DagsterEventType.RUN_FAILURE else 'was canceled'}"
-    message = message.strip().splitlines()[0]
+    message = run_failure_message(instance, run)
     pending = next((name for name, step in steps.items() if step["status"] != "processed"), None)
     if pending is None and steps:
         return steps
     if pending is None:
         return steps_without_run(message)
     return {**steps, pending: {"status": "failed", "message": message}}
+
+
+def run_failure_message(instance: DagsterInstance, run: dg.DagsterRun) -> str:
+    """Why a failed or canceled run ended, in one line: its first failed step's root cause, else the run's
+    own message (a killed process, a start timeout). An OS error keeps its reason, not the path it names."""
+    failures = instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)
+    if failures and failures[0].dagster_event:
+        message = _root_cause(failures[0].dagster_event.step_failure_data.error)
+    else:
+        kind = DagsterEventType.RUN_FAILURE if run.status == dg.DagsterRunStatus.FAILURE else DagsterEventType.RUN_CANCELED
+        events = instance.all_logs(run.run_id, of_type=kind)
+        message = (events[-1].dagster_event.message if events and events[-1].dagster_event else None) \
+            or f"the run {'failed' if kind == DagsterEventType.RUN_FAILURE else 'was canceled'}"
+    message = re.sub(r"^[A-Za-z_.]*(Error|Exception): ", "", message.strip().splitlines()[0])
+    os_error = re.match(r"^\[Errno \d+\] ([^:]+)", message)
+    return os_error.group(1) if os_error else message
 
 
 def steps_without_run(message: str, step: str = STEP_ORDER[0]) -> dict[str, dict[str, Any]]:

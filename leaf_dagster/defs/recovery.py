@@ -21,7 +21,6 @@ such a second attempt is not queued again; its file then fails with the run's me
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
 import dagster as dg
@@ -30,7 +29,8 @@ from dagster._core.events import JobFailureData, RunFailureReason
 from dagster._core.launcher import DefaultRunLauncher
 
 from ..ingest.batch import utc_now
-from ..status import BATCH_JOB, FILE_JOB, latest_run, record_steps, steps_without_run, update_batch_status
+from ..status import (BATCH_JOB, FILE_JOB, latest_run, record_steps, run_failure_message, steps_without_run,
+                      update_batch_status)
 from ..storage import Storage
 from .queue import BATCH_TAG, OWNER_TAG, PRIORITY_TAG
 
@@ -38,7 +38,6 @@ JOBS = (FILE_JOB, BATCH_JOB)
 RECOVERS_TAG = "leaf/recovers"
 WORKER_GONE = "The run's process stopped unexpectedly (pid {pid} is gone: the daemon or the machine was " \
               "killed or restarted)"
-_ERRNO_PREFIX = re.compile(r"^\[Errno \d+\] ([^:]+)(?::.*)?$")
 
 
 # -- dead workers ---------------------------------------------------------------------------------------------
@@ -134,27 +133,6 @@ def requeue_request(run: dg.DagsterRun) -> dg.RunRequest:
 
 
 # -- batches of failed batch runs -----------------------------------------------------------------------------
-def run_failure_message(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
-    """Why a run failed, in one line: the first failed step's root cause, else the run's own message.
-    An OS error keeps its reason and drops the path it names."""
-    message = None
-    for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE):
-        error = entry.dagster_event.step_failure_data.error if entry.dagster_event else None  # type: ignore[union-attr]
-        while error is not None and getattr(error, "cause", None) is not None:
-            error = error.cause
-        if error is not None and error.message:
-            message = error.message.strip().splitlines()[0]
-            message = re.sub(r"^[A-Za-z_.]*(Error|Exception): ", "", message)
-            break
-    if message is None:
-        kind = DagsterEventType.RUN_FAILURE if run.status == dg.DagsterRunStatus.FAILURE else DagsterEventType.RUN_CANCELED
-        events = instance.all_logs(run.run_id, of_type=kind)
-        event = events[-1].dagster_event if events else None
-        message = (event.message if event and event.message else "the run did not finish").strip().splitlines()[0]
-    errno_reason = _ERRNO_PREFIX.match(message)
-    return errno_reason.group(1) if errno_reason else message
-
-
 def settle_batch(instance: dg.DagsterInstance, storage: Storage, run: dg.DagsterRun) -> dict[str, Any] | None:
     """After a batch run failed or was canceled (and will not run again): its batch ends FAILED with the
     reason, so a retry re-runs it. Files it registered before failing that have no run of their own fail
