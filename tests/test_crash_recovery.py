@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,9 +23,13 @@ import pyogrio
 import pytest
 import yaml
 
+from dagster._core.events import EngineEventData
+
 from leaf_dagster.bench.daemon import stop_daemon
-from leaf_dagster.defs.recovery import RECOVERS_TAG, process_alive, worker_pid
-from leaf_dagster.status import BATCH_JOB, FILE_JOB
+from leaf_dagster.defs.recovery import RECOVERS_TAG, WORKER_GONE, process_alive, worker_pid
+from leaf_dagster.defs.sensors import recovery_sensor
+from leaf_dagster.status import BATCH_JOB, FILE_JOB, record_file_status
+from leaf_dagster.storage import Storage
 
 from .conftest import JD_WHEAT_ZIP, MONTANA, REPO
 
@@ -33,6 +38,49 @@ POINTS = 400
 DEADLINE = 420  # seconds for the whole test; on an idle 2-core machine it takes about a minute and a half
 UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
               dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+
+
+def test_a_process_is_alive_only_if_it_is_the_one_that_reported() -> None:
+    assert process_alive(os.getpid(), time.time())
+    assert not process_alive(os.getpid(), time.time() - 10 ** 6)  # started after the report: a reused pid
+    child = subprocess.Popen(["true"])
+    child.wait()
+    assert not process_alive(child.pid, time.time())
+
+
+def started_run(instance: dg.DagsterInstance, file_id: str, pid: int, **tags: str) -> dg.DagsterRun:
+    """A file run that Dagster believes STARTED, whose worker reported `pid`."""
+    run = dg.DagsterRun(job_name=FILE_JOB, run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED,
+                        tags={"dagster/partition": file_id, "leaf/owner": "alice", **tags})
+    instance.add_run(run)
+    instance.report_engine_event(f"Started process for run (pid: {pid}).", run, EngineEventData.in_process(pid))
+    return run
+
+
+def test_dead_runs_are_failed_and_queued_again_once(storage: Storage, instance: dg.DagsterInstance) -> None:
+    child = subprocess.Popen(["true"])
+    child.wait()  # a worker that is gone
+    storage.write_record("files", "f1", {"id": "f1", "status": "processing"})
+    instance.add_dynamic_partitions("machine_files", ["f1"])
+    alive = started_run(instance, "f2", os.getpid())
+    first = started_run(instance, "f1", child.pid)
+
+    result = recovery_sensor(dg.build_sensor_context(instance=instance))
+    assert instance.get_run_by_id(alive.run_id).status == dg.DagsterRunStatus.STARTED
+    assert instance.get_run_by_id(first.run_id).status == dg.DagsterRunStatus.FAILURE
+    (request,) = result.run_requests
+    assert (request.run_key, request.job_name, request.partition_key) == (f"recover:{first.run_id}", FILE_JOB, "f1")
+    assert request.tags[RECOVERS_TAG] == first.run_id and request.tags["leaf/owner"] == "alice"
+    again = recovery_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
+    assert not getattr(again, "run_requests", None)  # the same lost run is not queued twice
+
+    second = started_run(instance, "f1", child.pid, **{RECOVERS_TAG: first.run_id})  # the second attempt dies too
+    last = recovery_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
+    assert instance.get_run_by_id(second.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert not last.run_requests  # once only: the file now fails with the reason
+    record = record_file_status(instance, storage, "f1")
+    assert record["status"] == "failed"
+    assert record["steps"]["originalFile"] == {"status": "failed", "message": WORKER_GONE.format(pid=child.pid)}
 
 
 def six_shapefiles(real: Path, tmp_path: Path) -> tuple[Path, dict[str, int]]:
