@@ -57,7 +57,8 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: LeafStorage):
 
 def file_run_tags(queue: FairQueue, store: Storage, file_id: str, **extra: str) -> dict[str, str]:
     record = store.read_record("files", file_id) or {}
-    return queue.tags(record.get("apiOwnerUsername"), str(record.get("batchId", "")), **{
+    # a merged file belongs to no batch: it is its own unit of the per-batch limit
+    return queue.tags(record.get("apiOwnerUsername"), str(record.get("batchId") or file_id), **{
         "leaf/file_name": str(record.get("fileName", ""))[:200], "leaf/file_format": str(record.get("fileFormat", "")),
         **extra})
 
