@@ -56,12 +56,7 @@ def worker_pid(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] |
 
 def process_alive(pid: int, reported_at: float) -> bool:
     """Is `pid` still the process that reported itself at `reported_at`? Zombies and reused pids are not."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc (not Linux): existence is all we can tell
+    if not os.path.exists("/proc/self/stat"):  # no procfs (not Linux): existence is all we can tell
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
@@ -69,6 +64,11 @@ def process_alive(pid: int, reported_at: float) -> bool:
         except PermissionError:
             return True
         return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
     if fields[0] in ("Z", "X"):
         return False
     started = _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
