@@ -49,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
     "cropOptional": {"standardGeoJson": {"planted": {"crop": "required"}}},
     "seedRateOptional": {"standardGeoJson": {"planted": {"seedRate": "required"}}},
     "outOfStandardOperations": False,
+    # Not Leaf's: read a shapefile whose .shp/.shx/.dbf disagree anyway, with a note and a warning check.
+    "acceptDamagedShapefiles": False,
 }
 
 UNIT_SYSTEMS = ("DEFAULT", "METRIC", "IMPERIAL")

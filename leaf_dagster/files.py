@@ -30,6 +30,7 @@ from .fields import match_file
 from .ingest.batch import link_members, utc_now
 from .ingest.detect import DetectedFile
 from .readers import ReaderError, SourceTable, read_machine_file
+from .readers.shapefile_integrity import DamagedShapefile
 from .standard.crops import crops_in
 from .standard.standardize import StandardResult, standardize
 from .standard.times import format_utc
@@ -67,7 +68,8 @@ class FileSteps:
         folder = self.storage.original_dir(self.file_id)
         members = [folder / Path(m).name for m in record["members"]]
         return DetectedFile(record["fileName"], record["fileFormat"], folder / Path(record["primary"]).name,
-                            members, layer=record.get("layer"), unsupported_reason=record.get("unsupportedReason"))
+                            members, layer=record.get("layer"), unsupported_reason=record.get("unsupportedReason"),
+                            accept_damaged=bool(self.config["acceptDamagedShapefiles"]))
 
     def read_raw(self) -> SourceTable:
         """Read the source and store raw GeoParquet; raises ReaderError for unreadable input."""
@@ -79,8 +81,11 @@ class FileSteps:
             self.write_points("raw", source.frame)
             self.update(raw={"dialect": "MERGED", "notes": source.notes, "recordCount": source.point_count})
             return source
+        detected = self._detected(record)
         try:
-            source = read_machine_file(self._detected(record))
+            source = read_machine_file(detected)
+        except DamagedShapefile:
+            raise  # its problems name the set's members only
         except ReaderError as exc:  # libraries name the files they fail on by absolute path: keep the name only
             raise ReaderError(exc.file_name, public_message(exc.reason)) from exc
         except Exception as exc:  # a reader bug or an input no reader anticipated: still the file's failure
@@ -89,8 +94,10 @@ class FileSteps:
         frame.insert(0, FILE_ID_COLUMN, self.file_id)
         frame.columns = [str(c) for c in frame.columns]
         self.storage.write_geoparquet("raw", self.file_id, frame)
+        source.notes.extend(detected.warnings)
         self.update(raw={"dialect": source.dialect, "units": source.units, "hints": source.hints,
-                         "notes": source.notes, "sourceCrs": source.source_crs, "recordCount": source.point_count},
+                         "notes": source.notes, "warnings": detected.warnings, "sourceCrs": source.source_crs,
+                         "recordCount": source.point_count},
                     terminalTotals=source.hints.get("terminalTotals"))
         return source
 

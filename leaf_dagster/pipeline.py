@@ -14,8 +14,9 @@ from typing import Any
 import dagster as dg
 from dagster import DagsterInstance
 
-from . import merge
+from . import merge, run_requests
 from .catalog import refresh_catalog
+from .defs.recovery import settle_batch
 from .ingest.batch import batch_id_for, new_batch
 from .objects import batch_object, file_object
 from .status import BATCH_JOB, FILE_JOB, record_file_status, update_batch_status
@@ -46,11 +47,20 @@ def process_upload(upload: Path, storage: Storage, instance: DagsterInstance, *,
     new_batch(storage, batch_id, upload, leaf_user_id, provider, move=False)
     instance.add_dynamic_partitions("batches", [batch_id])
     progress(f"batch {batch_id}: extracting {upload.name}")
-    definitions.resolve_job_def(BATCH_JOB).execute_in_process(
+    return _run_batch(storage, instance, definitions, batch_id, progress)
+
+
+def _run_batch(storage: Storage, instance: DagsterInstance, definitions: dg.Definitions, batch_id: str,
+               progress: Progress) -> dict[str, Any]:
+    """The batch step, then a run for each file it registered and could not settle itself."""
+    result = definitions.resolve_job_def(BATCH_JOB).execute_in_process(
         partition_key=batch_id, instance=instance, raise_on_error=False, tags={"leaf/batch_id": batch_id},
         run_config=QUIET)
+    settle_batch(instance, storage, result.dagster_run)
     batch = storage.read_record("batches", batch_id) or {}
-    files = run_files(storage, instance, definitions, batch.get("leafFiles", []), progress)
+    records = [storage.read_record("files", f) or {"id": f} for f in batch.get("leafFiles", [])]
+    run_files(storage, instance, definitions, [r["id"] for r in records if not r.get("unsupportedReason")], progress)
+    files = [file_object(storage.read_record("files", r["id"]) or r) for r in records]
     return {"batch": batch_object(storage.read_record("batches", batch_id) or batch), "files": files}
 
 
@@ -80,12 +90,18 @@ def merge_files(storage: Storage, instance: DagsterInstance, ids: list[str]) -> 
 
 def retry_batch(storage: Storage, instance: DagsterInstance, batch_id: str,
                 progress: Progress = lambda _: None) -> dict[str, Any]:
-    """Reprocess only the files of a batch that did not succeed; converted files are left alone."""
+    """Reprocess what did not succeed: the batch step when it registered no files (a refused zip, a full
+    disk, a killed run), else the files that failed; converted files are left alone."""
     batch = storage.read_record("batches", batch_id)
     if batch is None:
         raise KeyError(f"batch {batch_id} not found")
-    storage.update_record("batches", batch_id, status="RECEIVED", statusDetails=None)
-    pending = [f for f in batch.get("leafFiles", []) if (storage.read_record("files", f) or {}).get("status") != "processed"]
-    files = run_files(storage, instance, load_definitions(storage), pending, progress)
+    rerun_batch, pending = run_requests.retry_plan(storage, batch)
+    run_requests.mark_retried(storage, batch, rerun_batch, pending)
+    definitions = load_definitions(storage)
+    if rerun_batch:
+        progress(f"batch {batch_id}: extracting {batch['fileName']} again")
+        instance.add_dynamic_partitions("batches", [batch_id])
+        return _run_batch(storage, instance, definitions, batch_id, progress)
+    files = run_files(storage, instance, definitions, pending, progress)
     update_batch_status(storage, batch_id)
     return {"batch": batch_object(storage.read_record("batches", batch_id) or batch), "files": files}

@@ -8,6 +8,7 @@ to the file record, and the batch's status follows from its files'.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import dagster as dg
@@ -69,7 +70,48 @@ def run_steps(instance: DagsterInstance, run: dg.DagsterRun) -> dict[str, dict[s
             steps[evaluation.asset_key.to_user_string()] = {
                 "status": "failed", "message": public_message(evaluation.description or evaluation.check_name),
                 "details": details}
-    return dict(sorted(steps.items(), key=lambda kv: STEP_ORDER.index(kv[0]) if kv[0] in STEP_ORDER else 99))
+    steps = dict(sorted(steps.items(), key=lambda kv: STEP_ORDER.index(kv[0]) if kv[0] in STEP_ORDER else 99))
+    return _with_run_failure(instance, run, steps)
+
+
+def _with_run_failure(instance: DagsterInstance, run: dg.DagsterRun,
+                      steps: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A run that failed or was canceled outside any step (its process killed, a start timeout) fails its
+    first unfinished step with the run's own message, so the file does not look `processing` forever."""
+    if run.status not in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+        return steps
+    if any(step["status"] == "failed" for step in steps.values()):
+        return steps
+    message = public_message(run_failure_message(instance, run))
+    pending = next((name for name, step in steps.items() if step["status"] != "processed"), None)
+    if pending is None and steps:
+        return steps
+    if pending is None:
+        return steps_without_run(message)
+    return {**steps, pending: {"status": "failed", "message": message}}
+
+
+def run_failure_message(instance: DagsterInstance, run: dg.DagsterRun) -> str:
+    """Why a failed or canceled run ended, in one line: its first failed step's root cause, else the run's
+    own message (a killed process, a start timeout). An OS error keeps its reason, not the path it names."""
+    failures = instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)
+    if failures and failures[0].dagster_event:
+        message = _root_cause(failures[0].dagster_event.step_failure_data.error)
+    else:
+        kind = DagsterEventType.RUN_FAILURE if run.status == dg.DagsterRunStatus.FAILURE else DagsterEventType.RUN_CANCELED
+        events = instance.all_logs(run.run_id, of_type=kind)
+        message = (events[-1].dagster_event.message if events and events[-1].dagster_event else None) \
+            or f"the run {'failed' if kind == DagsterEventType.RUN_FAILURE else 'was canceled'}"
+    message = re.sub(r"^[A-Za-z_.]*(Error|Exception): ", "", message.strip().splitlines()[0])
+    os_error = re.match(r"^\[Errno \d+\] ([^:]+)", message)
+    return os_error.group(1) if os_error else message
+
+
+def steps_without_run(message: str, step: str = STEP_ORDER[0]) -> dict[str, dict[str, Any]]:
+    """The status of a file that ends before any run of its steps (an unsupported format found in the
+    batch run, a run that never started): `step` failed with `message`, every later step skipped."""
+    later = STEP_ORDER[STEP_ORDER.index(step) + 1:]
+    return {step: {"status": "failed", "message": message}, **{s: {"status": "skipped", "message": "skipped"} for s in later}}
 
 
 def overall(steps: dict[str, dict[str, Any]]) -> str:
@@ -85,17 +127,23 @@ def overall(steps: dict[str, dict[str, Any]]) -> str:
 def record_file_status(instance: DagsterInstance, storage: Storage, file_id: str) -> dict[str, Any] | None:
     """Write the file's status from its latest run; returns the updated file record."""
     run = latest_run(instance, FILE_JOB, file_id)
-    record = storage.read_record("files", file_id)
-    if run is None or record is None:
-        return record
-    steps = run_steps(instance, run)
+    if run is None or storage.read_record("files", file_id) is None:
+        return storage.read_record("files", file_id)
+    return record_steps(storage, file_id, run_steps(instance, run), run.run_id)
+
+
+def record_steps(storage: Storage, file_id: str, steps: dict[str, dict[str, Any]], run_id: str, *,
+                 update_batch: bool = True) -> dict[str, Any]:
+    """Write a file's per-step status (lake/file_status and the file record) and update its batch's
+    (callers settling many files of one batch update it once themselves)."""
+    record = storage.read_record("files", file_id) or {}
     rows = [{"fileId": file_id, "batchId": record.get("batchId"), "step": step, "status": s["status"],
-             "message": s["message"], "details": s.get("details"), "runId": run.run_id, "updatedTime": utc_now()}
+             "message": s["message"], "details": s.get("details"), "runId": run_id, "updatedTime": utc_now()}
             for step, s in steps.items()]
     storage.write_record("file_status", file_id, rows)
-    record = storage.update_record("files", file_id, status=overall(steps), steps=steps, lastRunId=run.run_id,
+    record = storage.update_record("files", file_id, status=overall(steps), steps=steps, lastRunId=run_id,
                                    updatedTime=utc_now())
-    if record.get("batchId"):
+    if update_batch and record.get("batchId"):
         update_batch_status(storage, record["batchId"])
     return record
 

@@ -26,7 +26,7 @@ class SensorLoop:
         for request in result.dynamic_partitions_requests or []:
             self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
         for run in result.run_requests or []:
-            job_name = sensor.job_name
+            job_name = run.job_name or sensor.job_name
             self.definitions.resolve_job_def(job_name).execute_in_process(
                 partition_key=run.partition_key, instance=self.instance, tags=run.tags, raise_on_error=False,
                 run_config=QUIET)

@@ -136,7 +136,7 @@ def test_end_to_end_upload_status_and_downloads(real: Path, server: Server, tmp_
 
     # retry and merge go through the requested-runs sensor
     retried = alice.put(f"{BASE}/batch/{batch['id']}/retry").json()
-    assert retried["status"] == "RECEIVED"
+    assert retried["status"] == "PROCESSED"  # every file converted: nothing to run again, nothing changes
     merge = alice.post(f"{BASE}/files/merge", json={"ids": [file_id]})
     assert merge.status_code == 400 and "two or more" in merge.json()["message"]
 

@@ -50,7 +50,8 @@ def test_definitions_load() -> None:
     d = defs()
     assert {j.name for j in d.jobs} >= {"ingest_batch", "process_file"}  # type: ignore[union-attr]
     sensors = {s.name: s for s in d.sensors}  # type: ignore[union-attr]
-    assert set(sensors) == {"inbox_sensor", "machine_files_sensor", "requested_runs_sensor", "status_sensor"}
+    assert set(sensors) == {"inbox_sensor", "machine_files_sensor", "requested_runs_sensor", "status_sensor",
+                            "recovery_sensor"}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
     d.resolve_job_def("process_file")
     assert {k.to_user_string() for k in d.resolve_asset_graph().get_all_asset_keys()} == {"batch", *STEP_ORDER}

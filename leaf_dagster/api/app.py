@@ -433,11 +433,7 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
 
     @app.put(f"{BASE}/batch/{{batch_id}}/retry", summary="Retry a batch")
     def retry(batch_id: str, who: str = Depends(owner)) -> dict[str, Any]:
-        batch = owned("batches", batch_id, who)
-        pending = [f for f in batch.get("leafFiles", []) if (storage.read_record("files", f) or {}).get("status") != "processed"]
-        if pending:
-            run_requests.request_runs(storage, pending, "retry")
-        return batch_object(storage.update_record("batches", batch_id, status="RECEIVED", statusDetails=None))
+        return batch_object(run_requests.request_retry(storage, owned("batches", batch_id, who)))
 
     # -- fields and configurations: per API owner, and per owner's Leaf user -------------------------------
     @app.get(f"{FIELDS}/users/{{leaf_user_id}}/fields", summary="Get a user's fields")

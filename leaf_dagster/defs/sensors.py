@@ -1,7 +1,9 @@
-"""Sensors: the inbox watcher, the per-file run launcher and the status recorder.
+"""Sensors: the inbox watcher, the per-file run launcher, requested runs, the status recorder and recovery.
 
 The inbox sensor only lists the inbox and stats files (no reading of zips), so a tick costs the same
-whatever the upload size; storing, extracting and scanning happen in the batch run.
+whatever the upload size; storing, extracting and scanning happen in the batch run. Every run is tagged
+for the fair queue (queue.py) and the recovery sensor keeps the queue moving when run processes die
+(recovery.py).
 """
 
 
@@ -15,12 +17,16 @@ from .. import run_requests
 from ..catalog import refresh_catalog
 from ..ingest.batch import batch_id_for, new_batch, read_sidecar
 from ..status import BATCH_JOB, FILE_JOB, record_file_status
+from ..storage import Storage
 from .jobs import ingest_batch_job, process_file_job
 from .partitions import batches, machine_files
+from .queue import FairQueue
+from .recovery import JOBS, fail_dead_runs, requeue_request, settle_batch, will_requeue
 from .resources import LeafStorage
 
 # An upload still being written must not be picked up: wait until it has not changed for this long.
 SETTLE_SECONDS = 2.0
+FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
 
 @dg.sensor(job=ingest_batch_job, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
@@ -29,6 +35,7 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: LeafStorage):
     store = storage.store()
     store.inbox.mkdir(parents=True, exist_ok=True)
     now = time.time()
+    queue = FairQueue(context.instance)
     requests, new_keys = [], []
     for upload in sorted(store.inbox.glob("*.zip")):
         if upload.name.startswith(".") or now - upload.stat().st_mtime < SETTLE_SECONDS:
@@ -41,66 +48,109 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: LeafStorage):
                            file_name=meta.get("fileName"), owner=meta.get("apiOwnerUsername"))
         new_keys.append(batch_id)
         requests.append(dg.RunRequest(run_key=batch_id, partition_key=batch_id,
-                                      tags={"leaf/batch_id": batch_id, "leaf/upload": upload.name,
-                                            "leaf/leaf_user_id": record["leafUserId"]}))
+                                      tags=queue.tags(record["apiOwnerUsername"], batch_id, **{
+                                          "leaf/upload": upload.name, "leaf/leaf_user_id": record["leafUserId"]})))
     if not requests:
         return dg.SkipReason("no new uploads in the inbox")
     return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=[batches.build_add_request(new_keys)])
 
 
+def file_run_tags(queue: FairQueue, store: Storage, file_id: str, **extra: str) -> dict[str, str]:
+    record = store.read_record("files", file_id) or {}
+    # a merged file belongs to no batch: it is its own unit of the per-batch limit
+    return queue.tags(record.get("apiOwnerUsername"), str(record.get("batchId") or file_id), **{
+        "leaf/file_name": str(record.get("fileName", ""))[:200], "leaf/file_format": str(record.get("fileFormat", "")),
+        **extra})
+
+
 @dg.sensor(job=process_file_job, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
 def machine_files_sensor(context: dg.SensorEvaluationContext, storage: LeafStorage):
-    """After a batch run registers machine files, start one run per file."""
+    """After a batch run registers machine files, start one run per file it could not settle itself."""
     store = storage.store()
     after = int(context.cursor) if context.cursor else None
     events = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("batch"), after_storage_id=after), limit=50, ascending=True)
     if not events.records:
         return dg.SkipReason("no new batches")
+    queue = FairQueue(context.instance)
     requests = []
     for event in events.records:
         batch = store.read_record("batches", event.partition_key or "") or {}
         for file_id in batch.get("leafFiles", []):
-            record = store.read_record("files", file_id) or {}
-            requests.append(dg.RunRequest(
-                run_key=f"{file_id}:{event.storage_id}", partition_key=file_id,
-                tags={"leaf/batch_id": batch["id"], "leaf/file_name": str(record.get("fileName", ""))[:200],
-                      "leaf/file_format": str(record.get("fileFormat", ""))}))
+            if (store.read_record("files", file_id) or {}).get("unsupportedReason"):
+                continue  # settled in the batch run
+            requests.append(dg.RunRequest(run_key=f"{file_id}:{event.storage_id}", partition_key=file_id,
+                                          tags=file_run_tags(queue, store, file_id)))
     return dg.SensorResult(run_requests=requests, cursor=str(events.records[-1].storage_id))
 
 
-@dg.sensor(job=process_file_job, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(jobs=[ingest_batch_job, process_file_job], minimum_interval_seconds=5,
+           default_status=dg.DefaultSensorStatus.RUNNING)
 def requested_runs_sensor(context: dg.SensorEvaluationContext, storage: LeafStorage):
-    """Runs asked for over HTTP (merged files, batch retries): one run per file named in a request."""
+    """Runs asked for over HTTP (merged files, batch retries): one run per file named in a request, and a
+    batch run for each batch whose own step must run again."""
     store = storage.store()
+    queue = FairQueue(context.instance)
     requests, keys = [], []
     for path, request in run_requests.pending(store):
+        for batch_id in request.get("batchIds", []):
+            batch = store.read_record("batches", batch_id) or {}
+            requests.append(dg.RunRequest(run_key=f"{request['id']}:{batch_id}", job_name=BATCH_JOB,
+                                          partition_key=batch_id,
+                                          tags=queue.tags(batch.get("apiOwnerUsername"), batch_id,
+                                                          **{"leaf/request": request["reason"]})))
         for file_id in request["fileIds"]:
             keys.append(file_id)
-            requests.append(dg.RunRequest(run_key=f"{request['id']}:{file_id}", partition_key=file_id,
-                                          tags={"leaf/request": request["reason"]}))
+            requests.append(dg.RunRequest(run_key=f"{request['id']}:{file_id}", job_name=FILE_JOB,
+                                          partition_key=file_id,
+                                          tags=file_run_tags(queue, store, file_id, **{"leaf/request": request["reason"]})))
         run_requests.mark_done(path)
     if not requests:
         return dg.SkipReason("no requested runs")
-    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=[machine_files.build_add_request(keys)])
+    return dg.SensorResult(run_requests=requests,
+                           dynamic_partitions_requests=[machine_files.build_add_request(keys)] if keys else [])
 
 
 @dg.sensor(minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
 def status_sensor(context: dg.SensorEvaluationContext, storage: LeafStorage):
-    """Record Leaf's status of every finished file run and refresh the SQL catalog."""
+    """Record Leaf's status of every finished file run, settle the batch of every failed batch run, and
+    refresh the SQL catalog. Runs the recovery sensor will queue again are left to their second attempt."""
     store = storage.store()
     cursor = json.loads(context.cursor) if context.cursor else {"after": 0.0}
     records = context.instance.get_run_records(
-        dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED],
-                      updated_after=datetime.fromtimestamp(cursor["after"], tz=timezone.utc)),
+        dg.RunsFilter(statuses=FINISHED, updated_after=datetime.fromtimestamp(cursor["after"], tz=timezone.utc)),
         order_by="update_timestamp", ascending=True, limit=200)
-    records = [r for r in records if r.dagster_run.job_name in (FILE_JOB, BATCH_JOB)]
+    records = [r for r in records if r.dagster_run.job_name in JOBS]
     if not records:
         return dg.SkipReason("no finished runs")
     for record in records:
         run = record.dagster_run
-        if run.job_name == FILE_JOB and run.tags.get("dagster/partition"):
+        if not run.tags.get("dagster/partition") or will_requeue(context.instance, run):
+            continue
+        if run.job_name == FILE_JOB:
             record_file_status(context.instance, store, run.tags["dagster/partition"])
+        else:
+            settle_batch(context.instance, store, run)
     refresh_catalog(store)
     newest = max(r.update_timestamp.timestamp() for r in records)
     return dg.SensorResult(cursor=json.dumps({"after": newest}))
+
+
+@dg.sensor(jobs=[ingest_batch_job, process_file_job], minimum_interval_seconds=15,
+           default_status=dg.DefaultSensorStatus.RUNNING)
+def recovery_sensor(context: dg.SensorEvaluationContext):
+    """Fail runs whose process is gone (they would hold the run queue forever) and queue every lost run
+    of ours again, once. Its first tick after the daemon starts clears what a crash left behind."""
+    dead = fail_dead_runs(context.instance)
+    cursor = json.loads(context.cursor) if context.cursor else {"after": 0.0}
+    records = context.instance.get_run_records(
+        dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE],
+                      updated_after=datetime.fromtimestamp(cursor["after"], tz=timezone.utc)),
+        order_by="update_timestamp", ascending=True, limit=200)
+    if not records:
+        return dg.SkipReason(f"no lost runs ({len(dead)} dead runs failed)" if dead else "no lost runs")
+    requests = [requeue_request(r.dagster_run) for r in records if will_requeue(context.instance, r.dagster_run)]
+    if dead:
+        context.log.warning(f"failed {len(dead)} runs whose process was gone: {', '.join(dead)}")
+    newest = max(r.update_timestamp.timestamp() for r in records)
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps({"after": newest}))

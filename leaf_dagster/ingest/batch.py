@@ -8,6 +8,7 @@ inside the upload.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -27,6 +28,25 @@ if TYPE_CHECKING:
 NAMESPACE = uuid.UUID("5d0c5a53-2f7e-4c0e-9a51-3f0b0c7c1eaf")
 NO_VALID_FILES = "No valid files found"
 UNREADABLE = "Files found but unable to read. Please check file format before re-trying or contact Support"
+# Each machine file costs one run, so an upload's file count is capped (a zip of 200 one-byte entries
+# would otherwise hold the queue for as long as 200 real files).
+MAX_FILES_ENV = "LEAF_MAX_FILES_PER_UPLOAD"
+DEFAULT_MAX_FILES = 1000
+# Errors that mean "the machine, not the upload": a retry once they are fixed can succeed.
+_RETRYABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EMFILE, errno.ENFILE, errno.ENOMEM}
+
+
+def max_files_per_upload() -> int:
+    """The cap on machine files in one upload (LEAF_MAX_FILES_PER_UPLOAD, default 1000)."""
+    value = os.environ.get(MAX_FILES_ENV, "")
+    return int(value) if value.strip().isdigit() and int(value) > 0 else DEFAULT_MAX_FILES
+
+
+def os_error_message(file_name: str, action: str, exc: OSError) -> str:
+    """An OS error as a batch message: the user's file name and the reason, never a server path."""
+    reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
+    retry = "; retry the batch once the server is fixed" if exc.errno in _RETRYABLE_ERRNOS else ""
+    return f"{file_name}: {action} failed ({reason}){retry}"
 
 
 def utc_now() -> str:
@@ -127,37 +147,50 @@ def _file_record(storage: Storage, batch: dict[str, Any], root: Path, found: "De
 
 
 def ingest_batch(storage: Storage, batch_id: str) -> BatchOutcome:
-    """Store, extract and detect. Never raises for bad input: the outcome carries the error instead."""
+    """Store, extract and detect. Never raises for bad input or an OS error (a full disk, a path too long):
+    the batch ends FAILED with the reason and the outcome carries it. Extraction work is removed when the
+    batch fails, so a refused or empty upload leaves only the stored zip behind (kept for a retry)."""
     from .detect import detect_machine_files
 
     batch = storage.read_record("batches", batch_id)
     if batch is None:
         raise KeyError(f"batch {batch_id} was never received")
-    upload = _store_upload(storage, batch)
-    problem = batch_identifier_problem(batch)  # a hand-written sidecar: refuse before any per-user path is used
-    if problem:
-        batch.update(status="FAILED", statusDetails=problem)
-        storage.write_record("batches", batch_id, batch)
-        return BatchOutcome(batch, [], problem)
+    name = batch["fileName"]
     extracted = storage.extracted_dir(batch_id)
-    if extracted.exists():
-        shutil.rmtree(extracted)
-    error = None
+    detected: list[DetectedFile] = []
+    error = details = None
+    action = "storing the upload"
     try:
-        extract_archive(upload, extracted)
+        upload = _store_upload(storage, batch)
+        batch["storedPath"] = str(upload.relative_to(storage.root))
+        problem = batch_identifier_problem(batch)  # a hand-written sidecar: refuse before any per-user path is used
+        if problem:
+            batch.update(status="FAILED", statusDetails=problem)
+            storage.write_record("batches", batch_id, batch)
+            return BatchOutcome(batch, [], problem)
+        action = "extracting the upload"
+        shutil.rmtree(extracted, ignore_errors=True)
+        extract_archive(upload, extracted, name=name)
+        action = "scanning the upload"
         detected = detect_machine_files(extracted)
     except (UnsafeArchiveError, CorruptArchiveError) as exc:
-        detected, error = [], str(exc)
-    files = [_file_record(storage, batch, extracted, found) for found in detected]
+        error = details = str(exc)
+    except OSError as exc:
+        error = details = os_error_message(name, action, exc)
+    if not error and not detected:
+        details = NO_VALID_FILES
+        error = f"{name}: {NO_VALID_FILES} (no shapefile, GeoPackage, GeoJSON, CSV/text or known monitor format inside)"
+    elif not error and len(detected) > max_files_per_upload():
+        error = details = (f"{name}: {len(detected)} machine files found, more than the limit of "
+                           f"{max_files_per_upload()} per upload; split the upload into smaller zips")
+    files = [] if error else [_file_record(storage, batch, extracted, found) for found in detected]
     for record in files:
         previous = storage.read_record("files", record["id"]) or {}
         storage.write_record("files", record["id"], {**record, "createdTime": previous.get("createdTime", record["createdTime"])})
-    batch.update(leafFiles=[f["id"] for f in files], storedPath=str(upload.relative_to(storage.root)))
+    batch.update(leafFiles=[f["id"] for f in files])
     if error:
-        batch.update(status="FAILED", statusDetails=error)
-    elif not files:
-        batch.update(status="FAILED", statusDetails=NO_VALID_FILES)
-        error = f"{batch['fileName']}: {NO_VALID_FILES} (no shapefile, GeoPackage, GeoJSON, CSV/text or known monitor format inside)"
+        shutil.rmtree(extracted, ignore_errors=True)
+        batch.update(status="FAILED", statusDetails=details, processedTimestamp=utc_now())
     else:
         batch.update(status="PROCESSING", statusDetails=None)
     storage.write_record("batches", batch_id, batch)

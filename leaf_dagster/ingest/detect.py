@@ -26,7 +26,10 @@ LON_NAMES = {"lon", "long", "lng", "longitude", "x", "lon_deg", "longitud", "gps
 
 @dataclass
 class DetectedFile:
-    """One machine file: its format, the member that is read first, and every member that belongs to it."""
+    """One machine file: its format, the member that is read first, and every member that belongs to it.
+
+    `accept_damaged` asks readers to read a damaged file anyway (the user's acceptDamagedShapefiles
+    configuration); what they found wrong then goes to `warnings` instead of failing the file."""
 
     name: str
     file_format: str
@@ -34,6 +37,8 @@ class DetectedFile:
     members: list[Path] = field(default_factory=list)
     layer: str | None = None
     unsupported_reason: str | None = None
+    accept_damaged: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     def relative_to(self, root: Path) -> str:
         rel = self.primary.relative_to(root).as_posix()

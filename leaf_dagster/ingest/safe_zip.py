@@ -2,8 +2,9 @@
 
 Machine data reaches us as zip files uploaded by users, so every archive is
 treated as hostile: entry paths are confined to the destination folder, entry
-counts, sizes and compression ratios are capped both from the central directory
-and while decompressing, and a failed extraction leaves nothing behind.
+counts, sizes and compression ratios (per member and for the whole upload) are
+capped both from the central directory and while decompressing, and a failed
+extraction leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -66,16 +67,30 @@ class CorruptArchiveError(Exception):
 
 @dataclass(frozen=True)
 class ExtractionLimits:
-    """Caps that keep a hostile or broken upload from exhausting disk, memory or time."""
+    """Caps that keep a hostile or broken upload from exhausting disk, memory or time.
 
-    max_entries: int = 100_000  # total members, nested zips included
+    The bytes an upload may expand to are bounded three ways: `max_upload_ratio` times the upload's own
+    size (real machine-data zips expand 2-17x as a whole; a zip of zero-filled members 1000x), never less
+    than `min_budget_bytes` (small uploads cannot do damage however well they compress) and never more
+    than `max_total_bytes`. The cumulative bound covers every member, however small: 2,000 members of
+    1 MiB of zeros each pass the per-member ratio test but not this one.
+    """
+
+    max_entries: int = 20_000  # total members, nested zips included
     max_total_bytes: int = 20 * 2**30  # total uncompressed bytes, nested included
     max_ratio: float = 200.0  # per member file_size / compress_size, for members > 1 MiB
+    max_upload_ratio: float = 100.0  # total uncompressed bytes / size of the upload
+    min_budget_bytes: int = 64 * 2**20  # the ratio bound never goes below this
     max_depth: int = 2  # a zip inside the upload is depth 1; deeper zips stay plain files
+
+    def budget(self, upload_bytes: int) -> int:
+        """The uncompressed bytes an upload of `upload_bytes` may expand to, nested zips included."""
+        relative = max(self.min_budget_bytes, int(self.max_upload_ratio * upload_bytes))
+        return min(self.max_total_bytes, relative)
 
 
 def extract_archive(
-    archive: Path, dest: Path, limits: ExtractionLimits = ExtractionLimits()
+    archive: Path, dest: Path, limits: ExtractionLimits = ExtractionLimits(), name: str | None = None
 ) -> list[Path]:
     """Extract `archive` into `dest` (created), expanding nested zips in place up to limits.max_depth.
 
@@ -86,10 +101,11 @@ def extract_archive(
 
     Raises UnsafeArchiveError when the archive breaks a safety rule and
     CorruptArchiveError when it cannot be read; in both cases everything written
-    under `dest` by this call is removed first.
+    under `dest` by this call is removed first. Messages name the archive by `name`
+    (the user's own file name) when given, else by its file name.
     """
     archive = Path(archive)
-    extractor = _Extractor(archive, Path(dest), limits)
+    extractor = _Extractor(archive, Path(dest), limits, name)
     try:
         extractor.run()
     except BaseException:
@@ -111,10 +127,11 @@ class _Snapshot:
 class _Extractor:
     """One extraction run; tracks everything it writes so a failure can undo it."""
 
-    def __init__(self, archive: Path, dest: Path, limits: ExtractionLimits) -> None:
+    def __init__(self, archive: Path, dest: Path, limits: ExtractionLimits, name: str | None = None) -> None:
         self.archive = archive
-        self.top_label = _show(archive.name)
+        self.top_label = _show(name or archive.name)
         self.limits = limits
+        self.budget = limits.budget(archive.stat().st_size)
         self.entries = 0
         self.total_bytes = 0
         self.created_dirs: list[Path] = []
@@ -233,12 +250,19 @@ class _Extractor:
             plan.append((info, parts, is_dir))
 
         declared = sum(info.file_size for info in infos)
-        if self.total_bytes + declared > limits.max_total_bytes:
+        if self.total_bytes + declared > self.budget:
             raise UnsafeArchiveError(
                 f"{label}: uncompressed size of {self.total_bytes + declared} bytes in total "
-                f"exceeds the limit of {limits.max_total_bytes} bytes"
+                f"exceeds the limit of {self._budget_text()}"
             )
         return plan
+
+    def _budget_text(self) -> str:
+        """The byte limit, and why it is what it is when the upload's size set it."""
+        if self.budget == self.limits.max_total_bytes:
+            return f"{self.budget} bytes"
+        return (f"{self.budget} bytes for an upload of this size "
+                f"({self.limits.max_upload_ratio:g}x its size, at least {self.limits.min_budget_bytes} bytes)")
 
     def _safe_parts(self, name: str, label: str, root: Path) -> list[str]:
         """Split an entry name into path components, refusing anything that could leave `root`."""
@@ -320,10 +344,9 @@ class _Extractor:
                         f"{label}: entry {shown} is larger than its header declares "
                         f"({info.file_size} bytes)"
                     )
-                if self.total_bytes > limits.max_total_bytes:
+                if self.total_bytes > self.budget:
                     raise UnsafeArchiveError(
-                        f"{label}: uncompressed size exceeds the limit of "
-                        f"{limits.max_total_bytes} bytes"
+                        f"{label}: uncompressed size exceeds the limit of {self._budget_text()}"
                     )
                 if (
                     written > _RATIO_MIN_SIZE

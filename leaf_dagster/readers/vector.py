@@ -8,6 +8,7 @@ import pyogrio
 from ..ingest.detect import DetectedFile, read_deere_metadata
 from ..standard.units import leaf_unit
 from .base import WGS84, ReaderError, SourceTable
+from .shapefile_integrity import check_shapefile_integrity
 
 _JD_SIGNATURE = {"isotime", "vryieldvol", "swathwidth", "vrappratev", "vrappratem", "wetmass", "sectionid"}
 _YIELD_EDITOR_SIGNATURE = {"dist_in", "flw_lbs", "rm_code", "swth_w_", "gps_tim"}
@@ -51,6 +52,7 @@ def read_vector(detected: DetectedFile) -> SourceTable:
     """Read every feature; polygons are kept, CRS is resolved, and JD metadata units are attached."""
     if detected.file_format == "SHAPEFILE":
         _check_shapefile_set(detected)
+        check_shapefile_integrity(detected)
     name = detected.primary.name
     try:
         info = pyogrio.read_info(detected.primary, layer=detected.layer)

@@ -14,6 +14,7 @@ import dagster as dg
 from ...derived.reconcile import markdown, reconcile
 from ...files import FileSteps
 from ...readers import ReaderError
+from ...readers.shapefile_integrity import DamagedShapefile
 from ..checks import CONVERSION_FAILED, gate, gate_spec, warning, warning_spec
 from ..metadata import preview, time_span
 from ..partitions import machine_files
@@ -36,7 +37,10 @@ def original_file(context: dg.AssetExecutionContext, storage: LeafStorage):
 
 
 @dg.asset(key="rawGeojson", deps=["originalFile"], partitions_def=machine_files, group_name=GROUP,
-          kinds={"geoparquet"}, check_specs=[gate_spec("rawGeojson", "converted", "The source records could be read")])
+          kinds={"geoparquet"}, check_specs=[
+              gate_spec("rawGeojson", "converted", "The source records could be read"),
+              warning_spec("rawGeojson", "source_intact",
+                           "No damage found in the source (a shapefile's .shp, .shx and .dbf agree)")])
 def raw_geojson(context: dg.AssetExecutionContext, storage: LeafStorage):
     """Source records as read: source column names and units kept, positions in WGS84."""
     steps = FileSteps(storage.store(), context.partition_key)
@@ -45,6 +49,7 @@ def raw_geojson(context: dg.AssetExecutionContext, storage: LeafStorage):
     except ReaderError as exc:
         yield dg.MaterializeResult(metadata={"error": exc.reason})
         yield gate("converted", CONVERSION_FAILED, reason=str(exc))
+        yield intact_check(exc.problems if isinstance(exc, DamagedShapefile) else [])
         return
     yield dg.MaterializeResult(metadata={
         "point_count": source.point_count, "dialect": source.dialect, "source_crs": source.source_crs or "unknown",
@@ -52,6 +57,12 @@ def raw_geojson(context: dg.AssetExecutionContext, storage: LeafStorage):
         "source_units": dg.MetadataValue.json(source.units), "preview": preview(source.frame),
     })
     yield gate("converted", None)
+    yield intact_check((steps.record.get("raw") or {}).get("warnings") or [])
+
+
+def intact_check(damage: list[str]) -> dg.AssetCheckResult:
+    """A warning, not a gate: damage fails the file through `converted` unless the user accepts it."""
+    return warning("source_intact", not damage, "; ".join(damage) or "no damage found")
 
 
 @dg.asset(key="standardGeojson", deps=["rawGeojson"], partitions_def=machine_files, group_name=GROUP,

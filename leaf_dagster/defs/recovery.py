@@ -1,0 +1,155 @@
+"""Runs that ended without doing their work: dead workers failed, lost runs queued again once, and the
+batch of a failed batch run settled FAILED with the reason.
+
+When the daemon's whole process group is killed, its code server and every run worker die with it, and
+their runs stay STARTED: Dagster's run monitoring cannot tell, because the DefaultRunLauncher has no
+worker health check (`supports_check_run_worker_health` is False in 1.13; monitoring only fails runs
+stuck STARTING past `start_timeout_seconds` and runs over `max_runtime_seconds`). Those STARTED runs
+still count against `max_concurrent_runs`, so the queue stops for every owner. The worker of a run
+records its pid in the run's first engine event ("Started process for run (pid: N)", or the in-process
+executor's event for a run executed in the CLI's process); a run whose pid is gone, or now belongs to a
+process started after that event, is marked failed here. This holds for the DefaultRunLauncher, which
+starts run workers on the machine of the code server evaluating this sensor; other launchers are left
+to their own health checks.
+
+A run is *lost* when it failed for a reason other than a failed step (its process died, it never
+started, an error in Dagster's machinery): it is queued again once, with a run key naming the lost run
+so that repeated ticks, a restarted daemon or a lost cursor never queue it twice. A run that was itself
+such a second attempt is not queued again; its file then fails with the run's message.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dagster as dg
+from dagster import DagsterEventType
+from dagster._core.events import JobFailureData, RunFailureReason
+from dagster._core.launcher import DefaultRunLauncher
+
+from ..ingest.batch import utc_now
+from ..status import (BATCH_JOB, FILE_JOB, latest_run, record_steps, run_failure_message, steps_without_run,
+                      update_batch_status)
+from ..storage import Storage
+from .queue import BATCH_TAG, OWNER_TAG, PRIORITY_TAG
+
+JOBS = (FILE_JOB, BATCH_JOB)
+RECOVERS_TAG = "leaf/recovers"
+WORKER_GONE = "The run's process stopped unexpectedly (pid {pid} is gone: the daemon or the machine was " \
+              "killed or restarted)"
+
+
+# -- dead workers ---------------------------------------------------------------------------------------------
+def worker_pid(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
+    """The pid of the run's main process and when it reported it, from the run's first engine event with one."""
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
+        data = entry.dagster_event.engine_event_data if entry.dagster_event else None
+        pid = (data.metadata or {}).get("pid") if data else None
+        if pid is not None:
+            try:
+                return int(getattr(pid, "value", pid)), entry.timestamp
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def process_alive(pid: int, reported_at: float) -> bool:
+    """Is `pid` still the process that reported itself at `reported_at`? Zombies and reused pids are not."""
+    if not os.path.exists("/proc/self/stat"):  # no procfs (not Linux): existence is all we can tell
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    if fields[0] in ("Z", "X"):
+        return False
+    started = _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    return started <= reported_at + 1.0  # a process started after the report is another one with the same pid
+
+
+def _boot_time() -> float:
+    with open("/proc/stat", encoding="ascii") as stat:
+        for line in stat:
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed every in-progress run of ours whose process is gone; returns their run ids."""
+    if not isinstance(instance.run_launcher, DefaultRunLauncher):
+        return []
+    failed = []
+    runs = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]))
+    for run in runs:
+        if run.job_name not in JOBS:
+            continue
+        reported = worker_pid(instance, run.run_id)
+        if reported is None or process_alive(*reported):
+            continue  # not started yet (run monitoring's start timeout covers that) or alive
+        current = instance.get_run_by_id(run.run_id)
+        if current is None or current.is_finished:
+            continue
+        instance.report_run_failed(current, WORKER_GONE.format(pid=reported[0]),
+                                   JobFailureData(error=None, failure_reason=RunFailureReason.UNEXPECTED_TERMINATION))
+        failed.append(run.run_id)
+    return failed
+
+
+# -- lost runs ------------------------------------------------------------------------------------------------
+def failure_reason(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunFailureReason | None:
+    events = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)
+    data = events[-1].dagster_event.event_specific_data if events and events[-1].dagster_event else None
+    return data.failure_reason if isinstance(data, JobFailureData) else None
+
+
+def is_latest(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    partition = run.tags.get("dagster/partition")
+    newest = instance.get_runs(dg.RunsFilter(job_name=run.job_name, tags={"dagster/partition": partition}), limit=1)
+    return bool(newest) and newest[0].run_id == run.run_id
+
+
+def will_requeue(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """A lost run of ours, the latest of its partition, not itself a second attempt."""
+    return (run.job_name in JOBS and run.status == dg.DagsterRunStatus.FAILURE and RECOVERS_TAG not in run.tags
+            and "dagster/partition" in run.tags and failure_reason(instance, run) != RunFailureReason.STEP_FAILURE
+            and is_latest(instance, run))
+
+
+def requeue_request(run: dg.DagsterRun) -> dg.RunRequest:
+    """The same job and partition again, in the same place of the fair queue, naming the lost run."""
+    keep = (OWNER_TAG, BATCH_TAG, PRIORITY_TAG)
+    tags = {k: v for k, v in run.tags.items() if k in keep or (k.startswith("leaf/") and k != RECOVERS_TAG)}
+    return dg.RunRequest(run_key=f"recover:{run.run_id}", job_name=run.job_name,
+                         partition_key=run.tags["dagster/partition"], tags={**tags, RECOVERS_TAG: run.run_id})
+
+
+# -- batches of failed batch runs -----------------------------------------------------------------------------
+def settle_batch(instance: dg.DagsterInstance, storage: Storage, run: dg.DagsterRun) -> dict[str, Any] | None:
+    """After a batch run failed or was canceled (and will not run again): its batch ends FAILED with the
+    reason, so a retry re-runs it. Files it registered before failing that have no run of their own fail
+    with the same reason. Returns the batch record when it changed."""
+    if run.status not in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED) or not is_latest(instance, run):
+        return None
+    batch = storage.read_record("batches", run.tags.get("dagster/partition", ""))
+    if batch is None or batch.get("status") == "FAILED":
+        return None
+    reason = run_failure_message(instance, run)
+    if not batch.get("leafFiles"):
+        return storage.update_record("batches", batch["id"], status="FAILED", processedTimestamp=utc_now(),
+                                     statusDetails=f"{batch['fileName']}: the batch could not be processed ({reason}); "
+                                                   "retry the batch")
+    for file_id in batch["leafFiles"]:
+        record = storage.read_record("files", file_id) or {}
+        if record.get("status") == "processing" and latest_run(instance, FILE_JOB, file_id) is None:
+            record_steps(storage, file_id, steps_without_run(f"the batch run failed ({reason})"), run.run_id,
+                         update_batch=False)
+    return update_batch_status(storage, batch["id"])

@@ -1,0 +1,207 @@
+"""The daemon's whole process group killed while file runs are STARTED, then restarted: a real `dagster-daemon`
+against a temporary DAGSTER_HOME (the project's dagster.yaml, with shorter monitoring intervals) and data folder.
+
+Before the recovery sensor the killed runs stayed STARTED for good, held both run slots, and every owner's
+uploads waited. Now the restarted daemon fails them, queues each once more, and every file ends processed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dagster as dg
+import pyogrio
+import pytest
+import yaml
+
+from dagster._core.events import EngineEventData
+
+from leaf_dagster.bench.daemon import stop_daemon
+from leaf_dagster.defs.recovery import RECOVERS_TAG, WORKER_GONE, process_alive, worker_pid
+from leaf_dagster.defs.sensors import recovery_sensor
+from leaf_dagster.status import BATCH_JOB, FILE_JOB, record_file_status
+from leaf_dagster.storage import Storage
+
+from .conftest import JD_WHEAT_ZIP, MONTANA, REPO
+
+FILES = 6
+POINTS = 400
+DEADLINE = 420  # seconds for the whole test; on an idle 2-core machine it takes about a minute and a half
+UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+              dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+
+
+def test_a_process_is_alive_only_if_it_is_the_one_that_reported() -> None:
+    assert process_alive(os.getpid(), time.time())
+    assert not process_alive(os.getpid(), time.time() - 10 ** 6)  # started after the report: a reused pid
+    child = subprocess.Popen(["true"])
+    child.wait()
+    assert not process_alive(child.pid, time.time())
+
+
+def started_run(instance: dg.DagsterInstance, file_id: str, pid: int, **tags: str) -> dg.DagsterRun:
+    """A file run that Dagster believes STARTED, whose worker reported `pid`."""
+    run = dg.DagsterRun(job_name=FILE_JOB, run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED,
+                        tags={"dagster/partition": file_id, "leaf/owner": "alice", **tags})
+    instance.add_run(run)
+    instance.report_engine_event(f"Started process for run (pid: {pid}).", run, EngineEventData.in_process(pid))
+    return run
+
+
+def test_dead_runs_are_failed_and_queued_again_once(storage: Storage, instance: dg.DagsterInstance) -> None:
+    child = subprocess.Popen(["true"])
+    child.wait()  # a worker that is gone
+    storage.write_record("files", "f1", {"id": "f1", "status": "processing"})
+    instance.add_dynamic_partitions("machine_files", ["f1"])
+    alive = started_run(instance, "f2", os.getpid())
+    first = started_run(instance, "f1", child.pid)
+
+    result = recovery_sensor(dg.build_sensor_context(instance=instance))
+    assert instance.get_run_by_id(alive.run_id).status == dg.DagsterRunStatus.STARTED
+    assert instance.get_run_by_id(first.run_id).status == dg.DagsterRunStatus.FAILURE
+    (request,) = result.run_requests
+    assert (request.run_key, request.job_name, request.partition_key) == (f"recover:{first.run_id}", FILE_JOB, "f1")
+    assert request.tags[RECOVERS_TAG] == first.run_id and request.tags["leaf/owner"] == "alice"
+    again = recovery_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
+    assert not getattr(again, "run_requests", None)  # the same lost run is not queued twice
+
+    second = started_run(instance, "f1", child.pid, **{RECOVERS_TAG: first.run_id})  # the second attempt dies too
+    last = recovery_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
+    assert instance.get_run_by_id(second.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert not last.run_requests  # once only: the file now fails with the reason
+    record = record_file_status(instance, storage, "f1")
+    assert record["status"] == "failed"
+    assert record["steps"]["originalFile"] == {"status": "failed", "message": WORKER_GONE.format(pid=child.pid)}
+
+
+def six_shapefiles(real: Path, tmp_path: Path) -> tuple[Path, dict[str, int]]:
+    """Six fields' worth of the real John Deere wheat export (400 points each, written back as 2D shapefiles
+    by GDAL), so each file run is short and the test is about the crash, not the reading. Also returns, per
+    file, the points Leaf's default cleanup keeps, counted from the source columns."""
+    source = pyogrio.read_dataframe(f"/vsizip/{real / MONTANA / JD_WHEAT_ZIP}/{Path(JD_WHEAT_ZIP).stem}.shp")
+    folder = tmp_path / "six"
+    folder.mkdir()
+    upload, kept = tmp_path / "six-fields.zip", {}
+    with zipfile.ZipFile(upload, "w", zipfile.ZIP_DEFLATED) as zf:
+        for field in range(FILES):
+            stem = f"FarmerB Farms Inc.-FarmerB Family LLC-field {field}-Wheat (Hrd Rd Wtr)-1"
+            part = source.iloc[field * POINTS:(field + 1) * POINTS]
+            part = part.set_geometry(part.geometry.force_2d())  # its elevation is NaN, which GDAL will not write
+            pyogrio.write_dataframe(part, folder / f"{stem}.shp")
+            kept[stem] = int(((part["Moisture"] > 0) & (part["Moisture"] < 100) & (part["WetMass"] > 0)
+                              & (part["DISTANCE"] * part["SWATHWIDTH"] > 0)).sum())
+            for member in sorted(folder.glob(f"{stem}.*")):
+                zf.write(member, member.name)
+    return upload, kept
+
+
+class Daemon:
+    """`dagster-daemon run` in its own session, so its process group holds the code server and run workers."""
+
+    def __init__(self, home: Path, data: Path, log: Path):
+        self.env = {**os.environ, "DAGSTER_HOME": str(home), "LEAF_DATA_DIR": str(data)}
+        self.log = log
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        binary = Path(sys.executable).with_name("dagster-daemon")
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen([str(binary), "run", "-w", "workspace.yaml"], cwd=REPO, env=self.env,
+                                            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
+
+    def kill_group(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)  # kill -9 -- -PGID
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            stop_daemon(self.process, grace=10)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[tuple[Path, Path, Daemon]]:
+    home, data = tmp_path / "dagster_home", tmp_path / "data"
+    home.mkdir()
+    (data / "inbox").mkdir(parents=True)
+    settings = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    # the shipped intervals, shortened so the test is quick: runs that never started fail after 20 s
+    settings["run_monitoring"].update(start_timeout_seconds=20, poll_interval_seconds=5)
+    (home / "dagster.yaml").write_text(yaml.safe_dump(settings))
+    daemon = Daemon(home, data, tmp_path / "daemon.log")
+    try:
+        yield home, data, daemon
+    finally:
+        daemon.stop()
+
+
+def wait_for(what: str, condition: Callable[[], bool], deadline: float, log: Path) -> None:
+    while not condition():
+        if time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            pytest.fail(f"timed out waiting for {what}; daemon log ends:\n{tail}")
+        time.sleep(1)
+
+
+def runs(instance: dg.DagsterInstance, statuses: list[dg.DagsterRunStatus] | None = None) -> list[dg.DagsterRun]:
+    return list(instance.get_runs(dg.RunsFilter(statuses=statuses or [])))
+
+
+def test_killed_daemon_group_is_recovered_on_restart(real: Path, tmp_path: Path, workspace) -> None:
+    home, data, daemon = workspace
+    deadline = time.monotonic() + DEADLINE
+    upload, kept = six_shapefiles(real, tmp_path)
+    (data / "inbox" / "six.json").write_text(json.dumps({"leafUserId": "grower", "provider": "JohnDeere"}))
+    os.replace(upload, data / "inbox" / "six.zip")
+
+    daemon.start()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        wait_for("a file run to start", lambda: any(r.job_name == FILE_JOB for r in runs(
+            instance, [dg.DagsterRunStatus.STARTED])), deadline, daemon.log)
+        daemon.kill_group()
+
+        stuck = [r for r in runs(instance, [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED])]
+        assert any(r.job_name == FILE_JOB and r.status == dg.DagsterRunStatus.STARTED for r in stuck)
+        for run in stuck:  # every worker died with the group; Dagster still believes they run
+            reported = worker_pid(instance, run.run_id)
+            assert reported is None or not process_alive(*reported)
+
+        daemon.start()
+        batch_files: list[str] = []
+
+        def all_files_final() -> bool:
+            batch = next(iter(json.loads(p.read_text()) for p in (data / "lake" / "batches").glob("*.json")), {})
+            batch_files[:] = batch.get("leafFiles", [])
+            records = [json.loads((data / "lake" / "files" / f"{f}.json").read_text()) for f in batch_files]
+            return (batch.get("status") == "PROCESSED" and len(records) == FILES
+                    and all(r.get("status") == "processed" for r in records) and not runs(instance, UNFINISHED))
+
+        wait_for("every file processed and the queue empty", all_files_final, deadline, daemon.log)
+
+        for run in stuck:
+            after = instance.get_run_by_id(run.run_id)
+            assert after is not None and after.status == dg.DagsterRunStatus.FAILURE
+            again = runs(instance)
+            retries = [r for r in again if r.tags.get(RECOVERS_TAG) == run.run_id]
+            assert len(retries) == 1 and retries[0].status == dg.DagsterRunStatus.SUCCESS
+            assert retries[0].tags["dagster/partition"] == run.tags["dagster/partition"]
+        file_runs = [r for r in runs(instance) if r.job_name == FILE_JOB]
+        batch_runs = [r for r in runs(instance) if r.job_name == BATCH_JOB]
+        stuck_files = sum(1 for r in stuck if r.job_name == FILE_JOB)
+        assert len(file_runs) == FILES + stuck_files  # each file once, each killed file run once more
+        assert len(batch_runs) == 1 + sum(1 for r in stuck if r.job_name == BATCH_JOB)
+        points = {}
+        for file_id in batch_files:
+            record = json.loads((data / "lake" / "files" / f"{file_id}.json").read_text())
+            points[record["fileName"]] = record["pointCount"]
+        assert points == kept
