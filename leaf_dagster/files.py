@@ -105,10 +105,8 @@ class FileSteps:
         record = self.record
         raw = record.get("raw") or {}
         frame = self.storage.read_geoparquet("raw", self.file_id).drop(columns=[FILE_ID_COLUMN])
-        # the file's name is evidence too (a crop word, a season)
-        hints = {"fileName": record.get("fileName"), **raw.get("hints", {})}
         return SourceTable(frame=frame, dialect=raw.get("dialect", "GENERIC"), source_crs=raw.get("sourceCrs"),
-                           units=raw.get("units", {}), hints=hints, notes=list(raw.get("notes", [])))
+                           units=raw.get("units", {}), hints=raw.get("hints", {}), notes=list(raw.get("notes", [])))
 
     @property
     def config(self) -> dict[str, Any]:
@@ -135,7 +133,7 @@ class FileSteps:
             result = StandardResult(record["operationType"], None, frame=frame, units=units,
                                     crop=", ".join(kinds) or None, evidence="merged from " + ", ".join(record["sources"]))
         else:
-            result = standardize(self.load_raw(), record["fileName"])
+            result = standardize(self.load_raw())
         changes: dict[str, Any] = {"operationType": result.operation_type,
                                    "originalOperationType": result.original_operation_type,
                                    "evidence": result.evidence, "pointCount": 0}

@@ -42,7 +42,7 @@ def standard_of(folder: Path) -> StandardResult:
     """Detect the one machine file in `folder`, read it and standardise it, as the pipeline's steps do."""
     found = [d for d in detect_machine_files(folder) if not d.unsupported_reason]
     assert len(found) == 1, [d.name for d in found]
-    return standardize(read_machine_file(found[0]), found[0].name)
+    return standardize(read_machine_file(found[0]))
 
 
 def processed(result: StandardResult, operation: str, points: int) -> gpd.GeoDataFrame:

@@ -26,7 +26,9 @@ def read_machine_file(detected: DetectedFile) -> SourceTable:
     reader = _READERS.get(detected.file_format)
     if reader is None:
         raise ReaderError(detected.primary.name, detected.unsupported_reason or f"{detected.file_format} is not decodable")
-    return reader(detected)
+    table = reader(detected)
+    table.hints.setdefault("fileName", detected.name)  # the name is evidence too (a crop word, "as-applied")
+    return table
 
 
 __all__ = ["DECODABLE_FORMATS", "ReaderError", "SourceTable", "read_machine_file"]

@@ -70,7 +70,7 @@ def _rate_kind(match: Match | None, options: list[str]) -> str | None:
     return kinds.pop() if len(kinds) == 1 else None
 
 
-def detect_operation(source: SourceTable, matches: dict[str, Match], file_name: str | None = None,
+def detect_operation(source: SourceTable, matches: dict[str, Match],
                      options: dict[str, list[str]] | None = None) -> tuple[str, str | None, str]:
     """(operation type, the source's own operation name, the evidence used).
 
@@ -112,7 +112,7 @@ def detect_operation(source: SourceTable, matches: dict[str, Match], file_name: 
             kind = _rate_kind(matches["rateTarget"], options.get("rateTarget", []))
             for k in [kind] if kind else ["planted", "applied"]:
                 vote(k, _WEAK, f"only a target rate '{matches['rateTarget'].column}'")
-    name = re.sub(r"[^a-z]", "", (file_name or "").lower())
+    name = re.sub(r"[^a-z]", "", (source.hints.get("fileName") or "").lower())
     token = next(((t, kind) for t, kind in _NAME_TOKENS if t in name), None)
     if token:
         vote(token[1], _WEAK, f"'{token[0]}' in the file name")
@@ -280,7 +280,7 @@ def _points_and_area(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoSeries, np.ndarray
     return geometry, None
 
 
-def standardize(source: SourceTable, file_name: str | None = None) -> StandardResult:
+def standardize(source: SourceTable) -> StandardResult:
     """Map one machine file's raw records onto the standard schema of its operation type."""
     frame = source.frame[source.frame.geometry.notna() & ~source.frame.geometry.is_empty]
     columns = [c for c in frame.columns if c != frame.geometry.name]
@@ -289,7 +289,7 @@ def standardize(source: SourceTable, file_name: str | None = None) -> StandardRe
     reader_units = source.dialect == "STANDARD"
     resolution = evidence.Resolution(named) if reader_units else evidence.resolve(frame, named)
     m = resolution.matches
-    operation, original, found = detect_operation(source, m, file_name, resolution.options)
+    operation, original, found = detect_operation(source, m, resolution.options)
     result = StandardResult(operation, original, evidence=found, notes=list(source.notes),
                             mapping={prop: match.column for prop, match in m.items()})
     if not result.supported:
