@@ -152,6 +152,7 @@ class TaskData:
     crops: dict[str, str] = field(default_factory=dict)  # CTP id -> name
     varieties: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)  # CVT id -> (name, CTP, PDT)
     fields: dict[str, dict[str, str]] = field(default_factory=dict)  # PFD id -> attributes
+    boundaries: dict[str, list[list[tuple[float, float]]]] = field(default_factory=dict)  # PFD id -> outer rings (lon, lat)
     links: dict[str, str] = field(default_factory=dict)  # object id -> LINKLIST link value
     notes: list[str] = field(default_factory=list)
 
@@ -284,6 +285,22 @@ def _task(node: ET.Element) -> Task:
     return task
 
 
+def _outer_rings(pfd: ET.Element) -> list[list[tuple[float, float]]]:
+    """The exterior rings (LSG type 1) of every polygon (PLN) of a partfield, as (lon, lat) from PNT D / C.
+
+    Every PLN type lies on the field (boundary, headland, obstacle, treatment zone), so each tells where the
+    field is; interior rings (holes) do not change that. A ring needs 3 points with usable coordinates."""
+    rings = []
+    for lsg in pfd.iterfind("PLN/LSG"):
+        if (lsg.get("A") or "").strip() != "1":
+            continue
+        ring = [(lon, lat) for lat, lon in ((_float(p.get("C")), _float(p.get("D"))) for p in lsg.findall("PNT"))
+                if lat is not None and lon is not None and abs(lat) <= 90 and abs(lon) <= 180]
+        if len(ring) >= 3:
+            rings.append(ring)
+    return rings
+
+
 def load_taskdata(primary: Path, members: list[Path] | None = None) -> TaskData:
     """Read TASKDATA.XML, merge its XFR external files and read LINKLIST.XML."""
     files = file_map(primary, members)
@@ -315,6 +332,7 @@ def load_taskdata(primary: Path, members: list[Path] | None = None) -> TaskData:
                 data.varieties[cvt.get("A", "")] = (cvt.get("B", "") or "", node.get("A", ""), cvt.get("C"))
         elif node.tag == "PFD":
             data.fields[node.get("A", "")] = dict(node.attrib)
+            data.boundaries[node.get("A", "")] = _outer_rings(node)
     linklist = files.get("LINKLIST.XML")
     if linklist is not None:
         try:
