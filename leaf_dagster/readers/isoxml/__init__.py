@@ -18,6 +18,7 @@ from ...ingest.detect import DetectedFile
 from ..base import ReaderError, SourceTable
 from . import ddi
 from .operations import SUPPORTED, OperationGroup, classify
+from .partfield import off_field
 from .points import build_points
 from .taskdata import Task, TaskData, is_taskdata, load_taskdata, time_log_files
 from .tlg import TlgData, TlgHeader, decode, decode_log, parse_header
@@ -161,6 +162,10 @@ def read_isoxml(detected: DetectedFile) -> SourceTable:
         found = ", ".join(g.operation for g in groups)
         raise ReaderError(detected.primary.name, f"task {task.label} has no {operation or 'such'} operation (it has: {found})")
     frame, units, hints, point_notes = build_points(data, task, group, logs)
+    off = off_field(data, task, frame.geometry.x.to_numpy(), frame.geometry.y.to_numpy())
+    if off is not None:
+        hints["partfieldMismatchKm"] = round(off.km, 1)
+        point_notes.append(off.note)
     totals = terminal_totals(data, task)
     if totals:
         hints["terminalTotals"] = totals
