@@ -23,26 +23,24 @@ JD_WHEAT_ZIP = f"{JD_WHEAT}.zip"
 JD_OATS = "FarmerC Hill Farms-FarmerC Hill Farms-Millview-Oats"
 
 
-@pytest.fixture(scope="session")
-def real() -> Path:
-    """The real machine files. CI must have them: a missing folder fails loudly there."""
-    if not REAL.is_dir():
-        message = f"real machine files not found at {REAL} (set LEAF_REAL_DATA)"
+def _corpus(folder: Path, variable: str) -> Path:
+    """A folder of real machine files. CI must have it: a missing folder fails loudly there."""
+    if not folder.is_dir():
+        message = f"real machine files not found at {folder} (set {variable})"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    return REAL
+    return folder
+
+
+@pytest.fixture(scope="session")
+def real() -> Path:
+    return _corpus(REAL, "LEAF_REAL_DATA")
 
 
 @pytest.fixture(scope="session")
 def real2() -> Path:
-    """The second corpus of real machine files; like `real`, missing in CI is a failure."""
-    if not REAL2.is_dir():
-        message = f"real machine files not found at {REAL2} (set LEAF_REAL2_DATA)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return REAL2
+    return _corpus(REAL2, "LEAF_REAL2_DATA")
 
 
 @pytest.fixture
