@@ -176,3 +176,27 @@ def intact_check(instance: dg.DagsterInstance, storage: Storage, file_id: str) -
 def test_the_setting_is_a_boolean(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="acceptDamagedShapefiles must be true or false"):
         save(Storage(tmp_path), {"acceptDamagedShapefiles": "yes"})
+
+
+def test_a_byte_13_inside_a_field_descriptor_is_no_end_of_the_list(wheat: Path) -> None:
+    """0x0D ends the list of fields only at the start of a descriptor: a field with 13 decimals (or a width or
+    offset of 13, as ArcGIS's N(13,11) fields have) is an ordinary header."""
+    header, _ = read_dbf_header(dbf(wheat))
+    assert header is not None
+    patch(dbf(wheat), 32 + 17, bytes([13]))  # the first field's decimal count
+    assert read_dbf_header(dbf(wheat))[1] == []
+    assert shapefile_problems(members(wheat)) == []
+    assert len(pyogrio.read_dataframe(wheat / f"{JD_WHEAT}.shp")) == POINTS
+
+
+def test_every_real_shapefile_is_intact(real: Path, real2: Path, tmp_path: Path) -> None:
+    """No false alarm on any shapefile of the corpus, zipped or not."""
+    for archive in [*real.rglob("*.zip"), *real2.rglob("*.zip")]:
+        with zipfile.ZipFile(archive) as zf:
+            if any(n.lower().endswith(".shp") for n in zf.namelist()):
+                zf.extractall(tmp_path / archive.stem)
+    shapefiles = [p for root in (real, real2, tmp_path) for p in root.rglob("*") if p.suffix.lower() == ".shp"
+                  and not p.name.startswith("._") and "__MACOSX" not in p.parts]  # macOS resource forks
+    assert len(shapefiles) >= 20
+    for shp in shapefiles:
+        assert shapefile_problems(sorted(shp.parent.glob(shp.stem + ".*"))) == [], shp.name

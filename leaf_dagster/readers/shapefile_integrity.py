@@ -113,9 +113,11 @@ def read_dbf_header(path: Path) -> tuple[DbfHeader | None, list[str]]:
         if not _DBF_HEADER_BYTES + _DBF_DESCRIPTOR_BYTES < header_bytes <= size:
             return None, [f"the .dbf header is damaged (header length {header_bytes} bytes, file {size} bytes)"]
         descriptors = fh.read(header_bytes - _DBF_HEADER_BYTES)
-    end = descriptors.find(bytes([_DBF_HEADER_END]))
-    count = end // _DBF_DESCRIPTOR_BYTES if end >= 0 else 0
-    if end < 0 or end % _DBF_DESCRIPTOR_BYTES or count == 0:
+    # the list ends at the first descriptor that starts with 0x0D; the byte 13 inside a descriptor is an ordinary
+    # width, decimal count or offset (ArcGIS writes N(13,11) fields)
+    count = next((i // _DBF_DESCRIPTOR_BYTES for i in range(0, len(descriptors), _DBF_DESCRIPTOR_BYTES)
+                  if descriptors[i] == _DBF_HEADER_END), 0)
+    if count == 0:
         return None, ["the .dbf header is damaged (no readable list of fields)"]
     fields = [descriptors[i * _DBF_DESCRIPTOR_BYTES:(i + 1) * _DBF_DESCRIPTOR_BYTES] for i in range(count)]
     bad = [i + 1 for i, field in enumerate(fields) if field[11] not in _DBF_FIELD_TYPES or field[0] in (0, 0x20)]
