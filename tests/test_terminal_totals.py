@@ -273,3 +273,19 @@ def test_check_fuel_agrees_on_a_forage_harvester(real: Path, tmp_path: Path) -> 
     assert rows["fuel"]["within"] and rows["fuel"]["ratio"] == pytest.approx(1.0, abs=1e-3)
     assert rows["yield mass"]["terminal"] == 242461
     assert evaluation.severity == dg.AssetCheckSeverity.WARN
+
+
+def test_a_total_given_at_two_resolutions_is_counted_once(real: Path, tmp_path: Path) -> None:
+    """DDI 351 (ml) is DDI 80 (L) at a finer resolution: a TIM that gives both states one volume."""
+    folder = _unzipped(real / CNH, tmp_path / "cnh")
+    primary = folder / "TASKDATA.XML"
+    tree = ET.parse(primary)
+    tsk = next(t for t in tree.getroot().iter("TSK") if t.get("A") == "TSK-22")
+    for tim in tsk.findall("TIM"):
+        litres = next((d for d in tim.findall("DLV") if d.get("A") == "0050"), None)
+        if litres is not None:
+            ET.SubElement(tim, "DLV", {"A": "015F", "B": str(int(litres.get("B")) * 1000)})
+    tree.write(primary, encoding="utf-8", xml_declaration=True)
+    sprayer = totals_by_label(folder)["TSK-22 14.39ha Field"]
+    assert values(sprayer)["totalAppliedVolume"] == pytest.approx(635)  # SOURCE-checked TIM value, not 1,270
+    assert any("repeats totalAppliedVolume" in n for n in sprayer["notes"])

@@ -220,6 +220,9 @@ def terminal_totals(data: TaskData, task: Task) -> dict[str, Any] | None:
         if number not in TOTALS or number not in dd.DDIS:
             continue
         key, unit = TOTALS[number]
+        if key in totals:  # 351/352 are 80/81 at a finer resolution: the same quantity, counted once
+            notes.append(f"0x{number:04X} {dd.DDIS[number].name} repeats {key} (from {totals[key]['ddi'][0]}): not added")
+            continue
         used = _outermost(data, by_ddi[number])
         scaled = {e: _scaled(number, values[(number, e)], unit) for e in used}
         if number not in _ADDITIVE and len(used) > 1:
