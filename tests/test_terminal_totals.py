@@ -194,6 +194,9 @@ def test_reconcile_units_tolerances_and_outcomes() -> None:
 
     # a total of another kind (mass applied, volume counted by the terminal) is not compared
     assert reconcile({"totalApplied": {"value": 5, "unit": "kg"}}, terminal).rows[1].within is None
+    # a summary total without a unit (or in a unit pint does not know) is not compared, never an error
+    assert reconcile({"totalArea": {"value": 1, "unit": None}}, terminal).rows[0].ours is None
+    assert reconcile({"totalArea": {"value": 1, "unit": "furlongs²x"}}, terminal).rows[0].ours is None
     assert reconcile(summary, None).passed and "no terminal totals" in reconcile(summary, None).description
     incomplete = reconcile(summary, {**terminal, "complete": False})
     assert incomplete.passed and incomplete.description.startswith("not compared")

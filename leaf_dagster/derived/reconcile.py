@@ -78,11 +78,13 @@ def _in_unit(total: dict[str, Any] | None, unit: str) -> float | None:
     if not total or total.get("value") is None:
         return None
     source = total.get("unit")
+    if not source:  # a total without a unit says nothing comparable
+        return None
     if source == unit or (source in _COUNT_UNITS and unit in _COUNT_UNITS):
         return float(total["value"])
     try:
         return float(convert(float(total["value"]), source, unit))
-    except (KeyError, pint.DimensionalityError):  # a unit we do not know, or another kind of quantity
+    except (KeyError, pint.PintError):  # a unit we do not know, or another kind of quantity
         return None
 
 
