@@ -130,6 +130,7 @@ def test_a_batch_whose_records_cannot_be_written_is_settled_once_space_is_freed(
     assert batch["status"] == "FAILED"
     assert batch["statusDetails"] == (f"{JD_WHEAT_ZIP}: the batch could not be processed (No space left on device); "
                                       "retry the batch")
+    assert not storage.extracted_dir(batch_id).exists()  # the extraction no longer holds the disk
 
     result = retry_batch(storage, instance, batch_id)  # the CLI's `batch retry`
     assert result["batch"]["status"] == "PROCESSED"

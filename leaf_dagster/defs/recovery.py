@@ -21,6 +21,7 @@ such a second attempt is not queued again; its file then fails with the run's me
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any
 
 import dagster as dg
@@ -72,7 +73,9 @@ def process_alive(pid: int, reported_at: float) -> bool:
     if fields[0] in ("Z", "X"):
         return False
     started = _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-    return started <= reported_at + 1.0  # a process started after the report is another one with the same pid
+    # a process started after the report is another one with the same pid; the minute of slack covers a wall
+    # clock stepped after the report (the kernel then shifts btime), and pids are not reused that fast
+    return started <= reported_at + 60.0
 
 
 def _boot_time() -> float:
@@ -144,6 +147,7 @@ def settle_batch(instance: dg.DagsterInstance, storage: Storage, run: dg.Dagster
         return None
     reason = run_failure_message(instance, run)
     if not batch.get("leafFiles"):
+        shutil.rmtree(storage.extracted_dir(batch["id"]), ignore_errors=True)  # the stored zip stays for a retry
         return storage.update_record("batches", batch["id"], status="FAILED", processedTimestamp=utc_now(),
                                      statusDetails=f"{batch['fileName']}: the batch could not be processed ({reason}); "
                                                    "retry the batch")
