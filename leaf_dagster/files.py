@@ -170,8 +170,7 @@ class FileSteps:
                 endTime=format_utc(stamps.max()) if len(stamps) else None,
             )
         changes["notes"] = result.notes
-        if result.missing:
-            changes["missingInputs"] = result.missing_inputs
+        changes["missingInputs"] = result.missing_inputs if result.missing else None  # a rerun clears a past failure
         self.update(**changes)
         return result
 
