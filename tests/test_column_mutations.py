@@ -325,7 +325,7 @@ def _check_area2(result: StandardResult, src: pd.DataFrame) -> None:
 
 
 @pytest.mark.parametrize("variant", ["utf-8", "semicolons and decimal commas", "tabs", "columns reordered",
-                                     "upper case", "French names"])
+                                     "upper case", "French names", "Excel's Unicode text"])
 def test_sms_csv_variants(area2: pd.DataFrame, tmp_path: Path, variant: str) -> None:
     frame = area2.copy()
     sep, decimal, encoding = ",", ".", "latin-1"
@@ -335,6 +335,8 @@ def test_sms_csv_variants(area2: pd.DataFrame, tmp_path: Path, variant: str) -> 
         sep, decimal = ";", ","
     elif variant == "tabs":
         sep = "\t"
+    elif variant == "Excel's Unicode text":  # UTF-16 with a byte-order mark, tab-separated
+        sep, encoding = "\t", "utf-16"
     elif variant == "columns reordered":
         frame = frame[list(reversed(frame.columns))]
     elif variant == "upper case":

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..ingest.detect import LAT_NAMES, LON_NAMES, DetectedFile
+from ..ingest.text_layouts import decode
 from ..standard.units import is_known, leaf_unit
 from .base import WGS84, ReaderError, SourceTable
 
@@ -29,15 +30,6 @@ def split_header(header: str) -> tuple[str, str | None]:
         if is_known(unit):
             return match.group("name").strip(), unit
     return header.strip(), None
-
-
-def _decode(raw: bytes) -> tuple[str, str]:
-    for encoding in ("utf-8-sig", "cp1252", "latin-1"):
-        try:
-            return raw.decode(encoding), encoding
-        except UnicodeDecodeError:
-            continue
-    return raw.decode("latin-1", errors="replace"), "latin-1"
 
 
 def _position_column(columns: list[str], names: set[str]) -> str | None:
@@ -59,7 +51,7 @@ def _signed(frame: pd.DataFrame, column: str, negative_letter: str) -> np.ndarra
 
 def read_delimited(detected: DetectedFile) -> SourceTable:
     name = detected.primary.name
-    text, encoding = _decode(detected.primary.read_bytes())
+    text, encoding = decode(detected.primary.read_bytes())  # the same decoding detection used
     first_line = text.split("\n", 1)[0]
     delimiter = max([",", ";", "\t", "|"], key=first_line.count)
     # Continental European exports separate fields with ';' and decimals with ','.
