@@ -88,6 +88,11 @@ def validate(values: dict[str, Any]) -> dict[str, Any]:
         for rule in rules:
             if rule.get("operator") not in {"GT", "GTE", "LT", "LTE", "EQ", "NE"}:
                 raise ConfigError(f"cleanupRules.{prop}: unknown operator {rule.get('operator')!r}")
+            value = rule.get("value")
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise ConfigError(f"cleanupRules.{prop}: each rule needs a value (a number, or a text for EQ/NE)")
+            if isinstance(value, str) and rule["operator"] not in ("EQ", "NE"):
+                raise ConfigError(f"cleanupRules.{prop}: {rule['operator']} compares with a number, not {value!r}")
     return values
 
 
