@@ -403,15 +403,16 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
                 raise UploadError("leafUserId and provider are required")
             check_id("leafUserId", user)
             target = storage.inbox / f"{partial.name[1:-len('.part')]}.zip"
+            batch_id = batch_id_for(partial, user, source)
+            file_format = fileFormat or received["fields"].get("fileFormat")
+            # the sidecar is in place before the zip appears, so the inbox sensor never sees this upload without
+            # its owner and user, whatever stops this request between the two
+            sidecar = {"leafUserId": user, "provider": source, "fileFormat": file_format,
+                       "fileName": received["fileName"], "apiOwnerUsername": who, "batchId": batch_id}
+            with storage.atomic_path(sidecar_for(target)) as tmp:
+                tmp.write_text(json.dumps(sidecar))
             os.replace(partial, target)
-        batch_id = batch_id_for(target, user, source)
-        file_format = fileFormat or received["fields"].get("fileFormat")
         record = new_batch(storage, batch_id, target, user, source, file_format, file_name=received["fileName"], owner=who)
-        # the sidecar hands the batch to the inbox sensor under the id answered here
-        sidecar = {"leafUserId": user, "provider": source, "fileFormat": file_format, "fileName": received["fileName"],
-                   "apiOwnerUsername": who, "batchId": batch_id}
-        with storage.atomic_path(sidecar_for(target)) as tmp:
-            tmp.write_text(json.dumps(sidecar))
         return {k: record[k] for k in ("id", "leafUserId", "fileName", "size", "provider", "status", "uploadTimestamp")}
 
     @app.get(f"{BASE}/batch", summary="Get all batches")
