@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from .storage import default_data_dir
+
 
 class FieldError(ValueError):
     """A boundary file that cannot be read as field polygons."""
@@ -20,8 +22,13 @@ _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s'\"`/:;,()\[\]{}<>|]+/)*([^\
 
 def public_message(text: str, names: dict[str, str] | None = None) -> str:
     """A message fit to show a tenant: absolute server paths cut to their file name, and internal names
-    (the stored name of an upload) replaced by the names the user knows (`names`: internal -> shown)."""
+    (the stored name of an upload) replaced by the names the user knows (`names`: internal -> shown).
+
+    Paths under the data directory lose that prefix first, since its own name may hold spaces a pattern
+    cannot tell from the words around it."""
     for internal, shown in (names or {}).items():
         if internal and internal != shown:
             text = text.replace(internal, shown)
+    root = str(default_data_dir().resolve())
+    text = text.replace(root + "/", "/")
     return _ABSOLUTE_PATH.sub(lambda m: m.group(1), text)

@@ -21,8 +21,9 @@ import httpx
 import pytest
 
 from leaf_dagster.catalog import refresh_catalog
+from leaf_dagster.errors import public_message
 from leaf_dagster.identifiers import InvalidIdentifier, check_id
-from leaf_dagster.storage import PathOutsideDataDir, Storage
+from leaf_dagster.storage import DATA_DIR_ENV, PathOutsideDataDir, Storage
 
 from .conftest import JD_WHEAT_ZIP, MONTANA, make_zip
 from .sensor_loop import SensorLoop
@@ -399,3 +400,11 @@ def test_failures_show_the_users_names_and_no_server_paths(real: Path, server: S
                         alice.get(f"{BASE}/batch/{shapes_batch['id']}/status").json(),
                         alice.get(f"{BASE}/files/{file_id}").json(), failed])
     assert str(tmp_path) not in shown and "original/" not in shown and "/batches/" not in shown, shown
+
+
+def test_a_data_directory_with_spaces_is_cut_from_messages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A path pattern stops at white space; the data directory's own prefix is removed before it."""
+    root = tmp_path / "leaf data"
+    monkeypatch.setenv(DATA_DIR_ENV, str(root))
+    message = public_message(f"cannot open {root}/files/ab/original/yield.shp: not a shapefile (lb/ac)")
+    assert message == "cannot open yield.shp: not a shapefile (lb/ac)"
