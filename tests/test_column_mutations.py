@@ -504,3 +504,18 @@ def test_class6_dry_volume_only_names_the_missing_inputs(jd_sources: dict, tmp_p
     assert "dry mass from dry volume" in lacks["crop"]
     assert "area" in lacks["equipmentWidth"]
     assert result.frame["dryVolumePerArea"].mean() == pytest.approx(src["VRYIELDVOL"].mean(), rel=1e-9)
+
+
+def test_unlabelled_metric_columns_are_not_read_as_feet_against_a_cancelling_flow(area2: pd.DataFrame,
+                                                                                   tmp_path: Path) -> None:
+    """The SMS CSV with every unit label removed and its flow written in kg/s: feet of width with t/h of flow
+    balance the grain-flow check as well as metres with kg/s (3.28 against 3.6), but a monitor writes one
+    system, so the metric reading wins and the areas are the source's."""
+    frame = area2.copy()
+    frame["Crop Flw(M)(tonne/h)"] = frame["Crop Flw(M)(tonne/h)"] / 3.6
+    frame.columns = [re.sub(r"\([^)]*\)", "", c).strip() for c in frame.columns]
+    frame.to_csv(tmp_path / f"{AREA2}.csv", index=False)
+    result = standard_of(tmp_path)
+    assert result.units["equipmentWidth"] == "m" and result.units["cropFlow"] == "kg/s"
+    std = processed(result, "harvested", len(area2))
+    assert std["area"].sum() == pytest.approx((area2["Swth Wdth(m)"] * area2["Distance(m)"]).sum(), rel=1e-9)

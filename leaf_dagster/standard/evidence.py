@@ -19,6 +19,7 @@ the file then fails for what it lacks instead of carrying a guess.
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -34,6 +35,9 @@ _BLOCKS = 4
 _FITS, _MISFITS = 0.9, 0.5
 _PRIOR = 0.5
 _AMBIGUOUS = 0.25
+_MIXED_SYSTEMS = 1.0
+_METRIC_HEADS = {"m", "km", "cm", "mm", "kg", "g", "t", "L", "l", "m3", "ha"}
+_IMPERIAL_HEADS = {"lb", "bu", "ft", "in", "gal", "floz", "mi", "ac", "lbf"}
 _MAX_COMBINATIONS = 4096
 _SPEED_MS = {"harvest": (0.2, 4.5), "any": (0.2, 15.0)}
 _GRAIN_DENSITY_KG_M3 = (20 * 0.45359237 / 0.03523907, 80 * 0.45359237 / 0.03523907)  # 20-80 lb/bu
@@ -242,6 +246,15 @@ class _Checks:
         return (1.0 if ok else -3.0), f"mass per point / area gives {t_ha:.2f} t/ha"
 
 
+def _family(unit: str | None) -> str | None:
+    """'metric' or 'imperial' for units of length, mass, volume or area (in any of their quotients); None for
+    units every monitor shares (seconds, percent, degrees)."""
+    heads = set(re.split(r"[/*]", unit or ""))
+    if heads & _IMPERIAL_HEADS:
+        return "imperial"
+    return "metric" if heads & _METRIC_HEADS else None
+
+
 def resolve(frame: pd.DataFrame, m: dict[str, Match], crop: Crop | None = None) -> Resolution:
     """Settle the unit of every matched column from the values of a sample of rows."""
     entries = dictionary()
@@ -276,7 +289,10 @@ def resolve(frame: pd.DataFrame, m: dict[str, Match], crop: Crop | None = None) 
     for choice in itertools.product(*(options[p] for p in linked)):
         units = {**fixed, **{p: u for p, (u, _) in zip(linked, choice)}}
         score, check_notes = checks.score(units)
-        combos.append((score + sum(s for _, s in choice), units, check_notes))
+        # one equation can balance two wrong units whose factors cancel (ft with t/h against m with kg/s): a
+        # monitor writes its unlabelled columns in one system, so a guess that mixes systems counts less
+        mixed = len({_family(u) for u, _ in choice} - {None}) > 1
+        combos.append((score + sum(s for _, s in choice) - (_MIXED_SYSTEMS if mixed else 0.0), units, check_notes))
     combos.sort(key=lambda c: -c[0])  # never empty: with nothing to choose there is one, empty, choice
     best_score, best_units, best_notes = combos[0]
 
