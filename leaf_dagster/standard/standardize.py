@@ -501,39 +501,40 @@ def _harvest(frame: pd.DataFrame, m: dict[str, Match], out: dict, units: dict, c
                 unit = targets[f"{kind}PerArea"]
                 out[name] = convert(values, internal, unit)
             units[name] = unit
-            point, source_mass = f"{basis}{kind}", f"{basis}Mass"
-            if point in m and is_known(m[point].unit):  # the source's own mass per point wins over yield x area
-                out[point], units[point] = _numbers(frame, m[point]), m[point].unit
-            elif kind == "Volume" and density and source_mass in m and is_known(m[source_mass].unit):
-                pounds = convert(_numbers(frame, m[source_mass]), m[source_mass].unit, "lb")
-                out[point], units[point] = convert(pounds / density, "bu", targets[kind]), targets[kind]
-            elif area_ac is not None:
-                out[point] = convert(values * area_ac, internal.split("/")[0], targets[kind])
-                units[point] = targets[kind]
-    if "wetMass" in m and is_known(m["wetMass"].unit) and "wetMass" in units:
-        implied = None
-        if not density and wet is not None and wet_vol is not None:  # lb/ac over bu/ac: the source's own lb/bu
-            with np.errstate(divide="ignore", invalid="ignore"):
-                implied = np.where((wet > 0) & (wet_vol > 0), wet / wet_vol, np.nan)
-        _source_masses(frame, m, out, units, moisture, density if density else implied, standard_moisture, result)
+            if area_ac is not None:
+                out[f"{basis}{kind}"] = convert(values * area_ac, internal.split("/")[0], targets[kind])
+                units[f"{basis}{kind}"] = targets[kind]
+    implied = None
+    if not density and wet is not None and wet_vol is not None:  # lb/ac over bu/ac: the source's own lb/bu
+        with np.errstate(divide="ignore", invalid="ignore"):
+            implied = np.where((wet > 0) & (wet_vol > 0), wet / wet_vol, np.nan)
+    _source_masses(frame, m, out, units, moisture, density or implied, standard_moisture, targets["Volume"], result)
 
 
 def _source_masses(frame: pd.DataFrame, m: dict[str, Match], out: dict, units: dict, moisture: np.ndarray | None,
-                   density: float | np.ndarray | None, standard_moisture: float | None, result: StandardResult) -> None:
-    """Per-point masses from the source's own harvested mass (a machine counter or its mass flow over time):
-    the machine's measure, where yield per area x point area is a reconstruction."""
-    wet_lb = convert(_numbers(frame, m["wetMass"]), m["wetMass"].unit, "lb")
-    dry_lb = None
-    if standard_moisture is None:
-        dry_lb = wet_lb
-    elif moisture is not None:
-        dry_lb = wet_lb * (100.0 - moisture) / (100.0 - standard_moisture)
-    for basis, mass in (("wet", wet_lb), ("dry", dry_lb)):
-        if mass is None or f"{basis}Mass" not in units:
-            continue
-        out[f"{basis}Mass"] = convert(mass, "lb", units[f"{basis}Mass"])
-        if density is not None and f"{basis}Volume" in units:
+                   density: float | np.ndarray | None, standard_moisture: float | None, volume_unit: str,
+                   result: StandardResult) -> None:
+    """Per-point masses and volumes from the source's own harvested mass (a machine counter, its mass flow over
+    time, a mass column), which win over yield per area x point area: that is a reconstruction. Masses keep
+    the unit of the source's column; the other basis follows from moisture as the yields do."""
+    given = [p for p in ("wetMass", "dryMass") if p in m and is_known(m[p].unit)]
+    if not given:
+        return
+    unit = m[given[0]].unit
+    masses = {p[:3]: convert(_numbers(frame, m[p]), m[p].unit, "lb") for p in given}
+    if len(masses) == 1 and moisture is not None or standard_moisture is None:
+        (basis, pounds), = list(masses.items())[:1]
+        if standard_moisture is None:
+            other = pounds
+        else:
+            wet_share, dry_share = 100.0 - moisture, 100.0 - standard_moisture
+            other = pounds * (wet_share / dry_share if basis == "wet" else dry_share / wet_share)
+        masses.setdefault("dry" if basis == "wet" else "wet", other)
+    for basis, pounds in masses.items():
+        out[f"{basis}Mass"], units[f"{basis}Mass"] = convert(pounds, "lb", unit), unit
+        if density is not None:
             with np.errstate(divide="ignore", invalid="ignore"):
-                out[f"{basis}Volume"] = convert(np.where(mass > 0, mass / density, 0.0), "bu", units[f"{basis}Volume"])
-    result.notes.append(f"wetMass per point from the source's harvested mass column '{m['wetMass'].column}', not "
-                        "yield per area x point area")
+                out[f"{basis}Volume"] = convert(np.where(pounds > 0, pounds / density, 0.0), "bu", volume_unit)
+            units[f"{basis}Volume"] = volume_unit
+    result.notes.append(f"{' and '.join(f'{b}Mass' for b in sorted(masses))} per point from the source's harvested "
+                        f"mass {', '.join(repr(m[p].column) for p in given)}, not yield per area x point area")
