@@ -20,7 +20,7 @@ ROOT_TAG = "ISO11783_TaskData"
 TASKDATA_NAME = "TASKDATA.XML"
 
 
-def _int(value: str | None) -> int | None:
+def int_attr(value: str | None) -> int | None:
     if value is None:
         return None
     try:
@@ -222,24 +222,24 @@ def file_map(primary: Path, members: list[Path] | None = None) -> dict[str, Path
 def _device(node: ET.Element) -> Device:
     device = Device(node.get("A", ""), node.get("B", ""), node.get("D", ""), node.get("E", ""))
     for det in node.findall("DET"):
-        element = DeviceElement(det.get("A", ""), device.id, _int(det.get("B")), _int(det.get("C")),
-                                det.get("D", "") or "", _int(det.get("E")), _int(det.get("F")),
-                                [r for r in (_int(o.get("A")) for o in det.findall("DOR")) if r is not None])
+        element = DeviceElement(det.get("A", ""), device.id, int_attr(det.get("B")), int_attr(det.get("C")),
+                                det.get("D", "") or "", int_attr(det.get("E")), int_attr(det.get("F")),
+                                [r for r in (int_attr(o.get("A")) for o in det.findall("DOR")) if r is not None])
         device.elements[element.id] = element
     for dpd in node.findall("DPD"):
-        object_id, ddi = _int(dpd.get("A")), _hex(dpd.get("B"))
+        object_id, ddi = int_attr(dpd.get("A")), hex_attr(dpd.get("B"))
         if object_id is not None and ddi is not None:
             device.dpd[object_id] = (ddi, dpd.get("E", "") or "")
-            if _int(dpd.get("F")) is not None:
-                device.presentation_of[object_id] = _int(dpd.get("F"))  # type: ignore[assignment]
+            if int_attr(dpd.get("F")) is not None:
+                device.presentation_of[object_id] = int_attr(dpd.get("F"))  # type: ignore[assignment]
     for dpt in node.findall("DPT"):
-        object_id, ddi, value = _int(dpt.get("A")), _hex(dpt.get("B")), _int(dpt.get("C"))
+        object_id, ddi, value = int_attr(dpt.get("A")), hex_attr(dpt.get("B")), int_attr(dpt.get("C"))
         if object_id is not None and ddi is not None and value is not None:
             device.dpt[object_id] = (ddi, value, dpt.get("D", "") or "")
     for dvp in node.findall("DVP"):
-        object_id, offset, scale = _int(dvp.get("A")), _int(dvp.get("B")), _float(dvp.get("C"))
+        object_id, offset, scale = int_attr(dvp.get("A")), int_attr(dvp.get("B")), _float(dvp.get("C"))
         if object_id is not None and scale is not None:
-            device.dvp[object_id] = Presentation(offset or 0, scale, _int(dvp.get("D")), dvp.get("E", "") or "")
+            device.dvp[object_id] = Presentation(offset or 0, scale, int_attr(dvp.get("D")), dvp.get("E", "") or "")
     return device
 
 
@@ -251,7 +251,7 @@ def _float(value: str | None) -> float | None:
     return number if number == number and abs(number) != float("inf") else None
 
 
-def _hex(value: str | None) -> int | None:
+def hex_attr(value: str | None) -> int | None:
     if not value:
         return None
     try:
@@ -261,7 +261,7 @@ def _hex(value: str | None) -> int | None:
 
 
 def _task(node: ET.Element) -> Task:
-    task = Task(node.get("A", ""), node.get("B", "") or "", _int(node.get("G")), node.get("E"), node.get("C"),
+    task = Task(node.get("A", ""), node.get("B", "") or "", int_attr(node.get("G")), node.get("E"), node.get("C"),
                 node.get("D"))
     for tlg in node.findall("TLG"):
         if tlg.get("A"):
@@ -269,7 +269,7 @@ def _task(node: ET.Element) -> Task:
     for tim in node.findall("TIM"):
         task.times += [t for t in (tim.get("A"), tim.get("B")) if t]
         for dlv in tim.findall("DLV"):
-            ddi, value = _hex(dlv.get("A")), _int(dlv.get("B"))
+            ddi, value = hex_attr(dlv.get("A")), int_attr(dlv.get("B"))
             if ddi is not None and value is not None:
                 task.totals.append((ddi, value, dlv.get("C", "")))
     for pan in node.findall("PAN"):
@@ -307,7 +307,7 @@ def load_taskdata(primary: Path, members: list[Path] | None = None) -> TaskData:
     root = _parse(primary, "TASKDATA.XML")
     if root.tag != ROOT_TAG:
         raise ReaderError(primary.name, f"root element is <{root.tag[:40]}>, not <{ROOT_TAG}>")
-    data = TaskData(primary.parent, files, _int(root.get("VersionMajor")), _int(root.get("VersionMinor")),
+    data = TaskData(primary.parent, files, int_attr(root.get("VersionMajor")), int_attr(root.get("VersionMinor")),
                     dict(root.attrib))
     nodes = list(root)
     for xfr in root.findall("XFR"):
@@ -325,7 +325,7 @@ def load_taskdata(primary: Path, members: list[Path] | None = None) -> TaskData:
         elif node.tag == "TSK":
             data.tasks.append(_task(node))
         elif node.tag == "PDT":
-            data.products[node.get("A", "")] = (node.get("B", "") or "", _hex(node.get("E")))
+            data.products[node.get("A", "")] = (node.get("B", "") or "", hex_attr(node.get("E")))
         elif node.tag == "CTP":
             data.crops[node.get("A", "")] = node.get("B", "") or ""
             for cvt in node.findall("CVT"):

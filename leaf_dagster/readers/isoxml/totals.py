@@ -34,7 +34,7 @@ from typing import Any
 from ...standard.units import convert
 from ..base import ReaderError
 from . import ddi as dd
-from .taskdata import Task, TaskData
+from .taskdata import Task, TaskData, hex_attr, int_attr
 
 EFFECTIVE = 4
 PLANNED = 1
@@ -71,20 +71,6 @@ class TimeElement:
     values: dict[tuple[int, str], int] = field(default_factory=dict)
 
 
-def _int(text: str | None) -> int | None:
-    try:
-        return int(text) if text is not None else None
-    except ValueError:
-        return None
-
-
-def _hex(text: str | None) -> int | None:
-    try:
-        return int(text, 16) if text else None
-    except ValueError:
-        return None
-
-
 def time_elements(data: TaskData, task_id: str) -> list[TimeElement]:
     """The TIMs of task `task_id`, in document order (TASKDATA.XML or the external file holding the task)."""
     primary = data.file("TASKDATA.XML")
@@ -106,9 +92,9 @@ def time_elements(data: TaskData, task_id: str) -> list[TimeElement]:
             if tsk.get("A") != task_id:
                 continue
             for tim in tsk.findall("TIM"):
-                element = TimeElement(_int(tim.get("D")), tim.get("A"), tim.get("B"))
+                element = TimeElement(int_attr(tim.get("D")), tim.get("A"), tim.get("B"))
                 for dlv in tim.findall("DLV"):
-                    number, value = _hex(dlv.get("A")), _int(dlv.get("B"))
+                    number, value = hex_attr(dlv.get("A")), int_attr(dlv.get("B"))
                     if number is not None and value is not None:
                         element.values[(number, dlv.get("C") or "")] = value
                 found.append(element)
