@@ -82,7 +82,7 @@ def _with_run_failure(instance: DagsterInstance, run: dg.DagsterRun,
         return steps
     if any(step["status"] == "failed" for step in steps.values()):
         return steps
-    message = public_message(run_failure_message(instance, run))
+    message = run_failure_message(instance, run)
     pending = next((name for name, step in steps.items() if step["status"] != "processed"), None)
     if pending is None and steps:
         return steps
@@ -104,7 +104,7 @@ def run_failure_message(instance: DagsterInstance, run: dg.DagsterRun) -> str:
             or f"the run {'failed' if kind == DagsterEventType.RUN_FAILURE else 'was canceled'}"
     message = re.sub(r"^[A-Za-z_.]*(Error|Exception): ", "", message.strip().splitlines()[0])
     os_error = re.match(r"^\[Errno \d+\] ([^:]+)", message)
-    return os_error.group(1) if os_error else message
+    return os_error.group(1) if os_error else public_message(message)
 
 
 def steps_without_run(message: str, step: str = STEP_ORDER[0]) -> dict[str, dict[str, Any]]:
