@@ -168,3 +168,9 @@ def test_real_files_layouts(real: Path, tmp_path: Path, name: str, layout: str) 
     assert source.point_count == len(src)
     if name == "sample4":  # "4238": a number that is the same all through a load is a variety, not an altitude
         assert source.frame["variety"].astype(str).unique().tolist() == ["4238", "4239"]
+
+
+def test_a_model_number_in_a_name_is_no_year() -> None:
+    """Ag Leader's GPS 2000 monitor and Trimble's YM-2000 name files too: a number glued to letters is a model."""
+    assert times.years_in({"the file name": ["GPS2000_field7", "YM2000 export", "harvest_2019-10-02"]}) == {
+        2019: "the file name 'harvest_2019-10-02'"}

@@ -115,7 +115,8 @@ def from_unix_seconds(seconds: pd.Series) -> tuple[pd.Series, str | None]:
 
 # Yield monitors with GPS positions appeared in the early 1990s: an earlier reading is not a harvest date.
 EARLIEST_PLAUSIBLE = pd.Timestamp("1990-01-01", tz="UTC")
-_YEAR = re.compile(r"(?<!\d)(199\d|20\d\d)(?!\d)")
+# A year stands apart from letters: "2019_corn" names one, a model number like "GPS2000" or "YM2000" does not.
+_YEAR = re.compile(r"(?<![A-Za-z\d])(199\d|20\d\d)(?![A-Za-z\d])")
 
 
 @dataclass(frozen=True)
