@@ -126,3 +126,13 @@ def test_yields_above_the_crop_record(standard_files: dict[str, StandardResult])
     assert good.figures["median_dry_yield_t_ha"] == pytest.approx(median, abs=0.01)
     bad = assess(_broken(result, dryMassPerArea=lambda v: v * 100), result.units, result.crop)
     assert bad.findings == [f"the median dry yield {median * 100:.1f} t/ha is above the 14 t/ha record for soybeans"]
+
+
+def test_a_kind_of_grain_has_the_grains_record(standard_files: dict[str, StandardResult]) -> None:
+    """`durum wheat` and `winter wheat` are judged against wheat's record; silage, a forage, is not."""
+    result = _jd_harvest(standard_files)
+    broken = _broken(result, dryMassPerArea=lambda v: v * 100)
+    for kind in ("durum wheat", "winter wheat"):
+        (finding,) = assess(broken, result.units, kind).findings
+        assert "above the 18 t/ha record" in finding
+    assert assess(broken, result.units, "silage corn").findings == []

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from ..standard.crops import general_name
 from ..standard.units import convert, is_known
 from .filters import MIN_SPEED_M_S
 from .geometry import metric_crs
@@ -212,7 +213,9 @@ def _yields(frame: pd.DataFrame, units: dict[str, str], crop: str | None, out: P
         return
     median = float(np.median(values))
     out.figures["median_dry_yield_t_ha"] = _round(median)
-    ceiling = RECORD_T_HA.get(crop or "")
+    # a kind of a grain (winter wheat, durum wheat) has the grain's ceiling; silage is forage, not grain
+    kind = general_name(crop) if crop and "silage" not in crop else None
+    ceiling = RECORD_T_HA.get(crop or "") or RECORD_T_HA.get(kind or "")
     if ceiling is None:  # forage and unknown crops: fresh biomass yields have no grain ceiling
         return
     out.figures["record_dry_yield_t_ha"] = ceiling

@@ -296,6 +296,12 @@ def infer_crop(figures: Figures) -> tuple[Resolved | None, str]:
                   f"({', '.join(shown[:6])}{', ...' if len(shown) > 6 else ''}), so they do not decide")
 
 
+def general_name(name: str | None) -> str | None:
+    """The general crop a named crop is a kind of (`winter wheat` -> wheat), for figures kept per crop."""
+    crop = lookup(name) if name else None
+    return _preferred(crop).name if crop else None
+
+
 def _preferred(crop: Crop) -> Crop:
     """The general crop a table entry is a kind of, for inference, where numbers cannot tell kinds apart:
     `hard red winter wheat`, `wheat, soft red spring` and `durum wheat` are wheat, `maize` is corn."""
