@@ -14,7 +14,6 @@ import pandas as pd
 
 from .errors import MergeError
 from .ingest.batch import utc_now
-from .standard.crops import lookup
 from .standard.units import convert, is_known
 from .storage import Storage
 
@@ -59,8 +58,8 @@ def create(storage: Storage, ids: list[str]) -> dict[str, Any]:
 
 
 def combine(frames: list[gpd.GeoDataFrame], units: list[dict[str, str]]) -> tuple[gpd.GeoDataFrame, dict[str, str]]:
-    """Stack sources' points, converting each property to the first source's unit and each crop to its
-    Leaf name (the merged file's `crops` is then the list of those names)."""
+    """Stack sources' points, converting each property to the first source's unit (crops are Leaf's names
+    already, so the merged file's `crops` is the list of its sources' crops)."""
     target = dict(units[0])
     for extra in units[1:]:
         for prop, unit in extra.items():
@@ -74,10 +73,6 @@ def combine(frames: list[gpd.GeoDataFrame], units: list[dict[str, str]]) -> tupl
                 frame[prop] = convert(frame[prop].to_numpy(dtype=float), unit, want)
         converted.append(frame)
     merged = pd.concat(converted, ignore_index=True)
-    if "crop" in merged.columns:
-        # sources standardised before crop names were normalised may say `wheat (hrd rd wtr)` for wheat
-        names = {v: (crop.name if (crop := lookup(v)) else v) for v in merged["crop"].dropna().unique()}
-        merged["crop"] = merged["crop"].map(names).astype("string")
     return gpd.GeoDataFrame(merged, geometry="geometry", crs=frames[0].crs), target
 
 
