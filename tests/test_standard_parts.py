@@ -109,3 +109,12 @@ def test_sniff_text(tmp_path: Path) -> None:
     assert sniff_text(tmp_path / "h.csv") == "CSV"
     assert sniff_text(tmp_path / "t.txt") == "AGLEADER_TEXT"
     assert sniff_text(tmp_path / "n.csv") is None
+
+
+def test_a_short_name_is_no_cut_of_a_longer_alias() -> None:
+    """Writers cut names at 7 or 10 characters or keep most of them; `Area`, `Prod` and `Head` are whole
+    words of other meanings, not `Area Count`, `Produtividade` or `Header Width`."""
+    from leaf_dagster.standard.columns import match_columns
+
+    assert match_columns(["Area", "Prod", "Head"], "GENERIC", {}) == {}
+    assert match_columns(["swth_w_"], "GENERIC", {})["equipmentWidth"].column == "swth_w_"

@@ -124,9 +124,19 @@ def _name_scores(column: str) -> list[tuple[float, int, Entry, str | None, float
             found.append((SKELETON, len(a_sk), entry, None, 1.0, f"consonants of '{alias}'"))
         elif tail and (base_full == a_full or len(a_sk) >= 4 and base_sk == a_sk):
             found.append((WITH_UNIT, len(a_sk), entry, tail[1], tail[2], f"'{alias}' with a unit suffix"))
-        elif len(col_full) >= 4 and len(a_sk) >= 3 and (a_full.startswith(col_full) or a_sk.startswith(col_full)):
+        elif _cut(col_full, a_full, a_sk):
             found.append((TRUNCATED, len(a_sk), entry, None, 1.0, f"'{alias}' shortened"))
     return found
+
+
+def _cut(column: str, alias: str, alias_skeleton: str) -> bool:
+    """Whether a column name is the alias cut short by a writer: at R's 7 or dBASE's 10 characters or more,
+    or keeping most of the name; `Area` is not `Area Count`, nor `Head` `Header Width`."""
+    if len(column) < 4 or len(alias_skeleton) < 3:
+        return False
+    if not (alias.startswith(column) or alias_skeleton.startswith(column)):
+        return False
+    return len(column) >= 7 or len(column) >= 0.6 * len(alias)
 
 
 def _stated_unit(column: str, source_units: dict[str, str]) -> tuple[str, str] | None:
