@@ -2,18 +2,25 @@
 
 Every command reads the data directory from LEAF_DATA_DIR (default ./data), like the Dagster code location,
 and prints JSON with --json. The command line has no API owner: uploads, fields and configurations it
-makes belong to the local owner ("local"), and `--owner` on the fields commands names another. Commands that start work (process, files merge, batch retry) run it in this
-process to completion and print the result.
+makes belong to the local owner ("local"), and `--owner` on the fields commands names another. Commands that
+start work (process, files reprocess, files merge, batch retry) run it in this process to completion and print
+the result: progress on stderr, results on stdout, one line per failed file. An id may be given by a unique
+prefix of at least 8 characters. Exit codes: 0 done, 1 a file failed or an error, 2 bad usage.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import os
+import re
 import sys
-from collections.abc import Callable, Sequence
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .catalog import query, refresh_catalog
 from .config import ConfigError
@@ -24,14 +31,38 @@ from .query import BATCH_FILTERS, FILE_FILTERS, QueryError, list_batches, list_f
 from .storage import DEFAULT_OWNER, Storage, default_data_dir
 
 
+MIN_PREFIX = 8  # an id prefix must be this long to be looked up (a UUID's first group)
+
+
 class NotFound(Exception):
-    """A file or batch id that the data directory does not know."""
+    """A file or batch id that the data directory does not know (exit code 1)."""
 
 
-def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], limit: int = 200) -> str:
+class UsageError(Exception):
+    """A request the command cannot take as given, such as an ambiguous id prefix (exit code 2)."""
+
+
+def _out(text: str) -> None:
+    """Print a result on stdout. A reader that stopped reading (`| head`) is not an error: the rest of the
+    output goes to /dev/null and the command still ends with its own exit code."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], limit: int = 200, width: int | None = 60) -> str:
+    """A text table, one line per row; cells are cut to `width` characters unless it is None."""
     from tabulate import tabulate
 
-    shown = [[("" if v is None else str(v))[:60] for v in row] for row in rows[:limit]]
+    def cell(value: Any) -> str:
+        text = " ".join(("" if value is None else str(value)).split())
+        return text if width is None else text[:width]
+
+    shown = [[cell(v) for v in row] for row in rows[:limit]]
     text = tabulate(shown, headers=list(columns), tablefmt="simple")
     if len(rows) > limit:
         text += f"\n... {len(rows) - limit} more rows"
@@ -39,25 +70,41 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], limit: int = 2
 
 
 def _emit(args: argparse.Namespace, value: Any, columns: Sequence[str] | None = None,
-          rows: Callable[[Any], Sequence[Sequence[Any]]] | None = None) -> None:
+          rows: Callable[[Any], Sequence[Sequence[Any]]] | None = None, width: int | None = 60) -> None:
     if args.json or columns is None or rows is None:
-        print(json.dumps(value, indent=2, default=str))
+        _out(json.dumps(value, indent=2, default=str))
     else:
-        print(_table(columns, rows(value)))
+        _out(_table(columns, rows(value), width=width))
 
 
-def _record(storage: Storage, table: str, key: str) -> dict[str, Any]:
-    record = storage.read_record(table, key)
-    if record is None:
-        raise NotFound(f"{table[:-1]} {key} not found")
-    return record
+def _full_id(storage: Storage, table: str, given: str) -> str:
+    """The id of the record `given` names in `table`: the id itself or a unique prefix of it."""
+    kind = {"files": "file", "batches": "batch"}[table]
+    if storage.record_path(table, given).exists():
+        return given
+    if len(given) < MIN_PREFIX:
+        raise NotFound(f"{kind} {given} not found (give the full id or at least {MIN_PREFIX} characters of it)")
+    # ids are letters, digits and ._@- (checked when parsed), so the prefix holds no glob pattern
+    matches = sorted(path.stem for path in storage.table_dir(table).glob(f"{given}*.json"))
+    if not matches:
+        raise NotFound(f"{kind} {given} not found")
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise UsageError(f"{kind} id prefix {given} is ambiguous: it starts {len(matches)} ids ({shown})")
+    return matches[0]
+
+
+def _record(storage: Storage, table: str, given: str) -> dict[str, Any]:
+    """A file or batch record by id or unique id prefix."""
+    return storage.read_record(table, _full_id(storage, table, given)) or {}
 
 
 def _file_rows(files: list[dict[str, Any]]) -> list[list[Any]]:
+    """Table rows of file objects, the failing step and Leaf's message in the last column."""
     rows = []
     for f in files:
         failed = next((f"{step}: {s['message']}" for step, s in f.get("steps", {}).items() if s["status"] == "failed"), "")
-        rows.append([f["id"][:8], f.get("fileFormat"), f.get("operationType") or "", f.get("pointCount") or "",
+        rows.append([f["id"], f.get("fileFormat"), f.get("operationType") or "", f.get("pointCount") or "",
                      f.get("status"), f.get("fileName"), failed])
     return rows
 
@@ -65,19 +112,25 @@ def _file_rows(files: list[dict[str, Any]]) -> list[list[Any]]:
 FILE_COLUMNS = ["id", "format", "operation", "points", "status", "file", "failure"]
 
 
+def _files_exit_code(files: list[dict[str, Any]]) -> int:
+    """1 when any file did not end processed, else 0."""
+    return 1 if any(f.get("status") != "processed" for f in files) else 0
+
+
+def _print_files(args: argparse.Namespace, files: list[dict[str, Any]]) -> int:
+    _emit(args, files, FILE_COLUMNS, _file_rows, width=None)
+    return _files_exit_code(files)
+
+
 def _print_batch_result(args: argparse.Namespace, result: dict[str, Any]) -> int:
     if args.json:
-        print(json.dumps(result, indent=2, default=str))
+        _out(json.dumps(result, indent=2, default=str))
     else:
         batch = result["batch"]
-        print(f"batch {batch['id']}  {batch['fileName']}  {batch['status']}"
-              + (f"  ({batch['statusDetails']})" if batch.get("statusDetails") else ""))
-        print(_table(FILE_COLUMNS, _file_rows(result["files"])))
-    return 0 if result["batch"]["status"] != "FAILED" else 1
-
-
-def _progress(args: argparse.Namespace) -> Callable[[str], None]:
-    return (lambda _msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+        _out(f"batch {batch['id']}  {batch['fileName']}  {batch['status']}"
+             + (f"  ({batch['statusDetails']})" if batch.get("statusDetails") else ""))
+        _out(_table(FILE_COLUMNS, _file_rows(result["files"]), width=None))
+    return 1 if result["batch"]["status"] == "FAILED" else _files_exit_code(result["files"])
 
 
 def cmd_process(args: argparse.Namespace, storage: Storage) -> int:
@@ -87,16 +140,16 @@ def cmd_process(args: argparse.Namespace, storage: Storage) -> int:
     if not upload.is_file():
         raise NotFound(f"{upload}: no such file")
     return _print_batch_result(args, process_upload(upload, storage, instance_for_cli(), leaf_user_id=args.leaf_user_id,
-                                                    provider=args.provider, progress=_progress(args)))
+                                                    provider=args.provider, progress=args.progress))
 
 
 def cmd_sql(args: argparse.Namespace, storage: Storage) -> int:
     refresh_catalog(storage)
     columns, rows = query(storage, args.query)
     if args.json:
-        print(json.dumps([dict(zip(columns, row)) for row in rows], indent=2, default=str))
+        _out(json.dumps([dict(zip(columns, row)) for row in rows], indent=2, default=str))
     else:
-        print(_table(columns, rows))
+        _out(_table(columns, rows))
     return 0
 
 
@@ -104,11 +157,11 @@ def cmd_files_list(args: argparse.Namespace, storage: Storage) -> int:
     filters = {k: v for k, v in vars(args).items() if k in FILE_FILTERS and v is not None}
     page = list_files(storage, page=args.page, size=args.size, sort=args.sort, **filters)
     if args.json:
-        print(json.dumps({"operations": page.items, "totalCount": page.total, "page": page.page, "size": page.size},
-                         indent=2, default=str))
+        _out(json.dumps({"operations": page.items, "totalCount": page.total, "page": page.page, "size": page.size},
+                        indent=2, default=str))
     else:
-        print(_table(FILE_COLUMNS, _file_rows(page.items)))
-        print(f"{page.total} files in all (page {page.page}, size {page.size})")
+        _out(_table(FILE_COLUMNS, _file_rows(page.items), width=None))
+        _out(f"{page.total} files in all (page {page.page}, size {page.size})")
     return 0
 
 
@@ -123,22 +176,32 @@ def cmd_files_status(args: argparse.Namespace, storage: Storage) -> int:
     return 0
 
 
+def _summary_or_units(storage: Storage, table: str, given: str) -> Any:
+    """A file's summary or units record, the file named by id or unique prefix."""
+    file_id = _full_id(storage, "files", given)
+    record = storage.read_record(table, file_id)
+    if record is None:
+        raise NotFound(f"file {file_id} has no {table} (it did not get that far)")
+    return record
+
+
 def cmd_files_summary(args: argparse.Namespace, storage: Storage) -> int:
-    _emit(args, _record(storage, "summaries", args.id)["summary"])
+    _emit(args, _summary_or_units(storage, "summaries", args.id)["summary"])
     return 0
 
 
 def cmd_files_units(args: argparse.Namespace, storage: Storage) -> int:
-    rows = _record(storage, "units", args.id)
+    rows = _summary_or_units(storage, "units", args.id)
     _emit(args, {r["property"]: r["unit"] for r in rows}, ["property", "unit"], lambda m: list(m.items()))
     return 0
 
 
 def cmd_files_outside(args: argparse.Namespace, storage: Storage) -> int:
     if args.id:
-        value = outside_field_object(_record(storage, "files", args.id))
+        record = _record(storage, "files", args.id)
+        value = outside_field_object(record)
         if value is None:
-            raise NotFound(f"file {args.id} has no outside-field GeoJSON (needs splitOperationsByField and "
+            raise NotFound(f"file {record['id']} has no outside-field GeoJSON (needs splitOperationsByField and "
                            "enableOutsideFieldGeojson)")
         _emit(args, value)
     else:
@@ -155,9 +218,23 @@ def cmd_files_uncovered(args: argparse.Namespace, storage: Storage) -> int:
 def cmd_files_merge(args: argparse.Namespace, storage: Storage) -> int:
     from .pipeline import instance_for_cli, merge_files
 
-    merged = merge_files(storage, instance_for_cli(), args.ids)
-    _emit(args, merged, FILE_COLUMNS, lambda f: _file_rows([f]))
-    return 0 if merged["status"] == "processed" else 1
+    merged = merge_files(storage, instance_for_cli(), [_full_id(storage, "files", i) for i in args.ids])
+    _emit(args, merged, FILE_COLUMNS, lambda f: _file_rows([f]), width=None)
+    return _files_exit_code([merged])
+
+
+def cmd_files_reprocess(args: argparse.Namespace, storage: Storage) -> int:
+    """Run files' steps again with their owner's and user's current configuration: the way to apply a
+    configuration changed outside the API (Leaf applies a change to new files only)."""
+    from .pipeline import instance_for_cli, load_definitions, run_files
+
+    records = [_record(storage, "files", i) for i in args.ids]
+    for record in records:
+        if record.get("unsupportedReason"):
+            raise UsageError(f"file {record['id']} ({record.get('fileName')}) cannot be processed: "
+                             f"{record['unsupportedReason']}")
+    ids = list(dict.fromkeys(r["id"] for r in records))
+    return _print_files(args, run_files(storage, instance_for_cli(), load_definitions(storage), ids, args.progress))
 
 
 def cmd_batch_list(args: argparse.Namespace, storage: Storage) -> int:
@@ -182,8 +259,8 @@ def cmd_batch_status(args: argparse.Namespace, storage: Storage) -> int:
 def cmd_batch_retry(args: argparse.Namespace, storage: Storage) -> int:
     from .pipeline import instance_for_cli, retry_batch
 
-    _record(storage, "batches", args.id)
-    return _print_batch_result(args, retry_batch(storage, instance_for_cli(), args.id, progress=_progress(args)))
+    batch_id = _full_id(storage, "batches", args.id)
+    return _print_batch_result(args, retry_batch(storage, instance_for_cli(), batch_id, progress=args.progress))
 
 
 def cmd_serve(args: argparse.Namespace, storage: Storage) -> int:
@@ -222,50 +299,78 @@ def _identifier(kind: str) -> Callable[[str], str]:
     return parse
 
 
+def _option(name: str) -> tuple[str, ...]:
+    """The flags of an option named like Leaf's parameter: kebab-case (`--leaf-user-id`), then Leaf's
+    camelCase spelling (`--leafUserId`) as an alias that help does not list."""
+    kebab = re.sub(r"(?<=[a-z0-9])([A-Z])", r"-\1", name).lower()
+    return (f"--{kebab}",) if kebab == name else (f"--{kebab}", f"--{name}")
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Help that lists options by their kebab-case flags only (camelCase aliases are accepted, not shown)."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        shown = [flag for flag in action.option_strings if flag == flag.lower()]
+        if shown != action.option_strings:
+            action = copy.copy(action)
+            action.option_strings = shown
+        return super()._format_action_invocation(action)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="leaf-dagster", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="leaf-dagster", description=__doc__, formatter_class=_Help)
     sub = p.add_subparsers(dest="command", required=True)
 
+    def group(name: str, help_text: str) -> Any:
+        return sub.add_parser(name, help=help_text, formatter_class=_Help).add_subparsers(dest=f"{name}_command",
+                                                                                        required=True)
+
     def command(parent: Any, name: str, run: Callable[..., int], help_text: str, *arguments: tuple) -> argparse.ArgumentParser:
-        cmd = parent.add_parser(name, help=help_text)
+        cmd = parent.add_parser(name, help=help_text, description=help_text, formatter_class=_Help)
         for flags, options in arguments:
             cmd.add_argument(*flags, **options)
         cmd.add_argument("--json", action="store_true", help="print JSON")
+        cmd.add_argument("-v", "--verbose", action="store_true",
+                         help="show Dagster's run logs, warnings and the traceback of an unexpected error")
         cmd.set_defaults(run=run)
         return cmd
 
-    file_id = (("id",), {"help": "file id", "type": _identifier("file id")})
-    batch_id = (("id",), {"help": "batch id", "type": _identifier("batch id")})
-    user = (("--leaf-user-id",), {"required": True, "type": _identifier("leafUserId")})
+    def filters(listing: argparse.ArgumentParser, names: Sequence[str]) -> None:
+        for name in names:
+            flags = _option(name)
+            listing.add_argument(*flags, dest=name, metavar=flags[0][2:].upper().replace("-", "_"),
+                                 help=f"Leaf's {name} filter")
+
+    file_id = (("id",), {"help": "file id (or a unique prefix)", "type": _identifier("file id")})
+    batch_id = (("id",), {"help": "batch id (or a unique prefix)", "type": _identifier("batch id")})
+    file_ids = (("ids",), {"nargs": "+", "metavar": "FILE_ID", "type": _identifier("file id")})
+    user = (_option("leafUserId"), {"required": True, "dest": "leaf_user_id", "metavar": "LEAF_USER_ID",
+                                    "type": _identifier("leafUserId")})
     owner = (("--owner",), {"default": DEFAULT_OWNER, "type": _identifier("API owner"),
                             "help": f"the API owner of the user (default: {DEFAULT_OWNER}, the command line's own)"})
+    paging = ((("--page",), {}), (("--size",), {}), (("--sort",), {"action": "append", "help": "field[,asc|desc]"}))
     command(sub, "process", cmd_process, "run one upload through the pipeline in this process",
             (("zip",), {}), user, (("--provider",), {"required": True}))
     command(sub, "sql", cmd_sql, "read-only SQL on the catalog (views: batches, files, file_status, raw_points, "
                                  "standard_points, filtered_points, polygons, summaries, units, images)", (("query",), {}))
 
-    files = sub.add_parser("files", help="machine files").add_subparsers(dest="files_command", required=True)
-    listing = command(files, "list", cmd_files_list, "list files (Leaf's GET /files filters)",
-                      (("--page",), {}), (("--size",), {}), (("--sort",), {"action": "append", "help": "field[,asc|desc]"}))
-    for name in FILE_FILTERS:
-        listing.add_argument(f"--{name}", dest=name)
+    files = group("files", "machine files")
+    filters(command(files, "list", cmd_files_list, "list files (Leaf's GET /files filters)", *paging), FILE_FILTERS)
     command(files, "show", cmd_files_show, "a file object", file_id)
     command(files, "status", cmd_files_status, "Leaf's status object of a file", file_id)
     command(files, "summary", cmd_files_summary, "a file's summary Feature", file_id)
     command(files, "units", cmd_files_units, "a file's property -> unit map", file_id)
     command(files, "outside-field", cmd_files_outside, "outside-field GeoJSON of one file, or of all files",
             (("id",), {"nargs": "?", "type": _identifier("file id")}),
-            (("--leaf-user-id",), {"type": _identifier("leafUserId")}))
+            (_option("leafUserId"), {"dest": "leaf_user_id", "metavar": "LEAF_USER_ID", "type": _identifier("leafUserId")}))
     command(files, "uncovered", cmd_files_uncovered, "files that intersect no field of the user", user, owner)
-    command(files, "merge", cmd_files_merge, "merge processed files into a new file",
-            (("ids",), {"nargs": "+", "type": _identifier("file id")}))
+    command(files, "merge", cmd_files_merge, "merge processed files into a new file", file_ids)
+    command(files, "reprocess", cmd_files_reprocess,
+            "run files' steps again in this process with the current configuration of their owner and user",
+            file_ids)
 
-    batch = sub.add_parser("batch", help="uploads").add_subparsers(dest="batch_command", required=True)
-    listing = command(batch, "list", cmd_batch_list, "list batches", (("--page",), {}), (("--size",), {}),
-                      (("--sort",), {"action": "append"}))
-    for name in BATCH_FILTERS:
-        listing.add_argument(f"--{name}", dest=name)
+    batch = group("batch", "uploads")
+    filters(command(batch, "list", cmd_batch_list, "list batches", *paging), BATCH_FILTERS)
     command(batch, "show", cmd_batch_show, "a batch object", batch_id)
     command(batch, "status", cmd_batch_status, "files of a batch: converted, processing, failed", batch_id)
     command(batch, "retry", cmd_batch_retry, "reprocess the files of a batch that did not succeed", batch_id)
@@ -273,16 +378,46 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the Leaf-compatible HTTP API (uploads are processed by the Dagster daemon)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.set_defaults(run=cmd_serve)
+    serve.set_defaults(run=cmd_serve, json=False, verbose=True)  # uvicorn's log is its output
 
     sub.add_parser("bench", help="benchmarks: per-step speed and memory against a pyogrio baseline "
                                  "([--quick] [--json] [--out DIR]; `leaf-dagster bench --help` for all)")
 
-    fields = sub.add_parser("fields", help="field boundaries").add_subparsers(dest="fields_command", required=True)
+    fields = group("fields", "field boundaries")
     command(fields, "add", cmd_fields_add, "add boundaries (GeoJSON, shapefile, GeoPackage or zip)", user, owner,
             (("path",), {}))
     command(fields, "list", cmd_fields_list, "a user's fields and the files matched to them", user, owner)
     return p
+
+
+@contextmanager
+def _quiet_stderr(verbose: bool) -> Iterator[TextIO]:
+    """Yield the stream for progress lines; unless `verbose`, everything else written to stderr meanwhile
+    (Dagster's run logs and the tracebacks of expected failures, its warnings, C libraries' messages) goes
+    to /dev/null. C code and early-made log handlers hold file descriptor 2 itself, so the descriptor is
+    redirected as well as `sys.stderr`."""
+    if verbose:
+        yield sys.stderr
+        return
+    sys.stderr.flush()
+    saved_fd, saved_stream = os.dup(2), sys.stderr
+    progress = os.fdopen(os.dup(saved_fd), "w", buffering=1, encoding=saved_stream.encoding, errors="backslashreplace")
+    devnull = open(os.devnull, "w")
+    os.dup2(devnull.fileno(), 2)
+    sys.stderr = devnull
+    try:
+        yield progress
+    finally:
+        sys.stderr = saved_stream
+        os.dup2(saved_fd, 2)
+        for stream in (progress, devnull):
+            stream.close()
+        os.close(saved_fd)
+
+
+# Errors a user can act on: one line on stderr, and the exit code.
+EXPECTED_ERRORS: dict[type[Exception], int] = {NotFound: 1, UsageError: 2, QueryError: 2, MergeError: 2,
+                                                FieldError: 2, ConfigError: 2, InvalidIdentifier: 2}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -294,14 +429,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     args = parser().parse_args(argv)
-    storage = Storage(default_data_dir())
     try:
-        return args.run(args, storage)
-    except (NotFound, QueryError, MergeError, FieldError, ConfigError, InvalidIdentifier) as exc:
-        print(exc, file=sys.stderr)
-        return 1 if isinstance(exc, NotFound) else 2
+        with _quiet_stderr(args.verbose) as progress:
+            args.progress = (lambda _msg: None) if args.json else (lambda msg: print(msg, file=progress))
+            return args.run(args, Storage(default_data_dir()))
+    except tuple(EXPECTED_ERRORS) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXPECTED_ERRORS[next(kind for kind in EXPECTED_ERRORS if isinstance(exc, kind))]
     except duckdb.Error as exc:  # a clear one-line error for users, not a traceback
         print(f"SQL error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug or a broken environment: one line, the traceback only when asked for
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
         return 1
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import dagster as dg
 from dagster import DagsterInstance
+from dagster._core.instance.ref import InstanceRef
 
 from . import merge, run_requests
 from .catalog import refresh_catalog
@@ -28,8 +29,15 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def instance_for_cli() -> DagsterInstance:
-    """The persistent instance when DAGSTER_HOME is set (runs show in the UI), else a throwaway one."""
-    return DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+    """The persistent instance when DAGSTER_HOME is set (runs show in the UI), else a throwaway one.
+
+    Telemetry is off in the configuration this process uses (the user's dagster.yaml is read, not changed),
+    so a first command does not print Dagster's telemetry banner or write an id into DAGSTER_HOME."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return DagsterInstance.ephemeral()
+    return DagsterInstance.from_ref(InstanceRef.from_dir(os.path.expanduser(home),
+                                                         overrides={"telemetry": {"enabled": False}}))
 
 
 def load_definitions(storage: Storage) -> dg.Definitions:
@@ -66,7 +74,9 @@ def _run_batch(storage: Storage, instance: DagsterInstance, definitions: dg.Defi
 
 def run_files(storage: Storage, instance: DagsterInstance, definitions: dg.Definitions, file_ids: list[str],
               progress: Progress = lambda _: None) -> list[dict[str, Any]]:
-    """One in-process run per file, its status recorded; returns the file objects."""
+    """One in-process run per file, its status recorded; returns the file objects. The files' partitions are
+    added first: a throwaway instance (no DAGSTER_HOME) knows none of the files registered before it."""
+    instance.add_dynamic_partitions("machine_files", file_ids)
     file_job = definitions.resolve_job_def(FILE_JOB)
     files = []
     for number, file_id in enumerate(file_ids, start=1):
@@ -83,7 +93,6 @@ def run_files(storage: Storage, instance: DagsterInstance, definitions: dg.Defin
 def merge_files(storage: Storage, instance: DagsterInstance, ids: list[str]) -> dict[str, Any]:
     """Validate, register (SENT_TO_MERGE) and process a merged file to completion."""
     record = merge.create(storage, ids)
-    instance.add_dynamic_partitions("machine_files", [record["id"]])
     (merged,) = run_files(storage, instance, load_definitions(storage), [record["id"]])
     return merged
 
