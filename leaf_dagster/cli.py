@@ -435,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return args.run(args, Storage(default_data_dir()))
     except tuple(EXPECTED_ERRORS) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXPECTED_ERRORS[next(kind for kind in EXPECTED_ERRORS if isinstance(exc, kind))]
+        return next(code for kind, code in EXPECTED_ERRORS.items() if isinstance(exc, kind))
     except duckdb.Error as exc:  # a clear one-line error for users, not a traceback
         print(f"SQL error: {exc}", file=sys.stderr)
         return 1
