@@ -27,7 +27,7 @@ from .config import ConfigError
 from .errors import FieldError, MergeError
 from .identifiers import InvalidIdentifier, check_id
 from .objects import batch_object, batch_status, file_object, outside_field_object, status_object, uncovered_files
-from .query import BATCH_FILTERS, FILE_FILTERS, QueryError, list_batches, list_files
+from .query import BATCH_FILTERS, FILE_FILTERS, QueryError, list_batches, list_files, owner_files
 from .storage import DEFAULT_OWNER, Storage, default_data_dir
 
 
@@ -205,7 +205,7 @@ def cmd_files_outside(args: argparse.Namespace, storage: Storage) -> int:
                            "enableOutsideFieldGeojson)")
         _emit(args, value)
     else:
-        records = [r for r in storage.records("files") if args.leaf_user_id in (None, r.get("leafUserId"))]
+        records = owner_files(storage, args.owner, args.leaf_user_id)
         _emit(args, [o for o in (outside_field_object(r) for r in records) if o])
     return 0
 
@@ -362,7 +362,8 @@ def parser() -> argparse.ArgumentParser:
     command(files, "units", cmd_files_units, "a file's property -> unit map", file_id)
     command(files, "outside-field", cmd_files_outside, "outside-field GeoJSON of one file, or of all files",
             (("id",), {"nargs": "?", "type": _identifier("file id")}),
-            (_option("leafUserId"), {"dest": "leaf_user_id", "metavar": "LEAF_USER_ID", "type": _identifier("leafUserId")}))
+            (_option("leafUserId"), {"dest": "leaf_user_id", "metavar": "LEAF_USER_ID", "type": _identifier("leafUserId")}),
+            owner)
     command(files, "uncovered", cmd_files_uncovered, "files that intersect no field of the user", user, owner)
     command(files, "merge", cmd_files_merge, "merge processed files into a new file", file_ids)
     command(files, "reprocess", cmd_files_reprocess,

@@ -3,6 +3,9 @@
     <data>/owners/<owner>/config.json                       {"cleanupStandardGeojson": false, ...}
     <data>/owners/<owner>/users/<leafUserId>/config.json
 
+A data directory of the release before API owners (config/owner.json, config/users/<leafUserId>.json)
+is moved into this layout the first time a configuration is read or written.
+
 A Leaf user belongs to one API owner: two owners using the same leafUserId have two users, each with
 its own configuration. A value set for a user wins over the owner's; anything unset falls back to the
 owner's, then to Leaf's default. The command line and inbox drops without an owner use the local owner
@@ -14,11 +17,14 @@ from __future__ import annotations
 
 import copy
 import json
+from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .storage import DEFAULT_OWNER, Storage
+from .identifiers import ID_PATTERN
+from .storage import DEFAULT_OWNER, Storage, owner_of
 
 DEFAULT_CLEANUP_RULES: dict[str, list[dict[str, Any]]] = {
     "harvestMoisture": [{"operator": "GT", "value": 0.0}, {"operator": "LT", "value": 100.0}],
@@ -53,53 +59,124 @@ DEFAULTS: dict[str, Any] = {
     "acceptDamagedShapefiles": False,
 }
 
-UNIT_SYSTEMS = ("DEFAULT", "METRIC", "IMPERIAL")
+Requirement = dict[str, dict[str, dict[str, Literal["required", "optional"]]]]
+
+
+class CleanupRule(BaseModel):
+    """One `{operator, value}` rule: a number for every operator, a text only for EQ/NE."""
+    model_config = ConfigDict(extra="forbid", strict=True)
+    operator: Literal["GT", "GTE", "LT", "LTE", "EQ", "NE"]
+    value: Any
+
+    @field_validator("value")
+    @classmethod
+    def _usable(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError("each rule needs a value (a number, or a text for EQ/NE)")
+        return value
+
+    @model_validator(mode="after")
+    def _comparable(self) -> "CleanupRule":
+        if isinstance(self.value, str) and self.operator not in ("EQ", "NE"):
+            raise ValueError(f"{self.operator} compares with a number, not {self.value!r}")
+        return self
+
+
+class Configuration(BaseModel):
+    """Every configuration key with its JSON type, checked strictly: "yes" is not true, "3" is not 3, and
+    null is no value. DEFAULTS holds the values; a stored configuration is checked merged over them."""
+    model_config = ConfigDict(extra="forbid", strict=True)
+    cleanupStandardGeojson: bool
+    cleanupRules: dict[str, list[CleanupRule]]
+    unitMeasurement: Literal["DEFAULT", "METRIC", "IMPERIAL"]
+    enableGeoparquetOutput: bool
+    enablePolygonOutput: bool
+    operationsRemoveOutliers: bool
+    operationsOutliersLimit: float = Field(gt=0)  # standard deviations
+    originalOperationData: bool
+    splitOperationsByField: bool
+    enableOutsideFieldGeojson: bool
+    fieldsAttachIntersection: float = Field(ge=0, le=100)  # percent of the field or of the file's coverage
+    cropOptional: Requirement
+    seedRateOptional: Requirement
+    outOfStandardOperations: bool
+    acceptDamagedShapefiles: bool
 
 
 class ConfigError(ValueError):
     """A configuration value Leaf would refuse."""
 
 
-def _kind(value: Any) -> str:
-    """The JSON kind of a value, as configuration messages name it."""
-    if isinstance(value, bool):
-        return "true or false"
-    if isinstance(value, (int, float)):
-        return "a number"
-    return {str: "a string", dict: "a JSON object", list: "a list"}.get(type(value), "null")
+# pydantic's type errors in JSON's words
+_EXPECTED = {"bool_type": "must be true or false", "float_type": "must be a number", "dict_type": "must be a JSON object",
+             "list_type": "must be a list", "string_type": "must be a text"}
+
+
+def _problem(error: Any) -> str:
+    """One pydantic error as a line that names the key, e.g. `enablePolygonOutput must be true or false, not "yes"`."""
+    where = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"unknown configuration key {where}"
+    expected = _EXPECTED.get(error["type"])
+    text = f"{where} {expected}" if expected else f"{where}: {error['msg'].removeprefix('Value error, ')}"
+    given = error.get("input")
+    if error["type"] != "missing" and (given is None or isinstance(given, (str, int, float, bool))) \
+            and len(repr(given)) <= 60:
+        text += f", not {json.dumps(given)}"
+    return text
 
 
 def validate(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` when every key is one of DEFAULTS' and every value has its type, else ConfigError naming
+    each bad key."""
     if not isinstance(values, dict):
         raise ConfigError("a configuration is a JSON object of Leaf's configuration keys")
-    unknown = set(values) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
-    for key, value in values.items():
-        if _kind(value) != _kind(DEFAULTS[key]):
-            raise ConfigError(f"{key} must be {_kind(DEFAULTS[key])}, not {_kind(value)}")
-    if "unitMeasurement" in values and values["unitMeasurement"] not in UNIT_SYSTEMS:
-        raise ConfigError(f"unitMeasurement must be one of {', '.join(UNIT_SYSTEMS)}")
-    rule_sets = values.get("cleanupRules") or {}
-    if not isinstance(rule_sets, dict) or not all(isinstance(r, list) and all(isinstance(x, dict) for x in r)
-                                                   for r in rule_sets.values()):
-        raise ConfigError("cleanupRules maps a property to a list of {operator, value} rules")
-    for prop, rules in rule_sets.items():
-        for rule in rules:
-            if rule.get("operator") not in {"GT", "GTE", "LT", "LTE", "EQ", "NE"}:
-                raise ConfigError(f"cleanupRules.{prop}: unknown operator {rule.get('operator')!r}")
-            value = rule.get("value")
-            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                raise ConfigError(f"cleanupRules.{prop}: each rule needs a value (a number, or a text for EQ/NE)")
-            if isinstance(value, str) and rule["operator"] not in ("EQ", "NE"):
-                raise ConfigError(f"cleanupRules.{prop}: {rule['operator']} compares with a number, not {value!r}")
+    try:
+        Configuration.model_validate({**DEFAULTS, **values})
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_problem(e) for e in exc.errors())) from None
     return values
 
 
-def _path(storage: Storage, owner: str, leaf_user_id: str | None) -> Path:
+def _location(storage: Storage, owner: str, leaf_user_id: str | None) -> Path:
     if leaf_user_id:
         return storage.user_path(owner, leaf_user_id, "config.json")
     return storage.owner_path(owner, "config.json")
+
+
+def _path(storage: Storage, owner: str, leaf_user_id: str | None) -> Path:
+    """Where a configuration lives, once any of the layout before API owners has moved there."""
+    migrate_legacy(storage)
+    return _location(storage, owner, leaf_user_id)
+
+
+def legacy_owners(storage: Storage, leaf_user_id: str | None) -> set[str]:
+    """Who used a configuration or boundaries of the layout before API owners: the one owner-level
+    configuration was every owner's (the local owner and each owner of a batch); a Leaf user's was the user
+    of every owner that uploaded for it, else the local owner's."""
+    owners = {owner_of(b) for b in storage.records("batches") if leaf_user_id in (None, b.get("leafUserId"))}
+    return owners | {DEFAULT_OWNER} if leaf_user_id is None else owners or {DEFAULT_OWNER}
+
+
+def migrate_legacy(storage: Storage) -> None:
+    """Move the configurations of the layout before API owners (config/owner.json, config/users/<id>.json)
+    into owners/<owner>/, once: each old file goes when it has moved. A value already set in the new place
+    wins. A file named by no valid Leaf user id stays where it is (config/api-tokens.json stays too)."""
+    old = storage.root / "config"
+    users = old / "users"
+    legacy = [(old / "owner.json", None)] + [(p, p.stem) for p in sorted(users.glob("*.json"))]
+    for path, leaf_user_id in legacy:
+        if not path.is_file() or (leaf_user_id is not None and not ID_PATTERN.fullmatch(leaf_user_id)):
+            continue
+        values = json.loads(path.read_text())
+        for owner in sorted(legacy_owners(storage, leaf_user_id)):
+            target = _location(storage, owner, leaf_user_id)
+            current = json.loads(target.read_text()) if target.exists() else {}
+            with storage.atomic_path(target) as tmp:
+                tmp.write_text(json.dumps({**values, **current}, indent=2))
+        path.unlink(missing_ok=True)
+    with suppress(OSError):
+        users.rmdir()
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Merging processed files into one machine file (Leaf's POST /files/merge).
 
 The merged file is a new machine file (`origin` merged, `sources`) whose raw and standard points are its
-sources' points together; it then runs through the downstream steps like any other file.
+sources' points together; it then runs through the downstream steps like any other file. The merge request
+answers Leaf's `SENT_TO_MERGE`; the file itself is `processing` (Leaf's file statuses) until its run reports.
 """
 
 from __future__ import annotations
@@ -42,14 +43,14 @@ def validate(storage: Storage, ids: list[str]) -> list[dict[str, Any]]:
 
 
 def create(storage: Storage, ids: list[str]) -> dict[str, Any]:
-    """Validate and register the merged file with status SENT_TO_MERGE."""
+    """Validate and register the merged file, `processing` until its run reports."""
     records = validate(storage, ids)
     first = records[0]
     record = {
         "id": str(uuid.uuid4()), "batchId": None, "leafUserId": first["leafUserId"], "provider": first.get("provider"),
         "apiOwnerUsername": first.get("apiOwnerUsername"),
         "fileName": f"merged ({len(records)} files)", "fileFormat": "MERGED", "origin": "merged",
-        "status": SENT_TO_MERGE, "operationType": first["operationType"], "sources": [r["id"] for r in records],
+        "status": "processing", "operationType": first["operationType"], "sources": [r["id"] for r in records],
         "createdTime": utc_now(), "updatedTime": utc_now(), "members": [], "primary": None,
         "sizeInBytes": sum(r.get("sizeInBytes") or 0 for r in records),
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import public_message
-from .storage import DEFAULT_OWNER, owner_of
+from .storage import DEFAULT_OWNER
 
 FILE_KEYS = ["id", "batchId", "leafUserId", "apiOwnerUsername", "provider", "fileName", "fileFormat", "origin",
              "status", "operationType", "originalOperationType", "createdTime", "updatedTime", "sizeInBytes",
@@ -13,11 +13,16 @@ FILE_KEYS = ["id", "batchId", "leafUserId", "apiOwnerUsername", "provider", "fil
              "providerFileId", "standard", "terminalTotals"]
 BATCH_KEYS = ["id", "leafUserId", "fileName", "size", "provider", "status", "uploadTimestamp", "leafFiles",
               "statusDetails", "processedTimestamp"]
+# Leaf's steps of a machine file, in order (the keys of GET /files/{id}/status).
+STEP_ORDER = ["originalFile", "rawGeojson", "standardGeojson", "filteredGeojson", "summary", "units",
+              "propertiesPNGs", "zippedPNGs"]
 
 
 def status_object(record: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """Leaf's GET /files/{id}/status body: {step: {status, message}}."""
-    return {step: {"status": s["status"], "message": s["message"]} for step, s in (record.get("steps") or {}).items()}
+    """Leaf's GET /files/{id}/status body: {step: {status, message}}. A file whose run has not reported yet
+    (just registered, or sent to merge) has every step `processing`."""
+    steps = record.get("steps") or {step: {"status": "processing", "message": ""} for step in STEP_ORDER}
+    return {step: {"status": s["status"], "message": s["message"]} for step, s in steps.items()}
 
 
 def file_object(record: dict[str, Any]) -> dict[str, Any]:
@@ -58,9 +63,10 @@ def batch_status(storage: Any, batch: dict[str, Any]) -> dict[str, Any]:
 
 def uncovered_files(storage: Any, leaf_user_id: str, owner: str = DEFAULT_OWNER) -> list[str]:
     """Processed files of an owner's user that intersect none of the user's fields."""
-    return sorted(r["id"] for r in storage.records("files")
-                  if r.get("leafUserId") == leaf_user_id and owner_of(r) == owner and r.get("status") == "processed"
-                  and r.get("uncovered"))
+    from .query import owner_files  # the query layer builds its objects here
+
+    return [r["id"] for r in owner_files(storage, owner, leaf_user_id)
+            if r.get("status") == "processed" and r.get("uncovered")]
 
 
 def outside_field_object(record: dict[str, Any]) -> dict[str, Any] | None:

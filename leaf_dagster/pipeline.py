@@ -104,13 +104,15 @@ def retry_batch(storage: Storage, instance: DagsterInstance, batch_id: str,
     batch = storage.read_record("batches", batch_id)
     if batch is None:
         raise KeyError(f"batch {batch_id} not found")
-    rerun_batch, pending = run_requests.retry_plan(storage, batch)
-    run_requests.mark_retried(storage, batch, rerun_batch, pending)
+    plan = run_requests.retry_plan(storage, batch)
+    progress(f"batch {batch_id}: {plan.message}")
+    if not plan.runs:  # returned unchanged
+        return {"batch": batch_object(batch), "files": [], "message": plan.message}
+    run_requests.mark_retried(storage, batch, plan)
     definitions = load_definitions(storage)
-    if rerun_batch:
-        progress(f"batch {batch_id}: extracting {batch['fileName']} again")
+    if plan.rerun_batch:
         instance.add_dynamic_partitions("batches", [batch_id])
         return _run_batch(storage, instance, definitions, batch_id, progress)
-    files = run_files(storage, instance, definitions, pending, progress)
+    files = run_files(storage, instance, definitions, plan.file_ids, progress)
     update_batch_status(storage, batch_id)
     return {"batch": batch_object(storage.read_record("batches", batch_id) or batch), "files": files}

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import duckdb
+
 from .catalog import reader
 from .objects import batch_object, file_object
 from .storage import DEFAULT_OWNER, Storage
@@ -23,6 +25,10 @@ BATCH_SORT_FIELDS = ("id", "uploadTimestamp", "processedTimestamp", "leafUserId"
 FILE_STATUSES = ("processed", "failed", "processing")
 OPERATION_TYPES = ("applied", "planted", "harvested", "tillage")
 ORIGINS = ("provider", "automerged", "merged", "uploaded")
+# Leaf's providers: the upload's list (Other for "unsure, detect it"), the older docs' Farmobile and
+# PrecisionPlanting, and Panorama from the files filter's list.
+PROVIDERS = ("Other", "Leaf", "ClimateFieldView", "CNHI", "JohnDeere", "Trimble", "AgLeader", "RavenSlingshot",
+             "Stara", "Farmobile", "PrecisionPlanting", "Panorama")
 BATCH_STATUSES = ("RECEIVED", "PROCESSING", "PROCESSED", "FAILED")
 FILE_FILTERS = ("leafUserId", "provider", "status", "origin", "organizationId", "batchId", "fileId", "fileFormat",
                 "createdTime", "startTime", "updatedTime", "endTime", "operationStartTime", "operationEndTime",
@@ -59,6 +65,14 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
+def leaf_provider(value: str) -> str:
+    """A provider in Leaf's spelling, whatever its case; QueryError naming the allowed ones otherwise."""
+    spelling = {p.lower(): p for p in PROVIDERS}.get(str(value).strip().lower())
+    if spelling is None:
+        raise QueryError(f"provider must be one of {', '.join(PROVIDERS)} (any case), not {value!r}")
+    return spelling
+
+
 def paging(page: Any, size: Any) -> tuple[int, int]:
     try:
         page_n = int(page) if page not in (None, "") else 0
@@ -88,23 +102,47 @@ def _order(sort: list[str] | str | None, allowed: tuple[str, ...], default: str)
     return ", ".join(parts)
 
 
+def owner_where(owner: str, leaf_user_id: str | None = None) -> tuple[list[str], list[Any]]:
+    """The one rule for the records (files, batches) of an API owner, or of one of its Leaf users, as SQL
+    conditions and their parameters: a record that names no owner is the local owner's."""
+    where, params = [f"coalesce(\"apiOwnerUsername\", '{DEFAULT_OWNER}') = ?"], [owner]
+    if leaf_user_id is not None:
+        where.append('"leafUserId" = ?')
+        params.append(leaf_user_id)
+    return where, params
+
+
+def owner_files(storage: Storage, owner: str, leaf_user_id: str | None = None) -> list[dict[str, Any]]:
+    """The file records of an API owner (or of one of its Leaf users), chosen by the same rule as every list."""
+    where, params = owner_where(owner, leaf_user_id)
+    with reader(storage, "files") as con:
+        if not _has_view(con, "files"):
+            return []
+        ids = con.execute(f"SELECT id FROM files WHERE {' AND '.join(where)} ORDER BY id", params).fetchall()
+    return [r for r in (storage.read_record("files", i) for (i,) in ids) if r]
+
+
 def _page(storage: Storage, view: str, where: list[str], params: list[Any], owner: str | None, order: str,
           page: int, size: int) -> Page:
     """Run the filtered, ordered query for one page and build Leaf's objects from the records."""
     if owner is not None:
-        where = [*where, f"coalesce(\"apiOwnerUsername\", '{DEFAULT_OWNER}') = ?"]
-        params = [*params, owner]
+        owned, owner_params = owner_where(owner)
+        where, params = [*where, *owned], [*params, *owner_params]
     ids, total = _run(storage, view, where, params, order, page, size)
     to_object = file_object if view == "files" else batch_object
     items = [to_object(r) for r in (storage.read_record(view, i) for i in ids) if r]
     return Page(items, total, page, size)
 
 
+def _has_view(con: duckdb.DuckDBPyConnection, view: str) -> bool:
+    """Whether the reader made the view (a table without records has none)."""
+    return bool(con.execute("select count(*) from duckdb_views() where view_name = ?", [view]).fetchone()[0])
+
+
 def _run(storage: Storage, view: str, where: list[str], params: list[Any], order: str, page: int, size: int) -> tuple[list[str], int]:
     clause = (" WHERE " + " AND ".join(where)) if where else ""
     with reader(storage, view) as con:
-        exists = con.execute("select count(*) from duckdb_views() where view_name = ?", [view]).fetchone()[0]
-        if not exists:
+        if not _has_view(con, view):
             return [], 0
         total = int(con.execute(f"SELECT count(*) FROM {view}{clause}", params).fetchone()[0])
         if page * size >= total:  # past the end (any page number, even one beyond SQL's integers): empty
@@ -119,6 +157,8 @@ def list_files(storage: Storage, *, owner: str | None = None, page: Any = None, 
     """GET /files: every filter of Leaf's list, paging, multi-key sort, total count."""
     page_n, size_n = paging(page, size)
     where, params = [], []
+    if filters.get("provider") not in (None, ""):
+        filters["provider"] = leaf_provider(filters["provider"])
     exact = {"leafUserId": None, "provider": None, "organizationId": None, "batchId": None, "fileId": "id",
              "fileFormat": None, "providerFileId": None}
     for key, column in exact.items():

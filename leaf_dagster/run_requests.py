@@ -11,9 +11,10 @@ import json
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from .ingest.batch import utc_now
+from .identifiers import batch_identifier_problem
+from .ingest.batch import NO_VALID_FILES, utc_now
 from .storage import Storage
 
 
@@ -26,36 +27,63 @@ def request_runs(storage: Storage, file_ids: list[str], reason: str, batch_ids: 
     return request_id
 
 
-def retry_plan(storage: Storage, batch: dict[str, Any]) -> tuple[bool, list[str]]:
-    """What retrying a batch runs: (re-run the batch step?, files to run again).
+class RetryPlan(NamedTuple):
+    """What retrying a batch does: run the batch step again, run these files again, and a message saying so."""
+    rerun_batch: bool
+    file_ids: list[str]
+    message: str
 
-    A batch that registered no files failed in its own step (a refused or unreadable zip, a full disk, a
-    killed run), so the batch step runs again. Otherwise every file that did not succeed runs again,
-    except files in a format we cannot decode, whose answer would not change."""
+    @property
+    def runs(self) -> bool:
+        return self.rerun_batch or bool(self.file_ids)
+
+
+def retry_plan(storage: Storage, batch: dict[str, Any]) -> RetryPlan:
+    """What retrying a batch runs: only a settled batch (PROCESSED or FAILED), and only what a run could change.
+
+    A batch that registered no files failed in its own step (a full disk, a killed run, a refused zip), so
+    the batch step runs again, unless its answer was a verdict on the upload that would only repeat (no
+    machine files inside, a bad Leaf user id). Otherwise every file that did not succeed runs again, except
+    files in a format we cannot decode, whose answer would not change."""
+    status = batch.get("status")
+    if status not in ("PROCESSED", "FAILED"):
+        return RetryPlan(False, [], f"nothing to retry: the batch is still {status}; retry it once it is "
+                                    "PROCESSED or FAILED")
     if not batch.get("leafFiles"):
-        return True, []
+        verdict = NO_VALID_FILES if batch.get("statusDetails") == NO_VALID_FILES else batch_identifier_problem(batch)
+        if verdict:
+            return RetryPlan(False, [], f"nothing to retry: the upload was refused ({verdict}); a retry would "
+                                        "answer the same")
+        return RetryPlan(True, [], "the upload is processed again")
     files = [storage.read_record("files", f) or {"id": f} for f in batch["leafFiles"]]
-    return False, [f["id"] for f in files if f.get("status") != "processed" and not f.get("unsupportedReason")]
+    failed = [f for f in files if f.get("status") != "processed"]
+    retried = [f["id"] for f in failed if not f.get("unsupportedReason")]
+    if retried:
+        return RetryPlan(False, retried, f"{len(retried)} of the batch's {len(files)} files run again")
+    if failed:
+        return RetryPlan(False, [], f"nothing to retry: the failed files ({len(failed)}) are in formats that "
+                                    "cannot be decoded")
+    return RetryPlan(False, [], "nothing to retry: every file of the batch was processed")
 
 
-def mark_retried(storage: Storage, batch: dict[str, Any], rerun_batch: bool, file_ids: list[str]) -> dict[str, Any]:
+def mark_retried(storage: Storage, batch: dict[str, Any], plan: RetryPlan) -> dict[str, Any]:
     """The records a retry leaves until its runs report: the batch RECEIVED (its step runs again) or
     PROCESSING, and the files to run `processing`. Nothing to retry changes nothing."""
-    for file_id in file_ids:
+    for file_id in plan.file_ids:
         storage.update_record("files", file_id, status="processing", updatedTime=utc_now())
-    if rerun_batch:
+    if plan.rerun_batch:
         return storage.update_record("batches", batch["id"], status="RECEIVED", statusDetails=None)
-    if file_ids:
+    if plan.file_ids:
         return storage.update_record("batches", batch["id"], status="PROCESSING", statusDetails=None)
     return batch
 
 
-def request_retry(storage: Storage, batch: dict[str, Any]) -> dict[str, Any]:
-    """PUT /batch/{id}/retry: hand the retry to the daemon; returns the batch record."""
-    rerun_batch, file_ids = retry_plan(storage, batch)
-    if rerun_batch or file_ids:
-        request_runs(storage, file_ids, "retry", [batch["id"]] if rerun_batch else [])
-    return mark_retried(storage, batch, rerun_batch, file_ids)
+def request_retry(storage: Storage, batch: dict[str, Any]) -> tuple[dict[str, Any], RetryPlan]:
+    """PUT /batch/{id}/retry: hand the retry to the daemon; returns the batch record and the plan."""
+    plan = retry_plan(storage, batch)
+    if plan.runs:
+        request_runs(storage, plan.file_ids, "retry", [batch["id"]] if plan.rerun_batch else [])
+    return mark_retried(storage, batch, plan), plan
 
 
 def pending(storage: Storage) -> list[tuple[Path, dict[str, Any]]]:

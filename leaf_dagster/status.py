@@ -16,12 +16,11 @@ from dagster import DagsterEventType, DagsterInstance
 
 from .errors import public_message
 from .ingest.batch import UNREADABLE, utc_now
+from .objects import STEP_ORDER
 from .storage import Storage
 
 FILE_JOB = "process_file"
 BATCH_JOB = "ingest_batch"
-STEP_ORDER = ["originalFile", "rawGeojson", "standardGeojson", "filteredGeojson", "summary", "units",
-              "propertiesPNGs", "zippedPNGs"]
 
 
 def _root_cause(error: Any) -> str:

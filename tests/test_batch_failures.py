@@ -100,7 +100,7 @@ def test_full_disk_during_extraction_fails_the_batch_and_a_retry_processes_it(
     assert (storage.upload_dir(batch_id) / JD_WHEAT_ZIP).exists()
 
     full_disk["extraction"] = False  # space freed; PUT /batch/{id}/retry
-    assert run_requests.request_retry(storage, batch)["status"] == "RECEIVED"
+    assert run_requests.request_retry(storage, batch)[0]["status"] == "RECEIVED"
     run_until_idle(loop)
 
     batch = storage.read_record("batches", batch_id)
@@ -142,8 +142,8 @@ def test_retry_with_nothing_to_run_changes_nothing(storage: Storage, tmp_path: P
     batch = {"id": "b", "fileName": "x.zip", "status": "FAILED", "statusDetails": "..", "leafFiles": ["f"]}
     storage.write_record("batches", "b", batch)
     storage.write_record("files", "f", {"id": "f", "status": "failed", "unsupportedReason": "YLD files are not supported"})
-    assert run_requests.retry_plan(storage, batch) == (False, [])
-    assert run_requests.request_retry(storage, batch)["status"] == "FAILED"
+    assert run_requests.retry_plan(storage, batch)[:2] == (False, [])
+    assert run_requests.request_retry(storage, batch)[0] == batch
     assert run_requests.pending(storage) == []
 
 

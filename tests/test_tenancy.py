@@ -118,7 +118,7 @@ def test_owner_configurations_are_separate(server: Server) -> None:
     bob.patch(f"{CONFIG}/grower-1", json={"operationsOutliersLimit": 1})
     assert alice.get(f"{CONFIG}/grower-1").json()["operationsOutliersLimit"] == 5
     assert _error(alice.patch(CONFIG, json={"enableGeoparquetOutput": "no"})) == \
-        "enableGeoparquetOutput must be true or false, not a string"
+        "enableGeoparquetOutput must be true or false, not \"no\""
 
 
 def test_pipeline_applies_the_batch_owners_configuration_and_fields(real: Path, server: Server, tmp_path: Path) -> None:

@@ -20,7 +20,6 @@ import io
 import json
 import os
 import secrets
-import uuid
 import zipfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -40,7 +39,7 @@ from ..errors import FieldError, MergeError
 from ..identifiers import InvalidIdentifier, check_id, is_uuid
 from ..ingest.batch import batch_id_for, new_batch, sidecar_for
 from ..objects import batch_object, batch_status, file_object, outside_field_object, status_object, uncovered_files
-from ..query import BATCH_FILTERS, FILE_FILTERS, QueryError, list_batches, list_files, paging
+from ..query import BATCH_FILTERS, FILE_FILTERS, QueryError, leaf_provider, list_batches, list_files, owner_files, paging
 from ..storage import Storage, default_data_dir, owner_of
 from .partials import SWEEP_SECONDS, partial_upload, sweep
 from .streaming import UploadError, UploadNotStored, geojson_chunks, receive_zip
@@ -75,10 +74,15 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 def _validation_message(exc: RequestValidationError) -> str:
+    """FastAPI's request validation errors in words: `leafUserId is required` for a missing parameter."""
     problems = []
     for error in exc.errors():
-        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
-        problems.append(f"{where}: {error.get('msg', 'invalid')}")
+        loc = [str(part) for part in error.get("loc", ())]
+        where = ".".join(loc[1:] if loc[:1] in (["query"], ["path"], ["header"], ["body"]) else loc) or "body"
+        if error.get("type") == "missing":
+            problems.append("the request body is required" if loc == ["body"] else f"{where} is required")
+        else:
+            problems.append(f"{where}: {error.get('msg', 'invalid')}")
     return "; ".join(problems) or "invalid request"
 
 
@@ -222,8 +226,7 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
             if field != "id" or direction not in ("", "asc", "desc"):
                 raise QueryError("sort must be id,asc or id,desc")
             descending = direction == "desc"
-        records = [r for r in storage.records("files") if owner_of(r) == who
-                   and leafUserId in (None, r.get("leafUserId"))]
+        records = owner_files(storage, who, leafUserId)
         objects = sorted((_outside(request, o) for o in map(outside_field_object, records) if o),
                          key=lambda o: o["id"], reverse=descending)
         shown = objects[page_n * size_n:(page_n + 1) * size_n]
@@ -402,6 +405,7 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
             if not user or not source:
                 raise UploadError("leafUserId and provider are required")
             check_id("leafUserId", user)
+            source = leaf_provider(source)
             target = storage.inbox / f"{partial.name[1:-len('.part')]}.zip"
             batch_id = batch_id_for(partial, user, source)
             file_format = fileFormat or received["fields"].get("fileFormat")
@@ -432,9 +436,13 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
     def get_batch_status(batch_id: str, who: str = Depends(owner)) -> dict[str, Any]:
         return batch_status(storage, owned("batches", batch_id, who))
 
-    @app.put(f"{BASE}/batch/{{batch_id}}/retry", summary="Retry a batch")
+    @app.put(f"{BASE}/batch/{{batch_id}}/retry", summary="Retry a batch",
+             description="Runs again what did not succeed (Leaf's answer: the batch, RECEIVED or PROCESSING). A batch "
+                         "with nothing to retry (still in progress, every file processed, or failed in a way a run "
+                         "would repeat) is returned unchanged, with a 200 like any retry; `message` says which.")
     def retry(batch_id: str, who: str = Depends(owner)) -> dict[str, Any]:
-        return batch_object(run_requests.request_retry(storage, owned("batches", batch_id, who)))
+        record, plan = run_requests.request_retry(storage, owned("batches", batch_id, who))
+        return {**batch_object(record), "message": plan.message}
 
     # -- fields and configurations: per API owner, and per owner's Leaf user -------------------------------
     @app.get(f"{FIELDS}/users/{{leaf_user_id}}/fields", summary="Get a user's fields")
@@ -443,20 +451,13 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
 
         return list_fields(storage, check_id("leafUserId", leaf_user_id), owner=who)
 
-    @app.post(f"{FIELDS}/users/{{leaf_user_id}}/fields", summary="Add field boundaries (a GeoJSON body)")
+    @app.post(f"{FIELDS}/users/{{leaf_user_id}}/fields", summary="Add field boundaries (a GeoJSON body)",
+              description="A FeatureCollection, Feature, Polygon or MultiPolygon, or Leaf's field body {name, geometry}; "
+                          "each field keeps the `name` given (a feature's own, else the body's).")
     def post_fields(leaf_user_id: str, who: str = Depends(owner), body: dict[str, Any] = Body(...)) -> list[dict[str, Any]]:
-        check_id("leafUserId", leaf_user_id)
-        if body.get("type") not in ("FeatureCollection", "Feature", "Polygon", "MultiPolygon"):
-            raise FieldError("the body must be a GeoJSON FeatureCollection, Feature, Polygon or MultiPolygon")
-        target = storage.root / "tmp" / f"{uuid.uuid4().hex}.geojson"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            target.write_text(json.dumps(body))
-            from ..fields import add_boundaries
+        from ..fields import add_geojson
 
-            return add_boundaries(storage, leaf_user_id, target, owner=who)
-        finally:
-            target.unlink(missing_ok=True)
+        return add_geojson(storage, check_id("leafUserId", leaf_user_id), body, owner=who)
 
     @app.get(f"{CONFIG}/configs", summary="Get the API owner's configuration")
     def get_owner_config(who: str = Depends(owner)) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from python_multipart.multipart import parse_options_header
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 MAX_FORM_BYTES = 64 * 1024  # all form fields and part headers together
 MAX_FIELD_BYTES = 4096
+FORM_FIELDS = ("leafUserId", "provider", "fileFormat")  # besides `file`, the zip
 # The user's file name is only shown, never a path on the server; it must still be something a client
 # can store: one name of at most 255 UTF-8 bytes with no control characters.
 MAX_FILE_NAME_BYTES = 255
@@ -73,6 +74,8 @@ async def receive_zip(chunks: AsyncIterator[bytes], content_type: str, sink: Bin
     def on_headers_finished() -> None:
         _, disposition = parse_options_header(part["headers"].get(b"content-disposition", b""))
         part["field"] = disposition.get(b"name", b"").decode("utf-8", "replace")
+        if part["field"] != "file" and b"filename" in disposition:
+            raise UploadError(f"the zip must be sent in the form field 'file', not {part['field']!r}")
         if part["field"] == "file":
             if upload["fileName"] is not None:
                 raise UploadError("only one 'file' field is accepted")
@@ -91,7 +94,10 @@ async def receive_zip(chunks: AsyncIterator[bytes], content_type: str, sink: Bin
             count_form(len(piece))
             part["value"] += piece
             if len(part["value"]) > MAX_FIELD_BYTES:
-                raise UploadError(f"form field '{part['field']}' is too long")
+                known = part["field"] in FORM_FIELDS
+                raise UploadError(f"form field {part['field']!r} is too long" if known else
+                                  f"form field {part['field']!r} is not one the upload takes: the zip goes in "
+                                  f"'file', with {', '.join(FORM_FIELDS)} as query parameters or form fields")
 
     def on_part_end() -> None:
         if part.get("field") and part["field"] != "file":
@@ -114,7 +120,9 @@ async def receive_zip(chunks: AsyncIterator[bytes], content_type: str, sink: Bin
     except Exception as exc:  # the multipart parser's own errors: malformed body
         raise UploadError(f"malformed multipart body: {exc}") from exc
     if upload["fileName"] is None:
-        raise UploadError("the multipart body has no 'file' field")
+        others = ", ".join(repr(f) for f in upload["fields"] if f not in FORM_FIELDS)
+        raise UploadError("the multipart body has no 'file' field (the zip goes in 'file')"
+                          + (f"; it has {others}" if others else ""))
     if not upload["fileName"].lower().endswith(".zip") or upload["head"][:4] not in ZIP_MAGIC:
         raise UploadError(f"{upload['fileName']}: the upload must be a .zip archive")
     return {"fileName": upload["fileName"], "size": upload["size"], "fields": upload["fields"]}
