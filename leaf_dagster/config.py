@@ -168,7 +168,12 @@ def migrate_legacy(storage: Storage) -> None:
     for path, leaf_user_id in legacy:
         if not path.is_file() or (leaf_user_id is not None and not ID_PATTERN.fullmatch(leaf_user_id)):
             continue
-        values = json.loads(path.read_text())
+        try:
+            values = json.loads(path.read_text())
+            if not isinstance(values, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:  # kept in place: the user fixes it, and it moves then
+            raise ConfigError(f"config/{path.relative_to(old)} cannot be read ({exc})") from None
         for owner in sorted(legacy_owners(storage, leaf_user_id)):
             target = _location(storage, owner, leaf_user_id)
             current = json.loads(target.read_text()) if target.exists() else {}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 import geopandas as gpd
+import httpx
 import pytest
 import shapely
 from fastapi.testclient import TestClient
@@ -20,7 +21,7 @@ from fastapi.testclient import TestClient
 from leaf_dagster import run_requests
 from leaf_dagster.api.app import create_app
 from leaf_dagster.cli import main as cli_main
-from leaf_dagster.config import effective, save
+from leaf_dagster.config import ConfigError, effective, save
 from leaf_dagster.errors import FieldError
 from leaf_dagster.fields import add_boundaries, fields_dir, list_fields
 from leaf_dagster.ingest.batch import NO_VALID_FILES
@@ -123,7 +124,7 @@ def test_what_a_retry_runs(storage: Storage, batch: dict, runs: tuple, message: 
 
 
 # -- validation in Leaf's 400 shape ----------------------------------------------------------------------------
-def _upload(world: World, tmp: Path, **kwargs) -> "httpx.Response":  # noqa: F821
+def _upload(world: World, tmp: Path, **kwargs) -> httpx.Response:
     data = make_zip(tmp / "u.zip", {"notes.txt": "x"}).read_bytes()
     files = kwargs.pop("files", {"file": ("u.zip", data, "application/zip")})
     return world.client.post(f"{BASE}/batch", files=files, **kwargs)
@@ -294,3 +295,12 @@ def test_a_data_directory_from_before_owners_keeps_its_configurations_and_bounda
     assert sorted(str(p.relative_to(root)) for p in (root / "config").rglob("*")) == ["config/api-tokens.json"]
     assert not (root / "fields").exists()
     assert list_fields(storage, "g1", "local") == []
+
+
+def test_an_unreadable_configuration_from_before_owners_is_kept_and_named(storage: Storage) -> None:
+    legacy = storage.root / "config" / "users" / "g2.json"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text("{not json")
+    with pytest.raises(ConfigError, match=r"^config/users/g2.json cannot be read \(Expecting property name"):
+        effective(storage, "g2", "local")
+    assert legacy.read_text() == "{not json"

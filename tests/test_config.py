@@ -17,3 +17,33 @@ def test_a_cleanup_rule_without_a_usable_value_is_refused(rules: list) -> None:
 
 def test_leafs_default_rules_pass_their_own_check() -> None:
     assert validate({"cleanupRules": DEFAULTS["cleanupRules"]})["cleanupRules"] == DEFAULTS["cleanupRules"]
+
+
+# a value of another JSON kind than each key's default: "yes" for true, "3" for 3, a list for an object
+_WRONG = {bool: "yes", int: "3", float: "0.5", str: 1, dict: []}
+
+
+@pytest.mark.parametrize("key", sorted(DEFAULTS))
+def test_every_key_is_type_checked_and_named(key: str) -> None:
+    wrong = _WRONG[type(DEFAULTS[key])]
+    with pytest.raises(ConfigError) as refused:
+        validate({key: wrong})
+    assert str(refused.value).startswith(f"{key} must be ") or str(refused.value).startswith(f"{key}: ")
+    with pytest.raises(ConfigError, match=f"^{key} must be .*, not null$|^{key}: .*, not null$"):
+        validate({key: None})
+    assert validate({key: DEFAULTS[key]}) == {key: DEFAULTS[key]}
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"enablePolygonOutput": "yes"}, 'enablePolygonOutput must be true or false, not "yes"'),
+    ({"operationsOutliersLimit": 0}, "operationsOutliersLimit: Input should be greater than 0, not 0"),
+    ({"fieldsAttachIntersection": 100.5}, "fieldsAttachIntersection: Input should be less than or equal to 100, not 100.5"),
+    ({"cleanupRules": {"crop": [{"operator": "LIKE", "value": "corn"}]}},
+     "cleanupRules.crop.0.operator: Input should be 'GT', 'GTE', 'LT', 'LTE', 'EQ' or 'NE', not \"LIKE\""),
+    ({"cleanupStandardGeojson": 1, "nope": True}, "cleanupStandardGeojson must be true or false, not 1; "
+                                                  "unknown configuration key nope"),
+])
+def test_messages_name_the_key_and_the_value(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        validate(values)
+    assert str(refused.value) == message

@@ -4,7 +4,6 @@ steer a path refused, no 500 on hostile requests, unfinished uploads cleaned up,
 from __future__ import annotations
 
 import http.client
-import io
 import json
 import os
 import signal
