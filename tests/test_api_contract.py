@@ -177,13 +177,16 @@ def test_a_wrong_form_field_is_named(world: World, tmp_path: Path) -> None:
         "as query parameters or form fields")
 
 
-def test_every_required_query_parameter_missing_is_leafs_400(world: World) -> None:
+def test_every_required_query_parameter_missing_is_leafs_400(world: World, tmp_path: Path) -> None:
     required = [(method, path, p["name"]) for path, item in world.client.app.openapi()["paths"].items()
                 for method, op in item.items() for p in op.get("parameters", []) if p["in"] == "query" and p["required"]]
     assert ("get", f"{BASE}/files/uncoveredFiles", "leafUserId") in required
     for method, path, name in required:
         response = world.client.request(method.upper(), path.replace("{file_id}", str(uuid.uuid4())))
         assert response.status_code == 400 and response.json() == {"status": 400, "message": f"{name} is required"}
+    # the upload takes leafUserId and provider as query parameters or form fields
+    no_provider = _upload(world, tmp_path, data={"leafUserId": "g9"})
+    assert no_provider.json() == {"status": 400, "message": "provider is required (in the query or the form)"}
 
 
 # -- names users gave stay -------------------------------------------------------------------------------------

@@ -402,8 +402,10 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
                                          request.headers.get("content-type", ""), sink, max_upload_bytes)
             user = leafUserId or received["fields"].get("leafUserId")
             source = provider or received["fields"].get("provider")
-            if not user or not source:
-                raise UploadError("leafUserId and provider are required")
+            missing = [name for name, value in (("leafUserId", user), ("provider", source)) if not value]
+            if missing:
+                raise UploadError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required "
+                                  "(in the query or the form)")
             check_id("leafUserId", user)
             source = leaf_provider(source)
             target = storage.inbox / f"{partial.name[1:-len('.part')]}.zip"
