@@ -25,7 +25,7 @@ from leaf_dagster.defs.resources import LeafStorage
 from leaf_dagster.defs.sensors import status_sensor
 from leaf_dagster.derived.images import RAMP
 from leaf_dagster.ingest.batch import UNREADABLE
-from leaf_dagster.pipeline import process_upload
+from leaf_dagster.pipeline import QUIET, process_upload
 from leaf_dagster.status import OVERVIEW_JOB
 from leaf_dagster.storage import DATA_DIR_ENV, Storage
 
@@ -141,10 +141,13 @@ def test_a_failed_gate_fails_its_step_with_leafs_message_and_the_rest_is_not_run
     def statuses(asset: str) -> dict[str, list[str]]:
         return uploads.query(PARTITIONS, key={"path": [asset]})["assetNodeOrError"]["assetPartitionStatuses"]
 
-    standard = statuses("standardGeojson")
-    assert record["id"] in standard["failedPartitions"] and record["id"] not in standard["materializedPartitions"]
-    for asset in SKIPPED:
-        assert record["id"] not in statuses(asset)["materializedPartitions"]
+    def failed_and_not_run() -> None:
+        standard = statuses("standardGeojson")
+        assert record["id"] in standard["failedPartitions"] and record["id"] not in standard["materializedPartitions"]
+        for asset in SKIPPED:
+            assert record["id"] not in statuses(asset)["failedPartitions"] + statuses(asset)["materializedPartitions"]
+
+    failed_and_not_run()
 
     key = dg.AssetCheckKey(dg.AssetKey("standardGeojson"), "standard_schema")
     check = uploads.instance.event_log_storage.get_latest_asset_check_execution_by_key(
@@ -156,6 +159,12 @@ def test_a_failed_gate_fails_its_step_with_leafs_message_and_the_rest_is_not_run
     assert steps["standardGeojson"]["status"] == "failed" and steps["standardGeojson"]["message"] == NO_POINTS
     assert "yield" in steps["standardGeojson"]["details"]["evidence"]
     assert {name: steps[name] for name in SKIPPED} == {name: {"status": "skipped", "message": "skipped"} for name in SKIPPED}
+
+    # again, after Dagster cached those statuses: a second failed run of the file changes nothing
+    rerun = defs().resolve_job_def("process_file").execute_in_process(
+        partition_key=record["id"], instance=uploads.instance, raise_on_error=False, run_config=QUIET)
+    assert not rerun.success
+    failed_and_not_run()
 
 
 def test_runs_and_materialisations_are_found_by_file_name(uploads: Uploads) -> None:

@@ -33,7 +33,7 @@ def batch(context: dg.AssetExecutionContext, storage: LeafStorage):
         context.instance.add_dynamic_partitions(machine_files.name, runnable)
     final = update_batch_status(store, context.partition_key) or outcome.batch
     if outcome.error:
-        yield from fail(gate("has_machine_files", outcome.error, status_details=final.get("statusDetails")),
+        yield from fail(context, gate("has_machine_files", outcome.error, status_details=final.get("statusDetails")),
                         file_name=final["fileName"])
     yield dg.MaterializeResult(metadata={
         "file_name": final["fileName"], "size_bytes": final["size"],

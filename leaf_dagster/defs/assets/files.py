@@ -33,7 +33,7 @@ def original_file(context: dg.AssetExecutionContext, storage: LeafStorage):
     steps = FileSteps(storage.store(), context.partition_key)
     record, placed = steps.store_original()
     if record.get("unsupportedReason"):
-        yield from fail(gate("recognised_format", record["unsupportedReason"], file_format=record["fileFormat"]),
+        yield from fail(context, gate("recognised_format", record["unsupportedReason"], file_format=record["fileFormat"]),
                         file_name=record["fileName"])
     yield dg.MaterializeResult(metadata={
         "file_name": record["fileName"], "file_format": record["fileFormat"], "batch_id": record["batchId"],
@@ -53,7 +53,7 @@ def raw_geojson(context: dg.AssetExecutionContext, storage: LeafStorage):
     try:
         source = steps.read_raw()
     except ReaderError as exc:
-        yield from fail(gate("converted", CONVERSION_FAILED, reason=str(exc)),
+        yield from fail(context, gate("converted", CONVERSION_FAILED, reason=str(exc)),
                         intact_check(exc.problems if isinstance(exc, DamagedShapefile) else []),
                         file_name=steps.record["fileName"])
     yield named(steps, point_count=source.point_count, dialect=source.dialect, source_crs=source.source_crs or "unknown",
@@ -81,7 +81,7 @@ def standard_geojson(context: dg.AssetExecutionContext, storage: LeafStorage):
                  missing=", ".join(result.missing) or None,
                  missing_inputs=dg.MetadataValue.json(result.missing_inputs) if result.missing else None)
     if not check.passed:
-        yield from fail(check, file_name=steps.record["fileName"], operation_type=result.operation_type, notes=notes)
+        yield from fail(context, check, file_name=steps.record["fileName"], operation_type=result.operation_type, notes=notes)
     metadata = {"operation_type": result.operation_type, "evidence": result.evidence}
     if result.frame is not None:
         metadata.update({"point_count": len(result.frame), "crop": result.crop or "unknown",
