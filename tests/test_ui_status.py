@@ -23,7 +23,7 @@ from PIL import Image
 from leaf_dagster.definitions import defs
 from leaf_dagster.defs.resources import LeafStorage
 from leaf_dagster.defs.sensors import status_sensor
-from leaf_dagster.derived.images import RAMP
+from leaf_dagster.derived.images import RAMP, legend_number
 from leaf_dagster.ingest.batch import UNREADABLE
 from leaf_dagster.pipeline import QUIET, process_upload
 from leaf_dagster.status import OVERVIEW_JOB
@@ -233,7 +233,7 @@ def test_the_summary_map_has_a_legend(uploads: Uploads) -> None:
     assert entries["map_property"]["text"] == "dryVolumePerArea"
     assert entries["map_min"]["floatValue"] == pytest.approx(legend["min"])
     assert entries["map_max"]["floatValue"] == pytest.approx(legend["max"])
-    assert "Colour: **dryVolumePerArea**" in entries["map"]["mdStr"] and f"{legend['max']:.4g}" in entries["map"]["mdStr"]
+    assert "Colour: **dryVolumePerArea**" in entries["map"]["mdStr"] and f"{legend_number(legend['max'])}" in entries["map"]["mdStr"]
 
     # drawn on the PNG: under the map, a bar running from the ramp's red to its green
     png = Image.open(io.BytesIO((uploads.storage.file_dir(file_id) / "summary-map.png").read_bytes())).convert("RGB")

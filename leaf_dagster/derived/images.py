@@ -79,12 +79,17 @@ def with_legend(rgba: np.ndarray, title: str, low: float, high: float, max_side:
     for x, rgb in enumerate(ramp):
         draw.line([(pad + x, top), (pad + x, top + bar)], fill=tuple(int(c) for c in rgb))
     top += bar + pad
-    low_text, high_text = f"{low:.4g}", f"{high:.4g}"
+    low_text, high_text = legend_number(low), legend_number(high)
     draw.text((pad, top), low_text, fill=(0, 0, 0), font=font)
     draw.text((width - pad - draw.textlength(high_text, font=font), top), high_text, fill=(0, 0, 0), font=font)
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def legend_number(value: float) -> str:
+    """A legend's end value as people read it: 41,829 and 66.3, not 4.183e+04."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def zip_images(paths: list[Path], target: Path) -> None:

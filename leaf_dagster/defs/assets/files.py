@@ -14,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 
+from ...derived.images import legend_number
 from ...derived.reconcile import markdown, reconcile
 from ...files import FileSteps
 from ...readers import ReaderError
@@ -145,8 +146,8 @@ def summary(context: dg.AssetExecutionContext, storage: LeafStorage):
 def map_legend(legend: dict[str, Any]) -> str:
     """The thumbnail's legend in words: the property it colours and its ramp over the value range."""
     unit = f" {legend['unit']}" if legend["unit"] else ""
-    return (f"Colour: **{legend['property']}**, red {legend['min']:.4g}{unit} (0 %) → yellow (55 %) → "
-            f"green {legend['max']:.4g}{unit} (100 %); no colour: no value")
+    return (f"Colour: **{legend['property']}**, red {legend_number(legend['min'])}{unit} (0 %) → yellow (55 %) → "
+            f"green {legend_number(legend['max'])}{unit} (100 %); no colour: no value")
 
 
 @dg.asset(key="propertiesPNGs", deps=["filteredGeojson"], partitions_def=machine_files, group_name=GROUP, kinds={"png"})
