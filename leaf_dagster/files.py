@@ -19,7 +19,7 @@ from shapely import MultiPolygon, Polygon
 from .config import effective
 from .derived.filters import cleanup_mask, filtered_mask
 from .derived.geometry import point_rectangles, swaths
-from .derived.images import RAMP, aux_xml, png_bytes, render, zip_images
+from .derived.images import RAMP, aux_xml, png_bytes, render, with_legend, zip_images
 from .derived.raster import burn_index, covered_polygon, grid_for
 from .derived.plausibility import Plausibility, assess
 from .derived.summary import build_summary
@@ -209,11 +209,12 @@ class FileSteps:
         return units
 
     def summarize(self) -> tuple[dict[str, Any], bytes | None]:
-        """The summary Feature (coverage from the point rectangles) and a small map thumbnail PNG."""
+        """The summary Feature (coverage from the point rectangles) and a small map thumbnail PNG with its
+        legend drawn under it; the legend (property, unit, ramp, range) is also stored as `mapLegend`."""
         frame, units = self.load_standard()
         frame = frame.drop(columns=[FILE_ID_COLUMN])
         covers = swaths(frame, units)
-        geometry, area, thumbnail = MultiPolygon(), 0.0, None
+        geometry, area, thumbnail, legend = MultiPolygon(), 0.0, None, None
         if covers.valid.any():
             grid = grid_for(covers)
             index = burn_index(covers, grid)
@@ -221,8 +222,10 @@ class FileSteps:
             geometry = to_wgs84(covered_polygon(index, grid).simplify(grid.resolution / 2), covers.crs)
             column = _thumbnail_property(frame)
             if column:
-                rgba, _, _ = render(frame[column].to_numpy(dtype=float), index)
-                thumbnail = png_bytes(rgba, max_side=320)
+                rgba, low, high = render(frame[column].to_numpy(dtype=float), index)
+                legend = {"property": column, "unit": units.get(column), "min": low, "max": high, "ramp": RAMP}
+                unit = f" ({units[column]})" if units.get(column) else ""
+                thumbnail = with_legend(rgba, f"{column}{unit}", low, high)
                 target = self.storage.file_dir(self.file_id) / "summary-map.png"
                 with self.storage.atomic_path(target) as tmp:
                     tmp.write_bytes(thumbnail)
@@ -235,7 +238,8 @@ class FileSteps:
             "summary": summary})
         worked = float(convert(frame["area"].sum(), units.get("area", "m2"), "m2")) if "area" in frame.columns else None
         # an unguessable name lets the Dagster UI show the map from the API without a token
-        self.update(summary=summary["properties"], areaM2=worked, thumbnailToken=uuid.uuid4().hex if thumbnail else None)
+        self.update(summary=summary["properties"], areaM2=worked, thumbnailToken=uuid.uuid4().hex if thumbnail else None,
+                    mapLegend=legend)
         match_file(self.storage, self.file_id)
         return summary, thumbnail
 

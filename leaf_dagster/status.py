@@ -15,12 +15,13 @@ import dagster as dg
 from dagster import DagsterEventType, DagsterInstance
 
 from .errors import public_message
-from .ingest.batch import UNREADABLE, utc_now
+from .ingest.batch import CONVERSION_FAILED, UNREADABLE, utc_now
 from .objects import STEP_ORDER
 from .storage import Storage
 
 FILE_JOB = "process_file"
 BATCH_JOB = "ingest_batch"
+OVERVIEW_JOB = "batch_overview"
 
 
 def _root_cause(error: Any) -> str:
@@ -152,8 +153,50 @@ def update_batch_status(storage: Storage, batch_id: str) -> dict[str, Any] | Non
     batch = storage.read_record("batches", batch_id)
     if batch is None or not batch.get("leafFiles"):
         return batch
-    states = [(storage.read_record("files", fid) or {}).get("status", "processing") for fid in batch["leafFiles"]]
+    records = [storage.read_record("files", fid) or {} for fid in batch["leafFiles"]]
+    states = [r.get("status", "processing") for r in records]
     if "processing" in states:
         return storage.update_record("batches", batch_id, status="PROCESSING", statusDetails=None)
-    status, details = ("PROCESSED", None) if "processed" in states else ("FAILED", UNREADABLE)
+    status, details = ("PROCESSED", None) if "processed" in states else ("FAILED", failure_details(records))
     return storage.update_record("batches", batch_id, status=status, statusDetails=details, processedTimestamp=utc_now())
+
+
+def failing_step(record: dict[str, Any]) -> tuple[str, str] | None:
+    """(step, message) of the first failed step of a file record, or None."""
+    return next(((name, step["message"]) for name, step in (record.get("steps") or {}).items()
+                 if step["status"] == "failed"), None)
+
+
+def unreadable(record: dict[str, Any]) -> bool:
+    """The file really could not be read: a format we cannot decode, or a reader that failed on it."""
+    return bool(record.get("unsupportedReason")) or failing_step(record) == ("rawGeojson", CONVERSION_FAILED)
+
+
+def failure_details(records: list[dict[str, Any]]) -> str:
+    """A failed batch's statusDetails: Leaf's text when its files could not be read, and each file that was
+    read but failed a later step (every point removed by the cleanup, an unsupported operation) named with
+    that step's message."""
+    failed = [(r, failing_step(r)) for r in records]
+    named = [f"{r.get('fileName')}: {step[0]} failed: {step[1]}" for r, step in failed if step and not unreadable(r)]
+    unread = [str(r.get("fileName")) for r, _ in failed if unreadable(r)]
+    if unread:
+        named.insert(0, f"{UNREADABLE} ({', '.join(unread)})" if named else UNREADABLE)
+    return "; ".join(named) or UNREADABLE
+
+
+def overview_rows(storage: Storage, batch_id: str) -> list[dict[str, str | int | None]]:
+    """One row per file of a batch, in upload order: what a user scans first (name, format, operation,
+    status), why a file failed (its failing step and Leaf's message) and what a processed one holds."""
+    batch = storage.read_record("batches", batch_id) or {}
+    rows = []
+    for file_id in batch.get("leafFiles", []):
+        record = storage.read_record("files", file_id) or {"id": file_id}
+        step, message = failing_step(record) or (None, None)
+        start, end = record.get("startTime"), record.get("endTime")
+        rows.append({"file_name": record.get("fileName"), "format": record.get("fileFormat"),
+                     "operation_type": record.get("operationType"), "status": record.get("status", "processing"),
+                     "failing_step": step, "message": message,
+                     "records_read": (record.get("raw") or {}).get("recordCount"), "points": record.get("pointCount"),
+                     "crop": ", ".join(record.get("crops") or []) or None,
+                     "time_span": f"{start} – {end}" if start and end else None, "file_id": file_id})
+    return rows

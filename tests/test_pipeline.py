@@ -54,7 +54,7 @@ def test_definitions_load() -> None:
                             "recovery_sensor"}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
     d.resolve_job_def("process_file")
-    assert {k.to_user_string() for k in d.resolve_asset_graph().get_all_asset_keys()} == {"batch", *STEP_ORDER}
+    assert {k.to_user_string() for k in d.resolve_asset_graph().get_all_asset_keys()} == {"batch", "batchOverview", *STEP_ORDER}
 
 
 def test_inbox_sensor_new_same_again_and_restart(real: Path, storage: Storage, instance: dg.DagsterInstance) -> None:

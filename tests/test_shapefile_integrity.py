@@ -14,7 +14,7 @@ import pyogrio
 import pytest
 
 from leaf_dagster.config import ConfigError, save
-from leaf_dagster.defs.checks import CONVERSION_FAILED
+from leaf_dagster.ingest.batch import CONVERSION_FAILED
 from leaf_dagster.ingest.detect import detect_machine_files
 from leaf_dagster.pipeline import process_upload
 from leaf_dagster.readers import read_machine_file

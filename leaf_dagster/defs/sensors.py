@@ -18,9 +18,9 @@ from ..catalog import refresh_catalog
 from ..ingest.batch import batch_id_for, new_batch, read_sidecar
 from ..status import BATCH_JOB, FILE_JOB, record_file_status
 from ..storage import Storage
-from .jobs import ingest_batch_job, process_file_job
+from .jobs import batch_overview_job, ingest_batch_job, process_file_job
 from .partitions import batches, machine_files
-from .queue import FairQueue
+from .queue import BATCH_TAG, FairQueue
 from .recovery import JOBS, fail_dead_runs, requeue_request, settle_batch, will_requeue
 from .resources import LeafStorage
 
@@ -111,10 +111,11 @@ def requested_runs_sensor(context: dg.SensorEvaluationContext, storage: LeafStor
                            dynamic_partitions_requests=[machine_files.build_add_request(keys)] if keys else [])
 
 
-@dg.sensor(minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(job=batch_overview_job, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
 def status_sensor(context: dg.SensorEvaluationContext, storage: LeafStorage):
-    """Record Leaf's status of every finished file run, settle the batch of every failed batch run, and
-    refresh the SQL catalog. Runs the recovery sensor will queue again are left to their second attempt."""
+    """Record Leaf's status of every finished file run, settle the batch of every failed batch run, refresh
+    the SQL catalog, and request the overview of every batch these runs left PROCESSED or FAILED. Runs the
+    recovery sensor will queue again are left to their second attempt."""
     store = storage.store()
     cursor = json.loads(context.cursor) if context.cursor else {"after": 0.0}
     records = context.instance.get_run_records(
@@ -123,17 +124,32 @@ def status_sensor(context: dg.SensorEvaluationContext, storage: LeafStorage):
     records = [r for r in records if r.dagster_run.job_name in JOBS]
     if not records:
         return dg.SkipReason("no finished runs")
+    touched: set[str] = set()
     for record in records:
         run = record.dagster_run
         if not run.tags.get("dagster/partition") or will_requeue(context.instance, run):
             continue
         if run.job_name == FILE_JOB:
-            record_file_status(context.instance, store, run.tags["dagster/partition"])
+            file_record = record_file_status(context.instance, store, run.tags["dagster/partition"]) or {}
+            touched.update([file_record["batchId"]] if file_record.get("batchId") else [])
         else:
             settle_batch(context.instance, store, run)
+            touched.add(run.tags["dagster/partition"])
     refresh_catalog(store)
     newest = max(r.update_timestamp.timestamp() for r in records)
-    return dg.SensorResult(cursor=json.dumps({"after": newest}))
+    return dg.SensorResult(cursor=json.dumps({"after": newest}), run_requests=overview_requests(store, touched))
+
+
+def overview_requests(store: Storage, batch_ids: set[str]) -> list[dg.RunRequest]:
+    """An overview run for each batch that is settled, once per settling (a retry settles it again)."""
+    requests = []
+    for batch_id in sorted(batch_ids):
+        batch = store.read_record("batches", batch_id) or {}
+        if batch.get("status") in ("PROCESSED", "FAILED"):
+            requests.append(dg.RunRequest(run_key=f"overview:{batch_id}:{batch.get('processedTimestamp')}",
+                                          partition_key=batch_id,
+                                          tags={BATCH_TAG: batch_id, "leaf/upload": str(batch.get("fileName"))[:200]}))
+    return requests
 
 
 @dg.sensor(jobs=[ingest_batch_job, process_file_job], minimum_interval_seconds=15,

@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from .raster import Grid
 
@@ -54,13 +54,42 @@ def aux_xml(grid: Grid) -> str:
             f"  <GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}</GeoTransform>\n</PAMDataset>\n")
 
 
-def png_bytes(rgba: np.ndarray, max_side: int | None = None) -> bytes:
+def png_bytes(rgba: np.ndarray) -> bytes:
     image = Image.fromarray(rgba, mode="RGBA")
-    if max_side and max(image.size) > max_side:
-        image.thumbnail((max_side, max_side), Image.Resampling.NEAREST)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=1)  # fast: images are few colours and mostly flat
     return buffer.getvalue()
+
+
+def with_legend(rgba: np.ndarray, title: str, low: float, high: float, max_side: int = 320) -> bytes:
+    """The map scaled to `max_side` above a legend: what it colours (`title`), the ramp from red at `low` to
+    green at `high`. A thumbnail without one shows colours a reader cannot read back to values."""
+    image = Image.fromarray(rgba, mode="RGBA")
+    image.thumbnail((max_side, max_side), Image.Resampling.NEAREST)
+    font = ImageFont.load_default()
+    width, pad, bar = max(image.width, 160), 4, 10
+    line = font.getbbox("Ag")[3] + 2
+    canvas = Image.new("RGBA", (width, image.height + 3 * pad + 2 * line + bar), (255, 255, 255, 255))
+    canvas.paste(image, ((width - image.width) // 2, 0), image)
+    draw = ImageDraw.Draw(canvas)
+    top = image.height + pad
+    draw.text((pad, top), title, fill=(0, 0, 0), font=font)
+    top += line
+    ramp = colours(np.linspace(0.0, 1.0, width - 2 * pad))
+    for x, rgb in enumerate(ramp):
+        draw.line([(pad + x, top), (pad + x, top + bar)], fill=tuple(int(c) for c in rgb))
+    top += bar + pad
+    low_text, high_text = legend_number(low), legend_number(high)
+    draw.text((pad, top), low_text, fill=(0, 0, 0), font=font)
+    draw.text((width - pad - draw.textlength(high_text, font=font), top), high_text, fill=(0, 0, 0), font=font)
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def legend_number(value: float) -> str:
+    """A legend's end value as people read it: 41,829 and 66.3, not 4.183e+04."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def zip_images(paths: list[Path], target: Path) -> None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 NAMESPACE = uuid.UUID("5d0c5a53-2f7e-4c0e-9a51-3f0b0c7c1eaf")
 NO_VALID_FILES = "No valid files found"
+CONVERSION_FAILED = "Failed to convert file on provider batch processing"
 UNREADABLE = "Files found but unable to read. Please check file format before re-trying or contact Support"
 # Each machine file costs one run, so an upload's file count is capped (a zip of 200 one-byte entries
 # would otherwise hold the queue for as long as 200 real files).

@@ -4,18 +4,23 @@
                                                   -> summary, units
 
 Each step reads what the previous one stored through the storage resource and writes its own output
-(GeoParquet per file and step), so steps can be re-run one at a time from the UI.
+(GeoParquet per file and step), so steps can be re-run one at a time from the UI. Partitions are file ids
+(UUIDs, as Leaf's); every materialisation names its file (`file_name`), and so do the runs' tags
+(`leaf/file_name`) and the batch's `batchOverview`.
 """
 
 import os
+from typing import Any
 
 import dagster as dg
 
+from ...derived.images import legend_number
 from ...derived.reconcile import markdown, reconcile
 from ...files import FileSteps
+from ...ingest.batch import CONVERSION_FAILED
 from ...readers import ReaderError
 from ...readers.shapefile_integrity import DamagedShapefile
-from ..checks import CONVERSION_FAILED, gate, gate_spec, warning, warning_spec
+from ..checks import fail, gate, gate_spec, warning, warning_spec
 from ..metadata import preview, time_span
 from ..partitions import machine_files
 from ..resources import LeafStorage
@@ -29,11 +34,14 @@ def original_file(context: dg.AssetExecutionContext, storage: LeafStorage):
     """The machine file's members as uploaded, kept in files/<id>/original/."""
     steps = FileSteps(storage.store(), context.partition_key)
     record, placed = steps.store_original()
+    if record.get("unsupportedReason"):
+        yield from fail(context, gate("recognised_format", record["unsupportedReason"], file_format=record["fileFormat"]),
+                        file_name=record["fileName"])
     yield dg.MaterializeResult(metadata={
         "file_name": record["fileName"], "file_format": record["fileFormat"], "batch_id": record["batchId"],
         "members": dg.MetadataValue.md("\n".join(f"- {p.name}" for p in placed)), "size_bytes": record["sizeInBytes"],
     })
-    yield gate("recognised_format", record.get("unsupportedReason"), file_format=record["fileFormat"])
+    yield gate("recognised_format", None, file_format=record["fileFormat"])
 
 
 @dg.asset(key="rawGeojson", deps=["originalFile"], partitions_def=machine_files, group_name=GROUP,
@@ -47,15 +55,12 @@ def raw_geojson(context: dg.AssetExecutionContext, storage: LeafStorage):
     try:
         source = steps.read_raw()
     except ReaderError as exc:
-        yield dg.MaterializeResult(metadata={"error": exc.reason})
-        yield gate("converted", CONVERSION_FAILED, reason=str(exc))
-        yield intact_check(exc.problems if isinstance(exc, DamagedShapefile) else [])
-        return
-    yield dg.MaterializeResult(metadata={
-        "point_count": source.point_count, "dialect": source.dialect, "source_crs": source.source_crs or "unknown",
-        "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in source.notes) or "none"),
-        "source_units": dg.MetadataValue.json(source.units), "preview": preview(source.frame),
-    })
+        yield from fail(context, gate("converted", CONVERSION_FAILED, reason=str(exc)),
+                        intact_check(exc.problems if isinstance(exc, DamagedShapefile) else []),
+                        file_name=steps.record["fileName"])
+    yield named(steps, point_count=source.point_count, dialect=source.dialect, source_crs=source.source_crs or "unknown",
+                notes=dg.MetadataValue.md("\n".join(f"- {n}" for n in source.notes) or "none"),
+                source_units=dg.MetadataValue.json(source.units), preview=preview(source.frame))
     yield gate("converted", None)
     yield intact_check((steps.record.get("raw") or {}).get("warnings") or [])
 
@@ -73,16 +78,19 @@ def standard_geojson(context: dg.AssetExecutionContext, storage: LeafStorage):
     """Points in Leaf's standard schema for their operation type, with the unit of every property."""
     steps = FileSteps(storage.store(), context.partition_key)
     result = steps.standardize()
+    notes = dg.MetadataValue.md("\n".join(f"- {n}" for n in result.notes) or "none")
+    check = gate("standard_schema", FileSteps.schema_failure(result), evidence=result.evidence,
+                 missing=", ".join(result.missing) or None,
+                 missing_inputs=dg.MetadataValue.json(result.missing_inputs) if result.missing else None)
+    if not check.passed:
+        yield from fail(context, check, file_name=steps.record["fileName"], operation_type=result.operation_type, notes=notes)
     metadata = {"operation_type": result.operation_type, "evidence": result.evidence}
     if result.frame is not None:
         metadata.update({"point_count": len(result.frame), "crop": result.crop or "unknown",
                          "units": dg.MetadataValue.json(result.units), "preview": preview(result.frame),
                          **time_span(result.frame)})
-    metadata["notes"] = dg.MetadataValue.md("\n".join(f"- {n}" for n in result.notes) or "none")
-    yield dg.MaterializeResult(metadata=metadata)
-    yield gate("standard_schema", FileSteps.schema_failure(result), evidence=result.evidence,
-               missing=", ".join(result.missing) or None,
-               missing_inputs=dg.MetadataValue.json(result.missing_inputs) if result.missing else None)
+    yield named(steps, **metadata, notes=notes)
+    yield check
 
 
 @dg.asset(key="filteredGeojson", deps=["standardGeojson"], partitions_def=machine_files, group_name=GROUP,
@@ -92,15 +100,14 @@ def filtered_geojson(context: dg.AssetExecutionContext, storage: LeafStorage) ->
     steps = FileSteps(storage.store(), context.partition_key)
     filtered = steps.filter()
     total = steps.record.get("pointCount", 0)
-    return dg.MaterializeResult(metadata={"point_count": len(filtered), "removed": total - len(filtered),
-                                          "preview": preview(filtered)})
+    return named(steps, point_count=len(filtered), removed=total - len(filtered), preview=preview(filtered))
 
 
 @dg.asset(key="units", deps=["standardGeojson"], partitions_def=machine_files, group_name=GROUP, kinds={"json"})
 def units(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.MaterializeResult:
     """Leaf's flat property -> unit map of the file's standard output."""
-    mapping = FileSteps(storage.store(), context.partition_key).write_units()
-    return dg.MaterializeResult(metadata={"units": dg.MetadataValue.json(mapping)})
+    steps = FileSteps(storage.store(), context.partition_key)
+    return named(steps, units=dg.MetadataValue.json(steps.write_units()))
 
 
 @dg.asset(key="summary", deps=["standardGeojson"], partitions_def=machine_files, group_name=GROUP, kinds={"json"},
@@ -118,12 +125,16 @@ def summary(context: dg.AssetExecutionContext, storage: LeafStorage):
                       "key_figures": dg.MetadataValue.md("\n".join(
                           f"- **{k}**: {v['value']:,.2f} {v['unit'] or ''}" for k, v in figures.items()
                           if v and v.get("value") is not None))}
-    token = steps.record.get("thumbnailToken")
+    token, legend = steps.record.get("thumbnailToken"), steps.record.get("mapLegend")
     if thumbnail and token:
         # Dagster's Markdown only shows http(s) images: the map is served by the HTTP API
         api = os.environ.get("LEAF_API_URL", "http://127.0.0.1:8000").rstrip("/")
-        metadata["map"] = dg.MetadataValue.md(f"![coverage map]({api}/thumbnails/{context.partition_key}/{token}.png)")
-    yield dg.MaterializeResult(metadata=metadata)
+        metadata["map"] = dg.MetadataValue.md(f"![coverage map]({api}/thumbnails/{context.partition_key}/{token}.png)"
+                                              + (f"\n\n{map_legend(legend)}" if legend else ""))
+    if legend:
+        metadata.update({"map_property": legend["property"], "map_unit": legend["unit"] or "n/a",
+                         "map_min": legend["min"], "map_max": legend["max"], "map_ramp": dg.MetadataValue.json(legend["ramp"])})
+    yield named(steps, **metadata)
     terminal = steps.record.get("terminalTotals")
     result = reconcile(props, terminal)
     yield warning("totals_match_terminal", result.passed, result.description,
@@ -133,16 +144,30 @@ def summary(context: dg.AssetExecutionContext, storage: LeafStorage):
                   notes=dg.MetadataValue.md("\n".join(f"- {n}" for n in result.notes)) if result.notes else None)
 
 
+def map_legend(legend: dict[str, Any]) -> str:
+    """The thumbnail's legend in words: the property it colours and its ramp over the value range."""
+    unit = f" {legend['unit']}" if legend["unit"] else ""
+    return (f"Colour: **{legend['property']}**, red {legend_number(legend['min'])}{unit} (0 %) → yellow (55 %) → "
+            f"green {legend_number(legend['max'])}{unit} (100 %); no colour: no value")
+
+
 @dg.asset(key="propertiesPNGs", deps=["filteredGeojson"], partitions_def=machine_files, group_name=GROUP, kinds={"png"})
 def properties_pngs(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.MaterializeResult:
     """One georeferenced PNG per numeric property, Leaf's colour ramp, about 1 m per pixel."""
-    images = FileSteps(storage.store(), context.partition_key).render_images()
-    return dg.MaterializeResult(metadata={"images": len(images), "properties": ", ".join(i["property"] for i in images),
-                                          "size_px": f"{images[0]['width']} x {images[0]['height']}" if images else "n/a"})
+    steps = FileSteps(storage.store(), context.partition_key)
+    images = steps.render_images()
+    return named(steps, images=len(images), properties=", ".join(i["property"] for i in images),
+                 size_px=f"{images[0]['width']} x {images[0]['height']}" if images else "n/a")
 
 
 @dg.asset(key="zippedPNGs", deps=["propertiesPNGs"], partitions_def=machine_files, group_name=GROUP, kinds={"zip"})
 def zipped_pngs(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.MaterializeResult:
     """The property PNGs and their .aux.xml sidecars in one zip."""
-    path = FileSteps(storage.store(), context.partition_key).zip_images()
-    return dg.MaterializeResult(metadata={"path": str(path), "size_bytes": path.stat().st_size})
+    steps = FileSteps(storage.store(), context.partition_key)
+    path = steps.zip_images()
+    return named(steps, path=str(path), size_bytes=path.stat().st_size)
+
+
+def named(steps: FileSteps, **metadata: Any) -> dg.MaterializeResult:
+    """A materialisation that names its file: partitions are ids, users know files by name."""
+    return dg.MaterializeResult(metadata={"file_name": steps.record["fileName"], **metadata})
