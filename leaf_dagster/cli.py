@@ -27,7 +27,7 @@ from .config import ConfigError
 from .errors import FieldError, MergeError
 from .identifiers import InvalidIdentifier, check_id
 from .objects import batch_object, batch_status, file_object, outside_field_object, status_object, uncovered_files
-from .query import BATCH_FILTERS, FILE_FILTERS, QueryError, list_batches, list_files, owner_files
+from .query import BATCH_FILTERS, FILE_FILTERS, QueryError, leaf_provider, list_batches, list_files, owner_files
 from .storage import DEFAULT_OWNER, Storage, default_data_dir
 
 
@@ -299,6 +299,14 @@ def _identifier(kind: str) -> Callable[[str], str]:
     return parse
 
 
+def _provider(value: str) -> str:
+    """An argparse type: a provider in Leaf's spelling, any case (exit code 2 with Leaf's list otherwise)."""
+    try:
+        return leaf_provider(value)
+    except QueryError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _option(name: str) -> tuple[str, ...]:
     """The flags of an option named like Leaf's parameter: kebab-case (`--leaf-user-id`), then Leaf's
     camelCase spelling (`--leafUserId`) as an alias that help does not list."""
@@ -350,7 +358,7 @@ def parser() -> argparse.ArgumentParser:
                             "help": f"the API owner of the user (default: {DEFAULT_OWNER}, the command line's own)"})
     paging = ((("--page",), {}), (("--size",), {}), (("--sort",), {"action": "append", "help": "field[,asc|desc]"}))
     command(sub, "process", cmd_process, "run one upload through the pipeline in this process",
-            (("zip",), {}), user, (("--provider",), {"required": True}))
+            (("zip",), {}), user, (("--provider",), {"required": True, "type": _provider}))
     command(sub, "sql", cmd_sql, "read-only SQL on the catalog (views: batches, files, file_status, raw_points, "
                                  "standard_points, filtered_points, polygons, summaries, units, images)", (("query",), {}))
 

@@ -20,7 +20,7 @@ from .catalog import refresh_catalog
 from .defs.recovery import settle_batch
 from .ingest.batch import batch_id_for, new_batch
 from .objects import batch_object, file_object
-from .status import BATCH_JOB, FILE_JOB, record_file_status, update_batch_status
+from .status import BATCH_JOB, FILE_JOB, OVERVIEW_JOB, record_file_status, update_batch_status
 from .storage import DATA_DIR_ENV, Storage
 
 Progress = Callable[[str], None]
@@ -69,7 +69,15 @@ def _run_batch(storage: Storage, instance: DagsterInstance, definitions: dg.Defi
     records = [storage.read_record("files", f) or {"id": f} for f in batch.get("leafFiles", [])]
     run_files(storage, instance, definitions, [r["id"] for r in records if not r.get("unsupportedReason")], progress)
     files = [file_object(storage.read_record("files", r["id"]) or r) for r in records]
+    _overview(instance, definitions, batch_id)
     return {"batch": batch_object(storage.read_record("batches", batch_id) or batch), "files": files}
+
+
+def _overview(instance: DagsterInstance, definitions: dg.Definitions, batch_id: str) -> None:
+    """The batch's overview table in the UI, as the status sensor materialises it for daemon runs."""
+    definitions.resolve_job_def(OVERVIEW_JOB).execute_in_process(
+        partition_key=batch_id, instance=instance, raise_on_error=False, run_config=QUIET,
+        tags={"leaf/batch_id": batch_id})
 
 
 def run_files(storage: Storage, instance: DagsterInstance, definitions: dg.Definitions, file_ids: list[str],
@@ -115,4 +123,5 @@ def retry_batch(storage: Storage, instance: DagsterInstance, batch_id: str,
         return _run_batch(storage, instance, definitions, batch_id, progress)
     files = run_files(storage, instance, definitions, plan.file_ids, progress)
     update_batch_status(storage, batch_id)
+    _overview(instance, definitions, batch_id)
     return {"batch": batch_object(storage.read_record("batches", batch_id) or batch), "files": files}

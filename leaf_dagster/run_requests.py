@@ -13,8 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .identifiers import batch_identifier_problem
-from .ingest.batch import NO_VALID_FILES, utc_now
+from .ingest.batch import NO_VALID_FILES, upload_problem, utc_now
 from .storage import Storage
 
 
@@ -43,14 +42,14 @@ def retry_plan(storage: Storage, batch: dict[str, Any]) -> RetryPlan:
 
     A batch that registered no files failed in its own step (a full disk, a killed run, a refused zip), so
     the batch step runs again, unless its answer was a verdict on the upload that would only repeat (no
-    machine files inside, a bad Leaf user id). Otherwise every file that did not succeed runs again, except
+    machine files inside, a bad Leaf user id, a provider Leaf does not have). Otherwise every file that did not succeed runs again, except
     files in a format we cannot decode, whose answer would not change."""
     status = batch.get("status")
     if status not in ("PROCESSED", "FAILED"):
         return RetryPlan(False, [], f"nothing to retry: the batch is still {status}; retry it once it is "
                                     "PROCESSED or FAILED")
     if not batch.get("leafFiles"):
-        verdict = NO_VALID_FILES if batch.get("statusDetails") == NO_VALID_FILES else batch_identifier_problem(batch)
+        verdict = NO_VALID_FILES if batch.get("statusDetails") == NO_VALID_FILES else upload_problem(dict(batch))
         if verdict:
             return RetryPlan(False, [], f"nothing to retry: the upload was refused ({verdict}); a retry would "
                                         "answer the same")

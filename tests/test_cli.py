@@ -139,6 +139,8 @@ def test_usage_errors_exit_2_and_unexpected_errors_are_one_line(tmp_path: Path) 
     missing = _cli(tmp_path, "process", str(SMS), "--leaf-user-id", "g")
     assert missing.returncode == 2 and "--provider" in missing.stderr
     assert _cli(tmp_path, "files", "frobnicate").returncode == 2
+    unknown = _cli(tmp_path, "process", str(SMS), "--leaf-user-id", "g", "--provider", "Deere")
+    assert unknown.returncode == 2 and "provider must be one of Other, Leaf," in unknown.stderr
     not_a_dir = tmp_path / "a-file"
     not_a_dir.write_text("")
     args = ("process", str(SMS), "--leaf-user-id", "g", "--provider", "AgLeader")

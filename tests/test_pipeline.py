@@ -148,6 +148,13 @@ def test_bad_files_fail_with_leaf_messages_and_the_rest_succeed(real: Path, stor
     assert yld["steps"]["rawGeojson"]["status"] == "skipped"
 
     assert result["batch"]["status"] == "PROCESSED"
+    # the in-process path materialises the batch's overview table too, one row per file with its failure
+    (overview,) = instance.fetch_materializations(dg.AssetRecordsFilter(
+        asset_key=dg.AssetKey("batchOverview"), asset_partitions=[result["batch"]["id"]]), limit=1).records
+    table = overview.asset_materialization.metadata["files"].value  # type: ignore[union-attr]
+    by_name = {r.data["file_name"]: r.data for r in table.records}
+    assert set(by_name) == set(files)
+    assert by_name["broken"]["failing_step"] == "rawGeojson" and by_name[stem]["points"] == good["pointCount"]
     _, rows = query(storage, "select step, status, message from file_status where status = 'failed' order by 1")
     assert ("rawGeojson", "failed", "Failed to convert file on provider batch processing") in rows
     assert ("originalFile", "failed", "Ag Leader yld files are not supported") in rows

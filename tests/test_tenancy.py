@@ -207,6 +207,23 @@ def test_inbox_sidecar_with_a_bad_user_fails_the_batch(real: Path, storage: Stor
     assert not list(storage.inbox.glob("*.zip"))  # taken out of the inbox, not left to be picked up again
 
 
+def test_inbox_sidecar_provider_is_one_of_leafs(real: Path, storage: Storage, instance: dg.DagsterInstance) -> None:
+    """A sidecar's provider is checked like the API's: Leaf's spelling kept whatever the case, else the batch
+    fails naming the allowed providers and no file is read."""
+    storage.inbox.mkdir(parents=True)
+    for name, provider in (("known", "johndeere"), ("unknown", "Deere Ops")):
+        make_zip(storage.inbox / f"{name}.zip", {JD_WHEAT_ZIP: real / MONTANA / JD_WHEAT_ZIP})
+        (storage.inbox / f"{name}.json").write_text(json.dumps({"leafUserId": "grower-1", "provider": provider}))
+    _run_pipeline(storage, instance)
+    batches = {b["fileName"]: b for b in storage.records("batches")}
+    assert batches["known.zip"]["status"] == "PROCESSED" and batches["known.zip"]["provider"] == "JohnDeere"
+    refused = batches["unknown.zip"]
+    assert refused["status"] == "FAILED" and refused["leafFiles"] == []
+    assert refused["statusDetails"].startswith("provider must be one of Other, Leaf,")
+    assert refused["statusDetails"].endswith("not 'Deere Ops'")
+    assert [r["batchId"] for r in storage.records("files")] == [batches["known.zip"]["id"]]
+
+
 def _multipart(parts: list[tuple[str, bytes, bytes | None]], boundary: str = "leafboundary") -> tuple[bytes, dict]:
     """Parts in the order given: (field name, content, raw filename or None)."""
     body = b""

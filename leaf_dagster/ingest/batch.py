@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..identifiers import batch_identifier_problem, is_uuid
+from ..query import QueryError, leaf_provider
 from ..storage import DEFAULT_OWNER, Storage
 from .safe_zip import CorruptArchiveError, UnsafeArchiveError, extract_archive
 
@@ -109,6 +110,18 @@ def new_batch(storage: Storage, batch_id: str, upload: Path, leaf_user_id: str |
     return record
 
 
+def upload_problem(batch: dict[str, Any]) -> str | None:
+    """Why a batch's sidecar values cannot be used (a bad owner or Leaf user id, a provider Leaf does not
+    have), or None; a known provider is then kept in Leaf's spelling."""
+    problem = batch_identifier_problem(batch)
+    if problem is None:
+        try:
+            batch["provider"] = leaf_provider(batch.get("provider") or "Other")
+        except QueryError as exc:
+            problem = str(exc)
+    return problem
+
+
 @dataclass
 class BatchOutcome:
     batch: dict[str, Any]
@@ -164,7 +177,7 @@ def ingest_batch(storage: Storage, batch_id: str) -> BatchOutcome:
     try:
         upload = _store_upload(storage, batch)
         batch["storedPath"] = str(upload.relative_to(storage.root))
-        problem = batch_identifier_problem(batch)  # a hand-written sidecar: refuse before any per-user path is used
+        problem = upload_problem(batch)  # a hand-written sidecar: refused before any per-user path is used
         if problem:
             batch.update(status="FAILED", statusDetails=problem)
             storage.write_record("batches", batch_id, batch)
