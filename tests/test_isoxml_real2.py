@@ -179,6 +179,50 @@ def test_trimble_proprietary_yield_is_a_mass_without_a_usable_area(real2: Path) 
     assert not {"wetMassPerArea", "dryMassPerArea"} & set(read_all(real2 / TRIMBLE)["TSK-2|harvested"].frame.columns)
 
 
+def _latency_card(source: Path, target: Path, latency_ms: int, counter: bool) -> Path:
+    """A copy of the Trimble potato card whose time logs declare DDI 143 (actual value latency) as a fixed
+    header value; with `counter`, the logs are rewritten with a yield total counter (DDI 90) added too."""
+    shutil.copytree(source, target)
+    for name in ("TLG00002", "TLG00003"):
+        header, binary = target / f"{name}.xml", target / f"{name}.bin"
+        tlg = read_tlg(header, binary)
+        tlg.dlvs.append((0x8F, "DET-1", latency_ms))
+        if counter:
+            tlg.dlvs.append((0x5A, "DET-1", None))
+            for i, record in enumerate(tlg.records[::5]):
+                record.values[len(tlg.dlvs) - 1] = 10 * i
+        write_tlg(tlg, header, binary)
+    return target
+
+
+@pytest.mark.parametrize(("latency_ms", "counter"), [(-3000, False), (2000, False), (-3000, True)])
+def test_yield_values_shift_by_the_declared_latency(real2: Path, tmp_path: Path, latency_ms: int, counter: bool) -> None:
+    """DDI 143 "Physical Actual Value Time Latency" (ISO 11783-11): a value communicated at t was physically
+    true at t + latency (negative for a yield sensor behind the header), and nobody shifts the logs but the
+    reader. So the crop flow shown at a record logged at t is the one logged at t - latency (the oracle's
+    last record at or before that time, the first record when none is), with or without a yield counter."""
+    card = _latency_card(real2 / TRIMBLE, tmp_path / "card", latency_ms, counter)
+    table = read_all(card)["TSK-2|harvested"]
+    expected, unshifted = [], []
+    for name in ("TLG00002", "TLG00003"):
+        tlg = read_tlg(card / f"{name}.xml", card / f"{name}.bin")
+        times = [r.ptn["I"] * 86_400_000 + r.ptn["H"] for r in tlg.records]  # GPS UTC, as the reader dates them
+        flow = [np.nan if v is None else v * 3.6e-6 for v in tlg.filled(0x57, "DET-1")]  # mg/s -> t/h
+        for t, own in zip(times, flow):
+            source = max((k for k, u in enumerate(times) if u <= t - latency_ms), default=0)
+            expected.append(flow[source])
+            unshifted.append(own)
+    frame = table.frame
+    assert len(frame) == len(expected) == 620
+    assert frame["cropFlow"].to_numpy() == pytest.approx(expected, nan_ok=True)
+    moved = ~np.isclose(np.asarray(expected), np.asarray(unshifted), equal_nan=True)
+    assert moved.sum() > 100  # the shift is visible on this card: the flow changes from second to second
+    word = "later" if latency_ms < 0 else "earlier"
+    assert any(f"values logged {abs(latency_ms) / 1000:g} s {word}" in n and "DDI 143" in n for n in table.notes)
+    if counter:
+        assert table.hints["ddi"]["wetMass"] == 0x5A  # the mass comes from the counter, the flow is still aligned
+
+
 # ---------------------------------------------------------------- KRONE: machines that are not harvests
 
 @pytest.mark.parametrize("archive, operation, records", [
