@@ -203,15 +203,25 @@ def test_yield_values_shift_by_the_declared_latency(real2: Path, tmp_path: Path,
     last record at or before that time, the first record when none is), with or without a yield counter."""
     card = _latency_card(real2 / TRIMBLE, tmp_path / "card", latency_ms, counter)
     table = read_all(card)["TSK-2|harvested"]
-    expected, unshifted = [], []
+    expected, unshifted, counted = [], [], []
+    first = 0  # the log's first row in the frame
     for name in ("TLG00002", "TLG00003"):
         tlg = read_tlg(card / f"{name}.xml", card / f"{name}.bin")
         times = [r.ptn["I"] * 86_400_000 + r.ptn["H"] for r in tlg.records]  # GPS UTC, as the reader dates them
         flow = [np.nan if v is None else v * 3.6e-6 for v in tlg.filled(0x57, "DET-1")]  # mg/s -> t/h
+
+        def ground(t: int) -> int:  # the last record at or before time t (the first record when none is)
+            return max((k for k, u in enumerate(times) if u <= t), default=0)
+
         for t, own in zip(times, flow):
-            source = max((k for k, u in enumerate(times) if u <= t - latency_ms), default=0)
-            expected.append(flow[source])
+            expected.append(flow[ground(t - latency_ms)])
             unshifted.append(own)
+        if counter:  # each counter value on the record of the ground it measured: (frame row, kg since the first)
+            index = tlg.index(0x5A, "DET-1")
+            placed = {ground(t + latency_ms): r.values[index] for t, r in zip(times, tlg.records) if index in r.values}
+            start = placed[min(placed)]
+            counted += [(first + row, value - start) for row, value in placed.items()]
+        first += len(times)
     frame = table.frame
     assert len(frame) == len(expected) == 620
     assert frame["cropFlow"].to_numpy() == pytest.approx(expected, nan_ok=True)
@@ -219,8 +229,13 @@ def test_yield_values_shift_by_the_declared_latency(real2: Path, tmp_path: Path,
     assert moved.sum() > 100  # the shift is visible on this card: the flow changes from second to second
     word = "later" if latency_ms < 0 else "earlier"
     assert any(f"values logged {abs(latency_ms) / 1000:g} s {word}" in n and "DDI 143" in n for n in table.notes)
-    if counter:
-        assert table.hints["ddi"]["wetMass"] == 0x5A  # the mass comes from the counter, the flow is still aligned
+    if counter:  # the mass comes from the counter, moved by the latency too: its running sum meets each value
+        assert table.hints["ddi"]["wetMass"] == 0x5A
+        mass = frame["wetMass"].to_numpy()
+        running = np.concatenate([np.cumsum(mass[:257]), np.cumsum(mass[257:])])
+        rows, kg = zip(*counted)
+        assert running[list(rows)] == pytest.approx(kg)
+        assert counted[1][0] < 5  # 3 s earlier than the record that logged it (records come about once a second)
 
 
 # ---------------------------------------------------------------- KRONE: machines that are not harvests

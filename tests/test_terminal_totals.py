@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
@@ -334,6 +335,9 @@ def test_cnh_sprayer_rate_logged_100_times_finer(real: Path, tmp_path: Path) -> 
                      * (frame["recordingStatus"] == "On")) * 1e-4
     assert ours == pytest.approx(raw_times_area * 1e-2, rel=0.01)
     assert any("multiplied by 100" in n and "DDI 80" in n for n in table.notes)
+    # the bin's product carries the same rate
+    rates = [json.loads(p)[0]["rate"]["value"] if json.loads(p) else np.nan for p in frame["products"]]
+    assert rates == pytest.approx(frame["appliedRate"].to_numpy(), nan_ok=True)
 
     # The terminal's 635 L is the counter when its effective time read 691 s (the TIM's 0x0077); the rest of
     # the gap is volume counted off the ground: the counter's last two steps add 100 L while the area counter

@@ -174,7 +174,10 @@ def record_times(log: TlgData, task: Task) -> tuple[np.ndarray, str]:
     terminal = terminal_clock(log)
     start = _start_time(log) if terminal is None else None
     reference = terminal if terminal is not None else (np.full(n, start) if start is not None else None)
-    gps, on_terminal_day, undecided = gps_clock(log, reference, zone_offset(task)[0])
+    zone = zone_offset(task)[0]
+    if terminal is None and start is not None and _ZONE.search(log.header.time_start.strip()):
+        zone = np.timedelta64(0, "m")  # the start was given with its zone: it is in UTC already
+    gps, on_terminal_day, undecided = gps_clock(log, reference, zone)
     if terminal is not None:
         if gps is None or np.isnat(gps).all():
             why = "no GPS time is logged" if gps is None else (

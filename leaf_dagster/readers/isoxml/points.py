@@ -142,6 +142,21 @@ def spread_counter(counter: np.ndarray, steps: np.ndarray, outside: float = 1000
     return out
 
 
+def moved_counter(counter: np.ndarray, ms: np.ndarray, latency: float) -> np.ndarray:
+    """A counter's logged values (NaN elsewhere) put on the records of the ground they measured: a value logged
+    at t belongs to t + latency (DDI 143), the last record at or before it. Where several land on one record
+    (at an end of the log) the last one holds: a counter counts on, so no increase between them is lost
+    except what was measured for ground outside the log."""
+    logged = np.flatnonzero(~np.isnan(counter))
+    out = np.full(len(counter), np.nan)
+    if not len(logged):
+        return out
+    target = np.clip(np.searchsorted(ms, ms[logged] + latency, side="right") - 1, 0, len(counter) - 1)
+    last = np.r_[target[1:] != target[:-1], True]  # targets ascend: the last value per record
+    out[target[last]] = counter[logged][last]
+    return out
+
+
 @dataclass
 class Builder:
     """Chooses which element's DLV feeds each property and assembles the columns over all streams."""
@@ -156,6 +171,7 @@ class Builder:
     sources: dict[str, str] = field(default_factory=dict)
     contributors: list[str] = field(default_factory=list)  # elements whose values made it into a column
     bin_rates: dict[str, list[np.ndarray]] = field(default_factory=dict)  # bin -> actual rate per stream
+    latencies: list[float] = field(default_factory=list)  # per stream: actual value latency (DDI 143, ms) applied
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -402,7 +418,7 @@ class Builder:
             if constant is None:
                 return
         element = picked[0] if picked is not None else constant[0]
-        shifted = []
+        self.latencies = [0.0] * len(self.streams)
         for i, stream in enumerate(self.streams):
             if constant is not None:
                 latency = float(constant[1])
@@ -417,7 +433,8 @@ class Builder:
             for name in names:
                 if name in self.columns:
                     self.columns[name][i] = self.columns[name][i][source]
-            shifted.append(latency / 1000)
+            self.latencies[i] = latency
+        shifted = [latency / 1000 for latency in self.latencies if latency]
         if shifted:
             moved = [n for n in names if n in self.columns]
             how = ", ".join(f"{abs(s):g} s {'later' if s < 0 else 'earlier'}" for s in dict.fromkeys(shifted))
@@ -428,7 +445,8 @@ class Builder:
     def mass_total(self) -> bool:
         """wetMass per record from the yield total counter (DDI 90). The counter is logged every few seconds;
         each increase is spread over the records since its previous value in proportion to the mass flow
-        (DDI 87) of each, so every harvesting record carries its share and the sum stays last - first."""
+        (DDI 87) of each, so every harvesting record carries its share and the sum stays last - first. A
+        counter measured with a latency (`align_yield`) is first moved to the ground it measured."""
         picked = self._pick(dd.HARVEST_TOTALS["wetMass"], self.group.elements)
         if picked is None:
             return False
@@ -436,9 +454,14 @@ class Builder:
         parts = []
         for i, stream in enumerate(self.streams):
             counter = stream.column(element, target.ddi, fill=False)
+            if self.latencies and self.latencies[i]:
+                counter = moved_counter(counter, _milliseconds(stream.times), self.latencies[i])
             flow = self.columns.get("cropFlow")
             weight = np.nan_to_num(flow[i]) if flow is not None else np.ones(stream.count)
             parts.append(spread_counter(counter, np.clip(weight, 0.0, None), outside=0.0) * target.factor)
+        if any(self.latencies):
+            self.notes.append(f"wetMass: the values of total DDI {target.ddi} are moved by the same latency to the "
+                              "ground they measured before they are spread")
         self._put("wetMass", parts, target.unit, target.ddi, f"total DDI {target.ddi} of {self._label(element)}: each "
                   "increase spread over the records since the previous value in proportion to their mass flow"
                   if "cropFlow" in self.columns else f"total DDI {target.ddi} of {self._label(element)}: each increase "
