@@ -13,7 +13,10 @@ show every combination:
 So, per record:
 
 1. GPS candidate: date and time when the date lies in 1990-2099 and the time of day is set (0 is what
-   writers log before a fix); else the GPS time of day placed on the terminal's date (the nearest day).
+   writers log before a fix); else the GPS time of day placed on the UTC day of the terminal clock, moved to
+   UTC by the offset of the records with a full GPS time, else by the task's zone (the terminal's own day is
+   wrong for a terminal at UTC+13 or -12). With neither, the zones' range (UTC-12 to +14) decides the day,
+   and a time of day that two days fit is not used.
 2. Where the terminal clock is logged too, GPS must run with it: the offset GPS - terminal of each record is
    compared with the median offset; a record more than a minute away has no plausible GPS time, and if fewer
    than half agree, GPS is not used at all (a stuck or garbage GPS field).
@@ -98,8 +101,7 @@ def _terminal_as_utc(gps: np.ndarray, reference: np.ndarray, zone: np.timedelta6
 def _within_zones(reference: np.ndarray, time_of_day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`time_of_day` (ms, UTC) on the day a terminal clock in an unknown zone allows: UTC is the terminal's
     time minus its zone, and zones run from UTC-12 to UTC+14, so GPS lies 14 h before to 12 h after the
-    terminal, give or take the clock's skew. Also per record whether two days fit (GPS 9-13 h after the
-    terminal, or 11-15 h before)."""
+    terminal, give or take the clock's skew. Also per record whether a second day fits those bounds too."""
     centre = reference + np.timedelta64((WEST_ZONE_MS - MAX_ZONE_MS) // 2, "ms")
     placed = _on_day_of(centre, time_of_day)
     ahead = (placed - reference).astype(np.int64)
@@ -128,13 +130,12 @@ def gps_clock(log: TlgData, reference: np.ndarray | None, zone: np.timedelta64 |
         undated = np.isnat(out) & time_set & ~np.isnat(reference)
     if not undated.any():
         return out, 0, 0
-    base = np.where(undated, reference, EARLIEST)
     of_day = np.where(undated, gps_ms, 0)
     utc = _terminal_as_utc(out, reference, zone)
     if utc is not None:
         placed, twice = _on_day_of(np.where(undated, utc, EARLIEST), of_day), np.zeros(log.count, dtype=bool)
     else:
-        placed, twice = _within_zones(base, of_day)
+        placed, twice = _within_zones(np.where(undated, reference, EARLIEST), of_day)
     out = np.where(undated & ~twice, placed, out)
     return out, int(undated.sum()) if gps_days is not None else 0, int((undated & twice).sum())
 

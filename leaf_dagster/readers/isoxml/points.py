@@ -541,7 +541,6 @@ class Builder:
             return
         self.value(name, targets, self.group.elements)
 
-
     def rate_scale(self, name: str) -> None:
         """Check the actual rate against what the machine counted applied, and rescale a rate logged in a unit
         a power of ten off the DDI's.
@@ -575,12 +574,12 @@ class Builder:
         if counted <= 0 or integrated <= 0:
             return
         power = round(float(np.log10(counted / integrated)))
+        if power == 0:
+            return
         rest = counted / integrated / 10.0 ** power
         what = (f"{name} integrated over the worked area gives {integrated:,.4g} {target.unit} where the machine's "
                 f"total DDI {target.ddi} of {', '.join(self._label(e) for e in outermost)} counted {counted:,.4g} "
                 f"{target.unit}")
-        if power == 0:
-            return
         if not 1 / RATE_SCALE_BAND <= rest <= RATE_SCALE_BAND:
             self.notes.append(f"{what}: they disagree by a factor {counted / integrated:.3g}, not explained by a "
                               "power of ten, so the rate is kept as logged")
@@ -588,9 +587,9 @@ class Builder:
         factor = 10.0 ** power
         self.columns[name] = [part * factor for part in self.columns[name]]
         self.bin_rates = {e: [part * factor for part in parts] for e, parts in self.bin_rates.items()}
-        self.notes.append(f"{what}: the rate is logged {factor:g} times finer than DDI {self.ddis[name]}'s resolution "
-                          f"says, so it is multiplied by {factor:g} (then {integrated * factor:,.4g} {target.unit}, "
-                          f"{rest:.2f} of the count)")
+        self.notes.append(f"{what}: the rate's raw steps are {factor:g} times DDI {self.ddis[name]}'s resolution, so it "
+                          f"is multiplied by {factor:g} (then {integrated * factor:,.4g} {target.unit}, {rest:.2f} of "
+                          "the count)")
 
 
 class _quiet:
