@@ -179,14 +179,22 @@ def test_trimble_proprietary_yield_is_a_mass_without_a_usable_area(real2: Path) 
     assert not {"wetMassPerArea", "dryMassPerArea"} & set(read_all(real2 / TRIMBLE)["TSK-2|harvested"].frame.columns)
 
 
-def _latency_card(source: Path, target: Path, latency_ms: int, counter: bool) -> Path:
-    """A copy of the Trimble potato card whose time logs declare DDI 143 (actual value latency) as a fixed
-    header value; with `counter`, the logs are rewritten with a yield total counter (DDI 90) added too."""
+def _latency_card(source: Path, target: Path, latency_ms: int, counter: bool, in_device: bool) -> Path:
+    """A copy of the Trimble potato card that declares DDI 143 (actual value latency): as a fixed value in its
+    time log headers, or (`in_device`) as a property (DPT) of the combine's device element; with `counter`,
+    the logs are rewritten with a yield total counter (DDI 90) added too."""
     shutil.copytree(source, target)
+    if in_device:
+        tree = ET.parse(target / "TaskData.xml")
+        dvc = next(d for d in tree.getroot().iter("DVC") if any(e.get("A") == "DET-1" for e in d.findall("DET")))
+        ET.SubElement(next(e for e in dvc.findall("DET") if e.get("A") == "DET-1"), "DOR", {"A": "999"})
+        ET.SubElement(dvc, "DPT", {"A": "999", "B": "008F", "C": str(latency_ms), "D": "Yield delay"})
+        tree.write(target / "TaskData.xml", encoding="ISO-8859-1", xml_declaration=True)
     for name in ("TLG00002", "TLG00003"):
         header, binary = target / f"{name}.xml", target / f"{name}.bin"
         tlg = read_tlg(header, binary)
-        tlg.dlvs.append((0x8F, "DET-1", latency_ms))
+        if not in_device:
+            tlg.dlvs.append((0x8F, "DET-1", latency_ms))
         if counter:
             tlg.dlvs.append((0x5A, "DET-1", None))
             for i, record in enumerate(tlg.records[::5]):
@@ -195,13 +203,15 @@ def _latency_card(source: Path, target: Path, latency_ms: int, counter: bool) ->
     return target
 
 
-@pytest.mark.parametrize(("latency_ms", "counter"), [(-3000, False), (2000, False), (-3000, True)])
-def test_yield_values_shift_by_the_declared_latency(real2: Path, tmp_path: Path, latency_ms: int, counter: bool) -> None:
+@pytest.mark.parametrize(("latency_ms", "counter", "in_device"),
+                         [(-3000, False, False), (2000, False, False), (-3000, True, False), (-3000, False, True)])
+def test_yield_values_shift_by_the_declared_latency(real2: Path, tmp_path: Path, latency_ms: int, counter: bool,
+                                                    in_device: bool) -> None:
     """DDI 143 "Physical Actual Value Time Latency" (ISO 11783-11): a value communicated at t was physically
     true at t + latency (negative for a yield sensor behind the header), and nobody shifts the logs but the
     reader. So the crop flow shown at a record logged at t is the one logged at t - latency (the oracle's
     last record at or before that time, the first record when none is), with or without a yield counter."""
-    card = _latency_card(real2 / TRIMBLE, tmp_path / "card", latency_ms, counter)
+    card = _latency_card(real2 / TRIMBLE, tmp_path / "card", latency_ms, counter, in_device)
     table = read_all(card)["TSK-2|harvested"]
     expected, unshifted, counted = [], [], []
     first = 0  # the log's first row in the frame
@@ -228,7 +238,8 @@ def test_yield_values_shift_by_the_declared_latency(real2: Path, tmp_path: Path,
     moved = ~np.isclose(np.asarray(expected), np.asarray(unshifted), equal_nan=True)
     assert moved.sum() > 100  # the shift is visible on this card: the flow changes from second to second
     word = "later" if latency_ms < 0 else "earlier"
-    assert any(f"values logged {abs(latency_ms) / 1000:g} s {word}" in n and "DDI 143" in n for n in table.notes)
+    assert any(f"values logged {abs(latency_ms) / 1000:g} s {word}" in n and "DDI 143" in n
+               and ("(DPT)" in n) == in_device for n in table.notes)
     if counter:  # the mass comes from the counter, moved by the latency too: its running sum meets each value
         assert table.hints["ddi"]["wetMass"] == 0x5A
         mass = frame["wetMass"].to_numpy()
