@@ -300,7 +300,7 @@ def test_a_total_given_at_two_resolutions_is_counted_once(real: Path, tmp_path: 
     assert any("repeats totalAppliedVolume" in n for n in sprayer["notes"])
 
 
-def test_cnh_sprayer_rate_logged_100_times_finer(real: Path, tmp_path: Path) -> None:
+def test_cnh_sprayer_rate_logged_in_steps_100_times_the_dictionarys(real: Path, tmp_path: Path) -> None:
     """TSK-22 (CNH simulator sprayer) logs its actual rate DDI 2 in mm3/m2, not the DDI's 0.01 mm3/m2: read by
     the dictionary it integrates to 5.8 L where the machine's own volume counter (DDI 80) counted 685 L and its
     TIM says 635 L. Everything here is recomputed from the struct walk and haversine distances."""
