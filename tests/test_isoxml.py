@@ -200,7 +200,8 @@ def test_cnh_planter_and_aircart(cnh: Path) -> None:
     spraying = found["TSK-22|applied"][1]
     dlvs, records = struct_read(single / "TLG00011.XML", single / "TLG00011.BIN")
     assert spraying.units["appliedRate"] == "L/ha"
-    assert spraying.frame["appliedRate"].mean() == pytest.approx(np.nanmean(filled(records, dlv_index(dlvs, 2, "DET-685"))) * 1e-4)
+    # DDI 2 logged in mm3/m2 (0.01 L/ha), 100x the dictionary's step: see test_terminal_totals
+    assert spraying.frame["appliedRate"].mean() == pytest.approx(np.nanmean(filled(records, dlv_index(dlvs, 2, "DET-685"))) * 1e-2)
     assert spraying.frame["product"].unique().tolist() == ["Herbicide_PF"]
     result = standardize(spraying)
     assert result.operation_type == "applied" and not result.missing

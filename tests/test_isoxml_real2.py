@@ -179,6 +179,76 @@ def test_trimble_proprietary_yield_is_a_mass_without_a_usable_area(real2: Path) 
     assert not {"wetMassPerArea", "dryMassPerArea"} & set(read_all(real2 / TRIMBLE)["TSK-2|harvested"].frame.columns)
 
 
+def _latency_card(source: Path, target: Path, latency_ms: int, counter: bool, in_device: bool) -> Path:
+    """A copy of the Trimble potato card that declares DDI 143 (actual value latency): as a fixed value in its
+    time log headers, or (`in_device`) as a property (DPT) of the combine's device element; with `counter`,
+    the logs are rewritten with a yield total counter (DDI 90) added too."""
+    shutil.copytree(source, target)
+    if in_device:
+        tree = ET.parse(target / "TaskData.xml")
+        dvc = next(d for d in tree.getroot().iter("DVC") if any(e.get("A") == "DET-1" for e in d.findall("DET")))
+        ET.SubElement(next(e for e in dvc.findall("DET") if e.get("A") == "DET-1"), "DOR", {"A": "999"})
+        ET.SubElement(dvc, "DPT", {"A": "999", "B": "008F", "C": str(latency_ms), "D": "Yield delay"})
+        tree.write(target / "TaskData.xml", encoding="ISO-8859-1", xml_declaration=True)
+    for name in ("TLG00002", "TLG00003"):
+        header, binary = target / f"{name}.xml", target / f"{name}.bin"
+        tlg = read_tlg(header, binary)
+        if not in_device:
+            tlg.dlvs.append((0x8F, "DET-1", latency_ms))
+        if counter:
+            tlg.dlvs.append((0x5A, "DET-1", None))
+            for i, record in enumerate(tlg.records[::5]):
+                record.values[len(tlg.dlvs) - 1] = 10 * i
+        write_tlg(tlg, header, binary)
+    return target
+
+
+@pytest.mark.parametrize(("latency_ms", "counter", "in_device"),
+                         [(-3000, False, False), (2000, False, False), (-3000, True, False), (-3000, False, True)])
+def test_yield_values_shift_by_the_declared_latency(real2: Path, tmp_path: Path, latency_ms: int, counter: bool,
+                                                    in_device: bool) -> None:
+    """DDI 143 "Physical Actual Value Time Latency" (ISO 11783-11): a value communicated at t was physically
+    true at t + latency (negative for a yield sensor behind the header), and nobody shifts the logs but the
+    reader. So the crop flow shown at a record logged at t is the one logged at t - latency (the oracle's
+    last record at or before that time, the first record when none is), with or without a yield counter."""
+    card = _latency_card(real2 / TRIMBLE, tmp_path / "card", latency_ms, counter, in_device)
+    table = read_all(card)["TSK-2|harvested"]
+    expected, unshifted, counted = [], [], []
+    first = 0  # the log's first row in the frame
+    for name in ("TLG00002", "TLG00003"):
+        tlg = read_tlg(card / f"{name}.xml", card / f"{name}.bin")
+        times = [r.ptn["I"] * 86_400_000 + r.ptn["H"] for r in tlg.records]  # GPS UTC, as the reader dates them
+        flow = [np.nan if v is None else v * 3.6e-6 for v in tlg.filled(0x57, "DET-1")]  # mg/s -> t/h
+
+        def ground(t: int) -> int:  # the last record at or before time t (the first record when none is)
+            return max((k for k, u in enumerate(times) if u <= t), default=0)
+
+        for t, own in zip(times, flow):
+            expected.append(flow[ground(t - latency_ms)])
+            unshifted.append(own)
+        if counter:  # each counter value on the record of the ground it measured: (frame row, kg since the first)
+            index = tlg.index(0x5A, "DET-1")
+            placed = {ground(t + latency_ms): r.values[index] for t, r in zip(times, tlg.records) if index in r.values}
+            start = placed[min(placed)]
+            counted += [(first + row, value - start) for row, value in placed.items()]
+        first += len(times)
+    frame = table.frame
+    assert len(frame) == len(expected) == 620
+    assert frame["cropFlow"].to_numpy() == pytest.approx(expected, nan_ok=True)
+    moved = ~np.isclose(np.asarray(expected), np.asarray(unshifted), equal_nan=True)
+    assert moved.sum() > 100  # the shift is visible on this card: the flow changes from second to second
+    word = "later" if latency_ms < 0 else "earlier"
+    assert any(f"values logged {abs(latency_ms) / 1000:g} s {word}" in n and "DDI 143" in n
+               and ("(DPT)" in n) == in_device for n in table.notes)
+    if counter:  # the mass comes from the counter, moved by the latency too: its running sum meets each value
+        assert table.hints["ddi"]["wetMass"] == 0x5A
+        mass = frame["wetMass"].to_numpy()
+        running = np.concatenate([np.cumsum(mass[:257]), np.cumsum(mass[257:])])
+        rows, kg = zip(*counted)
+        assert running[list(rows)] == pytest.approx(kg)
+        assert counted[1][0] < 5  # 3 s earlier than the record that logged it (records come about once a second)
+
+
 # ---------------------------------------------------------------- KRONE: machines that are not harvests
 
 @pytest.mark.parametrize("archive, operation, records", [

@@ -32,6 +32,7 @@ BALER = "isoxml-krone-smartconnect-comprima-baler/4fc231c3-b989-4831-968b-fc86c9
 BIGX = "isoxml-krone-smartconnect-bigx-forage-harvester/5c0ad7b4-598f-45c3-a0c1-47e781a6c51f.zip"
 CNH = "isoxml-cnh-planter-aircart/Another-single-ACP.zip"
 DAYS_TO_2149 = (pd.Timestamp("2149-01-01") - pd.Timestamp("1980-01-01")).days
+DAY_MS = 86_400_000
 
 
 # ---------------------------------------------------------------- helpers
@@ -299,6 +300,55 @@ def test_gps_lost_half_way_uses_the_measured_offset(trimble: Path) -> None:
     assert (times - original).abs().max() < pd.Timedelta(seconds=0.3)
     for records in (257 - 150, 363 - 150):
         assert any(f"{records} records without a plausible GPS time use the terminal clock" in n for n in table.notes)
+
+
+def move_terminal_clock(folder: Path, hours: int) -> None:
+    """Set the Trimble card's terminal clock (TimeStart) to another zone: every record's time + `hours`."""
+    for path, header, raw, starts in trimble_logs(folder):
+        edits: dict[int, bytes] = {}
+        for start in starts:
+            ms = int.from_bytes(raw[start:start + 4], "little") + int.from_bytes(raw[start + 4:start + 6], "little") * DAY_MS
+            ms += hours * 3_600_000
+            edits[start] = (ms % DAY_MS).to_bytes(4, "little")
+            edits[start + 4] = (ms // DAY_MS).to_bytes(2, "little")
+        path.write_bytes(edited(raw, edits))
+
+
+def zone_in_task_times(folder: Path, zone: str) -> None:
+    taskdata = folder / "TaskData.xml"
+    text = taskdata.read_bytes()
+    for stamp in (b"2016-06-16T09:59:03", b"2016-06-16T10:04:18", b"2016-06-16T10:16:45", b"2016-06-16T10:22:51"):
+        text = text.replace(stamp + b'"', stamp + zone.encode() + b'"')
+    taskdata.write_bytes(text)
+
+
+@pytest.mark.parametrize("hours", [13, 14, -12])
+def test_gps_time_of_day_on_the_utc_day_of_a_far_zone(trimble: Path, hours: int) -> None:
+    """A terminal at UTC+13/+14 (Tonga, Kiribati) or UTC-12 logs a time of day 11-14 h from GPS UTC: the GPS time
+    of day, with its date garbage, belongs on the UTC day of the terminal clock, which is not the terminal's
+    nearest day. The day comes from the records whose GPS date is fine, else from the task's zone."""
+    original = read_task(trimble, "TSK-2|harvested").frame["timestamp"]
+    move_terminal_clock(trimble, hours)
+    rewrite_gps(trimble, None, DAYS_TO_2149.to_bytes(2, "little"), slice(100, None))  # GPS date bad from record 100
+    partly = read_task(trimble, "TSK-2|harvested")
+    assert partly.frame["timestamp"].equals(original)
+    assert any("157 records with an implausible GPS date" in n for n in partly.notes)
+    rewrite_gps(trimble, None, DAYS_TO_2149.to_bytes(2, "little"))  # no record has a usable GPS date now
+    zone_in_task_times(trimble, f"{hours:+03d}:00")
+    zoned = read_task(trimble, "TSK-2|harvested")
+    assert zoned.frame["timestamp"].equals(original)
+    assert any("257 records with an implausible GPS date" in n for n in zoned.notes)
+
+
+def test_gps_time_of_day_fitting_two_days_is_not_guessed(trimble: Path) -> None:
+    """At UTC+14 with no GPS date and no zone anywhere, GPS 14 h behind the terminal could as well be 10 h
+    ahead of it (UTC-10): the GPS time is not used, and the terminal clock is read as UTC, as the note says."""
+    move_terminal_clock(trimble, 14)
+    rewrite_gps(trimble, None, DAYS_TO_2149.to_bytes(2, "little"))
+    table = read_task(trimble, "TSK-2|harvested")
+    # SOURCE.md: the terminal clock starts at 09:59:03.555 (here moved by 14 h)
+    assert table.frame["timestamp"].iloc[0] == pd.Timestamp("2016-06-16 23:59:03.555", tz="UTC")
+    assert any("fits two days in every record" in n and "read as UTC" in n for n in table.notes)
 
 
 @pytest.mark.parametrize(("card", "layer", "records", "first", "last", "zone"), [

@@ -3,22 +3,28 @@
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pytest
 
 from leaf_dagster import config
 from leaf_dagster.derived.reconcile import reconcile
+from leaf_dagster.ingest.detect import detect_machine_files
 from leaf_dagster.pipeline import process_upload
+from leaf_dagster.readers import read_machine_file
 from leaf_dagster.readers.isoxml import load_taskdata
 from leaf_dagster.readers.isoxml.totals import terminal_totals
 from leaf_dagster.storage import Storage
 
 from .conftest import make_zip
 from .test_isoxml import dlv_index, struct_read
+from .test_isoxml_partfield import haversine_km
+from .tlg_oracle import read_tlg
 
 FENDT = "isoxml-agco-fendt-ideal-combine-tim"
 TRIMBLE = "isoxml-trimble-fmx-ym2000-potato-v1"
@@ -292,3 +298,52 @@ def test_a_total_given_at_two_resolutions_is_counted_once(real: Path, tmp_path: 
     sprayer = totals_by_label(folder)["TSK-22 14.39ha Field"]
     assert values(sprayer)["totalAppliedVolume"] == pytest.approx(635)  # SOURCE-checked TIM value, not 1,270
     assert any("repeats totalAppliedVolume" in n for n in sprayer["notes"])
+
+
+def test_cnh_sprayer_rate_logged_in_steps_100_times_the_dictionarys(real: Path, tmp_path: Path) -> None:
+    """TSK-22 (CNH simulator sprayer) logs its actual rate DDI 2 in mm3/m2, not the DDI's 0.01 mm3/m2: read by
+    the dictionary it integrates to 5.8 L where the machine's own volume counter (DDI 80) counted 685 L and its
+    TIM says 635 L. Everything here is recomputed from the struct walk and haversine distances."""
+    folder = _unzipped(real / CNH, tmp_path / "cnh")
+    tlg = read_tlg(folder / "TLG00011.XML", folder / "TLG00011.BIN")
+    rate, setpoint, state, width = (tlg.filled(d, e) for d, e in ((2, "DET-685"), (1, "DET-685"), (0x8D, "DET-667"),
+                                                                   (0x43, "DET-667")))
+    records = tlg.records
+    worked = [0.0] + [haversine_km((a.ptn["A"] * 1e-7, a.ptn["B"] * 1e-7), (b.ptn["A"] * 1e-7, b.ptn["B"] * 1e-7))
+                      * 1000 * (w or 0) * 1e-3 * (on == 1)
+                      for a, b, w, on in zip(records, records[1:], width[1:], state[1:])]  # m2 per record
+    raw_times_area = sum((r or 0) * m2 for r, m2 in zip(rate, worked)) * 1e-4  # raw x m2 -> x ha
+    volume, area, seconds = (tlg.logged(d, "DET-667") for d in (0x50, 0x74, 0x77))
+    assert volume[-1] - volume[0] == 685
+    assert raw_times_area * 1e-4 < 685 / 100  # DDI units (0.01 mm3/m2 = 1e-4 L/ha): 100x short
+    assert 0.8 < raw_times_area * 1e-2 / 685 < 1.25  # mm3/m2 (0.01 L/ha): the counter's scale
+    # the device's own value presentation of DDI 2 shows raw x 0.01 as L/ha too
+    root = ET.parse(folder / "TASKDATA.XML").getroot()
+    dvc = next(d for d in root.iter("DVC") if d.get("A") == "DVC-37")
+    dvp = next(p.get("F") for p in dvc.findall("DPD") if p.get("B") == "0002")
+    assert next(float(v.get("C")) for v in dvc.findall("DVP") if v.get("A") == dvp) == pytest.approx(0.01)
+
+    (detected,) = [f for f in detect_machine_files(folder) if f.layer == "TSK-22|applied"]
+    table = read_machine_file(detected)
+    frame = table.frame
+    assert len(frame) == len(records)
+    assert frame["appliedRate"].to_numpy() == pytest.approx([r * 1e-2 if r is not None else np.nan for r in rate],
+                                                            nan_ok=True)
+    assert frame["appliedRateTarget"].to_numpy() == pytest.approx([s * 1e-4 if s is not None else np.nan
+                                                                   for s in setpoint], nan_ok=True)
+    ours = np.nansum(frame["appliedRate"] * frame["equipmentWidth"] * frame["distance"]
+                     * (frame["recordingStatus"] == "On")) * 1e-4
+    assert ours == pytest.approx(raw_times_area * 1e-2, rel=0.01)
+    assert any("multiplied by 100" in n and "DDI 80" in n for n in table.notes)
+    # the bin's product carries the same rate
+    rates = [json.loads(p)[0]["rate"]["value"] if json.loads(p) else np.nan for p in frame["products"]]
+    assert rates == pytest.approx(frame["appliedRate"].to_numpy(), nan_ok=True)
+
+    # The terminal's 635 L is the counter when its effective time read 691 s (the TIM's 0x0077); the rest of
+    # the gap is volume counted off the ground: the counter's last two steps add 100 L while the area counter
+    # adds 670 m2 (1,490 L/ha, 4x the highest setpoint), which no logged rate accounts for. So ours stays ~9 %
+    # under the terminal and the totals warning stays.
+    assert volume[seconds.index(691)] == 635
+    assert volume[-1] - volume[-3] == 100 and area[-1] - area[-3] == 670
+    assert (volume[-1] - volume[-3]) / (area[-1] - area[-3]) * 1e4 > 3.9 * max(tlg.logged(1, "DET-685")) * 1e-4
+    assert 0.85 < ours / 635 < 0.95

@@ -20,7 +20,7 @@ from . import ddi
 from .operations import SUPPORTED, OperationGroup, classify
 from .partfield import off_field
 from .points import build_points
-from .taskdata import Task, TaskData, is_taskdata, load_taskdata, time_log_files
+from .taskdata import Task, TaskData, is_taskdata, load_taskdata, time_log_files, time_log_state
 from .tlg import TlgData, TlgHeader, decode, decode_log, parse_header
 from .totals import terminal_totals
 
@@ -37,15 +37,6 @@ def split_layer(layer: str | None) -> tuple[str, str]:
     return task_id, operation
 
 
-def _empty(data: TaskData, name: str) -> bool:
-    """A time log whose header and binary are both 0 bytes: opened by the terminal, nothing ever written."""
-    header, binary = data.file(f"{name}.XML"), data.file(f"{name}.BIN")
-    try:
-        return header is not None and header.stat().st_size == 0 and (binary is None or binary.stat().st_size == 0)
-    except OSError:
-        return False
-
-
 def read_headers(data: TaskData, task: Task) -> list[TlgHeader]:
     """The task's time log headers (no binaries read)."""
     headers = []
@@ -53,7 +44,7 @@ def read_headers(data: TaskData, task: Task) -> list[TlgHeader]:
         header_path = data.file(f"{name}.XML")
         if header_path is None:
             raise ReaderError(f"{name}.XML", "time log header named by the task is missing")
-        if _empty(data, name):
+        if time_log_state(data, name).unwritten:
             continue
         headers.append(parse_header(header_path.read_bytes(), name))
     return headers
@@ -64,7 +55,7 @@ def read_logs(data: TaskData, task: Task) -> tuple[list[TlgData], list[str]]:
     logs: list[TlgData] = []
     notes: list[str] = []
     for name in task.time_logs:
-        if _empty(data, name):
+        if time_log_state(data, name).unwritten:
             notes.append(f"{name}: header and binary are 0 bytes (a log opened but never written): skipped")
             continue
         header_path, binary_path = time_log_files(data, name)

@@ -13,7 +13,10 @@ show every combination:
 So, per record:
 
 1. GPS candidate: date and time when the date lies in 1990-2099 and the time of day is set (0 is what
-   writers log before a fix); else the GPS time of day placed on the terminal's date (the nearest day).
+   writers log before a fix); else the GPS time of day placed on the UTC day of the terminal clock, moved to
+   UTC by the offset of the records with a full GPS time, else by the task's zone (the terminal's own day is
+   wrong for a terminal at UTC+13 or -12). With neither, the zones' range (UTC-12 to +14) decides the day,
+   and a time of day that two days fit is not used.
 2. Where the terminal clock is logged too, GPS must run with it: the offset GPS - terminal of each record is
    compared with the median offset; a record more than a minute away has no plausible GPS time, and if fewer
    than half agree, GPS is not used at all (a stuck or garbage GPS field).
@@ -40,6 +43,8 @@ EARLIEST = np.datetime64("1990-01-01", "ms")
 LATEST = np.datetime64("2100-01-01", "ms")
 AGREE_MS = 60_000  # how far a record's GPS - terminal offset may stray from the median offset
 MAX_ZONE_MS = 14 * 3_600_000  # the widest UTC offset of a time zone (UTC+14)
+WEST_ZONE_MS = 12 * 3_600_000  # the widest offset west (UTC-12)
+SKEW_MS = 3_600_000  # how far a terminal clock may run from its zone's time (a Fendt's runs 34 min off)
 _NAT = np.datetime64("NaT", "ms")
 _ZONE = re.compile(r"(Z|[+-]\d\d:?\d\d)$")
 
@@ -72,14 +77,6 @@ def _start_time(log: TlgData) -> np.datetime64 | None:
     return start.to_datetime64().astype("datetime64[ms]")
 
 
-def _ptn(log: TlgData, name: str) -> np.ndarray | None:
-    if name in log.ptn:
-        return log.ptn[name].astype(np.int64)
-    if name in log.header.ptn_fixed:
-        return np.full(log.count, log.header.ptn_fixed[name], dtype=np.int64)
-    return None
-
-
 def _on_day_of(reference: np.ndarray, time_of_day: np.ndarray) -> np.ndarray:
     """`time_of_day` (ms) on the day of `reference` nearest to it (GPS just after midnight, terminal before)."""
     midnight = reference.astype("datetime64[D]").astype("datetime64[ms]")
@@ -89,24 +86,58 @@ def _on_day_of(reference: np.ndarray, time_of_day: np.ndarray) -> np.ndarray:
     return out + np.where(shift < -DAY_MS // 2, DAY_MS, 0).astype("timedelta64[ms]")
 
 
-def gps_clock(log: TlgData, reference: np.ndarray | None) -> tuple[np.ndarray | None, int]:
-    """GPS UTC per record where the GPS fields hold one (NaT elsewhere), and how many records had to take the
-    terminal's date because their GPS date was implausible. None when no GPS time is logged."""
-    gps_ms, gps_days = _ptn(log, "gps_time"), _ptn(log, "gps_date")
+def _terminal_as_utc(gps: np.ndarray, reference: np.ndarray, zone: np.timedelta64 | None) -> np.ndarray | None:
+    """The terminal clock moved to UTC: by the median GPS - terminal offset of the records whose GPS date and
+    time are plausible, else by the zone of the task's own times; None when neither is known."""
+    dated = ~np.isnat(gps) & ~np.isnat(reference)
+    if dated.any():
+        offset = int(np.median((gps[dated] - reference[dated]).astype(np.int64)))
+        return reference + np.timedelta64(offset, "ms")
+    if zone is not None:
+        return reference - zone.astype("timedelta64[ms]")
+    return None
+
+
+def _within_zones(reference: np.ndarray, time_of_day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`time_of_day` (ms, UTC) on the day a terminal clock in an unknown zone allows: UTC is the terminal's
+    time minus its zone, and zones run from UTC-12 to UTC+14, so GPS lies 14 h before to 12 h after the
+    terminal, give or take the clock's skew. Also per record whether a second day fits those bounds too."""
+    centre = reference + np.timedelta64((WEST_ZONE_MS - MAX_ZONE_MS) // 2, "ms")
+    placed = _on_day_of(centre, time_of_day)
+    ahead = (placed - reference).astype(np.int64)
+    twice = (ahead + DAY_MS <= WEST_ZONE_MS + SKEW_MS) | (ahead - DAY_MS >= -MAX_ZONE_MS - SKEW_MS)
+    return placed, twice
+
+
+def gps_clock(log: TlgData, reference: np.ndarray | None, zone: np.timedelta64 | None) -> tuple[np.ndarray | None, int, int]:
+    """GPS UTC per record where the GPS fields hold one (NaT elsewhere); how many records had to take their date
+    from the terminal clock because their GPS date was implausible or not logged; and how many of those
+    could not be dated (the terminal's zone unknown and two days possible). None when no GPS time is logged.
+
+    A GPS time of day goes on the day of the terminal clock moved to UTC (by the offset the dated records
+    show, else by the task's zone): a terminal at UTC+13 logs 10:00 when GPS says 21:00 the day before, so
+    the terminal's own nearest day would be a day off."""
+    gps_ms, gps_days = log.ptn_values("gps_time"), log.ptn_values("gps_date")
     if gps_ms is None:
-        return None, 0
+        return None, 0, 0
     time_set = (gps_ms > 0) & (gps_ms <= LATEST_TIME_OF_DAY_MS)
     out = np.full(log.count, _NAT)
     if gps_days is not None:
         full = _date(np.where(time_set, gps_days, 0), np.where(time_set, gps_ms, 0))
         out = np.where(time_set & _plausible(full), full, _NAT)
-    on_terminal_day = np.zeros(log.count, dtype=bool)
+    undated = np.zeros(log.count, dtype=bool)
     if reference is not None:
-        on_terminal_day = np.isnat(out) & time_set & ~np.isnat(reference)
-        if on_terminal_day.any():
-            placed = _on_day_of(np.where(on_terminal_day, reference, EARLIEST), np.where(on_terminal_day, gps_ms, 0))
-            out = np.where(on_terminal_day, placed, out)
-    return out, int(on_terminal_day.sum()) if gps_days is not None else 0
+        undated = np.isnat(out) & time_set & ~np.isnat(reference)
+    if not undated.any():
+        return out, 0, 0
+    of_day = np.where(undated, gps_ms, 0)
+    utc = _terminal_as_utc(out, reference, zone)
+    if utc is not None:
+        placed, twice = _on_day_of(np.where(undated, utc, EARLIEST), of_day), np.zeros(log.count, dtype=bool)
+    else:
+        placed, twice = _within_zones(np.where(undated, reference, EARLIEST), of_day)
+    out = np.where(undated & ~twice, placed, out)
+    return out, int(undated.sum()) if gps_days is not None else 0, int((undated & twice).sum())
 
 
 def zone_offset(task: Task) -> tuple[np.timedelta64 | None, str | None]:
@@ -144,10 +175,15 @@ def record_times(log: TlgData, task: Task) -> tuple[np.ndarray, str]:
     terminal = terminal_clock(log)
     start = _start_time(log) if terminal is None else None
     reference = terminal if terminal is not None else (np.full(n, start) if start is not None else None)
-    gps, on_terminal_day = gps_clock(log, reference)
+    zone = zone_offset(task)[0]
+    if terminal is None and start is not None and _ZONE.search(log.header.time_start.strip()):
+        zone = np.timedelta64(0, "m")  # the start was given with its zone: it is in UTC already
+    gps, on_terminal_day, undecided = gps_clock(log, reference, zone)
     if terminal is not None:
         if gps is None or np.isnat(gps).all():
-            why = "no GPS time is logged" if gps is None else "the GPS time (PTN H) holds no time in any record"
+            why = "no GPS time is logged" if gps is None else (
+                "the GPS time of day (PTN H) fits two days in every record (no usable GPS date, the terminal's zone "
+                "unknown)" if undecided else "the GPS time (PTN H) holds no time in any record")
             times, note = _terminal_in_utc(terminal, task, why)
         else:
             both = ~np.isnat(gps) & ~np.isnat(terminal)
@@ -163,11 +199,14 @@ def record_times(log: TlgData, task: Task) -> tuple[np.ndarray, str]:
                 use = agree | (np.isnat(terminal) & ~np.isnat(gps))
                 shifted = terminal + np.timedelta64(int(round(median)), "ms")
                 times = np.where(use, gps, shifted)
-                note = "time from GPS UTC " + ("date and time (PTN H, I)" if _ptn(log, "gps_date") is not None
+                note = "time from GPS UTC " + ("date and time (PTN H, I)" if log.ptn_values("gps_date") is not None
                                                else "time of day (PTN H) on the terminal's date")
                 if on_terminal_day:
                     note += (f"; {on_terminal_day} records with an implausible GPS date (PTN I) use their GPS time "
-                             "of day on the terminal's date")
+                             "of day on the terminal's date (its clock moved to UTC)")
+                if undecided:
+                    note += (f"; {undecided} records whose GPS time of day fits two days (the terminal's zone is "
+                             "unknown) are not dated by GPS")
                 if abs(median) > MAX_ZONE_MS:
                     note += (f"; GPS UTC and the terminal clock differ by {_seconds(median)}, more than any time zone "
                              "explains: one of them has the wrong date, and GPS is taken")

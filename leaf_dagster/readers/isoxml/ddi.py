@@ -204,6 +204,12 @@ OPERATION_TARGETS: dict[str, dict[str, list[Target]]] = {
         "tillageDepthTarget": [Target(51, "cm", 0.1)],
     },
 }
+# Application total counters per kind of rate (the rate unit's numerator): what the machine counted applied.
+APPLICATION_TOTALS: dict[str, list[Target]] = {
+    "L": [Target(80, "L", 1.0), Target(351, "L", 1e-3)],
+    "kg": [Target(81, "kg", 1.0), Target(352, "kg", 1e-3)],
+    "seeds": [Target(82, "seeds", 1.0)],
+}
 # Harvest totals kept as per-record differences.
 HARVEST_TOTALS: dict[str, list[Target]] = {"wetMass": [Target(90, "kg", 1.0)]}
 # A target rate must be in the same family as the actual one (seeds with seeds, kg with kg).

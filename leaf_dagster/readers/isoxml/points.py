@@ -32,6 +32,7 @@ from .tlg import TlgData
 # these two (Krone 111, CNH 94); anything else is reported as "unknown".
 MANUFACTURERS = {94: "CNH Industrial", 111: "Krone"}
 MAX_FLOW_INTERVAL_S = 10.0  # a longer gap between records is a pause, not grain flowing all along
+RATE_SCALE_BAND = 1.25  # how far a rate rescaled by a power of ten may stay from the machine's own count
 
 
 @dataclass
@@ -70,11 +71,11 @@ class Stream:
         return np.where(np.diff(logged, prepend=0) > 0, filled, np.nan)
 
     def first_ptn(self, name: str) -> np.ndarray | None:
+        """PTN field `name` of the kept records, from the first of the stream's logs that has it."""
         for log in self.logs:
-            if name in log.ptn:
-                return log.ptn[name].astype(np.float64)[self.keep]
-            if name in log.header.ptn_fixed:
-                return np.full(self.count, float(log.header.ptn_fixed[name]))
+            values = log.ptn_values(name)
+            if values is not None:
+                return values.astype(np.float64)[self.keep]
         return None
 
 
@@ -141,6 +142,21 @@ def spread_counter(counter: np.ndarray, steps: np.ndarray, outside: float = 1000
     return out
 
 
+def moved_counter(counter: np.ndarray, ms: np.ndarray, latency: float) -> np.ndarray:
+    """A counter's logged values (NaN elsewhere) put on the records of the ground they measured: a value logged
+    at t belongs to t + latency (DDI 143), the last record at or before it. Where several land on one record
+    (at an end of the log) the last one holds: a counter counts on, so no increase between them is lost
+    except what was measured for ground outside the log."""
+    logged = np.flatnonzero(~np.isnan(counter))
+    out = np.full(len(counter), np.nan)
+    if not len(logged):
+        return out
+    target = np.clip(np.searchsorted(ms, ms[logged] + latency, side="right") - 1, 0, len(counter) - 1)
+    last = np.r_[target[1:] != target[:-1], True]  # targets ascend: the last value per record
+    out[target[last]] = counter[logged][last]
+    return out
+
+
 @dataclass
 class Builder:
     """Chooses which element's DLV feeds each property and assembles the columns over all streams."""
@@ -155,6 +171,7 @@ class Builder:
     sources: dict[str, str] = field(default_factory=dict)
     contributors: list[str] = field(default_factory=list)  # elements whose values made it into a column
     bin_rates: dict[str, list[np.ndarray]] = field(default_factory=dict)  # bin -> actual rate per stream
+    latencies: list[float] = field(default_factory=list)  # per stream: actual value latency (DDI 143, ms) applied
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -384,34 +401,52 @@ class Builder:
         return True
 
     def align_yield(self, names: list[str]) -> None:
-        """Move the crop measurements back to where the crop was cut. Yield sensors sit behind the header: the
-        flow, yield and moisture logged at a time belong to the ground worked the machine's yield delay
-        (DDI 143, ms) earlier. Only a logged delay is applied; the note says how much."""
+        """Move the crop measurements to the ground they were measured for, by the latency the machine declares.
+
+        DDI 143 "Physical Actual Value Time Latency" (ms, ISO 11783-11) is the time from the moment an actual
+        value is communicated to the moment it is physically applied: negative when the value is measured
+        after the fact (a combine's yield sensor sits behind its header: Fendt logs -14999 ms, "Yield
+        Delay"), positive when it is communicated ahead (a seed-tube sensor). The dictionary says neither the
+        task controller nor the device shifts logged values, so the reader does: the value for a record at
+        time t is the one logged at t - latency. The latency is taken where the card declares it: logged or
+        fixed in a time log header (its median per stream), else a device property (DPT) of the element."""
         picked = self._pick([dd.Target(143, "ms", 1.0)], self.group.elements + self.near)
+        constant = None
         if picked is None:
-            return
-        element = picked[0]
-        shifted = []
+            constant = next(((e, v) for e in self.group.elements + self.near
+                             if (v := self.tree.constant(e, 143))), None)
+            if constant is None:
+                return
+        element = picked[0] if picked is not None else constant[0]
+        self.latencies = [0.0] * len(self.streams)
         for i, stream in enumerate(self.streams):
-            logged = stream.column(element, 143, fill=False)
-            logged = np.abs(logged[~np.isnan(logged)])
+            if constant is not None:
+                latency = float(constant[1])
+            else:
+                logged = stream.column(element, 143, fill=False)
+                logged = logged[~np.isnan(logged)]
+                latency = float(np.median(logged)) if len(logged) else 0.0
             ms = _milliseconds(stream.times)
-            if not len(logged) or not np.median(logged) or not np.isfinite(ms).all():
+            if not latency or not np.isfinite(ms).all():
                 continue
-            later = np.clip(np.searchsorted(ms, ms + float(np.median(logged)), side="right") - 1, 0, stream.count - 1)
+            source = np.clip(np.searchsorted(ms, ms - latency, side="right") - 1, 0, stream.count - 1)
             for name in names:
                 if name in self.columns:
-                    self.columns[name][i] = self.columns[name][i][later]
-            shifted.append(float(np.median(logged)) / 1000)
+                    self.columns[name][i] = self.columns[name][i][source]
+            self.latencies[i] = latency
+        shifted = [latency / 1000 for latency in self.latencies if latency]
         if shifted:
             moved = [n for n in names if n in self.columns]
-            self.notes.append(f"{', '.join(moved)}: the values logged {max(shifted):g} s later (yield delay DDI 143 of "
-                              f"{self._label(element)}) are those of the crop cut at each record")
+            how = ", ".join(f"{abs(s):g} s {'later' if s < 0 else 'earlier'}" for s in dict.fromkeys(shifted))
+            self.notes.append(f"{', '.join(moved)}: each record shows the values logged {how} (actual value latency "
+                              f"DDI 143 of {self._label(element)}{' (DPT)' if constant is not None else ''}: "
+                              "the crop measured for that ground)")
 
     def mass_total(self) -> bool:
         """wetMass per record from the yield total counter (DDI 90). The counter is logged every few seconds;
         each increase is spread over the records since its previous value in proportion to the mass flow
-        (DDI 87) of each, so every harvesting record carries its share and the sum stays last - first."""
+        (DDI 87) of each, so every harvesting record carries its share and the sum stays last - first. A
+        counter measured with a latency (`align_yield`) is first moved to the ground it measured."""
         picked = self._pick(dd.HARVEST_TOTALS["wetMass"], self.group.elements)
         if picked is None:
             return False
@@ -419,9 +454,14 @@ class Builder:
         parts = []
         for i, stream in enumerate(self.streams):
             counter = stream.column(element, target.ddi, fill=False)
+            if self.latencies and self.latencies[i]:
+                counter = moved_counter(counter, _milliseconds(stream.times), self.latencies[i])
             flow = self.columns.get("cropFlow")
             weight = np.nan_to_num(flow[i]) if flow is not None else np.ones(stream.count)
             parts.append(spread_counter(counter, np.clip(weight, 0.0, None), outside=0.0) * target.factor)
+        if any(self.latencies):
+            self.notes.append(f"wetMass: the values of total DDI {target.ddi} are moved by the same latency to the "
+                              "ground they measured before they are spread")
         self._put("wetMass", parts, target.unit, target.ddi, f"total DDI {target.ddi} of {self._label(element)}: each "
                   "increase spread over the records since the previous value in proportion to their mass flow"
                   if "cropFlow" in self.columns else f"total DDI {target.ddi} of {self._label(element)}: each increase "
@@ -500,6 +540,56 @@ class Builder:
                 self.bin_rates = per_bin
             return
         self.value(name, targets, self.group.elements)
+
+    def rate_scale(self, name: str) -> None:
+        """Check the actual rate against what the machine counted applied, and rescale a rate logged in a unit
+        a power of ten off the DDI's.
+
+        A rate integrated over the worked area (width x distance of the records that are on) is the product
+        applied; a machine that logs an application total (DDI 80/81/82/351/352) counted the same product.
+        Some writers log the rate at another resolution than the data dictionary's (a CNH task controller
+        logs DDI 2 in mm3/m2, not 0.01 mm3/m2: its totals say 635 L where the rate in DDI units gives 5.8 L).
+        When the two differ by a power of ten and agree within `RATE_SCALE_BAND` once it is applied, the rate
+        is rescaled and the note says so; any other disagreement is noted and the rate kept as logged."""
+        unit = self.units.get(name, "")
+        counters = dd.APPLICATION_TOTALS.get(unit.split("/")[0], [])
+        needed = (name, "equipmentWidth", "distance", "recordingStatus")
+        if not counters or not unit.endswith("/ha") or any(n not in self.columns for n in needed):
+            return
+        machine = [e for e in self.near if e in self.data.elements and self.data.elements[e].device in self.machine_devices]
+        picked = self._pick(counters, machine)
+        if picked is None:
+            return
+        target = picked[1]
+        loggers = [e for e in machine if (e, target.ddi) in self.available]
+        outermost = [e for e in loggers if not any(a.id in loggers for a in self.data.ancestors(e))]
+        counted = 0.0
+        for stream in self.streams:
+            for element in outermost:
+                logged = stream.column(element, target.ddi, fill=False)
+                counted += float(np.clip(np.diff(logged[~np.isnan(logged)]), 0, None).sum()) * target.factor
+        integrated = 0.0
+        for rate, width, distance, state in zip(*(self.columns[n] for n in needed)):
+            integrated += float(np.nansum(rate * width * distance * (state == "On"))) * 1e-4  # m2 -> ha
+        if counted <= 0 or integrated <= 0:
+            return
+        power = round(float(np.log10(counted / integrated)))
+        if power == 0:
+            return
+        rest = counted / integrated / 10.0 ** power
+        what = (f"{name} integrated over the worked area gives {integrated:,.4g} {target.unit} where the machine's "
+                f"total DDI {target.ddi} of {', '.join(self._label(e) for e in outermost)} counted {counted:,.4g} "
+                f"{target.unit}")
+        if not 1 / RATE_SCALE_BAND <= rest <= RATE_SCALE_BAND:
+            self.notes.append(f"{what}: they disagree by a factor {counted / integrated:.3g}, not explained by a "
+                              "power of ten, so the rate is kept as logged")
+            return
+        factor = 10.0 ** power
+        self.columns[name] = [part * factor for part in self.columns[name]]
+        self.bin_rates = {e: [part * factor for part in parts] for e, parts in self.bin_rates.items()}
+        self.notes.append(f"{what}: the rate's raw steps are {factor:g} times DDI {self.ddis[name]}'s resolution, so it "
+                          f"is multiplied by {factor:g} (then {integrated * factor:,.4g} {target.unit}, {rest:.2f} of "
+                          "the count)")
 
 
 class _quiet:
@@ -680,9 +770,12 @@ def build_points(data: TaskData, task: Task, group: OperationGroup, logs: list[T
             b.rate(name, choices, actual=name == rate_names[operation][0], pair=rate_names[operation])
         else:
             b.value(name, choices, group.elements)
-    if operation == "harvested" and not b.mass_total():
+    if operation == "harvested":
         b.align_yield(list(targets))
-        b.mass_from_flow()
+        if not b.mass_total():
+            b.mass_from_flow()
+    if operation in rate_names:
+        b.rate_scale(rate_names[operation][0])
     if operation in rate_names and rate_names[operation][0] not in b.columns:
         logged_target = rate_names[operation][1] in b.columns
         notes.append(f"no actual rate is logged{' (only the setpoint)' if logged_target else ''}: "

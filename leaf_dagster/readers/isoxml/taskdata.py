@@ -120,6 +120,16 @@ class Allocation:
 
 
 @dataclass
+class TimeElement:
+    """One TIM of a task: its type, span and DLV values (DDI, element) -> raw value (the terminal's totals)."""
+
+    type: int | None
+    start: str | None
+    stop: str | None
+    values: dict[tuple[int, str], int] = field(default_factory=dict)
+
+
+@dataclass
 class Task:
     id: str
     designator: str
@@ -129,7 +139,7 @@ class Task:
     farm: str | None
     time_logs: list[str] = field(default_factory=list)
     allocations: list[Allocation] = field(default_factory=list)
-    totals: list[tuple[int, int, str]] = field(default_factory=list)  # TIM DLVs: (DDI, value, element)
+    time_elements: list[TimeElement] = field(default_factory=list)  # its TIMs, in document order
     times: list[str] = field(default_factory=list)  # TIM / ASP start and stop texts, for the clock's zone
     devices: list[str] = field(default_factory=list)  # DAN device refs
 
@@ -268,10 +278,12 @@ def _task(node: ET.Element) -> Task:
             task.time_logs.append(tlg.get("A", ""))
     for tim in node.findall("TIM"):
         task.times += [t for t in (tim.get("A"), tim.get("B")) if t]
+        element = TimeElement(int_attr(tim.get("D")), tim.get("A"), tim.get("B"))
         for dlv in tim.findall("DLV"):
             ddi, value = hex_attr(dlv.get("A")), int_attr(dlv.get("B"))
             if ddi is not None and value is not None:
-                task.totals.append((ddi, value, dlv.get("C", "")))
+                element.values[(ddi, dlv.get("C") or "")] = value
+        task.time_elements.append(element)
     for pan in node.findall("PAN"):
         asp = pan.find("ASP")
         start, stop = (asp.get("A"), asp.get("B")) if asp is not None else (None, None)
@@ -343,6 +355,37 @@ def load_taskdata(primary: Path, members: list[Path] | None = None) -> TaskData:
         except ReaderError as exc:
             data.notes.append(f"LINKLIST.XML ignored: {exc.reason}")
     return data
+
+
+@dataclass(frozen=True)
+class TimeLogState:
+    """The sizes of a time log's header and binary on the card (None: the file is missing)."""
+
+    header: int | None
+    binary: int | None
+
+    @property
+    def unwritten(self) -> bool:
+        """Header and binary both 0 bytes (or no binary): opened by the terminal, nothing ever written."""
+        return self.header == 0 and not self.binary
+
+    @property
+    def status(self) -> str:
+        """"missing" (header or binary absent), "empty" (a 0-byte binary: no records) or "ok"."""
+        if self.header is None or self.binary is None:
+            return "missing"
+        return "empty" if self.binary == 0 else "ok"
+
+
+def time_log_state(data: TaskData, name: str) -> TimeLogState:
+    """What the card holds of time log `name`: the one place that decides whether a log is there and empty."""
+    def size(path: Path | None) -> int | None:
+        try:
+            return path.stat().st_size if path is not None else None
+        except OSError:
+            return None
+
+    return TimeLogState(size(data.file(f"{name}.XML")), size(data.file(f"{name}.BIN")))
 
 
 def time_log_files(data: TaskData, name: str) -> tuple[Path, Path]:

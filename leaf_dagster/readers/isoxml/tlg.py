@@ -147,6 +147,15 @@ class TlgData:
     resyncs: int = 0  # damaged stretches after which the walk resumed at a later record
     _groups: tuple[np.ndarray, np.ndarray] | None = None
 
+    def ptn_values(self, name: str) -> np.ndarray | None:
+        """Raw values of PTN field `name` (isoxml.md 3.3) per record: from the binary, else the header's
+        constant; None when the log has neither."""
+        if name in self.ptn:
+            return self.ptn[name].astype(np.int64)
+        if name in self.header.ptn_fixed:
+            return np.full(self.count, self.header.ptn_fixed[name], dtype=np.int64)
+        return None
+
     def _grouped(self) -> tuple[np.ndarray, np.ndarray]:
         if self._groups is None:
             order = np.argsort(self.entry_dlv, kind="stable")

@@ -27,14 +27,11 @@ How the value of a total is chosen, from evidence in the file:
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
 from typing import Any
 
 from ...standard.units import convert
-from ..base import ReaderError
 from . import ddi as dd
-from .taskdata import Task, TaskData, hex_attr, int_attr
+from .taskdata import Task, TaskData, TimeElement, time_log_state
 
 EFFECTIVE = 4
 PLANNED = 1
@@ -59,46 +56,6 @@ TOTALS: dict[int, tuple[str, str]] = {
 _COUNTERS = frozenset(TOTALS) | {118, 120}
 # Totals that add up over elements that are not nested (one per product bin).
 _ADDITIVE = frozenset({80, 81, 82, 351, 352})
-
-
-@dataclass
-class TimeElement:
-    """One TIM of a task: its type, span and DLV values (DDI, element) -> raw value."""
-
-    type: int | None
-    start: str | None
-    stop: str | None
-    values: dict[tuple[int, str], int] = field(default_factory=dict)
-
-
-def time_elements(data: TaskData, task_id: str) -> list[TimeElement]:
-    """The TIMs of task `task_id`, in document order (TASKDATA.XML or the external file holding the task)."""
-    primary = data.file("TASKDATA.XML")
-    if primary is None:
-        return []
-    roots = []
-    try:
-        root = ET.parse(primary).getroot()
-        roots.append(root)
-        for xfr in root.findall("XFR"):
-            external = data.file(f"{(xfr.get('A') or '').strip()}.XML")
-            if external is not None:
-                roots.append(ET.parse(external).getroot())
-    except (ET.ParseError, OSError, ValueError) as exc:
-        raise ReaderError(primary.name, f"task totals cannot be read ({exc})") from None
-    found: list[TimeElement] = []
-    for root in roots:
-        for tsk in root.findall("TSK"):
-            if tsk.get("A") != task_id:
-                continue
-            for tim in tsk.findall("TIM"):
-                element = TimeElement(int_attr(tim.get("D")), tim.get("A"), tim.get("B"))
-                for dlv in tim.findall("DLV"):
-                    number, value = hex_attr(dlv.get("A")), int_attr(dlv.get("B"))
-                    if number is not None and value is not None:
-                        element.values[(number, dlv.get("C") or "")] = value
-                found.append(element)
-    return found
 
 
 def _cumulative(effective: list[TimeElement]) -> bool:
@@ -142,13 +99,6 @@ def _designator(data: TaskData, number: int, element: str) -> str:
     return next((name for ddi_number, name in device.dpd.values() if ddi_number == number), "")
 
 
-def _log_status(data: TaskData, name: str) -> str:
-    header, binary = data.file(f"{name}.XML"), data.file(f"{name}.BIN")
-    if header is None or binary is None:
-        return "missing"
-    return "empty" if binary.stat().st_size == 0 else "ok"
-
-
 def _changed(previous: dict[tuple[int, str], int], tim: TimeElement, cumulative: bool) -> list[int]:
     """Standard total DDIs whose value this TIM changed."""
     return sorted({k[0] for k, v in tim.values.items() if k[0] in TOTALS
@@ -157,7 +107,7 @@ def _changed(previous: dict[tuple[int, str], int], tim: TimeElement, cumulative:
 
 def _completeness(data: TaskData, task: Task, effective: list[TimeElement], cumulative: bool) -> tuple[bool, list[str]]:
     """Whether the task's logs hold everything its totals count, and why not."""
-    status = {name: _log_status(data, name) for name in task.time_logs}
+    status = {name: time_log_state(data, name).status for name in task.time_logs}
     short = [name for name, state in status.items() if state != "ok"]
     if not short:
         return True, []
@@ -183,7 +133,7 @@ def _completeness(data: TaskData, task: Task, effective: list[TimeElement], cumu
 
 def terminal_totals(data: TaskData, task: Task) -> dict[str, Any] | None:
     """The task's totals as the terminal recorded them, in SI/Leaf units; None when it recorded none."""
-    elements = time_elements(data, task.id)
+    elements = task.time_elements
     effective = [t for t in elements if t.type == EFFECTIVE]  # one per time log, some without values
     if not any(t.values for t in effective):
         return None
@@ -233,4 +183,4 @@ def terminal_totals(data: TaskData, task: Task) -> dict[str, Any] | None:
             "complete": complete, "notes": notes + log_notes}
 
 
-__all__ = ["TOTALS", "TimeElement", "terminal_totals", "time_elements"]
+__all__ = ["TOTALS", "TimeElement", "terminal_totals"]
