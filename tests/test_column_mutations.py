@@ -506,16 +506,96 @@ def test_class6_dry_volume_only_names_the_missing_inputs(jd_sources: dict, tmp_p
     assert result.frame["dryVolumePerArea"].mean() == pytest.approx(src["VRYIELDVOL"].mean(), rel=1e-9)
 
 
-def test_unlabelled_metric_columns_are_not_read_as_feet_against_a_cancelling_flow(area2: pd.DataFrame,
-                                                                                   tmp_path: Path) -> None:
+def test_unlabelled_metric_columns_with_a_cancelling_flow_fail_rather_than_guess(area2: pd.DataFrame,
+                                                                                tmp_path: Path) -> None:
     """The SMS CSV with every unit label removed and its flow written in kg/s: feet of width with t/h of flow
-    balance the grain-flow check as well as metres with kg/s (3.28 against 3.6), but a monitor writes one
-    system, so the metric reading wins and the areas are the source's."""
+    balance the grain-flow check as well as metres with kg/s (3.28 against 3.6). Only the habit of writing
+    one unit system would prefer the metric reading, which is no evidence: the units stay open and the file
+    fails naming both readings, instead of carrying areas that may be 3.28 times off."""
     frame = area2.copy()
     frame["Crop Flw(M)(tonne/h)"] = frame["Crop Flw(M)(tonne/h)"] / 3.6
     frame.columns = [re.sub(r"\([^)]*\)", "", c).strip() for c in frame.columns]
     frame.to_csv(tmp_path / f"{AREA2}.csv", index=False)
     result = standard_of(tmp_path)
-    assert result.units["equipmentWidth"] == "m" and result.units["cropFlow"] == "kg/s"
-    std = processed(result, "harvested", len(area2))
-    assert std["area"].sum() == pytest.approx((area2["Swth Wdth(m)"] * area2["Distance(m)"]).sum(), rel=1e-9)
+    assert result.operation_type == "harvested" and len(result.frame) == len(area2)
+    assert "area" not in result.units and "equipmentWidth" not in result.units
+    for column, units in (("Swth Wdth", "m, ft"), ("Distance", "m, ft"), ("Crop Flw", "kg/s, t/h")):
+        reason = result.missing_inputs[f"unit of '{column}'"]
+        assert f"fit {units} alike" in reason and "one unit system" in reason
+    assert FileSteps.schema_failure(result).startswith("missing required properties: ")
+    # the yield itself is stated in t/ha by its name and kept
+    assert result.frame["dryMassPerArea"].mean() == pytest.approx(area2["Yld Mass(Dry)(tonne/ha)"].mean(), rel=1e-9)
+
+
+# ---------------------------------------------------------------- a volume yield with no crop
+
+HENRYS = "FarmerI_YL18_YLD_2018_henrys"
+
+
+def _henrys_unlabelled(montana: Path, crop: bool) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """The SMS yield export cut to its flow, distance, interval, swath and moisture, its dry bushels per acre
+    renamed `yield` (no unit in the name) and, unless `crop`, its product (Wheat) removed."""
+    src = pyogrio.read_dataframe(_single_shp(montana / HENRYS))
+    table = pd.DataFrame({"dstnc_f": src["dstnc_f"], "durtn_s": src["durtn_s"], "swth_w_": src["swth_w_"],
+                          "crp_flw_m": src["crp_flw_m"], "mostr__": src["mostr__"], "yield": src["yld_vl_d"]})
+    if crop:
+        table["product"] = src["product"]
+    return src, table
+
+
+def _implied_lb_per_bu(src: pd.DataFrame) -> float:
+    """Grain weighed by the monitor's flow (lb/s x s) over the bushels the yield column puts on the same area."""
+    acres = src["dstnc_f"] * src["swth_w_"] / FT2_PER_AC
+    return float((src["crp_flw_m"] * src["durtn_s"]).sum() / (src["yld_vl_d"] * acres).sum())
+
+
+def test_unlabelled_bushels_with_no_crop_are_not_read_as_tonnes(montana: Path, tmp_path: Path) -> None:
+    """Read as t/ha (cm of swath, t/h of flow) the unlabelled 50 bu/ac balance the grain flow within the loose
+    tolerance a crop-less dry yield gets: 53 t/ha of wheat. As bushels, the flow weighs them at 60 lb/bu, a
+    grain's weight: the values now fit both readings, and the SMS writer's convention (bu/ac, lb/s, ft)
+    decides, saying so. The crop stays unknown, so the dry mass is missing and the file fails for it."""
+    src, table = _henrys_unlabelled(montana, crop=False)
+    gdf = gpd.GeoDataFrame(table, geometry=src.geometry, crs=src.crs)
+    result = standard_of(write_shapefile(gdf, tmp_path, HENRYS))
+    assert result.units["dryVolumePerArea"] == "bu/ac" and "dryMassPerArea" not in result.units
+    assert result.units["cropFlow"] == "lb/s" and result.units["equipmentWidth"] == "ft"
+    assert result.frame["dryVolumePerArea"].mean() == pytest.approx(src["yld_vl_d"].mean(), rel=1e-9)
+    assert result.frame["area"].sum() == pytest.approx((src["dstnc_f"] * src["swth_w_"]).sum() * M2_PER_FT2, rel=1e-9)
+    density = _implied_lb_per_bu(src)
+    assert 59 < density < 61  # wheat
+    assert f"evidence: grain flow x interval over volume yield x distance x width gives {density:.1f} lb/bu, a " \
+           "grain's weight per bushel (20-80)" in result.notes
+    assert "'yield' read as bu/ac from the writer's convention (the values fit t/ha as well)" in result.notes
+    assert FileSteps.schema_failure(result) == (
+        "missing required properties: wetMass, dryMass, wetMassPerArea, dryMassPerArea")
+    assert "dry mass from dry volume" in result.missing_inputs["crop"]
+
+
+def test_unlabelled_bushels_with_no_crop_and_no_writer_fail_with_the_reasons(montana: Path, tmp_path: Path) -> None:
+    """The same columns as a plain CSV (no writer whose convention could decide): bushels and tonnes fit alike,
+    so neither is taken; the failure names both."""
+    src, table = _henrys_unlabelled(montana, crop=False)
+    table["lon"], table["lat"] = src.geometry.x, src.geometry.y
+    table.to_csv(tmp_path / "henrys 2018.csv", index=False)
+    result = standard_of(tmp_path)
+    assert result.operation_type == "harvested" and len(result.frame) == len(src)
+    assert not {"dryVolumePerArea", "dryMassPerArea", "cropFlow", "equipmentWidth", "area"} & set(result.units)
+    assert "fit bu/ac, t/ha alike" in result.missing_inputs["unit of 'yield'"]
+    assert "fit lb/s, t/h alike" in result.missing_inputs["unit of 'crp_flw_m'"]
+    assert FileSteps.schema_failure(result) == (
+        "missing required properties: wetMass, dryMass, wetMassPerArea, dryMassPerArea")
+    assert result.frame["harvestMoisture"].mean() == pytest.approx(src["mostr__"].mean(), rel=1e-9)
+
+
+def test_unlabelled_bushels_with_their_crop_balance_exactly(montana: Path, tmp_path: Path) -> None:
+    """The control: with the product (Wheat) kept, 60 lb/bu makes the grain-flow balance exact, the file is
+    processed and every mass follows from the source columns."""
+    src, table = _henrys_unlabelled(montana, crop=True)
+    result = standard_of(write_shapefile(gpd.GeoDataFrame(table, geometry=src.geometry, crs=src.crs), tmp_path, HENRYS))
+    std = processed(result, "harvested", len(src))
+    assert result.units["dryVolumePerArea"] == "bu/ac" and result.units["dryMassPerArea"] == "lb/ac"
+    assert std["dryMassPerArea"].mean() == pytest.approx(src["yld_vl_d"].mean() * 60, rel=1e-9)
+    acres = src["dstnc_f"] * src["swth_w_"] / FT2_PER_AC
+    assert std["dryMass"].sum() == pytest.approx((src["yld_vl_d"] * 60 * acres).sum(), rel=1e-6)
+    assert std["wetMass"].sum() == pytest.approx((src["crp_flw_m"] * src["durtn_s"]).sum(), rel=0.03)
+    assert std["crop"].unique().tolist() == ["wheat"]
