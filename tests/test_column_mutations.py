@@ -4,7 +4,8 @@ Each variant of a real vector, CSV or text set (names in upper or lower case, cu
 shortened by R or PostGIS, in another language, columns reordered, no `.prj`, no metadata JSON, another
 delimiter or encoding, a unit converted with its header changed) must give the same standard values as
 the original. The expected values are computed here from the source columns with plain factors, never
-taken from the pipeline. The issue-11 classes are built from real files too: an Ag Leader text set saved
+taken from the pipeline. Every real vector, CSV and text set of both corpora has variants here or in
+tests/test_headerless_text.py (the Ag Leader text). The issue-11 classes are built from real files too: an Ag Leader text set saved
 as a shapefile by a researcher (class 2), the same columns as a research CSV with short names (class 3),
 an as-applied export stripped to its target rate (class 5), a yield file with only a dry volume (class 6).
 """
@@ -26,7 +27,7 @@ from leaf_dagster.ingest.detect import detect_machine_files
 from leaf_dagster.readers import ReaderError, read_machine_file
 from leaf_dagster.standard.standardize import StandardResult, standardize
 
-from .conftest import JD_WHEAT, MONTANA
+from .conftest import JD_OATS, JD_WHEAT, MONTANA
 
 M2_PER_FT2 = 0.09290304
 M2_PER_IN2 = 0.00064516
@@ -599,3 +600,126 @@ def test_unlabelled_bushels_with_their_crop_balance_exactly(montana: Path, tmp_p
     assert std["dryMass"].sum() == pytest.approx((src["yld_vl_d"] * 60 * acres).sum(), rel=1e-6)
     assert std["wetMass"].sum() == pytest.approx((src["crp_flw_m"] * src["durtn_s"]).sum(), rel=0.03)
     assert std["crop"].unique().tolist() == ["wheat"]
+
+
+# ---------------------------------------------------------------- sets that had no variants yet
+
+JD_SEEDING_MILLVIEW = "FarmerC Hill Farms-FarmerC Hill Farms-Millview-Wheat (Hrd Rd Spr) seeding"
+
+
+def _extracted(real: Path, root: Path, stem: str) -> tuple[gpd.GeoDataFrame, dict | None]:
+    """A Montana zip's shapefile (read with pyogrio) and its Deere metadata JSON, if it has one."""
+    if not (root / stem).exists():
+        with zipfile.ZipFile(real / MONTANA / f"{stem}.zip") as zf:
+            zf.extractall(root / stem)
+    shp = _single_shp(root / stem)
+    sidecars = [p for p in (root / stem).rglob("*Deere-Metadata.json") if "__MACOSX" not in p.parts]
+    return pyogrio.read_dataframe(shp), json.loads(sidecars[0].read_text()) if sidecars else None
+
+
+@pytest.fixture(scope="module")
+def montana_more(real: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return real, tmp_path_factory.mktemp("montana-more")
+
+
+@pytest.mark.parametrize("variant", ["upper case", "lower case", "columns reordered", "no metadata JSON"])
+def test_jd_seeding_with_r_names_variants(montana_more: tuple[Path, Path], tmp_path: Path, variant: str) -> None:
+    """The Millview seeding export (names cut by R to 7 characters, so its JSON names no longer match): the
+    rates are lb/ac as the JSON states. Without the JSON, about 100 fits lb/ac of wheat seed as well as
+    thousands of seeds or gallons per acre: the file fails naming them, with its points and areas kept."""
+    src, metadata = _extracted(*montana_more, JD_SEEDING_MILLVIEW)
+    frame, sidecar, prj = HARVEST_VARIANTS[variant](src.copy(), metadata)
+    result = standard_of(write_shapefile(frame, tmp_path, JD_SEEDING_MILLVIEW, prj=prj, metadata=sidecar))
+    if sidecar is None:
+        assert result.operation_type == "planted" and len(result.frame) == len(src)
+        assert FileSteps.schema_failure(result) == "missing required properties: seedRate"
+        reason = result.missing_inputs["unit of 'AppldRt'"]
+        assert "lb/ac" in reason and "kseeds/ac" in reason and "gal/ac" in reason
+        assert result.frame["area"].sum() == pytest.approx((src["SWATHWI"] * src["DISTANC"]).sum() * M2_PER_FT2,
+                                                           rel=1e-9)
+        return
+    std = processed(result, "planted", len(src))
+    assert result.units["seedRate"] == "lb/ac"
+    assert std["seedRate"].mean() == pytest.approx(src["AppldRt"].mean(), rel=1e-9)
+    assert std["seedRateTarget"].mean() == pytest.approx(src["TargtRt"].mean(), rel=1e-9)
+    assert std["area"].sum() == pytest.approx((src["SWATHWI"] * src["DISTANC"]).sum() * M2_PER_FT2, rel=1e-9)
+    assert std["crop"].unique().tolist() == ["wheat"]
+
+
+@pytest.mark.parametrize("variant", ["lower case", "no metadata JSON"])
+def test_jd_oats_variants(montana_more: tuple[Path, Path], tmp_path: Path, variant: str) -> None:
+    src, metadata = _extracted(*montana_more, JD_OATS)
+    frame, sidecar, prj = HARVEST_VARIANTS[variant](src.copy(), metadata)
+    result = standard_of(write_shapefile(frame, tmp_path, JD_OATS, prj=prj, metadata=sidecar))
+    std = processed(result, "harvested", len(src))
+    assert result.units["wetMassPerArea"] == "lb/ac"
+    assert std["wetMassPerArea"].mean() == pytest.approx(src["WetMass"].mean(), rel=1e-9)
+    assert std["wetVolumePerArea"].mean() == pytest.approx(src["WetMass"].mean() / 32, rel=1e-9)  # oats: 32 lb/bu
+    assert std["harvestMoisture"].mean() == pytest.approx(src["Moisture"].mean(), rel=1e-9)
+    assert std["area"].sum() == pytest.approx((src["SWATHWIDTH"] * src["DISTANCE"]).sum() * M2_PER_FT2, rel=1e-9)
+    assert std["crop"].unique().tolist() == ["oats"]
+
+
+@pytest.mark.parametrize("variant", ["upper case", "lower case", "columns reordered"])
+@pytest.mark.parametrize("stem,rate,product", [("FarmerB_AA1617_POLY_AA_N_sec35middle", "vrappratev", "unknown"),
+                                               ("FarmerI_AA16_AA_N_2016_henrys", "rt_apd_ms_", "Urea")])
+def test_as_applied_polygon_variants(montana_more: tuple[Path, Path], tmp_path: Path, stem: str, rate: str,
+                                     product: str, variant: str) -> None:
+    """The two as-applied polygon exports (UTM 12N): rate, polygon areas and products as in the original."""
+    src, _ = _extracted(*montana_more, stem)
+    frame, _, prj = HARVEST_VARIANTS[variant](src.copy(), None)
+    result = standard_of(write_shapefile(frame, tmp_path, stem, prj=prj))
+    std = processed(result, "applied", len(src))
+    assert std["appliedRate"].sum() == pytest.approx(src[rate].sum(), rel=1e-9)
+    assert std["area"].sum() == pytest.approx(float(src.geometry.area.sum()), rel=1e-3)
+    assert {p[0]["name"] for p in std["products"]} == {product}
+    assert std.geometry.x.mean() == pytest.approx(float(src.geometry.to_crs("EPSG:4326").centroid.x.mean()), abs=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["upper case", "columns reordered", "R abbreviations"])
+@pytest.mark.parametrize("layer", ["Corn Rescue Use 1", "SB 2 PowerMax only Use 1"])
+def test_jd_2016_application_variants(jd_sources: dict, tmp_path: Path, layer: str, variant: str) -> None:
+    """Tank-mix application layers renamed with their JSON: gal/ac as the JSON states, values from the DBF."""
+    src, metadata = jd_sources[layer]
+    frame, sidecar, prj = HARVEST_VARIANTS[variant](src.copy(), metadata)
+    result = standard_of(write_shapefile(frame, tmp_path, f"Merriweather Farms-JT-01-{layer}", prj=prj,
+                                         metadata=sidecar))
+    std = processed(result, "applied", len(src))
+    assert result.units["appliedRate"] == "gal/ac"
+    assert std["appliedRate"].mean() == pytest.approx(src["AppliedRate"].mean(), rel=1e-9)
+    acres = src["SWATHWIDTH"] * src["DISTANCE"] / FT2_PER_AC
+    assert (std["area"] / (M2_PER_FT2 * FT2_PER_AC)).sum() == pytest.approx(acres.sum(), rel=1e-9)
+    assert (std["appliedRate"] * std["area"]).sum() / (M2_PER_FT2 * FT2_PER_AC) == pytest.approx(
+        (src["AppliedRate"] * acres).sum(), rel=1e-9)
+
+
+AREA1 = "area1_yield_ascii_wgs84"
+
+
+@pytest.mark.parametrize("variant", ["original", "semicolons and decimal commas", "upper case", "columns reordered"])
+def test_unknown_monitor_csv_variants_fail_alike(real: Path, tmp_path: Path, variant: str) -> None:
+    """The CSV of an unknown Australian monitor: no unit anywhere, no moisture, no crop. Every variant is a
+    harvest that fails for the same missing properties, and keeps the source's numbers in its points."""
+    src = pd.read_csv(real / "csiro-pyprecag-yield-csv" / f"{AREA1}.csv")
+    frame, sep, decimal = src.copy(), ",", "."
+    if variant == "semicolons and decimal commas":
+        sep, decimal = ";", ","
+    elif variant == "upper case":
+        frame.columns = [c.upper() for c in frame.columns]
+    elif variant == "columns reordered":
+        frame = frame[list(reversed(frame.columns))]
+    frame.to_csv(tmp_path / f"{AREA1}.csv", sep=sep, decimal=decimal, index=False)
+    (detected,) = detect_machine_files(tmp_path)
+    source = read_machine_file(detected)
+    result = standardize(source)
+    assert result.operation_type == "harvested"
+    assert FileSteps.schema_failure(result) == (
+        "missing required properties: harvestMoisture, wetMass, dryMass, wetMassPerArea, dryMassPerArea")
+    assert {"harvestMoisture", "crop", "equipmentWidth"} <= set(result.missing_inputs)
+    assert "bu/ac, t/ha" in next(v for k, v in result.missing_inputs.items() if k.lower() == "unit of 'yield'")
+    std = result.frame
+    assert len(std) == len(src)
+    assert std.geometry.x.mean() == pytest.approx(src["Lon"].mean(), rel=1e-12)
+    assert std.geometry.y.mean() == pytest.approx(src["Lat"].mean(), rel=1e-12)
+    raw_yield = source.frame[next(c for c in source.frame.columns if c.lower() == "yield")]
+    assert pd.to_numeric(raw_yield).mean() == pytest.approx(src["Yield"].mean(), rel=1e-9)
