@@ -304,20 +304,22 @@ def resolve(frame: pd.DataFrame, m: dict[str, Match], crop: Crop | None = None) 
     while linked and np.prod([len(options[p]) for p in linked]) > _MAX_COMBINATIONS:
         widest = max(linked, key=lambda p: len(options[p]))
         options[widest] = sorted(options[widest], key=lambda o: -o[1] - o[2])[:2]
-    combos = []  # (total, values and the writer's convention, values alone, units, notes)
+    combos = []  # (values alone, with the writer's convention, less the one-system preference, units, notes)
     for choice in itertools.product(*(options[p] for p in linked)):
         units = {**fixed, **{p: u for p, (u, _, _) in zip(linked, choice)}}
         score, check_notes = checks.score(units)
         values_only = score + sum(s for _, s, _ in choice)
         with_convention = values_only + sum(b for _, _, b in choice)
         # one equation can balance two wrong units whose factors cancel (ft with t/h against m with kg/s): a
-        # monitor writes its unlabelled columns in one system, so a guess that mixes systems ranks lower, but
-        # that alone never decides a unit (see `level` below)
+        # monitor writes its unlabelled columns in one system, so a guess that mixes systems ranks lower
         mixed = len({_family(u) for u, _, _ in choice} - {None}) > 1
-        combos.append((with_convention - (_MIXED_SYSTEMS if mixed else 0.0), with_convention, values_only, units,
+        combos.append((values_only, with_convention, with_convention - (_MIXED_SYSTEMS if mixed else 0.0), units,
                        check_notes))
-    combos.sort(key=lambda c: -c[0])  # never empty: with nothing to choose there is one, empty, choice
-    best_score, best_supported, best_values, best_units, best_notes = combos[0]
+    # The values rank the readings. The writer's convention breaks the ties they leave; the one-system
+    # preference only orders what is left, and a unit it alone would pick stays open.
+    best_values = max(c[0] for c in combos)  # never empty: with nothing to choose there is one, empty, choice
+    contenders = sorted((c for c in combos if best_values - c[0] < _AMBIGUOUS), key=lambda c: -c[2])
+    _, best_convention, best_ranked, best_units, best_notes = contenders[0]
 
     resolved = dict(m)
     unresolved: dict[str, str] = {}
@@ -326,35 +328,32 @@ def resolve(frame: pd.DataFrame, m: dict[str, Match], crop: Crop | None = None) 
         order = lambda u: entries[prop].units.index(u) if u in entries[prop].units else 99  # noqa: E731
         if prop in linked:
             unit = best_units[prop]
-            others = [c for c in combos if c[3][prop] != unit]
-            rivals = [(c[3][prop], c[0]) for c in others]
-            top = best_score
-            # a rival that the values and the writer's convention support as well as the winner loses only to
-            # the one-system preference: that is a guess, so the unit stays open
-            level = sorted({c[3][prop] for c in others if best_supported - c[1] < _AMBIGUOUS}, key=order)
-            by_values = [(c[3][prop], best_values - c[2]) for c in sorted(others, key=lambda c: -c[2])[:1]]
+            tied = [c for c in contenders if c[3][prop] != unit]  # readings the values support as well
+            alike = [c for c in tied if best_convention - c[1] < _AMBIGUOUS]  # ... and the convention too
+            unfit = all(s <= -4.0 for _, s, _ in opts) and bool(tied)
+            rival = tied[0][3][prop] if tied else None
+            only_one_system = bool(alike) and all(best_ranked > c[2] for c in alike)
         else:
-            ranked = sorted(((u, s + bonus, s) for u, s, bonus in opts), key=lambda o: -o[1])
-            unit, top = ranked[0][0], ranked[0][1]
-            rivals = [(u, score) for u, score, _ in ranked[1:]]
-            level = []
-            by_values = [(u, top - score) for u, score in rivals[:1]]
-        margin = top - max((score for _, score in rivals), default=-np.inf)
-        alike = sorted({u for u, score in rivals if top - score < _AMBIGUOUS}, key=order)
-        if all(s + bonus <= -4.0 for _, s, bonus in opts) and margin < 1.0:
+            ranked = sorted(((u, s + bonus) for u, s, bonus in opts), key=lambda o: -o[1])
+            unit, top = ranked[0]
+            margin = top - max((score for _, score in ranked[1:]), default=-np.inf)
+            alike = [(None, None, None, {prop: u}) for u, score in ranked[1:] if top - score < _AMBIGUOUS]
+            unfit = all(s + bonus <= -4.0 for _, s, bonus in opts) and margin < 1.0
+            rival = ranked[1][0] if margin < 1.0 else None
+            only_one_system = False
+        if unfit:
             unresolved[prop] = f"'{match.column}': no unit of {'/'.join(entries[prop].units)} fits its values"
             resolved[prop] = replace(match, unit=None, unit_source=None)
-        elif margin < _AMBIGUOUS or level:
-            unresolved[prop] = (f"'{match.column}': its values fit {', '.join([unit, *(alike or level)])} alike and "
-                                "nothing in the file states which" + (
-                                    "" if alike else f" (only reading every column in one unit system prefers {unit})"))
+        elif alike:
+            units = [unit, *sorted({c[3][prop] for c in alike}, key=order)]
+            unresolved[prop] = (f"'{match.column}': its values fit {', '.join(units)} alike and nothing in the file "
+                                "states which" + (f" (only reading every column in one unit system would prefer "
+                                                  f"{unit})" if only_one_system else ""))
             resolved[prop] = replace(match, unit=None, unit_source=None)
         else:
-            # the values leave a rival as likely: the writer's convention decided
-            by_convention = match.unit_source == "convention" and unit == match.unit and \
-                any(gap < 1.0 for _, gap in by_values)
+            by_convention = rival is not None and match.unit_source == "convention" and unit == match.unit
             resolved[prop] = thousands(replace(match, unit=unit, unit_source="convention" if by_convention else "values"))
-            why = f"the writer's convention (the values fit {by_values[0][0]} as well)" if by_convention else "its values"
+            why = f"the writer's convention (the values fit {rival} as well)" if by_convention else "its values"
             notes.append(f"'{match.column}' read as {unit} from {why}")
     notes.extend(f"evidence: {n}" for n in best_notes)
     plausible = {p: [u for u, score, bonus in opts if score + bonus > -1.0] for p, opts in options.items()}
