@@ -7,13 +7,14 @@ scored against the values of a sample of rows:
 - plausible ranges (the column dictionary's, per unit): a 288 wide swath is inches, not feet;
 - travel: distance / logging interval must be a speed a machine drives, and equal the speed column;
 - mass balance: grain flow x interval must equal yield x (distance x width), the monitor's own arithmetic;
-- bulk density: a mass yield over a volume yield is the crop's weight per bushel (any grain's, 20-80 lb/bu,
-  when the crop is unknown).
+- bulk density: a mass yield over a volume yield is the crop's weight per bushel; with no crop, grain flow x
+  interval over a volume yield x area is, and it must be some grain's (20-80 lb/bu).
 
-The assignment of units with the best total wins. A stated unit (header, sidecar, reader) is kept and only
-checked; the convention of the software that wrote the file breaks ties the values leave open. When the
-values fit two units alike and nothing else decides, the column gets no unit and the reason is returned:
-the file then fails for what it lacks instead of carrying a guess.
+The values rank the assignments of units. A stated unit (header, sidecar, reader) is kept and only checked;
+the convention of the software that wrote the file breaks ties the values leave open, and nothing else does
+(reading every column in one unit system orders the rest but decides no unit). When the values fit two
+units alike and nothing else decides, the column gets no unit and the reason is returned: the file then
+fails for what it lacks instead of carrying a guess.
 """
 
 from __future__ import annotations
