@@ -224,12 +224,19 @@ def test_jd_seeding_variants(jd_sources: dict, tmp_path: Path, variant: str) -> 
     src, metadata = jd_sources["seeding"]
     frame, sidecar, prj = HARVEST_VARIANTS[variant](src.copy(), metadata)
     result = standard_of(write_shapefile(frame, tmp_path, HARVEST_2016, prj=prj, metadata=sidecar))
+    check_seeding(result, src, ("AppliedRate", "TargetRate", "SWATHWIDTH", "DISTANCE"), "seeds/ac", "soybeans")
+
+
+def check_seeding(result: StandardResult, src: pd.DataFrame, columns: tuple[str, str, str, str], unit: str,
+                  crop: str) -> None:
+    """Seed rate, target and area (width x distance in feet) as the source's columns give them."""
+    applied, target, width, distance = columns
     std = processed(result, "planted", len(src))
-    assert result.units["seedRate"] == "seeds/ac"
-    assert std["seedRate"].mean() == pytest.approx(src["AppliedRate"].mean(), rel=1e-9)
-    assert std["seedRateTarget"].mean() == pytest.approx(src["TargetRate"].mean(), rel=1e-9)
-    assert std["area"].sum() == pytest.approx((src["SWATHWIDTH"] * src["DISTANCE"]).sum() * M2_PER_FT2, rel=1e-9)
-    assert std["crop"].unique().tolist() == ["soybeans"]
+    assert result.units["seedRate"] == unit
+    assert std["seedRate"].mean() == pytest.approx(src[applied].mean(), rel=1e-9)
+    assert std["seedRateTarget"].mean() == pytest.approx(src[target].mean(), rel=1e-9)
+    assert std["area"].sum() == pytest.approx((src[width] * src[distance]).sum() * M2_PER_FT2, rel=1e-9)
+    assert std["crop"].unique().tolist() == [crop]
 
 
 def test_jd_application_without_its_json_says_what_the_rate_unit_could_be(jd_sources: dict, tmp_path: Path) -> None:
@@ -639,12 +646,7 @@ def test_jd_seeding_with_r_names_variants(montana_more: tuple[Path, Path], tmp_p
         assert result.frame["area"].sum() == pytest.approx((src["SWATHWI"] * src["DISTANC"]).sum() * M2_PER_FT2,
                                                            rel=1e-9)
         return
-    std = processed(result, "planted", len(src))
-    assert result.units["seedRate"] == "lb/ac"
-    assert std["seedRate"].mean() == pytest.approx(src["AppldRt"].mean(), rel=1e-9)
-    assert std["seedRateTarget"].mean() == pytest.approx(src["TargtRt"].mean(), rel=1e-9)
-    assert std["area"].sum() == pytest.approx((src["SWATHWI"] * src["DISTANC"]).sum() * M2_PER_FT2, rel=1e-9)
-    assert std["crop"].unique().tolist() == ["wheat"]
+    check_seeding(result, src, ("AppldRt", "TargtRt", "SWATHWI", "DISTANC"), "lb/ac", "wheat")
 
 
 @pytest.mark.parametrize("variant", ["lower case", "no metadata JSON"])
