@@ -7,7 +7,9 @@ interval (s), distance (in), swath (in), moisture (%), header status, pass, seri
 a variety and/or the altitude (15 and 16 columns, Yield Editor's input format), or the GPS status, PDOP and
 altitude (17 columns, the "Advanced Ag Leader Format" of the GPS 2000/2100 manuals). Which tail a file has
 is read from its values: a numeric column that varies within a load is an altitude, a label constant within
-a load (even a number that changes from load to load) is a variety, a small integer is a GPS fix status. Each layout names the time epoch its documentation gives.
+a load (even a number that changes from load to load) is a variety, a small integer is a GPS fix status.
+GreenStar text and Yield Editor export layouts are not registered: no public documentation of their column
+order was found, and a layout is never guessed. Each layout names the time epoch its documentation gives.
 """
 
 from __future__ import annotations
