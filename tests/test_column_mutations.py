@@ -4,7 +4,8 @@ Each variant of a real vector, CSV or text set (names in upper or lower case, cu
 shortened by R or PostGIS, in another language, columns reordered, no `.prj`, no metadata JSON, another
 delimiter or encoding, a unit converted with its header changed) must give the same standard values as
 the original. The expected values are computed here from the source columns with plain factors, never
-taken from the pipeline. The issue-11 classes are built from real files too: an Ag Leader text set saved
+taken from the pipeline. Every real vector, CSV and text set of both corpora has variants here or in
+tests/test_headerless_text.py (the Ag Leader text). The issue-11 classes are built from real files too: an Ag Leader text set saved
 as a shapefile by a researcher (class 2), the same columns as a research CSV with short names (class 3),
 an as-applied export stripped to its target rate (class 5), a yield file with only a dry volume (class 6).
 """
@@ -26,7 +27,7 @@ from leaf_dagster.ingest.detect import detect_machine_files
 from leaf_dagster.readers import ReaderError, read_machine_file
 from leaf_dagster.standard.standardize import StandardResult, standardize
 
-from .conftest import JD_WHEAT, MONTANA
+from .conftest import JD_OATS, JD_WHEAT, MONTANA
 
 M2_PER_FT2 = 0.09290304
 M2_PER_IN2 = 0.00064516
@@ -223,12 +224,19 @@ def test_jd_seeding_variants(jd_sources: dict, tmp_path: Path, variant: str) -> 
     src, metadata = jd_sources["seeding"]
     frame, sidecar, prj = HARVEST_VARIANTS[variant](src.copy(), metadata)
     result = standard_of(write_shapefile(frame, tmp_path, HARVEST_2016, prj=prj, metadata=sidecar))
+    check_seeding(result, src, ("AppliedRate", "TargetRate", "SWATHWIDTH", "DISTANCE"), "seeds/ac", "soybeans")
+
+
+def check_seeding(result: StandardResult, src: pd.DataFrame, columns: tuple[str, str, str, str], unit: str,
+                  crop: str) -> None:
+    """Seed rate, target and area (width x distance in feet) as the source's columns give them."""
+    applied, target, width, distance = columns
     std = processed(result, "planted", len(src))
-    assert result.units["seedRate"] == "seeds/ac"
-    assert std["seedRate"].mean() == pytest.approx(src["AppliedRate"].mean(), rel=1e-9)
-    assert std["seedRateTarget"].mean() == pytest.approx(src["TargetRate"].mean(), rel=1e-9)
-    assert std["area"].sum() == pytest.approx((src["SWATHWIDTH"] * src["DISTANCE"]).sum() * M2_PER_FT2, rel=1e-9)
-    assert std["crop"].unique().tolist() == ["soybeans"]
+    assert result.units["seedRate"] == unit
+    assert std["seedRate"].mean() == pytest.approx(src[applied].mean(), rel=1e-9)
+    assert std["seedRateTarget"].mean() == pytest.approx(src[target].mean(), rel=1e-9)
+    assert std["area"].sum() == pytest.approx((src[width] * src[distance]).sum() * M2_PER_FT2, rel=1e-9)
+    assert std["crop"].unique().tolist() == [crop]
 
 
 def test_jd_application_without_its_json_says_what_the_rate_unit_could_be(jd_sources: dict, tmp_path: Path) -> None:
@@ -506,16 +514,215 @@ def test_class6_dry_volume_only_names_the_missing_inputs(jd_sources: dict, tmp_p
     assert result.frame["dryVolumePerArea"].mean() == pytest.approx(src["VRYIELDVOL"].mean(), rel=1e-9)
 
 
-def test_unlabelled_metric_columns_are_not_read_as_feet_against_a_cancelling_flow(area2: pd.DataFrame,
-                                                                                   tmp_path: Path) -> None:
+def test_unlabelled_metric_columns_with_a_cancelling_flow_fail_rather_than_guess(area2: pd.DataFrame,
+                                                                                tmp_path: Path) -> None:
     """The SMS CSV with every unit label removed and its flow written in kg/s: feet of width with t/h of flow
-    balance the grain-flow check as well as metres with kg/s (3.28 against 3.6), but a monitor writes one
-    system, so the metric reading wins and the areas are the source's."""
+    balance the grain-flow check as well as metres with kg/s (3.28 against 3.6). Only the habit of writing
+    one unit system would prefer the metric reading, which is no evidence: the units stay open and the file
+    fails naming both readings, instead of carrying areas that may be 3.28 times off."""
     frame = area2.copy()
     frame["Crop Flw(M)(tonne/h)"] = frame["Crop Flw(M)(tonne/h)"] / 3.6
     frame.columns = [re.sub(r"\([^)]*\)", "", c).strip() for c in frame.columns]
     frame.to_csv(tmp_path / f"{AREA2}.csv", index=False)
     result = standard_of(tmp_path)
-    assert result.units["equipmentWidth"] == "m" and result.units["cropFlow"] == "kg/s"
-    std = processed(result, "harvested", len(area2))
-    assert std["area"].sum() == pytest.approx((area2["Swth Wdth(m)"] * area2["Distance(m)"]).sum(), rel=1e-9)
+    assert result.operation_type == "harvested" and len(result.frame) == len(area2)
+    assert "area" not in result.units and "equipmentWidth" not in result.units
+    for column, units in (("Swth Wdth", "m, ft"), ("Distance", "m, ft"), ("Crop Flw", "kg/s, t/h")):
+        reason = result.missing_inputs[f"unit of '{column}'"]
+        assert f"fit {units} alike" in reason and "one unit system" in reason
+    assert FileSteps.schema_failure(result).startswith("missing required properties: ")
+    # the yield itself is stated in t/ha by its name and kept
+    assert result.frame["dryMassPerArea"].mean() == pytest.approx(area2["Yld Mass(Dry)(tonne/ha)"].mean(), rel=1e-9)
+
+
+# ---------------------------------------------------------------- a volume yield with no crop
+
+HENRYS = "FarmerI_YL18_YLD_2018_henrys"
+
+
+def _henrys_unlabelled(montana: Path, crop: bool) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """The SMS yield export cut to its flow, distance, interval, swath and moisture, its dry bushels per acre
+    renamed `yield` (no unit in the name) and, unless `crop`, its product (Wheat) removed."""
+    src = pyogrio.read_dataframe(_single_shp(montana / HENRYS))
+    table = pd.DataFrame({"dstnc_f": src["dstnc_f"], "durtn_s": src["durtn_s"], "swth_w_": src["swth_w_"],
+                          "crp_flw_m": src["crp_flw_m"], "mostr__": src["mostr__"], "yield": src["yld_vl_d"]})
+    if crop:
+        table["product"] = src["product"]
+    return src, table
+
+
+def _implied_lb_per_bu(src: pd.DataFrame) -> float:
+    """Grain weighed by the monitor's flow (lb/s x s) over the bushels the yield column puts on the same area."""
+    acres = src["dstnc_f"] * src["swth_w_"] / FT2_PER_AC
+    return float((src["crp_flw_m"] * src["durtn_s"]).sum() / (src["yld_vl_d"] * acres).sum())
+
+
+def test_unlabelled_bushels_with_no_crop_are_not_read_as_tonnes(montana: Path, tmp_path: Path) -> None:
+    """Read as t/ha (cm of swath, t/h of flow) the unlabelled 50 bu/ac balance the grain flow within the loose
+    tolerance a crop-less dry yield gets: 53 t/ha of wheat. As bushels, the flow weighs them at 60 lb/bu, a
+    grain's weight: the values now fit both readings, and the SMS writer's convention (bu/ac, lb/s, ft)
+    decides, saying so. The crop stays unknown, so the dry mass is missing and the file fails for it."""
+    src, table = _henrys_unlabelled(montana, crop=False)
+    gdf = gpd.GeoDataFrame(table, geometry=src.geometry, crs=src.crs)
+    result = standard_of(write_shapefile(gdf, tmp_path, HENRYS))
+    assert result.units["dryVolumePerArea"] == "bu/ac" and "dryMassPerArea" not in result.units
+    assert result.units["cropFlow"] == "lb/s" and result.units["equipmentWidth"] == "ft"
+    assert result.frame["dryVolumePerArea"].mean() == pytest.approx(src["yld_vl_d"].mean(), rel=1e-9)
+    assert result.frame["area"].sum() == pytest.approx((src["dstnc_f"] * src["swth_w_"]).sum() * M2_PER_FT2, rel=1e-9)
+    density = _implied_lb_per_bu(src)
+    assert 59 < density < 61  # wheat
+    assert f"evidence: grain flow x interval over volume yield x distance x width gives {density:.1f} lb/bu, a " \
+           "grain's weight per bushel (20-80)" in result.notes
+    assert "'yield' read as bu/ac from the writer's convention (the values fit t/ha as well)" in result.notes
+    assert FileSteps.schema_failure(result) == (
+        "missing required properties: wetMass, dryMass, wetMassPerArea, dryMassPerArea")
+    assert "dry mass from dry volume" in result.missing_inputs["crop"]
+
+
+def test_unlabelled_bushels_with_no_crop_and_no_writer_fail_with_the_reasons(montana: Path, tmp_path: Path) -> None:
+    """The same columns as a plain CSV (no writer whose convention could decide): bushels and tonnes fit alike,
+    so neither is taken; the failure names both."""
+    src, table = _henrys_unlabelled(montana, crop=False)
+    table["lon"], table["lat"] = src.geometry.x, src.geometry.y
+    table.to_csv(tmp_path / "henrys 2018.csv", index=False)
+    result = standard_of(tmp_path)
+    assert result.operation_type == "harvested" and len(result.frame) == len(src)
+    assert not {"dryVolumePerArea", "dryMassPerArea", "cropFlow", "equipmentWidth", "area"} & set(result.units)
+    for column, units in (("yield", ("bu/ac", "t/ha")), ("crp_flw_m", ("lb/s", "t/h")), ("swth_w_", ("ft", "cm"))):
+        reason = result.missing_inputs[f"unit of '{column}'"]
+        assert "alike" in reason and all(u in reason for u in units), reason
+    assert FileSteps.schema_failure(result) == (
+        "missing required properties: wetMass, dryMass, wetMassPerArea, dryMassPerArea")
+    assert result.frame["harvestMoisture"].mean() == pytest.approx(src["mostr__"].mean(), rel=1e-9)
+
+
+def test_unlabelled_bushels_with_their_crop_balance_exactly(montana: Path, tmp_path: Path) -> None:
+    """The control: with the product (Wheat) kept, 60 lb/bu makes the grain-flow balance exact, the file is
+    processed and every mass follows from the source columns."""
+    src, table = _henrys_unlabelled(montana, crop=True)
+    result = standard_of(write_shapefile(gpd.GeoDataFrame(table, geometry=src.geometry, crs=src.crs), tmp_path, HENRYS))
+    std = processed(result, "harvested", len(src))
+    assert result.units["dryVolumePerArea"] == "bu/ac" and result.units["dryMassPerArea"] == "lb/ac"
+    assert std["dryMassPerArea"].mean() == pytest.approx(src["yld_vl_d"].mean() * 60, rel=1e-9)
+    acres = src["dstnc_f"] * src["swth_w_"] / FT2_PER_AC
+    assert std["dryMass"].sum() == pytest.approx((src["yld_vl_d"] * 60 * acres).sum(), rel=1e-6)
+    assert std["wetMass"].sum() == pytest.approx((src["crp_flw_m"] * src["durtn_s"]).sum(), rel=0.03)
+    assert std["crop"].unique().tolist() == ["wheat"]
+
+
+# ---------------------------------------------------------------- sets that had no variants yet
+
+JD_SEEDING_MILLVIEW = "FarmerC Hill Farms-FarmerC Hill Farms-Millview-Wheat (Hrd Rd Spr) seeding"
+
+
+def _extracted(real: Path, root: Path, stem: str) -> tuple[gpd.GeoDataFrame, dict | None]:
+    """A Montana zip's shapefile (read with pyogrio) and its Deere metadata JSON, if it has one."""
+    if not (root / stem).exists():
+        with zipfile.ZipFile(real / MONTANA / f"{stem}.zip") as zf:
+            zf.extractall(root / stem)
+    shp = _single_shp(root / stem)
+    sidecars = [p for p in (root / stem).rglob("*Deere-Metadata.json") if "__MACOSX" not in p.parts]
+    return pyogrio.read_dataframe(shp), json.loads(sidecars[0].read_text()) if sidecars else None
+
+
+@pytest.fixture(scope="module")
+def montana_more(real: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return real, tmp_path_factory.mktemp("montana-more")
+
+
+@pytest.mark.parametrize("variant", ["upper case", "lower case", "columns reordered", "no metadata JSON"])
+def test_jd_seeding_with_r_names_variants(montana_more: tuple[Path, Path], tmp_path: Path, variant: str) -> None:
+    """The Millview seeding export (names cut by R to 7 characters, so its JSON names no longer match): the
+    rates are lb/ac as the JSON states. Without the JSON, about 100 fits lb/ac of wheat seed as well as
+    thousands of seeds or gallons per acre: the file fails naming them, with its points and areas kept."""
+    src, metadata = _extracted(*montana_more, JD_SEEDING_MILLVIEW)
+    frame, sidecar, prj = HARVEST_VARIANTS[variant](src.copy(), metadata)
+    result = standard_of(write_shapefile(frame, tmp_path, JD_SEEDING_MILLVIEW, prj=prj, metadata=sidecar))
+    if sidecar is None:
+        assert result.operation_type == "planted" and len(result.frame) == len(src)
+        assert FileSteps.schema_failure(result) == "missing required properties: seedRate"
+        reason = result.missing_inputs["unit of 'AppldRt'"]
+        assert "lb/ac" in reason and "kseeds/ac" in reason and "gal/ac" in reason
+        assert result.frame["area"].sum() == pytest.approx((src["SWATHWI"] * src["DISTANC"]).sum() * M2_PER_FT2,
+                                                           rel=1e-9)
+        return
+    check_seeding(result, src, ("AppldRt", "TargtRt", "SWATHWI", "DISTANC"), "lb/ac", "wheat")
+
+
+@pytest.mark.parametrize("variant", ["lower case", "no metadata JSON"])
+def test_jd_oats_variants(montana_more: tuple[Path, Path], tmp_path: Path, variant: str) -> None:
+    src, metadata = _extracted(*montana_more, JD_OATS)
+    frame, sidecar, prj = HARVEST_VARIANTS[variant](src.copy(), metadata)
+    result = standard_of(write_shapefile(frame, tmp_path, JD_OATS, prj=prj, metadata=sidecar))
+    std = processed(result, "harvested", len(src))
+    assert result.units["wetMassPerArea"] == "lb/ac"
+    assert std["wetMassPerArea"].mean() == pytest.approx(src["WetMass"].mean(), rel=1e-9)
+    assert std["wetVolumePerArea"].mean() == pytest.approx(src["WetMass"].mean() / 32, rel=1e-9)  # oats: 32 lb/bu
+    assert std["harvestMoisture"].mean() == pytest.approx(src["Moisture"].mean(), rel=1e-9)
+    assert std["area"].sum() == pytest.approx((src["SWATHWIDTH"] * src["DISTANCE"]).sum() * M2_PER_FT2, rel=1e-9)
+    assert std["crop"].unique().tolist() == ["oats"]
+
+
+@pytest.mark.parametrize("variant", ["upper case", "lower case", "columns reordered"])
+@pytest.mark.parametrize("stem,rate,product", [("FarmerB_AA1617_POLY_AA_N_sec35middle", "vrappratev", "unknown"),
+                                               ("FarmerI_AA16_AA_N_2016_henrys", "rt_apd_ms_", "Urea")])
+def test_as_applied_polygon_variants(montana_more: tuple[Path, Path], tmp_path: Path, stem: str, rate: str,
+                                     product: str, variant: str) -> None:
+    """The two as-applied polygon exports (UTM 12N): rate, polygon areas and products as in the original."""
+    src, _ = _extracted(*montana_more, stem)
+    frame, _, prj = HARVEST_VARIANTS[variant](src.copy(), None)
+    result = standard_of(write_shapefile(frame, tmp_path, stem, prj=prj))
+    std = processed(result, "applied", len(src))
+    assert std["appliedRate"].sum() == pytest.approx(src[rate].sum(), rel=1e-9)
+    assert std["area"].sum() == pytest.approx(float(src.geometry.area.sum()), rel=1e-3)
+    assert {p[0]["name"] for p in std["products"]} == {product}
+    assert std.geometry.x.mean() == pytest.approx(float(src.geometry.to_crs("EPSG:4326").centroid.x.mean()), abs=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["upper case", "columns reordered", "R abbreviations"])
+@pytest.mark.parametrize("layer", ["Corn Rescue Use 1", "SB 2 PowerMax only Use 1"])
+def test_jd_2016_application_variants(jd_sources: dict, tmp_path: Path, layer: str, variant: str) -> None:
+    """Tank-mix application layers renamed with their JSON: gal/ac as the JSON states, values from the DBF."""
+    src, metadata = jd_sources[layer]
+    frame, sidecar, prj = HARVEST_VARIANTS[variant](src.copy(), metadata)
+    result = standard_of(write_shapefile(frame, tmp_path, f"Merriweather Farms-JT-01-{layer}", prj=prj,
+                                         metadata=sidecar))
+    std = processed(result, "applied", len(src))
+    assert result.units["appliedRate"] == "gal/ac"
+    assert std["appliedRate"].mean() == pytest.approx(src["AppliedRate"].mean(), rel=1e-9)
+    acres = src["SWATHWIDTH"] * src["DISTANCE"] / FT2_PER_AC
+    assert (std["area"] / (M2_PER_FT2 * FT2_PER_AC)).sum() == pytest.approx(acres.sum(), rel=1e-9)
+    assert (std["appliedRate"] * std["area"]).sum() / (M2_PER_FT2 * FT2_PER_AC) == pytest.approx(
+        (src["AppliedRate"] * acres).sum(), rel=1e-9)
+
+
+AREA1 = "area1_yield_ascii_wgs84"
+
+
+@pytest.mark.parametrize("variant", ["original", "semicolons and decimal commas", "upper case", "columns reordered"])
+def test_unknown_monitor_csv_variants_fail_alike(real: Path, tmp_path: Path, variant: str) -> None:
+    """The CSV of an unknown Australian monitor: no unit anywhere, no moisture, no crop. Every variant is a
+    harvest that fails for the same missing properties, and keeps the source's numbers in its points."""
+    src = pd.read_csv(real / "csiro-pyprecag-yield-csv" / f"{AREA1}.csv")
+    frame, sep, decimal = src.copy(), ",", "."
+    if variant == "semicolons and decimal commas":
+        sep, decimal = ";", ","
+    elif variant == "upper case":
+        frame.columns = [c.upper() for c in frame.columns]
+    elif variant == "columns reordered":
+        frame = frame[list(reversed(frame.columns))]
+    frame.to_csv(tmp_path / f"{AREA1}.csv", sep=sep, decimal=decimal, index=False)
+    (detected,) = detect_machine_files(tmp_path)
+    source = read_machine_file(detected)
+    result = standardize(source)
+    assert result.operation_type == "harvested"
+    assert FileSteps.schema_failure(result) == (
+        "missing required properties: harvestMoisture, wetMass, dryMass, wetMassPerArea, dryMassPerArea")
+    assert {"harvestMoisture", "crop", "equipmentWidth"} <= set(result.missing_inputs)
+    assert "bu/ac, t/ha" in next(v for k, v in result.missing_inputs.items() if k.lower() == "unit of 'yield'")
+    std = result.frame
+    assert len(std) == len(src)
+    assert std.geometry.x.mean() == pytest.approx(src["Lon"].mean(), rel=1e-12)
+    assert std.geometry.y.mean() == pytest.approx(src["Lat"].mean(), rel=1e-12)
+    raw_yield = source.frame[next(c for c in source.frame.columns if c.lower() == "yield")]
+    assert pd.to_numeric(raw_yield).mean() == pytest.approx(src["Yield"].mean(), rel=1e-9)

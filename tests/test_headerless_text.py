@@ -174,3 +174,27 @@ def test_a_model_number_in_a_name_is_no_year() -> None:
     """Ag Leader's GPS 2000 monitor and Trimble's YM-2000 name files too: a number glued to letters is a model."""
     assert times.years_in({"the file name": ["GPS2000_field7", "YM2000 export", "harvest_2019-10-02"]}) == {
         2019: "the file name 'harvest_2019-10-02'"}
+
+
+def test_a_numeric_variety_that_changes_between_loads_is_no_altitude(real: Path, tmp_path: Path) -> None:
+    """sample4's 15th column is a numeric variety code: 4238 in load L1, 4239 in L2. A copy that starts 200
+    lines before the load change puts both loads in the sniffed lines; the column changes only from one load
+    to the next, never within one, so it is a variety, not an altitude of 4238 ft."""
+    lines = (real / TEXT / "sample4.txt").read_text(encoding="latin-1").splitlines(keepends=True)
+    src = pd.read_csv(real / TEXT / "sample4.txt", header=None, encoding="latin-1")
+    first_l2 = int(src.index[src[12].str.startswith("L2")][0])
+    start = first_l2 - 200
+    (tmp_path / "sample4 from load change.txt").write_text("".join(lines[start:]), encoding="latin-1")
+    source, result = _standard(tmp_path)
+    assert "15 columns with variety" in source.notes[0]
+    part = src.iloc[start:].reset_index(drop=True)
+    std = result.frame
+    assert len(std) == len(part)
+    assert "elevation" not in std.columns
+    assert std["variety"].tolist() == part[14].astype(str).tolist()
+    assert std["variety"].iloc[:200].unique().tolist() == ["4238"] and std["variety"].iloc[200:].unique().tolist() == ["4239"]
+    flow, interval, distance, swath = part[2], part[4], part[5], part[6]
+    assert np.nansum(std["wetMass"]) == pytest.approx((flow * interval)[distance * swath > 0].sum(), rel=1e-6)
+    assert std["area"].sum() == pytest.approx((distance * swath).sum() * M2_PER_IN2, rel=1e-9)
+    assert std["harvestMoisture"].mean() == pytest.approx(part[7].mean(), rel=1e-9)
+    assert std["crop"].unique().tolist() == ["corn, white"]

@@ -6,8 +6,10 @@ interval (s), distance (in), swath (in), moisture (%), header status, pass, seri
 (`"F1: C1N"`), a load label (`"L1: "`), the grain, then a tail that depends on the monitor and the export:
 a variety and/or the altitude (15 and 16 columns, Yield Editor's input format), or the GPS status, PDOP and
 altitude (17 columns, the "Advanced Ag Leader Format" of the GPS 2000/2100 manuals). Which tail a file has
-is read from its values: a numeric column that varies is an altitude, a label constant within a load is a
-variety, a small integer is a GPS fix status. Each layout names the time epoch its documentation gives.
+is read from its values: a numeric column that varies within a load is an altitude, a label constant within
+a load (even a number that changes from load to load) is a variety, a small integer is a GPS fix status.
+GreenStar text and Yield Editor export layouts are not registered: no public documentation of their column
+order was found, and a layout is never guessed. Each layout names the time epoch its documentation gives.
 """
 
 from __future__ import annotations
@@ -108,10 +110,10 @@ def _fits(kind: str, values: list[str], loads: list[str]) -> bool:
     if kind in ("field", "load"):
         pattern = FIELD_LABEL if kind == "field" else LOAD_LABEL
         return bool(values) and all(pattern.match(v) for v in values)
+    per_load: dict[str, set[str]] = {}
+    for load, value in zip(loads, values):
+        per_load.setdefault(load, set()).add(value)
     if kind == "label":  # a variety: any text, the same all through a load
-        per_load: dict[str, set[str]] = {}
-        for load, value in zip(loads, values):
-            per_load.setdefault(load, set()).add(value)
         return all(len(v) == 1 for v in per_load.values())
     if not present or any(n is None for n in numbers):
         return False
@@ -123,8 +125,9 @@ def _fits(kind: str, values: list[str], loads: list[str]) -> bool:
         return all(float(n).is_integer() for n in numbers)  # type: ignore[arg-type]
     if kind == "status":  # NMEA fix quality 0-9 (and a few vendor codes)
         return all(float(n).is_integer() and 0 <= n <= 15 for n in numbers)  # type: ignore[arg-type, operator]
-    if kind == "varying":  # an altitude changes along a pass; a constant number is a label, not a height
-        return len(set(present)) > 1
+    if kind == "varying":  # an altitude changes point to point within a load; a number that changes only
+        # from one load to the next (a variety code, 4238 then 4239) is a label, not a height
+        return any(len(v - {"", "NA"}) > 1 for v in per_load.values())
     return True  # number
 
 

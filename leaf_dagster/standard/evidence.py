@@ -7,13 +7,14 @@ scored against the values of a sample of rows:
 - plausible ranges (the column dictionary's, per unit): a 288 wide swath is inches, not feet;
 - travel: distance / logging interval must be a speed a machine drives, and equal the speed column;
 - mass balance: grain flow x interval must equal yield x (distance x width), the monitor's own arithmetic;
-- bulk density: a mass yield over a volume yield is the crop's weight per bushel (any grain's, 20-80 lb/bu,
-  when the crop is unknown).
+- bulk density: a mass yield over a volume yield is the crop's weight per bushel; with no crop, grain flow x
+  interval over a volume yield x area is, and it must be some grain's (20-80 lb/bu).
 
-The assignment of units with the best total wins. A stated unit (header, sidecar, reader) is kept and only
-checked; the convention of the software that wrote the file breaks ties the values leave open. When the
-values fit two units alike and nothing else decides, the column gets no unit and the reason is returned:
-the file then fails for what it lacks instead of carrying a guess.
+The values rank the assignments of units. A stated unit (header, sidecar, reader) is kept and only checked;
+the convention of the software that wrote the file breaks ties the values leave open, and nothing else does
+(reading every column in one unit system orders the rest but decides no unit). When the values fit two
+units alike and nothing else decides, the column gets no unit and the reason is returned: the file then
+fails for what it lacks instead of carrying a guess.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ class _Checks:
 
     def score(self, units: dict[str, str]) -> tuple[float, list[str]]:
         total, notes = 0.0, []
-        for check in (self._travel, self._mass_balance, self._density, self._point_yield):
+        for check in (self._travel, self._mass_balance, self._implied_density, self._density, self._point_yield):
             result = check(units)
             if result:
                 total += result[0]
@@ -182,7 +183,7 @@ class _Checks:
             exact = True
             if not is_mass:
                 if not self.crop.density_lb_per_bu:
-                    continue
+                    continue  # a volume with no crop is weighed by `_implied_density`
                 per_m2 = per_m2 * self.crop.density_lb_per_bu * 0.45359237 / 0.03523907
             if dry:
                 std = self.crop.standard_moisture_pct
@@ -209,6 +210,26 @@ class _Checks:
         ok = tolerance[0] <= ratio <= tolerance[1]
         return (4.0 if ok else -3.0), (f"grain flow x interval {'matches' if ok else 'contradicts'} yield x distance x "
                                        f"width (ratio {ratio:.2f})")
+
+    def _implied_density(self, units: dict[str, str]) -> tuple[float, str] | None:
+        """With no crop, a volume yield is weighed by the grain flow: flow x interval / area over the volume per
+        area is the grain's weight per bushel, which for any grain lies in 20-80 lb/bu."""
+        if self.crop.density_lb_per_bu:
+            return None
+        flow, area = self._si("cropFlow", units, "kg/s"), self._area(units)
+        volume = next((p for p in ("wetVolumePerArea", "dryVolumePerArea", "wetYield", "dryYield") if p in self.values
+                       and units.get(p) and dimension(units[p]) == dimension("m3/ha")), None)
+        if flow is None or area is None or self.interval is None or volume is None:
+            return None
+        m3 = self.values[volume] * factor(units[volume], "m3/ha") / 10_000.0 * area
+        keep = np.isfinite(flow * self.interval * m3) & (m3 > 0)
+        if keep.sum() < 5:
+            return None
+        kg_m3 = float(np.sum(flow[keep] * self.interval[keep]) / np.sum(m3[keep]))
+        ok = _GRAIN_DENSITY_KG_M3[0] <= kg_m3 <= _GRAIN_DENSITY_KG_M3[1]
+        lb_bu = kg_m3 * 0.03523907 / 0.45359237
+        return (4.0 if ok else -3.0), (f"grain flow x interval over volume yield x distance x width gives {lb_bu:.1f} "
+                                       f"lb/bu, {'a' if ok else 'no'} grain's weight per bushel (20-80)")
 
     def _density(self, units: dict[str, str]) -> tuple[float, str] | None:
         mass = next((p for p in ("wetMassPerArea", "dryMassPerArea", "wetYield", "dryYield") if p in units
@@ -274,57 +295,69 @@ def resolve(frame: pd.DataFrame, m: dict[str, Match], crop: Crop | None = None) 
             kinds = {dimension(u) for u in entries[actual].units} if actual and actual != "rate" else \
                 {dimension(m[actual].unit)} if actual and m[actual].unit_source in ("stated", "name") else set()
             units = [u for u in units if dimension(u) in kinds] or units
-        scored = [(u, _range_score(entry, values[prop], u) + (_PRIOR if u == match.unit else 0.0))
-                  for u in units]
-        best = max(s for _, s in scored)
-        options[prop] = [(u, s) for u, s in scored if s > -4.0 or best <= -4.0]
+        scored = [(u, _range_score(entry, values[prop], u), _PRIOR if u == match.unit else 0.0) for u in units]
+        best = max(s + bonus for _, s, bonus in scored)
+        options[prop] = [(u, s, bonus) for u, s, bonus in scored if s + bonus > -4.0 or best <= -4.0]
 
     fixed = {p: match.unit for p, match in m.items() if match.unit and p not in options}
     checks = _Checks(rows, m, crop, harvest)
     linked = [p for p in options if p in _LINKED]
     while linked and np.prod([len(options[p]) for p in linked]) > _MAX_COMBINATIONS:
         widest = max(linked, key=lambda p: len(options[p]))
-        options[widest] = sorted(options[widest], key=lambda o: -o[1])[:2]
-    combos = []
+        options[widest] = sorted(options[widest], key=lambda o: -o[1] - o[2])[:2]
+    combos = []  # (values alone, with the writer's convention, less the one-system preference, units, notes)
     for choice in itertools.product(*(options[p] for p in linked)):
-        units = {**fixed, **{p: u for p, (u, _) in zip(linked, choice)}}
+        units = {**fixed, **{p: u for p, (u, _, _) in zip(linked, choice)}}
         score, check_notes = checks.score(units)
+        values_only = score + sum(s for _, s, _ in choice)
+        with_convention = values_only + sum(b for _, _, b in choice)
         # one equation can balance two wrong units whose factors cancel (ft with t/h against m with kg/s): a
-        # monitor writes its unlabelled columns in one system, so a guess that mixes systems counts less
-        mixed = len({_family(u) for u, _ in choice} - {None}) > 1
-        combos.append((score + sum(s for _, s in choice) - (_MIXED_SYSTEMS if mixed else 0.0), units, check_notes))
-    combos.sort(key=lambda c: -c[0])  # never empty: with nothing to choose there is one, empty, choice
-    best_score, best_units, best_notes = combos[0]
+        # monitor writes its unlabelled columns in one system, so a guess that mixes systems ranks lower
+        mixed = len({_family(u) for u, _, _ in choice} - {None}) > 1
+        combos.append((values_only, with_convention, with_convention - (_MIXED_SYSTEMS if mixed else 0.0), units,
+                       check_notes))
+    # The values rank the readings. The writer's convention breaks the ties they leave; the one-system
+    # preference only orders what is left, and a unit it alone would pick stays open.
+    best_values = max(c[0] for c in combos)  # never empty: with nothing to choose there is one, empty, choice
+    contenders = sorted((c for c in combos if best_values - c[0] < _AMBIGUOUS), key=lambda c: -c[2])
+    _, best_convention, best_ranked, best_units, best_notes = contenders[0]
 
     resolved = dict(m)
     unresolved: dict[str, str] = {}
     for prop, opts in options.items():
         match = m[prop]
+        order = lambda u: entries[prop].units.index(u) if u in entries[prop].units else 99  # noqa: E731
         if prop in linked:
             unit = best_units[prop]
-            rivals = [(c[1][prop], c[0]) for c in combos if c[1][prop] != unit]
-            top = best_score
+            tied = [c for c in contenders if c[3][prop] != unit]  # readings the values support as well
+            alike = [c for c in tied if best_convention - c[1] < _AMBIGUOUS]  # ... and the convention too
+            unfit = all(s <= -4.0 for _, s, _ in opts) and bool(tied)
+            rival = tied[0][3][prop] if tied else None
+            only_one_system = bool(alike) and all(best_ranked > c[2] for c in alike)
         else:
-            ranked = sorted(opts, key=lambda o: -o[1])
-            unit, top, rivals = ranked[0][0], ranked[0][1], ranked[1:]
-        margin = top - max((score for _, score in rivals), default=-np.inf)
-        alike = sorted({u for u, score in rivals if top - score < _AMBIGUOUS}, key=lambda u: entries[prop].units.index(u)
-                       if u in entries[prop].units else 99)
-        rival = rivals[0][0] if rivals else None
-        if all(s <= -4.0 for _, s in opts) and margin < 1.0:
+            ranked = sorted(((u, s + bonus) for u, s, bonus in opts), key=lambda o: -o[1])
+            unit, top = ranked[0]
+            margin = top - max((score for _, score in ranked[1:]), default=-np.inf)
+            alike = [(None, None, None, {prop: u}) for u, score in ranked[1:] if top - score < _AMBIGUOUS]
+            unfit = all(s + bonus <= -4.0 for _, s, bonus in opts) and margin < 1.0
+            rival = ranked[1][0] if margin < 1.0 else None
+            only_one_system = False
+        if unfit:
             unresolved[prop] = f"'{match.column}': no unit of {'/'.join(entries[prop].units)} fits its values"
             resolved[prop] = replace(match, unit=None, unit_source=None)
-        elif margin < _AMBIGUOUS:
-            unresolved[prop] = (f"'{match.column}': its values fit {', '.join([unit, *alike])} alike and nothing in "
-                                "the file states which")
+        elif alike:
+            units = [unit, *sorted({c[3][prop] for c in alike}, key=order)]
+            unresolved[prop] = (f"'{match.column}': its values fit {', '.join(units)} alike and nothing in the file "
+                                "states which" + (f" (only reading every column in one unit system would prefer "
+                                                  f"{unit})" if only_one_system else ""))
             resolved[prop] = replace(match, unit=None, unit_source=None)
         else:
-            by_convention = margin < 1.0 and match.unit_source == "convention" and unit == match.unit
+            by_convention = rival is not None and match.unit_source == "convention" and unit == match.unit
             resolved[prop] = thousands(replace(match, unit=unit, unit_source="convention" if by_convention else "values"))
             why = f"the writer's convention (the values fit {rival} as well)" if by_convention else "its values"
             notes.append(f"'{match.column}' read as {unit} from {why}")
     notes.extend(f"evidence: {n}" for n in best_notes)
-    plausible = {p: [u for u, score in opts if score > -1.0] for p, opts in options.items()}
+    plausible = {p: [u for u, score, bonus in opts if score + bonus > -1.0] for p, opts in options.items()}
     resolved = _by_dimension(resolved)
     if "crop" in resolved and _all_numbers(rows[resolved["crop"].column]):
         # `Crop = 174` in a John Deere export is the crop's id in the vendor's table, not a name
