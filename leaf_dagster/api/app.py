@@ -35,7 +35,7 @@ from ..errors import FieldError, MergeError
 from ..identifiers import InvalidIdentifier, check_id
 from ..query import QueryError
 from ..storage import Storage, default_data_dir
-from .deps import ERRORS, Settings
+from .deps import Settings
 from .models import Error
 from .partials import SWEEP_SECONDS, sweep
 from .routes import batches, configs, fields, files, thumbnails
@@ -142,17 +142,14 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:
-        """FastAPI's description, with its 422 validation answers shown as what they are: a 400 with the Error body."""
+        """FastAPI's description without its 422 validation answers: they are 400s with the Error body, which
+        every router documents."""
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            schemas = schema["components"]["schemas"]
             for unused in ("HTTPValidationError", "ValidationError"):
-                schemas.pop(unused, None)
+                schema["components"]["schemas"].pop(unused, None)
             for operation in (op for path in schema["paths"].values() for op in path.values()):
-                if operation["responses"].pop("422", None) is not None:
-                    operation["responses"].setdefault("400", {
-                        "description": ERRORS[400]["description"],
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+                operation["responses"].pop("422", None)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -8,9 +8,10 @@ a record gains reaches clients without a model change; answers carry exactly the
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Error(BaseModel):
@@ -171,6 +172,12 @@ class FieldObject(BaseModel):
     leafUserId: str
     area: Area
     geometry: dict[str, Any]
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _no_name(cls, name: Any) -> Any:
+        """A boundary without a name comes from its GeoDataFrame as NaN, pandas' missing value."""
+        return None if isinstance(name, float) and math.isnan(name) else name
 
 
 class ListedField(FieldObject):

@@ -12,7 +12,7 @@ from ...identifiers import is_uuid
 from ..deps import ERRORS, LeafRoute, StorageDep, binary
 
 router = APIRouter(prefix="/thumbnails", tags=["thumbnails"], route_class=LeafRoute,
-                   responses={404: ERRORS[404], **binary("image/png", "The coverage map")})
+                   responses={400: ERRORS[400], 404: ERRORS[404], **binary("image/png", "The coverage map")})
 
 
 @router.get("/{file_id}/{token}.png", summary="A file's coverage map thumbnail (capability URL)",
