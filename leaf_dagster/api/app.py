@@ -108,8 +108,8 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
             await task
 
     app = FastAPI(title="leaf-dagster machine files API", version="1.0", lifespan=lifespan,
-                  description="Leaf-compatible machine files and batch upload endpoints over a leaf-dagster data directory. "
-                              "Every error answers `{\"status\": <HTTP status>, \"message\": \"...\"}` (Error).")
+                  description="Leaf-compatible machine files and batch upload endpoints over a leaf-dagster data "
+                              "directory. Every error answers `{\"status\": <HTTP status>, \"message\": \"...\"}` (Error).")
     app.state.settings = settings
 
     @app.exception_handler(QueryError)

@@ -16,9 +16,10 @@ from ...identifiers import check_id
 from ...objects import outside_field_object, status_object, uncovered_files
 from ...query import FILE_FILTERS, QueryError, list_files, owner_files, paging
 from ...storage import Storage
-from ..deps import BASE, ERRORS, LeafRoute, binary, Owner, OwnedFile, StorageDep, owned, owned_file, page_headers, url, with_urls
-from ..models import Feature, FileObject, FilesPage, Image, MergeAccepted, OutsideField, PolygonGeoparquet, StandardGeoparquet, \
-    Status, UncoveredFiles
+from ..deps import (BASE, ERRORS, LeafRoute, Owner, OwnedFile, StorageDep, binary, owned, owned_file, page_headers, url,
+                    with_urls)
+from ..models import (Feature, FileObject, FilesPage, Image, MergeAccepted, OutsideField, PolygonGeoparquet,
+                      StandardGeoparquet, Status, UncoveredFiles)
 from ..streaming import geojson_chunks
 
 OWNED_FILE = Depends(owned_file)  # a route that answers only about an owned file
