@@ -1,0 +1,1 @@
+"""The API's routers: files, batches, fields, configurations and thumbnails."""
