@@ -40,7 +40,10 @@ run: install $(DAGSTER_HOME)/dagster.yaml $(LEAF_DATA_DIR)/.samples-queued
 bench: install
 	$(BIN)/leaf-dagster bench
 
+# Lint and type-check first (settings in pyproject.toml), then the tests.
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy leaf_dagster benchmarks
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests
 
 clean-data:

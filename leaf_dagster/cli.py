@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib
 import json
 import os
 import re
@@ -356,7 +357,7 @@ def parser() -> argparse.ArgumentParser:
                                     "type": _identifier("leafUserId")})
     owner = (("--owner",), {"default": DEFAULT_OWNER, "type": _identifier("API owner"),
                             "help": f"the API owner of the user (default: {DEFAULT_OWNER}, the command line's own)"})
-    paging = ((("--page",), {}), (("--size",), {}), (("--sort",), {"action": "append", "help": "field[,asc|desc]"}))
+    paging: tuple[tuple[tuple[str], dict[str, str]], ...] = ((("--page",), {}), (("--size",), {}), (("--sort",), {"action": "append", "help": "field[,asc|desc]"}))
     command(sub, "process", cmd_process, "run one upload through the pipeline in this process",
             (("zip",), {}), user, (("--provider",), {"required": True, "type": _provider}))
     command(sub, "sql", cmd_sql, "read-only SQL on the catalog (views: batches, files, file_status, raw_points, "
@@ -429,14 +430,24 @@ EXPECTED_ERRORS: dict[type[Exception], int] = {NotFound: 1, UsageError: 2, Query
                                                 FieldError: 2, ConfigError: 2, InvalidIdentifier: 2}
 
 
+def _bench(argv: list[str]) -> int:
+    """Run the benchmarks, which live in a checkout's `benchmarks/` and are not shipped in the wheel: found beside
+    this package (an editable install, as `make install` makes) or in the current directory."""
+    for root in (Path(__file__).resolve().parent.parent, Path.cwd()):
+        if (root / "benchmarks" / "run.py").is_file():
+            sys.path.insert(0, str(root))
+            return importlib.import_module("benchmarks.run").main(argv)
+    print("error: the benchmarks are not installed; run `leaf-dagster bench` from a checkout of leaf-dagster "
+          "(its benchmarks/ folder)", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import duckdb
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # the benchmark has its own options
-        from .bench.run import main as bench_main
-
-        return bench_main(argv[1:])
+        return _bench(argv[1:])
     args = parser().parse_args(argv)
     try:
         with _quiet_stderr(args.verbose) as progress:

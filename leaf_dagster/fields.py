@@ -99,7 +99,7 @@ def _read_boundaries(path: Path) -> gpd.GeoDataFrame:
                       and not p.name.startswith("._")]
             if not frames:
                 raise FieldError(f"{path.name}: no boundary file inside")
-            return pd.concat(frames, ignore_index=True)  # type: ignore[return-value]
+            return pd.concat(frames, ignore_index=True)
     return _read_frame(path, path.name)
 
 

@@ -274,7 +274,7 @@ class FileSteps:
         return images
 
     def zip_images(self) -> Path:
-        images = self.storage.read_record("images", self.file_id) or []
+        images = self.storage.read_rows("images", self.file_id)
         target = self.storage.images_dir(self.file_id) / "images.zip"
         with self.storage.atomic_path(target) as tmp:
             zip_images([self.storage.root / image["path"] for image in images], tmp)

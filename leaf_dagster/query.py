@@ -136,7 +136,13 @@ def _page(storage: Storage, view: str, where: list[str], params: list[Any], owne
 
 def _has_view(con: duckdb.DuckDBPyConnection, view: str) -> bool:
     """Whether the reader made the view (a table without records has none)."""
-    return bool(con.execute("select count(*) from duckdb_views() where view_name = ?", [view]).fetchone()[0])
+    return _count(con, "select count(*) from duckdb_views() where view_name = ?", [view]) > 0
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> int:
+    """The number a `SELECT count(*)` answers (DuckDB types its row as possibly None)."""
+    row = con.execute(sql, params).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _run(storage: Storage, view: str, where: list[str], params: list[Any], order: str, page: int, size: int) -> tuple[list[str], int]:
@@ -144,7 +150,7 @@ def _run(storage: Storage, view: str, where: list[str], params: list[Any], order
     with reader(storage, view) as con:
         if not _has_view(con, view):
             return [], 0
-        total = int(con.execute(f"SELECT count(*) FROM {view}{clause}", params).fetchone()[0])
+        total = _count(con, f"SELECT count(*) FROM {view}{clause}", params)
         if page * size >= total:  # past the end (any page number, even one beyond SQL's integers): empty
             return [], total
         ids = con.execute(f"SELECT id FROM {view}{clause} ORDER BY {order} LIMIT ? OFFSET ?",
@@ -156,7 +162,8 @@ def list_files(storage: Storage, *, owner: str | None = None, page: Any = None, 
                sort: list[str] | str | None = None, **filters: Any) -> Page:
     """GET /files: every filter of Leaf's list, paging, multi-key sort, total count."""
     page_n, size_n = paging(page, size)
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
     if filters.get("provider") not in (None, ""):
         filters["provider"] = leaf_provider(filters["provider"])
     exact = {"leafUserId": None, "provider": None, "organizationId": None, "batchId": None, "fileId": "id",

@@ -62,9 +62,9 @@ def run_steps(instance: DagsterInstance, run: dg.DagsterRun) -> dict[str, dict[s
                 for e in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)}
     for name, step in steps.items():
         if step["status"] != "processed" and step_of.get(name) in failures:
-            steps[name] = {"status": "failed", "message": failures[step_of[name]]}  # type: ignore[index]
+            steps[name] = {"status": "failed", "message": failures[step_of[name]]}
     for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
-        evaluation = entry.dagster_event.event_specific_data  # type: ignore[union-attr]
+        evaluation = entry.dagster_event.asset_check_evaluation_data  # type: ignore[union-attr]
         if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
             details = {k: _public(getattr(v, "value", v)) for k, v in (evaluation.metadata or {}).items()}
             steps[evaluation.asset_key.to_user_string()] = {

@@ -128,7 +128,7 @@ class Storage:
         finally:
             tmp_path.unlink(missing_ok=True)
 
-    def write_record(self, table: str, key: str, record: dict[str, Any]) -> Path:
+    def write_record(self, table: str, key: str, record: dict[str, Any] | list[dict[str, Any]]) -> Path:
         target = self.record_path(table, key)
         with self.atomic_path(target) as tmp:
             tmp.write_text(json.dumps(record, indent=2, default=str, ensure_ascii=False))
@@ -139,6 +139,11 @@ class Storage:
         if not path.exists():
             return None
         return json.loads(path.read_text())
+
+    def read_rows(self, table: str, key: str) -> list[dict[str, Any]]:
+        """A record that is a list of rows (images, units, file_status); empty when there is none."""
+        path = self.record_path(table, key)
+        return json.loads(path.read_text()) if path.exists() else []
 
     def update_record(self, table: str, key: str, **changes: Any) -> dict[str, Any]:
         record = self.read_record(table, key) or {}

@@ -15,7 +15,7 @@ import pandas as pd
 import pyogrio
 import pytest
 
-from leaf_dagster.bench.generate import (
+from benchmarks.generate import (
     COLUMNS,
     FIRST_SECTION_ID,
     HARVEST_NAME,
@@ -138,3 +138,15 @@ def test_cli_hands_bench_options_to_the_benchmark(capsys: pytest.CaptureFixture[
         main(["bench", "--quick", "--help"])
     assert exit_info.value.code == 0
     assert "--quick" in capsys.readouterr().out
+
+
+def test_cli_bench_without_the_benchmarks_says_so_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """An installed wheel has no benchmarks/: one line on stderr and exit code 2, no traceback."""
+    from leaf_dagster import cli
+
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "site-packages" / "leaf_dagster" / "cli.py"))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["bench", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: the benchmarks are not installed")

@@ -25,7 +25,7 @@ import yaml
 
 from dagster._core.events import EngineEventData
 
-from leaf_dagster.bench.daemon import stop_daemon
+from benchmarks.daemon import stop_daemon
 from leaf_dagster.defs.recovery import RECOVERS_TAG, WORKER_GONE, process_alive, worker_pid
 from leaf_dagster.defs.sensors import recovery_sensor
 from leaf_dagster.status import BATCH_JOB, FILE_JOB, record_file_status

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leaf_dagster.bench.tlg import HEADER, generate
+from benchmarks.tlg import HEADER, generate
 from leaf_dagster.readers import ReaderError
 from leaf_dagster.readers.isoxml.tlg import PTN_FIELDS, TlgHeader, decode, decode_log, parse_header
 
@@ -109,7 +109,7 @@ def test_decoder_matches_struct_on_generated_log() -> None:
 
 
 def test_benchmark_module_runs_small(capsys: pytest.CaptureFixture[str]) -> None:
-    from leaf_dagster.bench.tlg import main
+    from benchmarks.tlg import main
 
     main(["--records", "20000"])
     assert "records/s" in capsys.readouterr().out

@@ -394,9 +394,9 @@ def test_stuck_gps_time_takes_the_terminal_clock(real: Path, tmp_path: Path) -> 
 
 
 def test_benchmark_card_with_a_no_fix_record(tmp_path: Path) -> None:
-    """The card `leaf-dagster bench` times (leaf_dagster.bench.isoxml): its no-fix record is dropped and
+    """The card `leaf-dagster bench` times (benchmarks.isoxml): its no-fix record is dropped and
     every swath stays in the generated field (the speed itself is measured by the benchmark, not here)."""
-    from leaf_dagster.bench.isoxml import write_card
+    from benchmarks.isoxml import write_card
 
     with zipfile.ZipFile(write_card(tmp_path, 1200, 600)) as zf:
         zf.extractall(tmp_path / "card")
@@ -413,7 +413,7 @@ def test_benchmark_card_with_a_no_fix_record(tmp_path: Path) -> None:
 def test_damaged_log_returns_only_records_that_pass(flips: list[tuple[int, int]]) -> None:
     """Whatever bytes are damaged, every returned record passes the checks, and each damaged byte costs at
     most a few records (the record it hit, the one before if its length was the damage, and the next)."""
-    from leaf_dagster.bench.tlg import HEADER, generate
+    from benchmarks.tlg import HEADER, generate
 
     header = parse_header(HEADER.encode(), "TLG00001")
     data = bytearray(generate(300, seed=5))

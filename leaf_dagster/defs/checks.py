@@ -56,7 +56,8 @@ def release_downstream(context: dg.AssetExecutionContext) -> None:
     progress: they show as not run (or as their previous materialisation). The run's own events, which
     Leaf's status reads, are unchanged."""
     graph = context.job_def.asset_layer.asset_graph
-    downstream, frontier = set(), [context.asset_key]
+    downstream: set[dg.AssetKey] = set()
+    frontier = [context.asset_key]
     while frontier:
         children = graph.get(frontier.pop()).child_keys - downstream
         downstream |= children

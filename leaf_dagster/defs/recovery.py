@@ -49,7 +49,8 @@ def worker_pid(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] |
         pid = (data.metadata or {}).get("pid") if data else None
         if pid is not None:
             try:
-                return int(getattr(pid, "value", pid)), entry.timestamp
+                value: Any = getattr(pid, "value", pid)
+                return int(value), entry.timestamp
             except (TypeError, ValueError):
                 return None
     return None
@@ -115,7 +116,7 @@ def failure_reason(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunFailu
 
 
 def is_latest(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
-    partition = run.tags.get("dagster/partition")
+    partition = run.tags.get("dagster/partition", "")
     newest = instance.get_runs(dg.RunsFilter(job_name=run.job_name, tags={"dagster/partition": partition}), limit=1)
     return bool(newest) and newest[0].run_id == run.run_id
 

@@ -42,7 +42,7 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: LeafStorage):
             continue
         meta = read_sidecar(upload)
         batch_id = meta.get("batchId") or batch_id_for(upload, meta.get("leafUserId"), meta.get("provider"))
-        if context.instance.has_dynamic_partition(batches.name, batch_id) or batch_id in new_keys:
+        if batch_id in new_keys or batches.has_partition_key(batch_id, dynamic_partitions_store=context.instance):
             continue
         record = new_batch(store, batch_id, upload, meta.get("leafUserId"), meta.get("provider"), meta.get("fileFormat"),
                            file_name=meta.get("fileName"), owner=meta.get("apiOwnerUsername"))

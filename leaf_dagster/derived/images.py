@@ -68,7 +68,7 @@ def with_legend(rgba: np.ndarray, title: str, low: float, high: float, max_side:
     image.thumbnail((max_side, max_side), Image.Resampling.NEAREST)
     font = ImageFont.load_default()
     width, pad, bar = max(image.width, 160), 4, 10
-    line = font.getbbox("Ag")[3] + 2
+    line = int(font.getbbox("Ag")[3]) + 2
     canvas = Image.new("RGBA", (width, image.height + 3 * pad + 2 * line + bar), (255, 255, 255, 255))
     canvas.paste(image, ((width - image.width) // 2, 0), image)
     draw = ImageDraw.Draw(canvas)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from ..standard.units import convert, is_known
+from ..standard.units import convert, factor, is_known
 
 # property -> (METRIC unit, IMPERIAL unit), after leaf-spec 4.2; `area` and rates by what they measure.
 _BY_PROPERTY = {
@@ -55,7 +54,7 @@ def convert_frame(frame: pd.DataFrame, units: dict[str, str], system: str) -> tu
             out[prop] = convert(out[prop].to_numpy(dtype=float), unit, target)
             new_units[prop] = target
         if prop == "appliedRate" and "products" in out.columns and target and target != unit:
-            scale = float(convert(np.array([1.0]), unit, target)[0])
+            scale = factor(unit, target)
             out["products"] = [[{**p, "rate": {"value": None if p["rate"]["value"] is None else p["rate"]["value"] * scale}}
                                 for p in (items if items is not None else [])] for items in out["products"]]
     return out, new_units

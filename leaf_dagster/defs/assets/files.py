@@ -84,7 +84,7 @@ def standard_geojson(context: dg.AssetExecutionContext, storage: LeafStorage):
                  missing_inputs=dg.MetadataValue.json(result.missing_inputs) if result.missing else None)
     if not check.passed:
         yield from fail(context, check, file_name=steps.record["fileName"], operation_type=result.operation_type, notes=notes)
-    metadata = {"operation_type": result.operation_type, "evidence": result.evidence}
+    metadata: dict[str, Any] = {"operation_type": result.operation_type, "evidence": result.evidence}
     if result.frame is not None:
         metadata.update({"point_count": len(result.frame), "crop": result.crop or "unknown",
                          "units": dg.MetadataValue.json(result.units), "preview": preview(result.frame),

@@ -5,7 +5,7 @@ for a 4,500-record card. The case shows the time is proportional to the records 
 times the steps (FileSteps, in a spawned child) for N records with a no-fix record, 2N with one, and N
 without, and reports seconds per 1,000 records and the two ratios (about 2 and about 1 when proportional).
 
-    python -m leaf_dagster.bench.isoxml [--records N]
+    python -m benchmarks.isoxml [--records N]
 """
 
 from __future__ import annotations

@@ -159,7 +159,7 @@ def top_functions(profiler: Any, count: int = 6) -> dict[str, list[dict[str, Any
                 project[caller] = project.get(caller, 0.0) + frame.time
             return
         path = frame.file_path or ""
-        if "leaf_dagster" in path and "leaf_dagster/bench" not in path:
+        if "leaf_dagster" in path and "benchmarks" not in path:
             caller = name(frame)
         for child in frame.children:
             walk(child, frame, caller)
@@ -173,10 +173,10 @@ def top_functions(profiler: Any, count: int = 6) -> dict[str, list[dict[str, Any
 def run_steps(upload: str, data_dir: str, profile_dir: str | None = None) -> dict[str, Any]:
     """Register and extract the upload, then run every per-file step of its (single) machine file in order,
     timing each; the owner config turns polygon output on so `standardGeojson` writes it."""
-    from ..config import save
-    from ..files import FileSteps
-    from ..ingest.batch import batch_id_for, ingest_batch, new_batch
-    from ..storage import Storage
+    from leaf_dagster.config import save
+    from leaf_dagster.files import FileSteps
+    from leaf_dagster.ingest.batch import batch_id_for, ingest_batch, new_batch
+    from leaf_dagster.storage import Storage
 
     storage = Storage(data_dir)
     save(storage, {"enablePolygonOutput": True})

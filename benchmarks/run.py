@@ -1,15 +1,15 @@
 """`leaf-dagster bench`: how fast the pipeline is, against what reading the data costs.
 
-    python -m leaf_dagster.bench.run [--quick] [--json] [--out bench-out/] [--profile]
+    python -m benchmarks.run [--quick] [--json] [--out bench-out/] [--profile]
 
 1. Generates deterministic inputs in a temporary folder: a John Deere-style harvest shapefile (1,000,000 points;
    100,000 with --quick) and one upload of small JD exports (100 files of 504 points; 20 with --quick).
 2. Baseline: pyogrio (Arrow) read of that shapefile + GeoParquet write, in the same run.
 3. Every per-file step of the big shapefile through FileSteps (polygon output on), timed step by step, in a
    spawned child whose peak resident memory is read from the kernel (VmHWM).
-4. TLG decoding records/s (leaf_dagster.bench.tlg, 1,000,000 records), and every per-file step of a generated
+4. TLG decoding records/s (benchmarks.tlg, 1,000,000 records), and every per-file step of a generated
    ISOXML card with one no-fix record at 0 / 0 against twice the records and against the same card without it
-   (leaf_dagster.bench.isoxml, 5,000 records): the time must follow the records, not the bad fix.
+   (benchmarks.isoxml, 5,000 records): the time must follow the records, not the bad fix.
 5. The batch: FileSteps in-process, Dagster in-process (process_upload; not with --quick), then the inbox sensor
    + dagster-daemon; overhead per file = (daemon end-to-end - FileSteps time) / files.
 6. Writes OUT/benchmarks.md and OUT/benchmarks.json; prints the table (or the JSON with --json).
@@ -60,7 +60,7 @@ def _proc_field(path: str, key: str) -> str | None:
 
 def describe_machine() -> dict[str, Any]:
     mem_kb = _proc_field("/proc/meminfo", "MemTotal")
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
@@ -75,7 +75,7 @@ def describe_machine() -> dict[str, Any]:
     except Exception:  # informational
         pass
     try:
-        affinity = len(os.sched_getaffinity(0))
+        affinity: int | None = len(os.sched_getaffinity(0))
     except AttributeError:
         affinity = os.cpu_count()
     return {
@@ -99,11 +99,12 @@ _TLG_LINE = re.compile(r"([\d,]+) records.*?best of (\d+) ([\d.]+) s = ([\d,]+) 
 
 
 def tlg_decoding(records: int) -> dict[str, Any]:
-    """The TLG benchmark (leaf_dagster.bench.tlg, owned elsewhere) in a subprocess; its printed line parsed."""
-    command = [sys.executable, "-m", "leaf_dagster.bench.tlg", "--records", str(records)]
-    out: dict[str, Any] = {"command": "python -m leaf_dagster.bench.tlg --records " + str(records)}
+    """The TLG benchmark (benchmarks.tlg) in a subprocess started in the checkout; its printed line parsed."""
+    command = [sys.executable, "-m", "benchmarks.tlg", "--records", str(records)]
+    out: dict[str, Any] = {"command": "python -m benchmarks.tlg --records " + str(records)}
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+        done = subprocess.run(command, cwd=daemon_bench.PROJECT_ROOT, capture_output=True, text=True, timeout=900,
+                              check=False)
     except subprocess.TimeoutExpired:
         return {**out, "error": "timed out after 900 s"}
     text = (done.stdout or "").strip()

@@ -4,7 +4,7 @@ The log looks like a real one: TimeStart, all nine PTN fields, a header of 12 DL
 yield, moisture, distance and fuel totals ...), and 0 to 6 values per record chosen at random with a fixed seed,
 so record lengths vary the way sparse logging makes them vary. Prints records/s, best of three.
 
-    python -m leaf_dagster.bench.tlg [--records N]
+    python -m benchmarks.tlg [--records N]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..readers.isoxml.tlg import decode, parse_header
+from leaf_dagster.readers.isoxml.tlg import decode, parse_header
 
 SEED = 20240611
 DDIS = (0x018D, 0x0043, 0x008D, 0x0054, 0x0057, 0x005A, 0x0063, 0x0075, 0x0076, 0x0094, 0x0090, 0x00A1)

@@ -25,9 +25,7 @@ from typing import Any
 
 import yaml
 
-import leaf_dagster
-
-PROJECT_ROOT = Path(leaf_dagster.__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout: dagster.yaml, workspace.yaml
 FINAL_FILE_STATES = {"processed", "failed"}
 FINAL_BATCH_STATES = {"PROCESSED", "FAILED"}
 READY_MARKERS = ("Checking for new runs for sensor: inbox_sensor", "Sensor inbox_sensor skipped")
@@ -37,8 +35,8 @@ Log = Callable[[str], None]
 
 
 def _prepare(storage_root: Path) -> Any:
-    from ..config import save
-    from ..storage import Storage
+    from leaf_dagster.config import save
+    from leaf_dagster.storage import Storage
 
     storage = Storage(storage_root)
     save(storage, {"enablePolygonOutput": True})
@@ -48,8 +46,8 @@ def _prepare(storage_root: Path) -> Any:
 # -- (i) the same work without Dagster --------------------------------------------------------------------------
 def run_file(storage: Any, file_id: str) -> str:
     """Every step of one file in the order the file job runs them, stopping where a gate would stop Dagster."""
-    from ..files import FileSteps
-    from ..readers import ReaderError
+    from leaf_dagster.files import FileSteps
+    from leaf_dagster.readers import ReaderError
 
     steps = FileSteps(storage, file_id)
     record, _ = steps.store_original()
@@ -71,8 +69,8 @@ def run_file(storage: Any, file_id: str) -> str:
 
 def batch_file_steps(upload: str, data_dir: str) -> dict[str, Any]:
     """Register + extract the upload, run every file's steps with FileSteps, refresh the SQL catalog once."""
-    from ..catalog import refresh_catalog
-    from ..ingest.batch import batch_id_for, ingest_batch, new_batch
+    from leaf_dagster.catalog import refresh_catalog
+    from leaf_dagster.ingest.batch import batch_id_for, ingest_batch, new_batch
 
     storage = _prepare(Path(data_dir))
     path = Path(upload)
@@ -94,7 +92,7 @@ def batch_dagster_in_process(upload: str, data_dir: str, dagster_home: str) -> d
     made from the project's dagster.yaml (the storage the daemon uses)."""
     from dagster import DagsterInstance
 
-    from ..pipeline import process_upload
+    from leaf_dagster.pipeline import process_upload
 
     storage = _prepare(Path(data_dir))
     home = Path(dagster_home)
@@ -220,8 +218,8 @@ def launch_settings(home: Path) -> dict[str, Any]:
         out["run_coordinator"] = type(instance.run_coordinator).__name__
         out["run_launcher"] = type(instance.run_launcher).__name__
     try:
-        from ..definitions import defs
-        from ..status import FILE_JOB
+        from leaf_dagster.definitions import defs
+        from leaf_dagster.status import FILE_JOB
 
         out["file_job_executor"] = defs().resolve_job_def(FILE_JOB).executor_def.name
     except Exception as exc:  # informational only
@@ -233,7 +231,7 @@ def run_timings(home: Path) -> dict[str, Any]:
     """Per-run figures from the instance's run storage: queue wait (created -> started) and run duration."""
     from dagster import DagsterInstance
 
-    from ..status import BATCH_JOB, FILE_JOB
+    from leaf_dagster.status import BATCH_JOB, FILE_JOB
 
     out: dict[str, Any] = {}
     with DagsterInstance.from_config(str(home)) as instance:
@@ -259,7 +257,7 @@ def run_timings(home: Path) -> dict[str, Any]:
     return out
 
 
-def run_breakdown(instance: Any, run_ids: list[str]) -> dict[str, float | None]:
+def run_breakdown(instance: Any, run_ids: list[str]) -> dict[str, float]:
     """Mean seconds per file run, from its event log: in the queue (enqueued -> launched: RUN_STARTING, the
     coordinator handing it to the launcher), starting the run worker process (launched -> run start), starting step subprocesses (worker starting -> step start, summed over
     steps), step bodies (step start -> success/failure, summed), and the rest of the run (run start -> end
@@ -335,7 +333,7 @@ def through_daemon(upload: Path, work: Path, expected_files: int, timeout: float
 
 def timeline(result: dict[str, Any]) -> dict[str, float | None]:
     """Where the daemon path's time goes, in seconds after the upload landed in the inbox."""
-    from ..status import BATCH_JOB, FILE_JOB
+    from leaf_dagster.status import BATCH_JOB, FILE_JOB
 
     t0 = result["dropped_at"]
     batch, files = result["runs"].get(BATCH_JOB, {}), result["runs"].get(FILE_JOB, {})

@@ -1,1 +1,0 @@
-"""Benchmarks run by hand (`python -m leaf_dagster.bench.<name>`), not part of the test suite."""
