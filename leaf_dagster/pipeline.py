@@ -74,7 +74,9 @@ def _run_batch(storage: Storage, instance: DagsterInstance, definitions: dg.Defi
 
 
 def _overview(instance: DagsterInstance, definitions: dg.Definitions, batch_id: str) -> None:
-    """The batch's overview table in the UI, as the status sensor materialises it for daemon runs."""
+    """The batch's overview table in the UI, as the status sensor materialises it for daemon runs. The batch's
+    partition is added first: a throwaway instance (no DAGSTER_HOME) does not know a batch received before it."""
+    instance.add_dynamic_partitions("batches", [batch_id])
     definitions.resolve_job_def(OVERVIEW_JOB).execute_in_process(
         partition_key=batch_id, instance=instance, raise_on_error=False, run_config=QUIET,
         tags={"leaf/batch_id": batch_id})

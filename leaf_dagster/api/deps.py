@@ -55,7 +55,7 @@ class LeafRoute(APIRoute):
 
 
 def settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 def storage(request: Request) -> Storage:

@@ -99,7 +99,7 @@ def output(storage: Storage, table: str, file_id: str) -> Any:
 @router.get("/{file_id}/summary", summary="Get file summary", response_model=Feature,
             dependencies=[OWNED_FILE])
 def get_summary(file_id: str, storage: StorageDep) -> dict[str, Any]:
-    return output(storage, "summaries", file_id)["summary"]  # type: ignore[no-any-return]
+    return output(storage, "summaries", file_id)["summary"]
 
 
 @router.get("/{file_id}/units", summary="Get file units", response_model=dict[str, str],
@@ -168,7 +168,7 @@ def outside_file(file_id: str, record: OwnedFile, storage: StorageDep, download:
             dependencies=[OWNED_FILE])
 def images(file_id: str, request: Request, storage: StorageDep) -> list[dict[str, Any]]:
     out = []
-    for image in storage.read_record("images", file_id) or []:
+    for image in storage.read_rows("images", file_id):
         link = url(request, f"{BASE}/files/{file_id}/images/{image['property']}.png")
         out.append({"property": image["property"], "ramp": image["ramp"], "url": link, "downloadUrl": link + "?download=true"})
     return out

@@ -125,9 +125,9 @@ def gps_clock(log: TlgData, reference: np.ndarray | None, zone: np.timedelta64 |
     if gps_days is not None:
         full = _date(np.where(time_set, gps_days, 0), np.where(time_set, gps_ms, 0))
         out = np.where(time_set & _plausible(full), full, _NAT)
-    undated = np.zeros(log.count, dtype=bool)
-    if reference is not None:
-        undated = np.isnat(out) & time_set & ~np.isnat(reference)
+    if reference is None:
+        return out, 0, 0
+    undated = np.isnat(out) & time_set & ~np.isnat(reference)
     if not undated.any():
         return out, 0, 0
     of_day = np.where(undated, gps_ms, 0)
@@ -176,7 +176,7 @@ def record_times(log: TlgData, task: Task) -> tuple[np.ndarray, str]:
     start = _start_time(log) if terminal is None else None
     reference = terminal if terminal is not None else (np.full(n, start) if start is not None else None)
     zone = zone_offset(task)[0]
-    if terminal is None and start is not None and _ZONE.search(log.header.time_start.strip()):
+    if terminal is None and start is not None and _ZONE.search((log.header.time_start or "").strip()):
         zone = np.timedelta64(0, "m")  # the start was given with its zone: it is in UTC already
     gps, on_terminal_day, undecided = gps_clock(log, reference, zone)
     if terminal is not None:
