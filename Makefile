@@ -9,6 +9,8 @@ PORT ?= 3000
 # Dagster's code server, on 127.0.0.1 only (deploy/workspace.yaml reads the port).
 CODE_PORT ?= 4000
 export LEAF_CODE_SERVER_PORT = $(CODE_PORT)
+# What Dagster's services print (`make run LOG_LEVEL=info` shows sensor ticks and launches again).
+LOG_LEVEL ?= warning
 
 # The API's development token; set LEAF_API_TOKENS (token=owner,...) for real use.
 export LEAF_API_TOKENS ?= dev-token=local
@@ -35,15 +37,15 @@ $(LEAF_DATA_DIR)/.samples-queued:
 	touch $@
 
 # Dagster as a service (`dagster dev` is superseded in 1.13): one code server, the webserver (UI on $(PORT)) and the
-# daemon (sensors, run queue) using it, and the HTTP API on $(API_PORT); each prints WARNING and above only.
+# daemon (sensors, run queue) using it, and the HTTP API on $(API_PORT).
 # scripts/supervise.py starts the others once the code server is up, and stops all of them with every process they
 # started (the run workers included) on Ctrl-C or SIGTERM.
 run: install $(DAGSTER_HOME)/dagster.yaml $(LEAF_DATA_DIR)/.samples-queued
 	@echo "Dagster UI http://$(HOST):$(PORT)  API http://$(HOST):$(API_PORT)/docs  data $(LEAF_DATA_DIR)  (Ctrl-C stops)"
 	@exec $(BIN)/python scripts/supervise.py --first-ready 127.0.0.1:$(CODE_PORT) \
-	  "$(BIN)/dagster code-server start -m leaf_dagster.definitions --location-name leaf_dagster -h 127.0.0.1 -p $(CODE_PORT) --log-level warning" \
-	  "$(BIN)/dagster-webserver -w deploy/workspace.yaml -h $(HOST) -p $(PORT) --log-level warning --dagster-log-level warning" \
-	  "$(BIN)/dagster-daemon run -w deploy/workspace.yaml --log-level warning" \
+	  "$(BIN)/dagster code-server start -m leaf_dagster.definitions --location-name leaf_dagster -h 127.0.0.1 -p $(CODE_PORT) --log-level $(LOG_LEVEL)" \
+	  "$(BIN)/dagster-webserver -w deploy/workspace.yaml -h $(HOST) -p $(PORT) --log-level warning --dagster-log-level $(LOG_LEVEL)" \
+	  "$(BIN)/dagster-daemon run -w deploy/workspace.yaml --log-level $(LOG_LEVEL)" \
 	  "$(BIN)/leaf-dagster serve --host $(HOST) --port $(API_PORT)"
 
 bench: install

@@ -76,7 +76,6 @@ class Supervisor:
         self.asked: list[int] = []
         self.running: dict[int, str] = {}  # pid -> program
         self.ended: list[tuple[str, int]] = []  # (program, exit code) in the order they ended
-        self.groups: list[int] = []  # each command leads a new session: its pid is its process group's id
         self.processes: list[subprocess.Popen] = []  # kept, so that no Popen reaps its child behind reap()'s back
 
     def on_signal(self, signum: int, _frame: object) -> None:
@@ -86,7 +85,11 @@ class Supervisor:
         argv = shlex.split(command)
         self.processes.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True))
         self.running[self.processes[-1].pid] = argv[0]
-        self.groups.append(self.processes[-1].pid)
+
+    @property
+    def groups(self) -> list[int]:
+        """Each command leads a new session, so its pid is its process group's id."""
+        return [process.pid for process in self.processes]
 
     def reap(self) -> None:
         """Collect every exited child (ours or an orphan); record how each command we started ended."""
@@ -129,16 +132,20 @@ class Supervisor:
                 return False
             time.sleep(POLL_SECONDS)
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--grace", type=float, default=7.0,
-                        help="seconds between SIGTERM and SIGKILL when stopping (default 7)")
+    parser.add_argument("--grace", type=float, default=6.0,
+                        help="seconds between SIGTERM and SIGKILL when stopping (default 6)")
     parser.add_argument("--first-ready", metavar="HOST:PORT",
                         help="start the other commands once the first one accepts connections at HOST:PORT")
     parser.add_argument("commands", nargs="+", help="each command as one shell-quoted string")
     args = parser.parse_args(argv)
 
     supervisor = Supervisor(args.grace)
+    # Caught before any command starts, so every command starts with these signals at their defaults, even when
+    # `make run` was started with SIGINT ignored (in the background of a script): Dagster's processes handle
+    # SIGTERM as they handle SIGINT, and would ignore it too.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, supervisor.on_signal)
     become_subreaper()

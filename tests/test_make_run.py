@@ -20,6 +20,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,8 +133,9 @@ def make_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, Output, Path, i
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "DAGSTER_HOME")}
     env["LEAF_DATA_DIR"] = str(data)
     marker = f"LEAF_DATA_DIR={data}"
-    command = ["make", "--no-print-directory", "run", f"DAGSTER_HOME={home}", "HOST=127.0.0.1", f"PORT={port}",
-               f"API_PORT={api_port}", f"CODE_PORT={code_port}"]
+    # -o: the virtualenv these tests run from counts as installed, even when pyproject.toml is newer
+    command = ["make", "--no-print-directory", "-o", ".venv/bin/leaf-dagster", "run", f"DAGSTER_HOME={home}",
+               "HOST=127.0.0.1", f"PORT={port}", f"API_PORT={api_port}", f"CODE_PORT={code_port}"]
     process = subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -204,20 +206,20 @@ def test_make_run_processes_the_samples_quietly_and_stops_on_sigterm(make_run) -
     assert alive_before >= 7  # make, the supervisor, the code server (a proxy and the server), webserver, daemon, API
 
 
-def supervise(tmp_path: Path, grace: float, *commands: str) -> tuple[subprocess.Popen, str]:
+def supervise(grace: float, *commands: str, **popen: Any) -> tuple[subprocess.Popen, str]:
     marker = f"SUPERVISE_TEST={uuid.uuid4().hex}"
     env = {**os.environ, "SUPERVISE_TEST": marker.split("=", 1)[1]}
     process = subprocess.Popen([sys.executable, str(SUPERVISE), "--grace", str(grace), *commands], env=env,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               start_new_session=True)
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True, **popen)
     return process, marker
 
 
-def test_supervisor_stops_trees_that_ignore_sigterm_on_ctrl_c(tmp_path: Path) -> None:
+def test_supervisor_stops_trees_that_ignore_sigterm_on_ctrl_c() -> None:
     """Ctrl-C reaches the supervisor's group only; it stops each command's tree, orphans included, and kills
     what ignores SIGTERM once the grace period is over."""
     process, marker = supervise(
-        tmp_path, 1.0,
+        1.0,
         "sh -c '(sleep 300 &); sleep 300 & wait'",  # an orphaned sleep (its subshell exits) and a child
         "sh -c 'trap \"\" TERM; sleep 300; true'")  # ignores SIGTERM, and so does its sleep
     try:
@@ -231,8 +233,8 @@ def test_supervisor_stops_trees_that_ignore_sigterm_on_ctrl_c(tmp_path: Path) ->
         process.wait(timeout=30)
 
 
-def test_supervisor_stops_the_others_when_one_command_ends(tmp_path: Path) -> None:
-    process, marker = supervise(tmp_path, 5.0, "sleep 300", "sh -c 'sleep 1; exit 3'")
+def test_supervisor_stops_the_others_when_one_command_ends() -> None:
+    process, marker = supervise(5.0, "sleep 300", "sh -c 'sleep 1; exit 3'")
     try:
         assert process.wait(timeout=30) == 3
         assert processes_with(marker) == []
@@ -240,3 +242,15 @@ def test_supervisor_stops_the_others_when_one_command_ends(tmp_path: Path) -> No
     finally:
         kill_all(marker)
         process.wait(timeout=30)
+
+
+def test_commands_start_with_sigint_at_its_default_when_the_supervisor_ignores_it() -> None:
+    """`make run` started in the background of a script ignores SIGINT, and so would its commands; Dagster's processes
+    handle SIGTERM as SIGINT, so they would ignore SIGTERM too and stop only when killed."""
+    probe = f"{sys.executable} -c 'import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)'"
+    process, marker = supervise(5.0, probe, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        out, _ = process.communicate(timeout=30)
+        assert out.decode().split() == ["True"] and process.returncode == 0
+    finally:
+        kill_all(marker)
