@@ -1,6 +1,7 @@
 """`make run` as a newcomer starts it: the samples reach their final status, only what matters is printed, and
-SIGTERM to make stops every process it started (code server, webserver, daemon, run workers, the API) within 10 s. Also scripts/supervise.py alone: Ctrl-C on a process tree that ignores SIGTERM, and one command
-ending.
+SIGTERM to make stops every process it started (code server, webserver, daemon, run workers, the API) within 10 s.
+Also scripts/supervise.py alone: Ctrl-C on a process tree that ignores SIGTERM, one command ending, and the signal
+dispositions its commands start with.
 
 Every process of a test is found by a marker in its environment (a unique LEAF_DATA_DIR or SUPERVISE_TEST), which
 every descendant inherits whatever its parent, so nothing started here can escape the checks or the clean-up.
