@@ -20,6 +20,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -207,51 +208,45 @@ def test_make_run_processes_the_samples_quietly_and_stops_on_sigterm(make_run) -
     assert alive_before >= 7  # make, the supervisor, the code server (a proxy and the server), webserver, daemon, API
 
 
-def supervise(grace: float, *commands: str, **popen: Any) -> tuple[subprocess.Popen, str]:
+@contextmanager
+def supervised(grace: float, *commands: str, **popen: Any) -> Iterator[tuple[subprocess.Popen, str]]:
+    """scripts/supervise.py running `commands`; whatever it leaves behind is killed at the end."""
     marker = f"SUPERVISE_TEST={uuid.uuid4().hex}"
     env = {**os.environ, "SUPERVISE_TEST": marker.split("=", 1)[1]}
     process = subprocess.Popen([sys.executable, str(SUPERVISE), "--grace", str(grace), *commands], env=env,
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                start_new_session=True, **popen)
-    return process, marker
+    try:
+        yield process, marker
+    finally:
+        kill_all(marker)
+        process.wait(timeout=30)
 
 
 def test_supervisor_stops_trees_that_ignore_sigterm_on_ctrl_c() -> None:
     """Ctrl-C reaches the supervisor's group only; it stops each command's tree, orphans included, and kills
     what ignores SIGTERM once the grace period is over."""
-    process, marker = supervise(
-        1.0,
-        "sh -c '(sleep 300 &); sleep 300 & wait'",  # an orphaned sleep (its subshell exits) and a child
-        "sh -c 'trap \"\" TERM; sleep 300; true'")  # ignores SIGTERM, and so does its sleep
-    try:
+    with supervised(1.0,
+                    "sh -c '(sleep 300 &); sleep 300 & wait'",  # an orphaned sleep (its subshell exits) and a child
+                    "sh -c 'trap \"\" TERM; sleep 300; true'") as (process, marker):  # ignores SIGTERM, as its sleep
         assert wait_until(lambda: len(processes_with(marker)) == 6, 20), processes_with(marker)
         os.killpg(process.pid, signal.SIGINT)
         assert process.wait(timeout=STOP_SECONDS) == 0
         assert processes_with(marker) == []
         assert "stopped in" in process.stderr.read().decode()
-    finally:
-        kill_all(marker)
-        process.wait(timeout=30)
 
 
 def test_supervisor_stops_the_others_when_one_command_ends() -> None:
-    process, marker = supervise(5.0, "sleep 300", "sh -c 'sleep 1; exit 3'")
-    try:
+    with supervised(5.0, "sleep 300", "sh -c 'sleep 1; exit 3'") as (process, marker):
         assert process.wait(timeout=30) == 3
         assert processes_with(marker) == []
         assert "sh ended with status 3" in process.stderr.read().decode()
-    finally:
-        kill_all(marker)
-        process.wait(timeout=30)
 
 
 def test_commands_start_with_sigint_at_its_default_when_the_supervisor_ignores_it() -> None:
     """`make run` started in the background of a script ignores SIGINT, and so would its commands; Dagster's processes
     handle SIGTERM as SIGINT, so they would ignore SIGTERM too and stop only when killed."""
     probe = f"{sys.executable} -c 'import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)'"
-    process, marker = supervise(5.0, probe, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    try:
+    with supervised(5.0, probe, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) as (process, _):
         out, _ = process.communicate(timeout=30)
         assert out.decode().split() == ["True"] and process.returncode == 0
-    finally:
-        kill_all(marker)
