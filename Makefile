@@ -6,6 +6,11 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export LEAF_DATA_DIR ?= $(CURDIR)/data
 HOST ?= 127.0.0.1
 PORT ?= 3000
+# Dagster's code server, on 127.0.0.1 only (deploy/workspace.yaml reads the port).
+CODE_PORT ?= 4000
+export LEAF_CODE_SERVER_PORT = $(CODE_PORT)
+# What Dagster's services print (`make run LOG_LEVEL=info` shows sensor ticks and launches again).
+LOG_LEVEL ?= warning
 
 # The API's development token; set LEAF_API_TOKENS (token=owner,...) for real use.
 export LEAF_API_TOKENS ?= dev-token=local
@@ -21,9 +26,9 @@ $(BIN)/leaf-dagster: pyproject.toml
 
 install: $(BIN)/leaf-dagster
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
+	cp deploy/dagster.yaml $@
 
 # The shipped samples go into the inbox once; the sensor picks them up without a click.
 $(LEAF_DATA_DIR)/.samples-queued:
@@ -31,11 +36,17 @@ $(LEAF_DATA_DIR)/.samples-queued:
 	cp data/samples/*.zip data/samples/*.json $(LEAF_DATA_DIR)/inbox/
 	touch $@
 
-# Dagster (UI + daemon) on $(PORT) and the HTTP API on $(API_PORT); Ctrl-C stops both.
+# Dagster as a service (`dagster dev` is superseded in 1.13): one code server, the webserver (UI on $(PORT)) and the
+# daemon (sensors, run queue) using it, and the HTTP API on $(API_PORT).
+# scripts/supervise.py starts the others once the code server is up, and stops all of them with every process they
+# started (the run workers included) on Ctrl-C or SIGTERM.
 run: install $(DAGSTER_HOME)/dagster.yaml $(LEAF_DATA_DIR)/.samples-queued
-	trap 'kill 0' INT TERM EXIT; \
-	$(BIN)/leaf-dagster serve --host $(HOST) --port $(API_PORT) & \
-	$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+	@echo "Dagster UI http://$(HOST):$(PORT)  API http://$(HOST):$(API_PORT)/docs  data $(LEAF_DATA_DIR)  (Ctrl-C stops)"
+	@exec $(BIN)/python scripts/supervise.py --first-ready 127.0.0.1:$(CODE_PORT) \
+	  "$(BIN)/dagster code-server start -m leaf_dagster.definitions --location-name leaf_dagster -h 127.0.0.1 -p $(CODE_PORT) --log-level $(LOG_LEVEL)" \
+	  "$(BIN)/dagster-webserver -w deploy/workspace.yaml -h $(HOST) -p $(PORT) --log-level warning --dagster-log-level $(LOG_LEVEL)" \
+	  "$(BIN)/dagster-daemon run -w deploy/workspace.yaml --log-level $(LOG_LEVEL)" \
+	  "$(BIN)/leaf-dagster serve --host $(HOST) --port $(API_PORT)"
 
 bench: install
 	$(BIN)/leaf-dagster bench

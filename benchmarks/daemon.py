@@ -97,7 +97,7 @@ def batch_dagster_in_process(upload: str, data_dir: str, dagster_home: str) -> d
     storage = _prepare(Path(data_dir))
     home = Path(dagster_home)
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copyfile(PROJECT_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     with DagsterInstance.from_config(str(home)) as instance:
         started = time.perf_counter()
@@ -302,7 +302,7 @@ def through_daemon(upload: Path, work: Path, expected_files: int, timeout: float
     """Drop `upload` into the inbox of a daemon-run instance and time it until every file has a final status."""
     home, data = work / "dagster_home", work / "data-daemon"
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copyfile(PROJECT_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
     storage = _prepare(data)
     storage.inbox.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "DAGSTER_HOME": str(home), "LEAF_DATA_DIR": str(data)}

@@ -134,7 +134,7 @@ def workspace(tmp_path: Path) -> Iterator[tuple[Path, Path, Daemon]]:
     home, data = tmp_path / "dagster_home", tmp_path / "data"
     home.mkdir()
     (data / "inbox").mkdir(parents=True)
-    settings = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    settings = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
     # the shipped intervals, shortened so the test is quick: runs that never started fail after 20 s
     settings["run_monitoring"].update(start_timeout_seconds=20, poll_interval_seconds=5)
     (home / "dagster.yaml").write_text(yaml.safe_dump(settings))

@@ -108,7 +108,7 @@ def queue_instance(tmp_path: Path) -> Iterator[tuple[dg.DagsterInstance, Any]]:
 
 def project_instance_settings() -> dict:
     """The run queue settings `make run` uses, with a launcher that only records launches."""
-    settings = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    settings = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
     return {"run_coordinator": settings["run_coordinator"], "concurrency": settings["concurrency"],
             "run_launcher": {"module": "dagster._core.test_utils", "class": "MockedRunLauncher"}}
 
