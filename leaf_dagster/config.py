@@ -184,10 +184,13 @@ def migrate_legacy(storage: Storage) -> None:
         users.rmdir()
 
 
+def _stored(path: Path) -> Any:
+    """The configuration stored at `path` as written, before any check."""
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def _read(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    return validate(json.loads(path.read_text()))
+    return validate(_stored(path))
 
 
 def owner_config(storage: Storage, owner: str = DEFAULT_OWNER) -> dict[str, Any]:
@@ -209,10 +212,12 @@ def effective(storage: Storage, leaf_user_id: str | None, owner: str = DEFAULT_O
 
 def save(storage: Storage, values: dict[str, Any], leaf_user_id: str | None = None,
          owner: str = DEFAULT_OWNER) -> None:
-    """Write (merge into) the owner's or one of its users' configuration file."""
+    """Write (merge into) the owner's or one of its users' configuration file. The merged result is what is
+    checked, not the stored file alone, so a PATCH can replace a value the current rules refuse (one stored by
+    an earlier release, whose checks were looser, or by hand); a PATCH that leaves it in place names it."""
     validate(values)
     path = _path(storage, owner, leaf_user_id)
-    current = _read(path)
-    current.update(values)
+    stored = _stored(path)
+    current = validate({**stored, **values} if isinstance(stored, dict) else stored)
     with storage.atomic_path(path) as tmp:
         tmp.write_text(json.dumps(current, indent=2))
