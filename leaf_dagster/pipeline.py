@@ -118,8 +118,9 @@ def retry_batch(storage: Storage, instance: DagsterInstance, batch_id: str,
         return {"batch": batch_object(batch), "files": [], "message": plan.message}
     run_requests.mark_retried(storage, batch, plan)
     definitions = load_definitions(storage)
+    # the batch's partition, for its step or its overview: a throwaway instance knows no batch made before it
+    instance.add_dynamic_partitions("batches", [batch_id])
     if plan.rerun_batch:
-        instance.add_dynamic_partitions("batches", [batch_id])
         return _run_batch(storage, instance, definitions, batch_id, progress)
     files = run_files(storage, instance, definitions, plan.file_ids, progress)
     update_batch_status(storage, batch_id)
