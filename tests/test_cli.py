@@ -229,4 +229,4 @@ def test_one_flag_style_with_camel_case_aliases() -> None:
     by_camel = parser().parse_args(["files", "list", "--leafUserId", "g", "--operationType", "harvested",
                                     "--minArea", "2"])
     assert vars(by_kebab) == vars(by_camel) and by_kebab.leafUserId == "g" and by_kebab.minArea == "2"
-    assert parser().parse_args(["process", "x.zip", "--leafUserId", "g", "--provider", "p"]).leaf_user_id == "g"
+    assert parser().parse_args(["process", "x.zip", "--leafUserId", "g", "--provider", "Other"]).leaf_user_id == "g"
