@@ -70,3 +70,20 @@ def test_a_patch_replaces_a_stored_value_the_rules_now_refuse(storage: Storage) 
     assert fixed.status_code == 200, fixed.text
     assert (fixed.json()["operationsOutliersLimit"], fixed.json()["unitMeasurement"]) == (2, "METRIC")
     assert json.loads(path.read_text()) == {"operationsOutliersLimit": 2, "unitMeasurement": "METRIC"}
+
+
+@pytest.mark.parametrize("rules,message", [
+    ({"harvestMoisure": [{"operator": "GT", "value": 0}]}, "cleanupRules: Leaf's cleanup has no rules for harvestMoisure"),
+    ({"crop": [{"operator": "GT", "value": 5}]}, "cleanupRules: crop is a text: its rules are EQ or NE with a text"),
+    ({"recordingStatus": [{"operator": "EQ", "value": 1}]},
+     "cleanupRules: recordingStatus is a text: its rules are EQ or NE with a text"),
+    ({"harvestMoisture": [{"operator": "EQ", "value": "dry"}]},
+     "cleanupRules: harvestMoisture is a number: its rules compare it with a number"),
+])
+def test_cleanup_rules_name_leafs_properties_and_compare_like_with_like(rules: dict, message: str) -> None:
+    """Rules that would never apply (a misspelt property), stop every file (a text compared by size) or remove
+    every point (a text compared with a number) are refused when saved."""
+    with pytest.raises(ConfigError) as refused:
+        validate({"cleanupRules": rules})
+    assert str(refused.value).startswith(message)
+    assert validate({"cleanupRules": {"harvestMoisture": [{"operator": "NE", "value": 0}]}})  # a number, by equality
