@@ -459,6 +459,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except duckdb.Error as exc:  # a clear one-line error for users, not a traceback
         print(f"SQL error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: the user stopped it; a traceback through Dagster's run would only bury that
+        if args.verbose:
+            traceback.print_exc()
+        print("interrupted: run the command again to finish its work", file=sys.stderr)
+        return 130
     except Exception as exc:  # a bug or a broken environment: one line, the traceback only when asked for
         if args.verbose:
             traceback.print_exc()

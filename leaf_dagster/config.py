@@ -60,6 +60,10 @@ DEFAULTS: dict[str, Any] = {
 }
 
 Requirement = dict[str, dict[str, dict[str, Literal["required", "optional"]]]]
+# The properties Leaf's cleanup rules apply to: numbers compared with numbers, texts with EQ/NE and a text.
+NUMBER_RULE_PROPERTIES = ("wetMass", "wetMassPerArea", "wetVolume", "wetVolumePerArea", "harvestMoisture", "appliedRate",
+                          "seedRate", "tillageDepthActual", "area", "products")
+TEXT_RULE_PROPERTIES = ("recordingStatus", "crop")
 
 
 class CleanupRule(BaseModel):
@@ -101,6 +105,24 @@ class Configuration(BaseModel):
     seedRateOptional: Requirement
     outOfStandardOperations: bool
     acceptDamagedShapefiles: bool
+
+    @field_validator("cleanupRules")
+    @classmethod
+    def _leafs_properties(cls, rules: dict[str, list[CleanupRule]]) -> dict[str, list[CleanupRule]]:
+        """Each rule on one of Leaf's cleanup properties, comparing like with like: a misspelt property would
+        never apply, `crop GT 5` would stop every file at standardGeojson, and `recordingStatus EQ 1` or a
+        number compared with a text would remove every point."""
+        for prop, prop_rules in rules.items():
+            if prop in TEXT_RULE_PROPERTIES:
+                if any(r.operator not in ("EQ", "NE") or not isinstance(r.value, str) for r in prop_rules):
+                    raise ValueError(f"{prop} is a text: its rules are EQ or NE with a text")
+            elif prop in NUMBER_RULE_PROPERTIES:
+                if any(isinstance(r.value, str) for r in prop_rules):
+                    raise ValueError(f"{prop} is a number: its rules compare it with a number")
+            else:
+                raise ValueError(f"Leaf's cleanup has no rules for {prop} (its properties: "
+                                 f"{', '.join(NUMBER_RULE_PROPERTIES + TEXT_RULE_PROPERTIES)})")
+        return rules
 
 
 class ConfigError(ValueError):
@@ -184,10 +206,13 @@ def migrate_legacy(storage: Storage) -> None:
         users.rmdir()
 
 
+def _stored(path: Path) -> Any:
+    """The configuration stored at `path` as written, before any check."""
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def _read(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    return validate(json.loads(path.read_text()))
+    return validate(_stored(path))
 
 
 def owner_config(storage: Storage, owner: str = DEFAULT_OWNER) -> dict[str, Any]:
@@ -209,10 +234,12 @@ def effective(storage: Storage, leaf_user_id: str | None, owner: str = DEFAULT_O
 
 def save(storage: Storage, values: dict[str, Any], leaf_user_id: str | None = None,
          owner: str = DEFAULT_OWNER) -> None:
-    """Write (merge into) the owner's or one of its users' configuration file."""
+    """Write (merge into) the owner's or one of its users' configuration file. The merged result is what is
+    checked, not the stored file alone, so a PATCH can replace a value the current rules refuse (one stored by
+    an earlier release, whose checks were looser, or by hand); a PATCH that leaves it in place names it."""
     validate(values)
     path = _path(storage, owner, leaf_user_id)
-    current = _read(path)
-    current.update(values)
+    stored = _stored(path)
+    current = validate({**stored, **values} if isinstance(stored, dict) else stored)
     with storage.atomic_path(path) as tmp:
         tmp.write_text(json.dumps(current, indent=2))

@@ -53,14 +53,15 @@ def process_upload(upload: Path, storage: Storage, instance: DagsterInstance, *,
     definitions = load_definitions(storage)
     batch_id = batch_id_for(upload, leaf_user_id, provider)
     new_batch(storage, batch_id, upload, leaf_user_id, provider, move=False)
-    instance.add_dynamic_partitions("batches", [batch_id])
     progress(f"batch {batch_id}: extracting {upload.name}")
     return _run_batch(storage, instance, definitions, batch_id, progress)
 
 
 def _run_batch(storage: Storage, instance: DagsterInstance, definitions: dg.Definitions, batch_id: str,
                progress: Progress) -> dict[str, Any]:
-    """The batch step, then a run for each file it registered and could not settle itself."""
+    """The batch step, then a run for each file it registered and could not settle itself. The batch's
+    partition is added first: a throwaway instance (no DAGSTER_HOME) knows no batch received before it."""
+    instance.add_dynamic_partitions("batches", [batch_id])
     result = definitions.resolve_job_def(BATCH_JOB).execute_in_process(
         partition_key=batch_id, instance=instance, raise_on_error=False, tags={"leaf/batch_id": batch_id},
         run_config=QUIET)
@@ -74,8 +75,8 @@ def _run_batch(storage: Storage, instance: DagsterInstance, definitions: dg.Defi
 
 
 def _overview(instance: DagsterInstance, definitions: dg.Definitions, batch_id: str) -> None:
-    """The batch's overview table in the UI, as the status sensor materialises it for daemon runs. The batch's
-    partition is added first: a throwaway instance (no DAGSTER_HOME) does not know a batch received before it."""
+    """The batch's overview table in the UI, as the status sensor materialises it for daemon runs (its
+    partition added first, as in `_run_batch`)."""
     instance.add_dynamic_partitions("batches", [batch_id])
     definitions.resolve_job_def(OVERVIEW_JOB).execute_in_process(
         partition_key=batch_id, instance=instance, raise_on_error=False, run_config=QUIET,
@@ -121,7 +122,6 @@ def retry_batch(storage: Storage, instance: DagsterInstance, batch_id: str,
     run_requests.mark_retried(storage, batch, plan)
     definitions = load_definitions(storage)
     if plan.rerun_batch:
-        instance.add_dynamic_partitions("batches", [batch_id])
         return _run_batch(storage, instance, definitions, batch_id, progress)
     files = run_files(storage, instance, definitions, plan.file_ids, progress)
     update_batch_status(storage, batch_id)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from leaf_dagster import config
+from leaf_dagster import cli, config
 from leaf_dagster.cli import main, parser
 from leaf_dagster.storage import DATA_DIR_ENV, Storage
 
@@ -200,6 +200,19 @@ def test_reprocess_refuses_unknown_and_ambiguous_ids(data_dir: Path, capfd: pyte
     assert code == 1 and err == "error: batch fedcba98 not found\n"
     code, out, _ = _run(capfd, "files", "show", "0123abcd-0000-4000-8000-000000000002", "--json")
     assert code == 0 and json.loads(out)["id"] == "0123abcd-0000-4000-8000-000000000002"
+
+
+def test_an_interrupt_is_one_line(data_dir: Path, capfd: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C in the middle of a command: one line and the shell's code for SIGINT, no traceback."""
+    def interrupted(args: argparse.Namespace, storage: Storage) -> int:
+        print("Traceback-like noise from a run", file=sys.stderr)  # what the run had written: quieted
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_batch_list", interrupted)
+    assert _run(capfd, "batch", "list") == (130, "", "interrupted: run the command again to finish its work\n")
+    code, _, err = _run(capfd, "batch", "list", "--verbose")
+    assert code == 130 and "Traceback (most recent call last)" in err and "KeyboardInterrupt" in err
 
 
 def _commands(p: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:

@@ -3,9 +3,16 @@ later file of the user."""
 
 from __future__ import annotations
 
-import pytest
+import json
 
+import pytest
+from fastapi.testclient import TestClient
+
+from leaf_dagster.api.app import create_app
 from leaf_dagster.config import DEFAULTS, ConfigError, validate
+from leaf_dagster.storage import Storage
+
+CONFIG = "/services/config/api/configs"
 
 
 @pytest.mark.parametrize("rules", [[{"operator": "GT"}], [{"operator": "GT", "value": "abc"}],
@@ -47,3 +54,36 @@ def test_messages_name_the_key_and_the_value(values: dict, message: str) -> None
     with pytest.raises(ConfigError) as refused:
         validate(values)
     assert str(refused.value) == message
+
+
+def test_a_patch_replaces_a_stored_value_the_rules_now_refuse(storage: Storage) -> None:
+    """A value the earlier, looser checks let through (any number for operationsOutliersLimit) or written by hand
+    does not lock the configuration: the PATCH that replaces it is taken, one that leaves it is refused naming it."""
+    path = storage.owner_path("alice", "config.json")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"operationsOutliersLimit": 0, "unitMeasurement": "METRIC"}))
+    client = TestClient(create_app(storage, tokens={"t": "alice"}), headers={"Authorization": "Bearer t"})
+    kept = client.patch(CONFIG, json={"enablePolygonOutput": True})
+    assert kept.status_code == 400
+    assert kept.json()["message"] == "operationsOutliersLimit: Input should be greater than 0, not 0"
+    fixed = client.patch(CONFIG, json={"operationsOutliersLimit": 2})
+    assert fixed.status_code == 200, fixed.text
+    assert (fixed.json()["operationsOutliersLimit"], fixed.json()["unitMeasurement"]) == (2, "METRIC")
+    assert json.loads(path.read_text()) == {"operationsOutliersLimit": 2, "unitMeasurement": "METRIC"}
+
+
+@pytest.mark.parametrize("rules,message", [
+    ({"harvestMoisure": [{"operator": "GT", "value": 0}]}, "cleanupRules: Leaf's cleanup has no rules for harvestMoisure"),
+    ({"crop": [{"operator": "GT", "value": 5}]}, "cleanupRules: crop is a text: its rules are EQ or NE with a text"),
+    ({"recordingStatus": [{"operator": "EQ", "value": 1}]},
+     "cleanupRules: recordingStatus is a text: its rules are EQ or NE with a text"),
+    ({"harvestMoisture": [{"operator": "EQ", "value": "dry"}]},
+     "cleanupRules: harvestMoisture is a number: its rules compare it with a number"),
+])
+def test_cleanup_rules_name_leafs_properties_and_compare_like_with_like(rules: dict, message: str) -> None:
+    """Rules that would never apply (a misspelt property), stop every file (a text compared by size) or remove
+    every point (a text compared with a number) are refused when saved."""
+    with pytest.raises(ConfigError) as refused:
+        validate({"cleanupRules": rules})
+    assert str(refused.value).startswith(message)
+    assert validate({"cleanupRules": {"harvestMoisture": [{"operator": "NE", "value": 0}]}})  # a number, by equality
