@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from http import HTTPStatus
 from typing import Any
@@ -62,7 +62,7 @@ def load_tokens(storage: Storage) -> dict[str, str]:
     return tokens
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """The API's one error shape."""
     return JSONResponse(Error(status=status, message=message).model_dump(), status_code=status, headers=headers)
 
@@ -153,5 +153,5 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
             app.openapi_schema = schema
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to replace its schema
     return app

@@ -103,7 +103,7 @@ async def receive_zip(chunks: AsyncIterator[bytes], content_type: str, sink: Bin
         if part.get("field") and part["field"] != "file":
             upload["fields"][part["field"]] = part["value"].decode("utf-8", "replace")
 
-    parser = MultipartParser(options[b"boundary"], callbacks={  # type: ignore[arg-type]
+    parser = MultipartParser(options[b"boundary"], callbacks={
         "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
         "on_header_end": on_header_end, "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
         "on_part_end": on_part_end})

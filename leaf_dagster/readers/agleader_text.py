@@ -43,9 +43,8 @@ def read_agleader_text(detected: DetectedFile) -> SourceTable:
             and _cut_short(rows[-1][-1], [r[-1] for r in complete[:-1]]):
         complete = complete[:-1]  # the copy stopped inside the last value of the last line
     frame = pd.DataFrame(complete, columns=[c.name for c in layout.columns])
-    for column in layout.columns:
-        if column.kind not in _TEXT_KINDS:
-            frame[column.name] = pd.to_numeric(frame[column.name].replace("NA", np.nan), errors="coerce")
+    for numeric in (c.name for c in layout.columns if c.kind not in _TEXT_KINDS):
+        frame[numeric] = pd.to_numeric(frame[numeric].replace("NA", np.nan), errors="coerce")
     good = frame["longitude"].notna() & frame["latitude"].notna()
     dropped = len(rows) - int(good.sum())
     if dropped > len(rows) / 2:

@@ -79,7 +79,10 @@ def dictionary() -> dict[str, Entry]:
         ranges: dict[str, tuple[float, float, str]] = {}
         for spec in filter(None, (s.strip() for s in row["range"].split(";"))):
             bounds, unit = spec.rsplit(" ", 1)
-            low, high = re.fullmatch(r"(-?[\d.]+)-(-?[\d.]+)", bounds).groups()  # type: ignore[union-attr]
+            match = re.fullmatch(r"(-?[\d.]+)-(-?[\d.]+)", bounds)
+            if match is None:
+                raise ValueError(f"reference/columns.csv: {row['property']}'s range '{spec}' is not 'low-high unit'")
+            low, high = match.groups()
             ranges[dimension(unit)] = (float(low), float(high), unit)
         units = tuple(u for u in row["units"].split("|") if u)
         entries[row["property"]] = Entry(row["property"], units, ranges, tuple(row["aliases"].split("|")))
@@ -116,7 +119,7 @@ def _name_scores(column: str) -> list[tuple[float, int, Entry, str | None, float
     tail = _unit_tail(column)
     base_full = _alnum(tail[0]) if tail else None
     base_sk = skeleton(tail[0]) if tail else None
-    found = []
+    found: list[tuple[float, int, Entry, str | None, float, str]] = []
     for a_full, a_sk, alias, entry in _alias_keys():
         if col_full == a_full:
             found.append((EXACT, len(a_sk), entry, None, 1.0, f"name '{alias}'"))

@@ -195,9 +195,9 @@ def from_file_name(file_name: str | None) -> tuple[Resolved | None, str | None]:
             phrase = " ".join(words[i:i + size])
             if len(phrase) < 4 and phrase not in table() or names().get(phrase, ("", ""))[1] == _LANGUAGES["abbr"]:
                 continue
-            crop = _by_key(phrase)
-            if crop and not any(phrase in longer for longer in found):
-                found.setdefault(phrase, crop)
+            hit = _by_key(phrase)
+            if hit and not any(phrase in longer for longer in found):
+                found.setdefault(phrase, hit)
     crops = {c.name for c, _ in found.values()}
     if len(crops) == 1:
         phrase, (crop, why) = next(iter(found.items()))

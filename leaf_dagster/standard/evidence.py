@@ -283,7 +283,7 @@ def resolve(frame: pd.DataFrame, m: dict[str, Match], crop: Crop | None = None) 
     crop = crop or Crop()
     harvest = bool(set(m) & _HARVEST_PROPS)
     values = {p: _values(rows, match) for p, match in m.items() if p in entries and entries[p].units}
-    options: dict[str, list[tuple[str, float]]] = {}
+    options: dict[str, list[tuple[str, float, float]]] = {}  # prop -> (unit, values' score, convention's bonus)
     notes: list[str] = []
     for prop, match in m.items():
         entry = entries.get(prop)
@@ -305,16 +305,17 @@ def resolve(frame: pd.DataFrame, m: dict[str, Match], crop: Crop | None = None) 
     while linked and np.prod([len(options[p]) for p in linked]) > _MAX_COMBINATIONS:
         widest = max(linked, key=lambda p: len(options[p]))
         options[widest] = sorted(options[widest], key=lambda o: -o[1] - o[2])[:2]
-    combos = []  # (values alone, with the writer's convention, less the one-system preference, units, notes)
+    # (values alone, with the writer's convention, less the one-system preference, units, notes)
+    combos: list[tuple[float, float, float, dict[str, str], list[str]]] = []
     for choice in itertools.product(*(options[p] for p in linked)):
-        units = {**fixed, **{p: u for p, (u, _, _) in zip(linked, choice)}}
-        score, check_notes = checks.score(units)
+        reading = {**fixed, **{p: u for p, (u, _, _) in zip(linked, choice)}}
+        score, check_notes = checks.score(reading)
         values_only = score + sum(s for _, s, _ in choice)
         with_convention = values_only + sum(b for _, _, b in choice)
         # one equation can balance two wrong units whose factors cancel (ft with t/h against m with kg/s): a
         # monitor writes its unlabelled columns in one system, so a guess that mixes systems ranks lower
         mixed = len({_family(u) for u, _, _ in choice} - {None}) > 1
-        combos.append((values_only, with_convention, with_convention - (_MIXED_SYSTEMS if mixed else 0.0), units,
+        combos.append((values_only, with_convention, with_convention - (_MIXED_SYSTEMS if mixed else 0.0), reading,
                        check_notes))
     # The values rank the readings. The writer's convention breaks the ties they leave; the one-system
     # preference only orders what is left, and a unit it alone would pick stays open.
@@ -330,15 +331,16 @@ def resolve(frame: pd.DataFrame, m: dict[str, Match], crop: Crop | None = None) 
         if prop in linked:
             unit = best_units[prop]
             tied = [c for c in contenders if c[3][prop] != unit]  # readings the values support as well
-            alike = [c for c in tied if best_convention - c[1] < _AMBIGUOUS]  # ... and the convention too
+            alike_combos = [c for c in tied if best_convention - c[1] < _AMBIGUOUS]  # ... and the convention too
+            alike = {c[3][prop] for c in alike_combos}
             unfit = all(s <= -4.0 for _, s, _ in opts) and bool(tied)
             rival = tied[0][3][prop] if tied else None
-            only_one_system = bool(alike) and all(best_ranked > c[2] for c in alike)
+            only_one_system = bool(alike_combos) and all(best_ranked > c[2] for c in alike_combos)
         else:
             ranked = sorted(((u, s + bonus) for u, s, bonus in opts), key=lambda o: -o[1])
             unit, top = ranked[0]
             margin = top - max((score for _, score in ranked[1:]), default=-np.inf)
-            alike = [(None, None, None, {prop: u}) for u, score in ranked[1:] if top - score < _AMBIGUOUS]
+            alike = {u for u, score in ranked[1:] if top - score < _AMBIGUOUS}
             unfit = all(s + bonus <= -4.0 for _, s, bonus in opts) and margin < 1.0
             rival = ranked[1][0] if margin < 1.0 else None
             only_one_system = False
@@ -346,7 +348,7 @@ def resolve(frame: pd.DataFrame, m: dict[str, Match], crop: Crop | None = None) 
             unresolved[prop] = f"'{match.column}': no unit of {'/'.join(entries[prop].units)} fits its values"
             resolved[prop] = replace(match, unit=None, unit_source=None)
         elif alike:
-            units = [unit, *sorted({c[3][prop] for c in alike}, key=order)]
+            units = [unit, *sorted(alike, key=order)]
             unresolved[prop] = (f"'{match.column}': its values fit {', '.join(units)} alike and nothing in the file "
                                 "states which" + (f" (only reading every column in one unit system would prefer "
                                                   f"{unit})" if only_one_system else ""))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -233,10 +234,10 @@ def _file_crop(frame: pd.DataFrame, m: dict[str, Match], source: SourceTable, op
     if "product" in m:
         raw = _text(frame, m["product"].column).dropna().unique()
         finder = crops.lookup if operation == "harvested" else crops.crop_from_seed_name
-        kinds = {finder(v) for v in raw} - {None}
+        kinds = {kind for kind in map(finder, raw) if kind is not None}
         if len(kinds) == 1:
             crop = kinds.pop()
-            return crop.name, notes + [f"crop {crop.name}: from the product name in '{m['product'].column}'"]  # type: ignore[union-attr]
+            return crop.name, notes + [f"crop {crop.name}: from the product name in '{m['product'].column}'"]
     # an application's file is named after its products ("Corn Rescue" is a herbicide), not its crop
     hit, reason = crops.from_file_name(source.hints.get("fileName")) if operation in ("harvested", "planted") \
         else (None, None)
@@ -297,7 +298,7 @@ def standardize(source: SourceTable) -> StandardResult:
     if len(frame) < len(source.frame):
         result.notes.append(f"{len(source.frame) - len(frame)} records without a position are not points")
 
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}  # output column -> its values: arrays, series or one value for every point
     units: dict[str, str] = {}
 
     def put(name: str, values: object, unit: str | None = None) -> None:
@@ -345,9 +346,10 @@ def standardize(source: SourceTable) -> StandardResult:
     area = polygon_area
     if area is None and {"distance", "equipmentWidth"} <= units.keys() and is_known(units["distance"]) \
             and is_known(units["equipmentWidth"]):
-        area = (convert(out["distance"], units["distance"], "m") * convert(out["equipmentWidth"], units["equipmentWidth"], "m"))
+        area = np.asarray(convert(out["distance"], units["distance"], "m")
+                          * convert(out["equipmentWidth"], units["equipmentWidth"], "m"), dtype=float)
     if area is not None:
-        put("area", np.asarray(area, dtype=float), "m2")
+        put("area", area, "m2")
     else:
         result.notes.append("no working width and distance with known units, so point areas are unknown")
     if "speed" not in out and "distance" in out and "samplingInterval" in out and is_known(units.get("distance")):
@@ -435,8 +437,9 @@ def _harvest(frame: pd.DataFrame, m: dict[str, Match], out: dict, units: dict, c
              result: StandardResult) -> None:
     """Wet/dry mass and volume, per area and per point, from whatever the source gives."""
     def per_area(prop: str, imperial: str) -> np.ndarray | None:
-        if prop in m and is_known(m[prop].unit):
-            return convert(_numbers(frame, m[prop]), m[prop].unit, imperial)
+        match = m.get(prop)
+        if match is not None and is_known(match.unit):
+            return np.asarray(convert(_numbers(frame, match), match.unit, imperial), dtype=float)
         return None
 
     moisture = _numbers(frame, m["harvestMoisture"]) if "harvestMoisture" in m else None
@@ -451,12 +454,12 @@ def _harvest(frame: pd.DataFrame, m: dict[str, Match], out: dict, units: dict, c
     area = out.get("area")
     area_ac = None if area is None else np.asarray(area) * factor("m2", "ac")
     for basis in ("wet", "dry"):
-        prop = f"{basis}Mass"
-        if wet is None and dry is None and prop in m and is_known(m[prop].unit) and area_ac is not None:
+        match = m.get(f"{basis}Mass")
+        if wet is None and dry is None and match is not None and is_known(match.unit) and area_ac is not None:
             with np.errstate(divide="ignore", invalid="ignore"):
-                per_ac = np.where(area_ac > 0, convert(_numbers(frame, m[prop]), m[prop].unit, "lb") / area_ac, np.nan)
+                per_ac = np.where(area_ac > 0, convert(_numbers(frame, match), match.unit, "lb") / area_ac, np.nan)
             wet, dry = (per_ac, None) if basis == "wet" else (None, per_ac)
-            result.notes.append(f"{basis} mass per area from the mass per point '{m[prop].column}' / (distance x width)")
+            result.notes.append(f"{basis} mass per area from the mass per point '{match.column}' / (distance x width)")
     if wet is None and dry is None and wet_vol is None and dry_vol is None and area_ac is not None \
             and "cropFlow" in units and "samplingInterval" in out:
         mass_lb = convert(out["cropFlow"], units["cropFlow"], "lb/s") * np.asarray(out["samplingInterval"], dtype=float)
@@ -517,19 +520,20 @@ def _source_masses(frame: pd.DataFrame, m: dict[str, Match], out: dict, units: d
     """Per-point masses and volumes from the source's own harvested mass (a machine counter, its mass flow over
     time, a mass column), which win over yield per area x point area: that is a reconstruction. Masses keep
     the unit of the source's column; the other basis follows from moisture as the yields do."""
-    given = [p for p in ("wetMass", "dryMass") if p in m and is_known(m[p].unit)]
+    stated = {p: m[p].unit for p in ("wetMass", "dryMass") if p in m}
+    given = {p: u for p, u in stated.items() if is_known(u)}  # mass column -> its unit
     if not given:
         return
-    unit = m[given[0]].unit
-    masses = {p[:3]: convert(_numbers(frame, m[p]), m[p].unit, "lb") for p in given}
-    if len(masses) == 1 and moisture is not None or standard_moisture is None:
-        (basis, pounds), = list(masses.items())[:1]
+    unit = next(iter(given.values()))
+    masses = {p[:3]: convert(_numbers(frame, m[p]), u, "lb") for p, u in given.items()}
+    if len(masses) == 1:  # the other basis: the same pounds for a crop without a standard moisture, else by moisture
+        (basis, pounds), = masses.items()
+        other = "dry" if basis == "wet" else "wet"
         if standard_moisture is None:
-            other = pounds
-        else:
+            masses[other] = pounds
+        elif moisture is not None:
             wet_share, dry_share = 100.0 - moisture, 100.0 - standard_moisture
-            other = pounds * (wet_share / dry_share if basis == "wet" else dry_share / wet_share)
-        masses.setdefault("dry" if basis == "wet" else "wet", other)
+            masses[other] = pounds * (wet_share / dry_share if basis == "wet" else dry_share / wet_share)
     for basis, pounds in masses.items():
         out[f"{basis}Mass"], units[f"{basis}Mass"] = convert(pounds, "lb", unit), unit
         if density is not None:

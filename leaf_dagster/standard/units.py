@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import TypeGuard, cast
 
 import numpy as np
 import pint
@@ -47,7 +48,7 @@ _ALIASES = {
 
 @lru_cache(maxsize=1)
 def registry() -> pint.UnitRegistry:
-    ureg = pint.UnitRegistry()
+    ureg: pint.UnitRegistry = pint.UnitRegistry()
     # pint's `acre` is the US survey acre; monitors and Leaf mean 43,560 international square feet.
     ureg.define("international_acre = 43560 * foot ** 2")
     return ureg
@@ -91,7 +92,7 @@ def leaf_unit(label: str | None) -> str | None:
     return whole
 
 
-def is_known(unit: str | None) -> bool:
+def is_known(unit: str | None) -> TypeGuard[str]:
     return unit is not None and (unit in _PINT or unit.startswith("kseeds/"))
 
 
@@ -123,7 +124,9 @@ def convert(values: np.ndarray | float, src: str, dst: str) -> np.ndarray | floa
     if src in {"degC", "degF"} or dst in {"degC", "degF"}:
         ureg = registry()
         return ureg.Quantity(np.asarray(values, dtype=float), _PINT[src]).to(_PINT[dst]).magnitude
-    return np.asarray(values, dtype=float) * factor(src, dst) if not np.isscalar(values) else values * factor(src, dst)
+    if np.isscalar(values):
+        return cast(float, values) * factor(src, dst)  # a number: np.isscalar's guard also admits str and bytes
+    return np.asarray(values, dtype=float) * factor(src, dst)
 
 
 def system_of(unit: str | None) -> str:

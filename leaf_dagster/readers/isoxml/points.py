@@ -11,6 +11,9 @@ widths of the sections that are on, the rates of the bins with their products.
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,9 +188,12 @@ class Builder:
         devices = {self.data.elements[e].device for e in self.group.elements if e in self.data.elements}
         same_device = sorted((e for e in logged_elements if e in self.data.elements
                               and self.data.elements[e].device in devices), key=self.data.depth)
-        others = sorted((e for e in logged_elements if e not in same_device),
-                        key=lambda e: (0 if (self.data.device_of(e) and self.data.device_of(e).device_class == 1) else 1,
-                                       self.data.depth(e)))
+
+        def tractor_first(element: str) -> tuple[int, int]:
+            device = self.data.device_of(element)
+            return 0 if device is not None and device.device_class == 1 else 1, self.data.depth(element)
+
+        others = sorted((e for e in logged_elements if e not in same_device), key=tractor_first)
         self.near = list(dict.fromkeys(near + same_device + others))
         self.tree = Elements(self.data)
         self.states = self.section_states()
@@ -334,8 +340,7 @@ class Builder:
             element = other[0]
             parts = [s.column(element, 141) for s in self.streams]
             source = f"DDI 141 of {self._label(element)}"
-        self._put("recordingStatus", [np.where(p == 1, "On", np.where(np.isnan(p), None, "Off")).astype(object)
-                                      for p in parts], None, 141, source)
+        self._put("recordingStatus", [_on_off(p) for p in parts], None, 141, source)
 
     def section_width(self) -> bool:
         """equipmentWidth as the summed width of the sections that are on (logged DDI 67, else their DPT)."""
@@ -411,13 +416,15 @@ class Builder:
         time t is the one logged at t - latency. The latency is taken where the card declares it: logged or
         fixed in a time log header (its median per stream), else a device property (DPT) of the element."""
         picked = self._pick([dd.Target(143, "ms", 1.0)], self.group.elements + self.near)
-        constant = None
-        if picked is None:
+        constant: tuple[str, int] | None = None
+        if picked is not None:
+            element = picked[0]
+        else:
             constant = next(((e, v) for e in self.group.elements + self.near
                              if (v := self.tree.constant(e, 143))), None)
             if constant is None:
                 return
-        element = picked[0] if picked is not None else constant[0]
+            element = constant[0]
         self.latencies = [0.0] * len(self.streams)
         for i, stream in enumerate(self.streams):
             if constant is not None:
@@ -592,18 +599,20 @@ class Builder:
                           "the count)")
 
 
-class _quiet:
+@contextmanager
+def _quiet() -> Iterator[None]:
     """Silence numpy's 'mean of empty slice' warning for records no element has logged yet."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)
+        yield
 
-    def __exit__(self, *exc: object) -> None:
-        self._ctx.__exit__(*exc)
+
+def _on_off(state: np.ndarray) -> np.ndarray:
+    """A work state (DDI 141) as Leaf's recordingStatus: 'On' for 1, 'Off' for any other value, None where
+    nothing was logged."""
+    status = np.where(state == 1, "On", "Off").astype(object)
+    status[np.isnan(state)] = None
+    return status
 
 
 def _allocation_names(data: TaskData, task: Task, elements: list[str]) -> list[tuple[str, pd.Timestamp | None, pd.Timestamp | None]]:
@@ -685,7 +694,8 @@ def _crop_and_variety(data: TaskData, task: Task, products: list[str]) -> tuple[
         (only,) = data.crops.values()
         if only.strip():
             return only.strip(), None, "the TaskData's only crop type (CTP)"
-    named = {crops.lookup(word).name: word for word in [task.label, *task.label.split()] if crops.lookup(word)}
+    found = ((crops.lookup(word), word) for word in [task.label, *task.label.split()])
+    named = {hit.name: word for hit, word in found if hit}
     if len(named) == 1:
         (word,) = named.values()
         return word, None, "the task's name (no crop type is given)"
@@ -716,7 +726,7 @@ def build_points(data: TaskData, task: Task, group: OperationGroup, logs: list[T
     streams = streams_of(logs, task)
     joined = [s for s in streams if len(s.logs) > 1]
     for stream in joined:
-        notes.append(f"time logs {', '.join(l.header.name for l in stream.logs)} repeat the same {stream.logs[0].count} records "
+        notes.append(f"time logs {', '.join(log.header.name for log in stream.logs)} repeat the same {stream.logs[0].count} records "
                      "with different values (a header holds at most 256 DLVs): joined record by record")
     for stream in streams:
         notes += [n for n in stream.notes if n not in notes]
@@ -731,8 +741,9 @@ def build_points(data: TaskData, task: Task, group: OperationGroup, logs: list[T
         lat_parts.append(north * 1e-7)
         lon_parts.append(east * 1e-7)
         up = stream.first_ptn("up")
-        up_parts.append(up * 1e-3 if up is not None else None)
-    if all(u is not None for u in up_parts):
+        if up is not None:
+            up_parts.append(up * 1e-3)
+    if len(up_parts) == len(streams):
         b._put("elevation", up_parts, "m", None, "PTN C (PositionUp, mm)")
     steps, step_notes = positions.swath_steps(lat_parts, lon_parts)
     notes += step_notes

@@ -9,6 +9,7 @@ and raises ReaderError with the file and reason for anything it cannot use.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -137,11 +138,12 @@ class Task:
     field: str | None
     customer: str | None
     farm: str | None
-    time_logs: list[str] = field(default_factory=list)
-    allocations: list[Allocation] = field(default_factory=list)
-    time_elements: list[TimeElement] = field(default_factory=list)  # its TIMs, in document order
-    times: list[str] = field(default_factory=list)  # TIM / ASP start and stop texts, for the clock's zone
-    devices: list[str] = field(default_factory=list)  # DAN device refs
+    # `dataclasses.field` in full: the attribute `field` above shadows the bare name in this class body
+    time_logs: list[str] = dataclasses.field(default_factory=list)
+    allocations: list[Allocation] = dataclasses.field(default_factory=list)
+    time_elements: list[TimeElement] = dataclasses.field(default_factory=list)  # its TIMs, in document order
+    times: list[str] = dataclasses.field(default_factory=list)  # TIM / ASP start and stop texts, for the clock's zone
+    devices: list[str] = dataclasses.field(default_factory=list)  # DAN device refs
 
     @property
     def label(self) -> str:
@@ -240,8 +242,9 @@ def _device(node: ET.Element) -> Device:
         object_id, ddi = int_attr(dpd.get("A")), hex_attr(dpd.get("B"))
         if object_id is not None and ddi is not None:
             device.dpd[object_id] = (ddi, dpd.get("E", "") or "")
-            if int_attr(dpd.get("F")) is not None:
-                device.presentation_of[object_id] = int_attr(dpd.get("F"))  # type: ignore[assignment]
+            presentation = int_attr(dpd.get("F"))
+            if presentation is not None:
+                device.presentation_of[object_id] = presentation
     for dpt in node.findall("DPT"):
         object_id, ddi, value = int_attr(dpt.get("A")), hex_attr(dpt.get("B")), int_attr(dpt.get("C"))
         if object_id is not None and ddi is not None and value is not None:
