@@ -167,8 +167,11 @@ def _location(storage: Storage, owner: str, leaf_user_id: str | None) -> Path:
 
 
 def _path(storage: Storage, owner: str, leaf_user_id: str | None) -> Path:
-    """Where a configuration lives, once any of the layout before API owners has moved there."""
-    migrate_legacy(storage)
+    """Where a configuration lives, once any of the layout before API owners has moved there. An old file
+    that cannot be read stops only the owners it was meant for (it names a Leaf user of theirs)."""
+    unreadable = migrate_legacy(storage)
+    if leaf_user_id in unreadable and owner in legacy_owners(storage, leaf_user_id):
+        raise ConfigError(unreadable[leaf_user_id])
     return _location(storage, owner, leaf_user_id)
 
 
@@ -180,12 +183,14 @@ def legacy_owners(storage: Storage, leaf_user_id: str | None) -> set[str]:
     return owners | {DEFAULT_OWNER} if leaf_user_id is None else owners or {DEFAULT_OWNER}
 
 
-def migrate_legacy(storage: Storage) -> None:
+def migrate_legacy(storage: Storage) -> dict[str | None, str]:
     """Move the configurations of the layout before API owners (config/owner.json, config/users/<id>.json)
     into owners/<owner>/, once: each old file goes when it has moved. A value already set in the new place
-    wins. A file named by no valid Leaf user id stays where it is (config/api-tokens.json stays too)."""
+    wins. A file named by no valid Leaf user id stays where it is (config/api-tokens.json stays too), and so
+    does a file that cannot be read: returned as {Leaf user id (None for owner.json): why}."""
     old = storage.root / "config"
     users = old / "users"
+    unreadable: dict[str | None, str] = {}
     legacy = [(old / "owner.json", None)] + [(p, p.stem) for p in sorted(users.glob("*.json"))]
     for path, leaf_user_id in legacy:
         if not path.is_file() or (leaf_user_id is not None and not ID_PATTERN.fullmatch(leaf_user_id)):
@@ -195,7 +200,8 @@ def migrate_legacy(storage: Storage) -> None:
             if not isinstance(values, dict):
                 raise ValueError("not a JSON object")
         except ValueError as exc:  # kept in place: the user fixes it, and it moves then
-            raise ConfigError(f"config/{path.relative_to(old)} cannot be read ({exc})") from None
+            unreadable[leaf_user_id] = f"config/{path.relative_to(old)} cannot be read ({exc})"
+            continue
         for owner in sorted(legacy_owners(storage, leaf_user_id)):
             target = _location(storage, owner, leaf_user_id)
             current = json.loads(target.read_text()) if target.exists() else {}
@@ -204,6 +210,7 @@ def migrate_legacy(storage: Storage) -> None:
         path.unlink(missing_ok=True)
     with suppress(OSError):
         users.rmdir()
+    return unreadable
 
 
 def _stored(path: Path) -> Any:

@@ -100,7 +100,11 @@ def run_failure_message(instance: DagsterInstance, run: dg.DagsterRun) -> str:
     else:
         kind = DagsterEventType.RUN_FAILURE if run.status == dg.DagsterRunStatus.FAILURE else DagsterEventType.RUN_CANCELED
         events = instance.all_logs(run.run_id, of_type=kind)
-        message = (events[-1].dagster_event.message if events and events[-1].dagster_event else None) \
+        event = events[-1].dagster_event if events else None
+        # the run's own error (a bad instance setting, a code location that failed to load) says more than
+        # the event's generic "Execution of run ... failed"
+        error = getattr(event.event_specific_data, "error", None) if event else None
+        message = (_root_cause(error) if error else None) or (event.message if event else None) \
             or f"the run {'failed' if kind == DagsterEventType.RUN_FAILURE else 'was canceled'}"
     message = re.sub(r"^[A-Za-z_.]*(Error|Exception): ", "", message.strip().splitlines()[0])
     os_error = re.match(r"^\[Errno \d+\] ([^:]+)", message)

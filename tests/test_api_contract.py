@@ -307,3 +307,6 @@ def test_an_unreadable_configuration_from_before_owners_is_kept_and_named(storag
     with pytest.raises(ConfigError, match=r"^config/users/g2.json cannot be read \(Expecting property name"):
         effective(storage, "g2", "local")
     assert legacy.read_text() == "{not json"
+    # another owner, or another user, is not stopped by it (nor told about it)
+    assert effective(storage, "g2", "alice")["unitMeasurement"] == "DEFAULT"
+    assert effective(storage, "g3", "local")["unitMeasurement"] == "DEFAULT"
