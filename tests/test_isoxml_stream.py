@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from leaf_dagster.ingest.detect import detect_machine_files
@@ -23,7 +23,7 @@ from leaf_dagster.readers import read_machine_file
 from leaf_dagster.readers.base import SourceTable
 from leaf_dagster.readers.isoxml import decode, parse_header
 from leaf_dagster.readers.isoxml.framing import walk
-from leaf_dagster.readers.isoxml.tlg import TlgHeader
+from leaf_dagster.readers.isoxml.tlg import TlgData, TlgHeader
 
 KRONE = "isoxml-cci-krone-forage-harvester/ValidTimeLogs"  # 4716 records in TLG00001 (published by isoxml-dotnet)
 KRONE_RECORDS = 4716
@@ -410,6 +410,11 @@ def test_benchmark_card_with_a_no_fix_record(tmp_path: Path) -> None:
 
 @settings(max_examples=200, deadline=4000, suppress_health_check=[HealthCheck.too_slow])
 @given(flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=8))
+# record 11's time 655 s late, then a DLV index beyond the header in record 12: the search for the next sound
+# record was anchored on record 11's time and skipped 55 records until the clock caught up
+@example(flips=[(528, 47), (618, 12)])
+# the first record 226 days early, then a bad DLV index in the second: the search found nothing in time order
+@example(flips=[(4, 0), (82, 12)])
 def test_damaged_log_returns_only_records_that_pass(flips: list[tuple[int, int]]) -> None:
     """Whatever bytes are damaged, every returned record passes the checks, and each damaged byte costs at
     most a few records (the record it hit, the one before if its length was the damage, and the next)."""
@@ -429,3 +434,48 @@ def test_damaged_log_returns_only_records_that_pass(flips: list[tuple[int, int]]
     times = log.time_days.astype(np.int64) * 86_400_000 + log.time_ms.astype(np.int64)
     start = 15_074 * 86_400_000 + 36_000_000
     assert ((times > start - 86_400_000) & (times < start + 300_000 + 86_400_000)).all()
+
+
+def test_each_damaged_byte_costs_at_most_its_neighbourhood() -> None:
+    """Every byte of a record (each field: times, position, status, DOPs, count, DLV indices and values) set to
+    a few other values, alone and together with every fifth byte of the record one or two further on (the
+    fifth from a shift that moves with the first byte, so every byte of the second record meets many of the
+    first): every record but the damaged ones and their neighbours (before and after) comes back unchanged."""
+    from benchmarks.tlg import HEADER, generate
+
+    header = parse_header(HEADER.encode(), "TLG00001")
+    raw = generate(300, seed=5)
+    starts = [int(start) for start in starts_of(header, raw)] + [len(raw)]
+    log = decode(header, raw)
+
+    def records(log: TlgData) -> list[tuple[int, ...]]:
+        fields = [log.time_ms, log.time_days] + [log.ptn[name] for name in header.ptn_binary]
+        return list(zip(*(f.tolist() for f in fields)))
+
+    original = records(log)
+    assert len(set(original)) == 300
+
+    def check(flips: list[tuple[int, int]]) -> None:
+        data = bytearray(raw)
+        for position, value in flips:
+            data[position] = value
+        kept = set(records(decode(header, bytes(data))))
+        hit = {int(np.searchsorted(starts, position, side="right")) - 1 for position, _ in flips}
+        lost = {k for k, record in enumerate(original) if record not in kept}
+        assert lost <= {k + d for k in hit for d in (-1, 0, 1)}, (flips, sorted(lost))
+
+    def others(byte: int) -> list[int]:
+        return sorted({byte ^ 0x01, byte ^ 0x10, byte ^ 0x80, 0x00, 0xFF} - {byte})
+
+    damaged = [0, 4, 11, 148]  # the first record, one with few before it, two in the middle
+    assert [(starts[k + 1] - starts[k] - 31) // 5 for k in damaged] == [2, 6, 1, 0]  # DLV values in each
+    for k in damaged:
+        for offset in range(starts[k + 1] - starts[k]):
+            position = starts[k] + offset
+            for value in others(raw[position]):
+                check([(position, value)])
+            for further in (1, 2):
+                seconds = range(starts[k + further] + offset % 5, starts[k + further + 1], 5)
+                for step, other in enumerate(seconds):
+                    values = others(raw[other])
+                    check([(position, others(raw[position])[step % 4]), (other, values[offset % len(values)])])

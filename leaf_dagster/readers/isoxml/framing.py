@@ -14,10 +14,14 @@ at 84 degrees north in the year 2081). Every record on the walk is therefore che
   longitude lie within +-90 / +-180 degrees.
 
 At the first record that fails, the walk stops and resumes at the next byte where `RUN` consecutive records
-pass the checks, in time order after the last accepted record (resynchronisation). If that point lies inside
-the last accepted record, that record's length was the damage and it is rejected too. No record that failed
-a check is ever returned; the bytes that belong to no returned record are counted, so the reader can say
-how much it skipped.
+pass the checks, in time order after the accepted records (resynchronisation). If that point lies inside
+the last accepted record, that record's length was the damage and it is rejected too. "In time order" is
+measured from the median of the last five accepted times (`time_anchor`), not from the last one: the
+records just before a failure have no neighbours after them yet, so a damaged time among them can pass (a
+jump ahead of less than a day may be a real gap), and a search anchored on it would skip every sound record
+until the clock caught up. Once the walk is done, the times of a resynchronised log are judged again over
+the whole log, so such a record meets its neighbours on both sides. No record that failed a check is ever
+returned; the bytes that belong to no returned record are counted, so the reader can say how much it skipped.
 
 The walk itself is one tight sequential loop (record starts form a chain); the checks are vectorised over
 the walked records, so a sound file costs one walk plus a few array comparisons.
@@ -41,8 +45,9 @@ DAY_MS = 86_400_000
 # the most a time of day may read: terminals write 24:00:00.000 at midnight (KRONE CCI), and a leap second
 LATEST_TIME_OF_DAY_MS = DAY_MS + 1000
 TIME_TOLERANCE_MS = 10 * 60 * 1000  # how far a record's time may stray from the median of its neighbourhood
-RESUME_WITHIN_MS = DAY_MS  # a resynchronised record is at most this much later than the last accepted one
+RESUME_WITHIN_MS = DAY_MS  # a resynchronised record is at most this much later than the accepted ones
 RUN = 3  # consecutive valid records that mark a resynchronisation point
+_ANCHOR = 5  # accepted times whose median anchors the time window of a resynchronisation
 _RESTART_LIMIT = 64  # records walked at once after a resynchronisation (doubles while the walk stays sound)
 _SCAN_WINDOW = 1 << 16  # byte positions examined at once when searching for a resynchronisation point
 _CANDIDATE_BATCH = 1 << 10  # candidates whose DLV indices are checked at once
@@ -225,6 +230,13 @@ def out_of_line(times: np.ndarray, before: np.ndarray) -> np.ndarray:
     return fails
 
 
+def time_anchor(context: np.ndarray) -> int | None:
+    """The time a resynchronised record must follow: the median of the last accepted times, so that one
+    damaged time among three (two among five) cannot move it. None when fewer than three were accepted: a
+    damaged first record would otherwise send the search past every sound record."""
+    return int(np.median(context)) if len(context) >= 3 else None
+
+
 def _run_holds(raw: bytes, data: np.ndarray, layout: RecordLayout, start: int, after: int | None) -> bool:
     """Do `RUN` records from `start` (or all up to the exact end of the data) pass every check?"""
     starts, _ = walk(raw, layout.fixed, start, RUN)
@@ -278,7 +290,7 @@ def frame(raw: bytes, layout: RecordLayout) -> Framing:
     accepted: list[Records] = []
     last_start: int | None = None  # the last accepted record
     last_end = 0
-    context = np.empty(0, dtype=np.int64)  # times of the last two accepted records
+    context = np.empty(0, dtype=np.int64)  # times of the last `_ANCHOR` accepted records
     trailing = rejected = resyncs = 0
     pos, limit = 0, size + 1  # the first walk covers the whole file
     while pos < size:
@@ -291,14 +303,14 @@ def frame(raw: bytes, layout: RecordLayout) -> Framing:
         times = record_times(records.fields)
         first_bad = int(np.argmax(fails)) if fails.any() else len(starts)
         if times is not None and first_bad:
-            late = out_of_line(times[:first_bad], context)
+            late = out_of_line(times[:first_bad], context[-2:])
             if late.any():
                 first_bad = int(np.argmax(late))
         if first_bad:
             accepted.append(records.head(first_bad))
             last_start, last_end = int(records.offsets[first_bad - 1]), int(records.ends[first_bad - 1])
             if times is not None:
-                context = np.concatenate([context, times[:first_bad]])[-2:]
+                context = np.concatenate([context, times[max(first_bad - _ANCHOR, 0):first_bad]])[-_ANCHOR:]
         if first_bad == len(starts):
             pos, limit = stop, limit * 2
             continue
@@ -308,7 +320,7 @@ def frame(raw: bytes, layout: RecordLayout) -> Framing:
             break
         rejected += 1
         resyncs += 1
-        after = int(context[-1]) if len(context) else None
+        after = time_anchor(context)
         search_from = (last_start + 1) if last_start is not None else int(records.offsets[first_bad]) + 1
         resume = resume_point(raw, data, layout, search_from, after)
         if resume is None:
@@ -325,5 +337,11 @@ def frame(raw: bytes, layout: RecordLayout) -> Framing:
     else:
         offsets = np.concatenate([r.offsets for r in accepted]) if accepted else np.empty(0, dtype=np.int64)
         records = read_at(data, layout, offsets)
+    times = record_times(records.fields) if resyncs else None
+    if times is not None:  # records next to a damaged stretch were judged on one side only
+        late = out_of_line(times, np.empty(0, dtype=np.int64))
+        if late.any():
+            records = read_at(data, layout, records.offsets[~late])
+            rejected += int(late.sum())
     used = int((records.ends - records.offsets).sum())
     return Framing(records, trailing, size - used - trailing, rejected, resyncs)
