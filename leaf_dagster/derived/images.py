@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -90,6 +91,13 @@ def with_legend(rgba: np.ndarray, title: str, low: float, high: float, max_side:
 def legend_number(value: float) -> str:
     """A legend's end value as people read it: 41,829 and 66.3, not 4.183e+04."""
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def legend_words(legend: dict[str, Any]) -> str:
+    """The thumbnail's legend in words (Markdown): the property it colours and the ramp over its value range."""
+    unit = f" {legend['unit']}" if legend["unit"] else ""
+    return (f"Colour: **{legend['property']}**, red {legend_number(legend['min'])}{unit} (0 %) → yellow (55 %) → "
+            f"green {legend_number(legend['max'])}{unit} (100 %); no colour: no value")
 
 
 def zip_images(paths: list[Path], target: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import dagster as dg
 
-from ...derived.images import legend_number
+from ...derived.images import legend_words
 from ...derived.reconcile import markdown, reconcile
 from ...files import FileSteps
 from ...ingest.batch import CONVERSION_FAILED
@@ -130,7 +130,7 @@ def summary(context: dg.AssetExecutionContext, storage: LeafStorage):
         # Dagster's Markdown only shows http(s) images: the map is served by the HTTP API
         api = os.environ.get("LEAF_API_URL", "http://127.0.0.1:8000").rstrip("/")
         metadata["map"] = dg.MetadataValue.md(f"![coverage map]({api}/thumbnails/{context.partition_key}/{token}.png)"
-                                              + (f"\n\n{map_legend(legend)}" if legend else ""))
+                                              + (f"\n\n{legend_words(legend)}" if legend else ""))
     if legend:
         metadata.update({"map_property": legend["property"], "map_unit": legend["unit"] or "n/a",
                          "map_min": legend["min"], "map_max": legend["max"], "map_ramp": dg.MetadataValue.json(legend["ramp"])})
@@ -142,13 +142,6 @@ def summary(context: dg.AssetExecutionContext, storage: LeafStorage):
                   comparison=dg.MetadataValue.md(markdown(result)) if result.rows else None,
                   totals=dg.MetadataValue.json([r.as_dict() for r in result.rows]) if result.rows else None,
                   notes=dg.MetadataValue.md("\n".join(f"- {n}" for n in result.notes)) if result.notes else None)
-
-
-def map_legend(legend: dict[str, Any]) -> str:
-    """The thumbnail's legend in words: the property it colours and its ramp over the value range."""
-    unit = f" {legend['unit']}" if legend["unit"] else ""
-    return (f"Colour: **{legend['property']}**, red {legend_number(legend['min'])}{unit} (0 %) → yellow (55 %) → "
-            f"green {legend_number(legend['max'])}{unit} (100 %); no colour: no value")
 
 
 @dg.asset(key="propertiesPNGs", deps=["filteredGeojson"], partitions_def=machine_files, group_name=GROUP, kinds={"png"})
