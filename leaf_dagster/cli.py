@@ -467,7 +467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug or a broken environment: one line, the traceback only when asked for
         if args.verbose:
             traceback.print_exc()
-        print(f"error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        hint = "" if args.verbose else " (--verbose shows the traceback)"
+        print(f"error: {type(exc).__name__}: {exc}".splitlines()[0] + hint, file=sys.stderr)
         return 1
 
 

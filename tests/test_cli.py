@@ -147,6 +147,7 @@ def test_usage_errors_exit_2_and_unexpected_errors_are_one_line(tmp_path: Path) 
     broken = _cli(not_a_dir, *args)
     assert broken.returncode == 1 and broken.stdout == ""
     assert broken.stderr.splitlines()[-1].startswith("error: NotADirectoryError: [Errno 20] Not a directory")
+    assert broken.stderr.rstrip().endswith("(--verbose shows the traceback)")
     assert len(broken.stderr.splitlines()) == 1  # it fails registering the upload, before any progress line
     told = _cli(not_a_dir, *args, "--verbose")
     assert told.returncode == 1 and "Traceback (most recent call last)" in told.stderr
