@@ -151,7 +151,7 @@ def test_usage_errors_exit_2_and_unexpected_errors_are_one_line(tmp_path: Path) 
     assert len(broken.stderr.splitlines()) == 1  # it fails registering the upload, before any progress line
     told = _cli(not_a_dir, *args, "--verbose")
     assert told.returncode == 1 and "Traceback (most recent call last)" in told.stderr
-    assert told.stderr.splitlines()[-1] == broken.stderr.splitlines()[-1]
+    assert broken.stderr.splitlines()[-1] == told.stderr.splitlines()[-1] + " (--verbose shows the traceback)"
 
 
 def _run(capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
