@@ -179,3 +179,28 @@ def test_a_real_full_disk(real: Path, tmp_path: Path, instance: dg.DagsterInstan
         assert storage.read_record("batches", batch_id)["status"] == "PROCESSED"
     finally:
         subprocess.run(["umount", "-l", str(data)], check=False)
+
+
+def test_a_run_that_fails_outside_its_steps_names_its_own_error(instance: dg.DagsterInstance) -> None:
+    """A run that fails before any step (a bad instance setting) is reported with the error that stopped it,
+    not Dagster's generic "Execution of run ... failed" line."""
+    from dagster._core.events import JobFailureData
+    from dagster._utils.error import SerializableErrorInfo
+
+    from leaf_dagster.status import FILE_JOB, run_failure_message
+
+    run = dg.DagsterRun(job_name=FILE_JOB, run_id="a0c1e2f3-0000-4000-8000-000000000001",
+                        status=dg.DagsterRunStatus.FAILURE)
+    instance.add_run(run)
+    cause = SerializableErrorInfo("DagsterInvalidConfigError: dequeue_interval_seconds must be an int, not 'x'\n",
+                                  [], "DagsterInvalidConfigError")
+    error = SerializableErrorInfo("DagsterExecutionInterruptedError: the run could not start\n", [], "DagsterError",
+                                  cause=cause)
+    instance.report_run_failed(run, message='Execution of run for "process_file" failed. An exception was thrown.',
+                               job_failure_data=JobFailureData(error=error))
+    assert run_failure_message(instance, run) == "dequeue_interval_seconds must be an int, not 'x'"
+    bare = dg.DagsterRun(job_name=FILE_JOB, run_id="a0c1e2f3-0000-4000-8000-000000000002",
+                         status=dg.DagsterRunStatus.FAILURE)
+    instance.add_run(bare)
+    instance.report_run_failed(bare, message="the run's process was killed")
+    assert run_failure_message(instance, bare) == "the run's process was killed"
