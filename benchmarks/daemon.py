@@ -92,7 +92,7 @@ def batch_dagster_in_process(upload: str, data_dir: str, dagster_home: str) -> d
     made from the project's dagster.yaml (the storage the daemon uses)."""
     from dagster import DagsterInstance
 
-    from leaf_dagster.pipeline import process_upload
+    from leaf_dagster.defs.in_process import process_upload
 
     storage = _prepare(Path(data_dir))
     home = Path(dagster_home)

@@ -219,7 +219,7 @@ def run_steps(upload: str, data_dir: str, profile_dir: str | None = None) -> dic
     failure = FileSteps.schema_failure(standard)
     if failure:
         raise RuntimeError(f"standardGeojson failed its gate: {failure}")
-    record = storage.read_record("files", file_id) or {}
+    record = storage.records.get("files", file_id) or {}
     peaks = [peak_before_steps or 0.0] + [t.get("peak_rss_mb") or 0.0 for t in timings.values()] + [peak_rss_mb() or 0.0]
     outputs = {table: storage.parquet_path(table, file_id) for table in ("raw", "standard", "filtered", "polygons")}
     return {

@@ -1,92 +1,110 @@
-"""The DuckDB catalog: SQL views over the per-file outputs in lake/.
+"""The DuckDB catalog `leaf.duckdb`: SQL views over the GeoParquet outputs in lake/ and the record store.
 
-The pipeline never holds a lock that a SQL user could be waiting on, and a SQL user never blocks the
-pipeline: outputs are separate Parquet/JSON files, and the catalog file holds only view definitions.
-It is rebuilt in a temporary file and renamed over `leaf.duckdb`, so a reader that has the old catalog
-open keeps reading it (the old inode lives until it closes) while new readers get the new one.
-
-The project's own readers (the API's and the CLI's lists) never open `leaf.duckdb`: `reader` gives an
-in-memory connection with the views they need, so a SQL user holding the file read-write, or reopening
-it in a loop, cannot make a list fail with DuckDB's "Could not set lock".
+The catalog holds only view definitions, so it never goes stale: the record views read `records.sqlite`
+(through DuckDB's SQLite scanner) and the point views glob lake/<table>/*.parquet when they are queried,
+so a row appears as soon as the step that owns it has written. The file is rebuilt only when the set of
+views changes (a point table gets its first output), in a temporary file renamed over `leaf.duckdb`: a
+SQL user who has the old catalog open keeps reading it, new readers get the new one, and the pipeline
+never waits on a SQL user (nor a SQL user on the pipeline: the record store is read without locking it
+for writers).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
 
+from .model import DEFAULTS, FLOAT, INT, JSON, SECTIONS, TEXT, TEXTS, TS
 from .storage import Storage
 
-# JSON records have fixed columns: nested values whose keys come from source files (units, steps) stay
-# JSON, so two files with keys differing only in case cannot break the view.
-_TS = "TIMESTAMPTZ"
-RECORD_COLUMNS: dict[str, dict[str, str]] = {
-    "batches": {"id": "VARCHAR", "leafUserId": "VARCHAR", "fileName": "VARCHAR", "size": "BIGINT",
-                "provider": "VARCHAR", "status": "VARCHAR", "uploadTimestamp": _TS, "leafFiles": "VARCHAR[]",
-                "statusDetails": "VARCHAR", "processedTimestamp": _TS, "apiOwnerUsername": "VARCHAR"},
-    "files": {"id": "VARCHAR", "batchId": "VARCHAR", "leafUserId": "VARCHAR", "provider": "VARCHAR",
-              "fileName": "VARCHAR", "fileFormat": "VARCHAR", "origin": "VARCHAR", "status": "VARCHAR",
-              "operationType": "VARCHAR", "originalOperationType": "VARCHAR", "createdTime": _TS,
-              "updatedTime": _TS, "startTime": _TS, "endTime": _TS, "sizeInBytes": "BIGINT", "pointCount": "BIGINT",
-              "crops": "VARCHAR[]", "varieties": "VARCHAR[]", "units": "JSON", "steps": "JSON", "notes": "VARCHAR[]",
-              "missingProperties": "VARCHAR[]", "sourcePath": "VARCHAR", "organizationId": "VARCHAR",
-              "providerFileId": "VARCHAR", "areaM2": "DOUBLE", "fields": "VARCHAR[]", "sources": "VARCHAR[]",
-              "apiOwnerUsername": "VARCHAR", "standard": "BOOLEAN", "terminalTotals": "JSON", "plausibility": "JSON"},
-    "summaries": {"fileId": "VARCHAR", "operationType": "VARCHAR", "startTime": _TS, "endTime": _TS, "summary": "JSON"},
-    "units": {"fileId": "VARCHAR", "property": "VARCHAR", "unit": "VARCHAR"},
-    "images": {"fileId": "VARCHAR", "property": "VARCHAR", "unit": "VARCHAR", "min": "DOUBLE", "max": "DOUBLE",
-               "path": "VARCHAR", "width": "INTEGER", "height": "INTEGER", "resolution": "DOUBLE", "ramp": "JSON"},
-    "file_status": {"fileId": "VARCHAR", "batchId": "VARCHAR", "step": "VARCHAR", "status": "VARCHAR",
-                    "message": "VARCHAR", "details": "JSON", "runId": "VARCHAR", "updatedTime": _TS},
-}
-
-# view name -> (lake table, file kind)
-VIEWS: dict[str, tuple[str, str]] = {
-    "batches": ("batches", "json"),
-    "files": ("files", "json"),
-    "file_status": ("file_status", "json"),
-    "raw_points": ("raw", "parquet"),
-    "standard_points": ("standard", "parquet"),
-    "filtered_points": ("filtered", "parquet"),
-    "polygons": ("polygons", "parquet"),
-    "summaries": ("summaries", "json"),
-    "units": ("units", "json"),
-    "images": ("images", "json"),
-}
+# point view -> lake table of GeoParquet outputs
+POINT_VIEWS = {"raw_points": "raw", "standard_points": "standard", "filtered_points": "filtered",
+               "polygons": "polygons"}
 
 
-def _view_sql(name: str, folder: Path, kind: str) -> str:
-    pattern = (folder / f"*.{kind}").as_posix().replace("'", "''")
-    if kind == "parquet":
-        return f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{pattern}', union_by_name = true)"
-    columns = ", ".join(f"'{k}': '{v}'" for k, v in RECORD_COLUMNS[name].items())
-    return (f"CREATE VIEW {name} AS SELECT * FROM read_json('{pattern}', format = 'auto', "
-            f"columns = {{{columns}}}, maximum_object_size = 67108864)")
+def _sqlite_scanner(con: duckdb.DuckDBPyConnection) -> None:
+    """Install DuckDB's SQLite scanner from its Python package (no download), so that any DuckDB session on
+    this machine, a SQL user's included, loads it when a record view is queried."""
+    import duckdb_extension_sqlite_scanner as package
+
+    (extension,) = Path(package.__file__).parent.glob("extensions/*/sqlite_scanner.duckdb_extension")
+    con.execute(f"INSTALL '{extension.as_posix()}'")
+    con.execute("LOAD sqlite_scanner")
 
 
-def _create_views(con: duckdb.DuckDBPyConnection, storage: Storage, names: Iterable[str]) -> None:
-    """A view for each named table that has outputs."""
-    for name in names:
-        table, kind = VIEWS[name]
+def _fact(section: str, key: str, kind: str, default: object) -> str:
+    """One fact of a record section as a typed SQL column."""
+    path = f"'$.{key}'"
+    if kind == JSON:
+        value = f"json_extract({section}, {path})"
+    elif kind == TEXTS:
+        value = f"CAST(json_extract({section}, {path}) AS VARCHAR[])"
+    else:
+        value = f"json_extract_string({section}, {path})"
+        value = value if kind == TEXT else f"TRY_CAST({value} AS {kind})"
+    if isinstance(default, str):
+        value = f"coalesce({value}, '{default}')"
+    return f'{value} AS "{key}"'
+
+
+def _record_views(records: Path) -> dict[str, str]:
+    """The views over the record store: one typed column per fact of `model.py`, and the status, summary,
+    units and images of each file as rows."""
+    source = "sqlite_scan('{}', '{}')".format(records.as_posix().replace("'", "''"), "{table}")
+    views = {}
+    for table, name in (("files", "files"), ("batches", "batches")):
+        columns = ["id"] + [_fact(section, key, kind, DEFAULTS[table].get(key))
+                            for section, keys in SECTIONS[table].items() for key, kind in keys.items() if key != "id"]
+        if table == "files":
+            columns.append(f"TRY_CAST(updated_time AS {TS}) AS \"updatedTime\"")
+        views[name] = (f"SELECT {', '.join(columns)} FROM {source.format(table=table)} "
+                       "WHERE registration IS NOT NULL")
+    files = f"{source.format(table='files')} AS f"
+    views["file_status"] = (
+        "SELECT f.id AS \"fileId\", json_extract_string(f.registration, '$.batchId') AS \"batchId\", s.key AS step, "
+        "s.value->>'status' AS status, s.value->>'message' AS message, s.value->'details' AS details, "
+        f"json_extract_string(f.status, '$.lastRunId') AS \"runId\", TRY_CAST(f.updated_time AS {TS}) AS \"updatedTime\" "
+        f"FROM {files}, json_each(f.status, '$.steps') AS s")
+    views["summaries"] = (
+        f"SELECT f.id AS \"fileId\", json_extract_string(f.standard, '$.operationType') AS \"operationType\", "
+        f"TRY_CAST(json_extract_string(f.standard, '$.startTime') AS {TS}) AS \"startTime\", "
+        f"TRY_CAST(json_extract_string(f.standard, '$.endTime') AS {TS}) AS \"endTime\", "
+        f"json_extract(f.summary, '$.summary') AS summary FROM {files} WHERE f.summary IS NOT NULL")
+    views["units"] = (f"SELECT f.id AS \"fileId\", u.key AS property, u.value->>'$' AS unit "
+                      f"FROM {files}, json_each(f.units, '$.unitMap') AS u")
+    views["images"] = (
+        f"SELECT f.id AS \"fileId\", i.value->>'property' AS property, i.value->>'unit' AS unit, "
+        f"TRY_CAST(i.value->>'min' AS {FLOAT}) AS min, TRY_CAST(i.value->>'max' AS {FLOAT}) AS max, "
+        f"i.value->>'path' AS path, TRY_CAST(i.value->>'width' AS {INT}) AS width, "
+        f"TRY_CAST(i.value->>'height' AS {INT}) AS height, TRY_CAST(i.value->>'resolution' AS {FLOAT}) AS resolution, "
+        f"i.value->'ramp' AS ramp FROM {files}, json_each(f.images, '$.images') AS i")
+    return views
+
+
+def _point_views(storage: Storage) -> dict[str, str]:
+    """A view for each point table that has outputs (a glob over no file is an error in DuckDB)."""
+    views = {}
+    for name, table in POINT_VIEWS.items():
         folder = storage.table_dir(table)
-        if folder.exists() and any(folder.glob(f"*.{kind}")):
-            con.execute(_view_sql(name, folder, kind))
-
-
-def reader(storage: Storage, *names: str) -> duckdb.DuckDBPyConnection:
-    """An in-memory connection with the named views over lake/: no lock on leaf.duckdb to wait for."""
-    con = duckdb.connect(":memory:")
-    _create_views(con, storage, names)
-    return con
+        if folder.exists() and any(folder.glob("*.parquet")):
+            pattern = (folder / "*.parquet").as_posix().replace("'", "''")
+            views[name] = f"SELECT * FROM read_parquet('{pattern}', union_by_name = true)"
+    return views
 
 
 def refresh_catalog(storage: Storage) -> Path:
-    """Rebuild leaf.duckdb with a view for every table that has outputs; safe to call concurrently."""
+    """Make leaf.duckdb hold a view for the records and for every point table with outputs; rebuilt only
+    when that set changes, so it is cheap to call after every step. Safe to call concurrently."""
     target = storage.catalog_path
+    storage.records.many("batches", [])  # the record store exists before a view reads it
+    views = {**_record_views(storage.records.path), **_point_views(storage)}
+    listing = target.with_name(target.name + ".views")
+    wanted = "\n".join(f"{name}: {sql}" for name, sql in sorted(views.items()))
+    if target.exists() and listing.exists() and listing.read_text() == wanted:
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".leaf.", suffix=".duckdb", dir=target.parent)
     os.close(fd)
@@ -94,8 +112,12 @@ def refresh_catalog(storage: Storage) -> Path:
     tmp.unlink()  # DuckDB creates the file itself
     try:
         with duckdb.connect(str(tmp)) as con:
-            _create_views(con, storage, VIEWS)
+            _sqlite_scanner(con)
+            for name, sql in views.items():
+                con.execute(f"CREATE VIEW {name} AS {sql}")
         os.replace(tmp, target)
+        with storage.atomic_path(listing) as written:
+            written.write_text(wanted)
     finally:
         tmp.unlink(missing_ok=True)
         Path(str(tmp) + ".wal").unlink(missing_ok=True)
@@ -104,8 +126,7 @@ def refresh_catalog(storage: Storage) -> Path:
 
 def query(storage: Storage, sql: str) -> tuple[list[str], list[tuple]]:
     """Run SQL on the catalog read-only; returns column names and rows."""
-    if not storage.catalog_path.exists():
-        refresh_catalog(storage)
+    refresh_catalog(storage)
     with duckdb.connect(str(storage.catalog_path), read_only=True) as con:
         cursor = con.execute(sql)
         columns = [d[0] for d in cursor.description] if cursor.description else []

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from .catalog import query, refresh_catalog
+from .catalog import query
 from .config import ConfigError
 from .errors import FieldError, MergeError
 from .identifiers import InvalidIdentifier, check_id
@@ -81,12 +81,11 @@ def _emit(args: argparse.Namespace, value: Any, columns: Sequence[str] | None = 
 def _full_id(storage: Storage, table: str, given: str) -> str:
     """The id of the record `given` names in `table`: the id itself or a unique prefix of it."""
     kind = {"files": "file", "batches": "batch"}[table]
-    if storage.record_path(table, given).exists():
+    if storage.records.get(table, given) is not None:
         return given
     if len(given) < MIN_PREFIX:
         raise NotFound(f"{kind} {given} not found (give the full id or at least {MIN_PREFIX} characters of it)")
-    # ids are letters, digits and ._@- (checked when parsed), so the prefix holds no glob pattern
-    matches = sorted(path.stem for path in storage.table_dir(table).glob(f"{given}*.json"))
+    matches = storage.records.ids_starting(table, given)
     if not matches:
         raise NotFound(f"{kind} {given} not found")
     if len(matches) > 1:
@@ -97,7 +96,7 @@ def _full_id(storage: Storage, table: str, given: str) -> str:
 
 def _record(storage: Storage, table: str, given: str) -> dict[str, Any]:
     """A file or batch record by id or unique id prefix."""
-    return storage.read_record(table, _full_id(storage, table, given)) or {}
+    return storage.records.get(table, _full_id(storage, table, given)) or {}
 
 
 def _file_rows(files: list[dict[str, Any]]) -> list[list[Any]]:
@@ -135,7 +134,7 @@ def _print_batch_result(args: argparse.Namespace, result: dict[str, Any]) -> int
 
 
 def cmd_process(args: argparse.Namespace, storage: Storage) -> int:
-    from .pipeline import instance_for_cli, process_upload
+    from .defs.in_process import instance_for_cli, process_upload
 
     upload = Path(args.zip)
     if not upload.is_file():
@@ -145,7 +144,6 @@ def cmd_process(args: argparse.Namespace, storage: Storage) -> int:
 
 
 def cmd_sql(args: argparse.Namespace, storage: Storage) -> int:
-    refresh_catalog(storage)
     columns, rows = query(storage, args.query)
     if args.json:
         _out(json.dumps([dict(zip(columns, row)) for row in rows], indent=2, default=str))
@@ -177,23 +175,23 @@ def cmd_files_status(args: argparse.Namespace, storage: Storage) -> int:
     return 0
 
 
-def _summary_or_units(storage: Storage, table: str, given: str) -> Any:
-    """A file's summary or units record, the file named by id or unique prefix."""
+def _step_output(storage: Storage, section: str, given: str) -> Any:
+    """A file's summary or units, the file named by id or unique prefix."""
     file_id = _full_id(storage, "files", given)
-    record = storage.read_record(table, file_id)
-    if record is None:
-        raise NotFound(f"file {file_id} has no {table} (it did not get that far)")
-    return record
+    output = storage.records.section("files", file_id, section)
+    if output is None:
+        raise NotFound(f"file {file_id} has no {section} (it did not get that far)")
+    return output
 
 
 def cmd_files_summary(args: argparse.Namespace, storage: Storage) -> int:
-    _emit(args, _summary_or_units(storage, "summaries", args.id)["summary"])
+    _emit(args, _step_output(storage, "summary", args.id)["summary"])
     return 0
 
 
 def cmd_files_units(args: argparse.Namespace, storage: Storage) -> int:
-    rows = _summary_or_units(storage, "units", args.id)
-    _emit(args, {r["property"]: r["unit"] for r in rows}, ["property", "unit"], lambda m: list(m.items()))
+    units = _step_output(storage, "units", args.id)["unitMap"]
+    _emit(args, units, ["property", "unit"], lambda m: list(m.items()))
     return 0
 
 
@@ -217,7 +215,7 @@ def cmd_files_uncovered(args: argparse.Namespace, storage: Storage) -> int:
 
 
 def cmd_files_merge(args: argparse.Namespace, storage: Storage) -> int:
-    from .pipeline import instance_for_cli, merge_files
+    from .defs.in_process import instance_for_cli, merge_files
 
     merged = merge_files(storage, instance_for_cli(), [_full_id(storage, "files", i) for i in args.ids])
     _emit(args, merged, FILE_COLUMNS, lambda f: _file_rows([f]), width=None)
@@ -227,7 +225,7 @@ def cmd_files_merge(args: argparse.Namespace, storage: Storage) -> int:
 def cmd_files_reprocess(args: argparse.Namespace, storage: Storage) -> int:
     """Run files' steps again with their owner's and user's current configuration: the way to apply a
     configuration changed outside the API (Leaf applies a change to new files only)."""
-    from .pipeline import instance_for_cli, load_definitions, run_files
+    from .defs.in_process import instance_for_cli, load_definitions, run_files
 
     records = [_record(storage, "files", i) for i in args.ids]
     for record in records:
@@ -258,7 +256,7 @@ def cmd_batch_status(args: argparse.Namespace, storage: Storage) -> int:
 
 
 def cmd_batch_retry(args: argparse.Namespace, storage: Storage) -> int:
-    from .pipeline import instance_for_cli, retry_batch
+    from .defs.in_process import instance_for_cli, retry_batch
 
     batch_id = _full_id(storage, "batches", args.id)
     return _print_batch_result(args, retry_batch(storage, instance_for_cli(), batch_id, progress=args.progress))

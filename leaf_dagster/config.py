@@ -179,7 +179,7 @@ def legacy_owners(storage: Storage, leaf_user_id: str | None) -> set[str]:
     """Who used a configuration or boundaries of the layout before API owners: the one owner-level
     configuration was every owner's (the local owner and each owner of a batch); a Leaf user's was the user
     of every owner that uploaded for it, else the local owner's."""
-    owners = {owner_of(b) for b in storage.records("batches") if leaf_user_id in (None, b.get("leafUserId"))}
+    owners = {owner_of(b) for b in storage.records.many("batches") if leaf_user_id in (None, b.get("leafUserId"))}
     return owners | {DEFAULT_OWNER} if leaf_user_id is None else owners or {DEFAULT_OWNER}
 
 

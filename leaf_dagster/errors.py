@@ -7,6 +7,12 @@ import re
 from .storage import default_data_dir
 
 
+# Leaf's failure messages (batch statusDetails and file steps).
+NO_VALID_FILES = "No valid files found"
+CONVERSION_FAILED = "Failed to convert file on provider batch processing"
+UNREADABLE = "Files found but unable to read. Please check file format before re-trying or contact Support"
+
+
 class FieldError(ValueError):
     """A boundary file that cannot be read as field polygons."""
 

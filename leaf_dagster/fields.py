@@ -31,7 +31,6 @@ import shapely
 from .config import effective, legacy_owners
 from .errors import FieldError
 from .identifiers import ID_PATTERN
-from .ingest.batch import utc_now
 from .query import owner_files
 from .storage import DEFAULT_OWNER, Storage, owner_of
 
@@ -201,9 +200,9 @@ def field_object(row: Any) -> dict[str, Any]:
 
 def match_file(storage: Storage, file_id: str, fields: gpd.GeoDataFrame | None = None) -> dict[str, Any]:
     """Attach a processed file to its user's fields and write its outside-field points (when configured)."""
-    record = storage.read_record("files", file_id) or {}
+    record = storage.records.get("files", file_id) or {}
     user = record.get("leafUserId")
-    summary = (storage.read_record("summaries", file_id) or {}).get("summary")
+    summary = record.get("summary")
     if not user or not summary:
         return record
     config = effective(storage, user, owner_of(record))
@@ -223,7 +222,8 @@ def match_file(storage: Storage, file_id: str, fields: gpd.GeoDataFrame | None =
         changes["outsideField"] = _write_outside(storage, file_id, fields, matched)
     else:
         changes["outsideField"] = None
-    return storage.update_record("files", file_id, updatedTime=utc_now(), **changes)
+    storage.records.put("files", file_id, "fields", changes)
+    return storage.records.get("files", file_id) or record
 
 
 def _write_outside(storage: Storage, file_id: str, fields: gpd.GeoDataFrame, matched: list[str]) -> dict[str, Any]:

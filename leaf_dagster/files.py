@@ -1,8 +1,8 @@
 """The work of each per-file step, independent of Dagster: the assets call these, tests can too.
 
-A file's record (lake/files/<id>.json) is Leaf's file object plus what later steps need: the reader's
-dialect, units, hints and notes are stored after the raw step so the standard step can rebuild the
-source table from the raw GeoParquet alone.
+Each step writes its own outputs once: its GeoParquet (or PNGs) and its own section of the file's record
+(`model.FILE_SECTIONS`); it never rewrites another step's facts. The raw step's section keeps the reader's
+dialect, units, hints and notes, so the standard step can rebuild the source table from the raw GeoParquet.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .derived.unit_systems import convert_frame
 from .errors import public_message
 from . import merge
 from .fields import match_file
-from .ingest.batch import link_members, utc_now
+from .ingest.batch import link_members
 from .ingest.detect import DetectedFile
 from .readers import ReaderError, SourceTable, read_machine_file
 from .readers.shapefile_integrity import DamagedShapefile
@@ -51,13 +51,14 @@ class FileSteps:
 
     @property
     def record(self) -> dict[str, Any]:
-        record = self.storage.read_record("files", self.file_id)
+        record = self.storage.records.get("files", self.file_id)
         if record is None:
             raise KeyError(f"machine file {self.file_id} is not registered")
         return record
 
-    def update(self, **changes: Any) -> dict[str, Any]:
-        return self.storage.update_record("files", self.file_id, updatedTime=utc_now(), **changes)
+    def put(self, section: str, doc: dict[str, Any]) -> None:
+        """Write this step's section of the file's record (whole: the step is its only writer)."""
+        self.storage.records.put("files", self.file_id, section, doc)
 
     def store_original(self) -> tuple[dict[str, Any], list[Path]]:
         record = self.record
@@ -79,7 +80,7 @@ class FileSteps:
             source = SourceTable(frame=gpd.GeoDataFrame(frame, geometry="geometry", crs=CRS84), dialect="MERGED",
                                  notes=[f"raw records of {len(record['sources'])} merged files"])
             self.write_points("raw", source.frame)
-            self.update(raw={"dialect": "MERGED", "notes": source.notes, "recordCount": source.point_count})
+            self.put("raw", {"raw": {"dialect": "MERGED", "notes": source.notes, "recordCount": source.point_count}})
             return source
         detected = self._detected(record)
         try:
@@ -95,10 +96,10 @@ class FileSteps:
         frame.columns = [str(c) for c in frame.columns]
         self.storage.write_geoparquet("raw", self.file_id, frame)
         source.notes.extend(detected.warnings)
-        self.update(raw={"dialect": source.dialect, "units": source.units, "hints": source.hints,
-                         "notes": source.notes, "warnings": detected.warnings, "sourceCrs": source.source_crs,
-                         "recordCount": source.point_count},
-                    terminalTotals=source.hints.get("terminalTotals"))
+        self.put("raw", {"raw": {"dialect": source.dialect, "units": source.units, "hints": source.hints,
+                                 "notes": source.notes, "warnings": detected.warnings, "sourceCrs": source.source_crs,
+                                 "recordCount": source.point_count},
+                         "terminalTotals": source.hints.get("terminalTotals")})
         return source
 
     def load_raw(self) -> SourceTable:
@@ -130,7 +131,7 @@ class FileSteps:
             frame, units = merge.combine(merge.source_points(self.storage, record, "standard"),
                                          merge.source_units(self.storage, record))
             kinds = crops_in(frame["crop"]) if "crop" in frame.columns else []
-            result = StandardResult(record["operationType"], None, frame=frame, units=units,
+            result = StandardResult(merge.operation_type(self.storage, record), None, frame=frame, units=units,
                                     crop=", ".join(kinds) or None, evidence="merged from " + ", ".join(record["sources"]))
         else:
             result = standardize(self.load_raw())
@@ -170,8 +171,8 @@ class FileSteps:
                 endTime=format_utc(stamps.max()) if len(stamps) else None,
             )
         changes["notes"] = result.notes
-        changes["missingInputs"] = result.missing_inputs if result.missing else None  # a rerun clears a past failure
-        self.update(**changes)
+        changes["missingInputs"] = result.missing_inputs if result.missing else None
+        self.put("standard", changes)
         return result
 
     def load_standard(self) -> tuple[gpd.GeoDataFrame, dict[str, str]]:
@@ -185,7 +186,7 @@ class FileSteps:
                              outliers_limit=float(config["operationsOutliersLimit"]))
         filtered = frame[keep].reset_index(drop=True)
         self.write_points("filtered", filtered)
-        self.update(filteredPointCount=len(filtered))
+        self.put("filtered", {"filteredPointCount": len(filtered)})
         return filtered
 
     def plausibility(self) -> Plausibility:
@@ -197,15 +198,14 @@ class FileSteps:
             result = assess(frame.drop(columns=[FILE_ID_COLUMN]), units, crops[0] if len(crops) == 1 else None)
         except Exception as exc:  # a warning-only check must not fail the file's run
             result = Plausibility(findings=[f"plausibility could not be assessed: {type(exc).__name__}: {exc}"])
-        self.update(plausibility={"figures": result.figures, "findings": result.findings})
+        self.put("plausibility", {"plausibility": {"figures": result.figures, "findings": result.findings}})
         return result
 
     def write_units(self) -> dict[str, str]:
         """The flat property -> unit map of the standard output."""
         frame, units = self.load_standard()
         units = {k: v for k, v in units.items() if k in frame.columns}
-        self.storage.write_record("units", self.file_id, [{"fileId": self.file_id, "property": k, "unit": v}
-                                                          for k, v in units.items()])
+        self.put("units", {"unitMap": units})
         return units
 
     def summarize(self) -> tuple[dict[str, Any], bytes | None]:
@@ -232,14 +232,10 @@ class FileSteps:
         record = self.record
         summary = build_summary(frame, units, record, geometry, area,
                                 original_operation_data=self.config["originalOperationData"])
-        self.storage.write_record("summaries", self.file_id, {
-            "fileId": self.file_id, "operationType": record.get("operationType"),
-            "startTime": summary["properties"]["startTime"], "endTime": summary["properties"]["endTime"],
-            "summary": summary})
         worked = float(convert(frame["area"].sum(), units.get("area", "m2"), "m2")) if "area" in frame.columns else None
         # an unguessable name lets the Dagster UI show the map from the API without a token
-        self.update(summary=summary["properties"], areaM2=worked, thumbnailToken=uuid.uuid4().hex if thumbnail else None,
-                    mapLegend=legend)
+        self.put("summary", {"summary": summary, "areaM2": worked,
+                             "thumbnailToken": uuid.uuid4().hex if thumbnail else None, "mapLegend": legend})
         match_file(self.storage, self.file_id)
         return summary, thumbnail
 
@@ -256,7 +252,7 @@ class FileSteps:
         covers = swaths(frame, units)
         images: list[dict[str, Any]] = []
         if not covers.valid.any():
-            self.storage.write_record("images", self.file_id, images)
+            self.put("images", {"images": images})
             return images
         grid = grid_for(covers)
         index = burn_index(covers, grid)
@@ -270,11 +266,11 @@ class FileSteps:
             images.append({"fileId": self.file_id, "property": column, "ramp": RAMP, "min": low, "max": high,
                            "unit": units.get(column), "path": str(path.relative_to(self.storage.root)),
                            "width": grid.width, "height": grid.height, "resolution": grid.resolution})
-        self.storage.write_record("images", self.file_id, images)
+        self.put("images", {"images": images})
         return images
 
     def zip_images(self) -> Path:
-        images = self.storage.read_rows("images", self.file_id)
+        images = (self.storage.records.section("files", self.file_id, "images") or {}).get("images") or []
         target = self.storage.images_dir(self.file_id) / "images.zip"
         with self.storage.atomic_path(target) as tmp:
             zip_images([self.storage.root / image["path"] for image in images], tmp)

@@ -14,7 +14,7 @@ import geopandas as gpd
 import pandas as pd
 
 from .errors import MergeError
-from .ingest.batch import utc_now
+from .model import utc_now
 from .standard.units import convert, is_known
 from .storage import Storage
 
@@ -26,7 +26,7 @@ def validate(storage: Storage, ids: list[str]) -> list[dict[str, Any]]:
         raise MergeError("merge needs two or more different file ids")
     records = []
     for file_id in ids:
-        record = storage.read_record("files", file_id)
+        record = storage.records.get("files", file_id)
         if record is None:
             raise MergeError(f"file {file_id} not found")
         records.append(record)
@@ -50,12 +50,16 @@ def create(storage: Storage, ids: list[str]) -> dict[str, Any]:
         "id": str(uuid.uuid4()), "batchId": None, "leafUserId": first["leafUserId"], "provider": first.get("provider"),
         "apiOwnerUsername": first.get("apiOwnerUsername"),
         "fileName": f"merged ({len(records)} files)", "fileFormat": "MERGED", "origin": "merged",
-        "status": "processing", "operationType": first["operationType"], "sources": [r["id"] for r in records],
-        "createdTime": utc_now(), "updatedTime": utc_now(), "members": [], "primary": None,
+        "sources": [r["id"] for r in records], "createdTime": utc_now(), "members": [], "primary": None,
         "sizeInBytes": sum(r.get("sizeInBytes") or 0 for r in records),
     }
-    storage.write_record("files", record["id"], record)
-    return record
+    storage.records.put("files", record["id"], "registration", record)
+    return storage.records.get("files", record["id"]) or record
+
+
+def operation_type(storage: Storage, record: dict[str, Any]) -> str:
+    """A merged file's operation type: its sources' (`validate` made sure they share one)."""
+    return str(storage.records.get("files", record["sources"][0])["operationType"])  # type: ignore[index]
 
 
 def combine(frames: list[gpd.GeoDataFrame], units: list[dict[str, str]]) -> tuple[gpd.GeoDataFrame, dict[str, str]]:
@@ -83,7 +87,8 @@ def source_points(storage: Storage, record: dict[str, Any], table: str) -> list[
 
 
 def source_units(storage: Storage, record: dict[str, Any]) -> list[dict[str, str]]:
-    return [(storage.read_record("files", s) or {}).get("units", {}) for s in record["sources"]]
+    return [r.get("units") or {} for r in storage.records.many("files", record["sources"])]
 
 
-__all__ = ["MergeError", "SENT_TO_MERGE", "combine", "create", "source_points", "source_units", "validate"]
+__all__ = ["MergeError", "SENT_TO_MERGE", "combine", "create", "operation_type", "source_points", "source_units",
+           "validate"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import public_message
+from .model import STEP_ORDER
 from .storage import DEFAULT_OWNER
 
 FILE_KEYS = ["id", "batchId", "leafUserId", "apiOwnerUsername", "provider", "fileName", "fileFormat", "origin",
@@ -13,9 +14,6 @@ FILE_KEYS = ["id", "batchId", "leafUserId", "apiOwnerUsername", "provider", "fil
              "providerFileId", "standard", "terminalTotals"]
 BATCH_KEYS = ["id", "leafUserId", "fileName", "size", "provider", "status", "uploadTimestamp", "leafFiles",
               "statusDetails", "processedTimestamp"]
-# Leaf's steps of a machine file, in order (the keys of GET /files/{id}/status).
-STEP_ORDER = ["originalFile", "rawGeojson", "standardGeojson", "filteredGeojson", "summary", "units",
-              "propertiesPNGs", "zippedPNGs"]
 
 
 def status_object(record: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -45,8 +43,8 @@ def batch_object(record: dict[str, Any]) -> dict[str, Any]:
 def batch_status(storage: Any, batch: dict[str, Any]) -> dict[str, Any]:
     """Leaf's GET /batch/{id}/status: files grouped as converted, processing and failed (by failing step)."""
     out: dict[str, Any] = {"converted": {"leafFiles": []}, "processing": {"leafFiles": []}, "failed": {}}
-    for file_id in batch.get("leafFiles", []):
-        record = storage.read_record("files", file_id) or {}
+    for record in storage.records.many("files", batch.get("leafFiles", [])):
+        file_id = record["id"]
         status = record.get("status", "processing")
         if status == "processed":
             out["converted"]["leafFiles"].append(file_id)

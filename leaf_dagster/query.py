@@ -1,19 +1,17 @@
 """The query layer behind the CLI and the HTTP API: Leaf's list filters, paging and sorting.
 
-Lists are SQL over the catalog's views (so they see exactly what SQL users see), run on an in-memory
-connection that never locks `leaf.duckdb`; single objects are read from their records. Bad parameters raise QueryError with a message fit to show the caller.
+Lists are SQL over the record store's `file_list` and `batch_list` views (one column per fact of
+`model.py`, the same facts SQL users see in the catalog): one indexed table, whatever the number of
+files, and nothing rebuilt per request. Bad parameters raise QueryError with a message fit to show the caller.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
-import duckdb
-
-from .catalog import reader
 from .objects import batch_object, file_object
 from .storage import DEFAULT_OWNER, Storage
 
@@ -43,20 +41,26 @@ class QueryError(ValueError):
 
 @dataclass
 class Page:
+    """One page of a list: Leaf's objects, the records they were built from, and the list's total."""
     items: list[dict[str, Any]]
     total: int
     page: int
     size: int
+    records: list[dict[str, Any]]
 
 
 def _timestamp(name: str, value: str) -> str:
+    """An ISO 8601 parameter in the records' own form (UTC, milliseconds, Z), so it compares as text;
+    a time without a zone is UTC."""
     if not _ISO.match(value.strip()):
         raise QueryError(f"{name} must be an ISO 8601 timestamp such as 2024-05-01T00:00:00.000Z, not {value!r}")
     try:
-        datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError as exc:
+        instant = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        if instant.tzinfo is None:
+            instant = instant.replace(tzinfo=timezone.utc)
+        return instant.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (ValueError, OverflowError) as exc:
         raise QueryError(f"{name}: {value!r} is not a valid date/time ({exc})") from exc
-    return value.strip()
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -115,47 +119,26 @@ def owner_where(owner: str, leaf_user_id: str | None = None) -> tuple[list[str],
 def owner_files(storage: Storage, owner: str, leaf_user_id: str | None = None) -> list[dict[str, Any]]:
     """The file records of an API owner (or of one of its Leaf users), chosen by the same rule as every list."""
     where, params = owner_where(owner, leaf_user_id)
-    with reader(storage, "files") as con:
-        if not _has_view(con, "files"):
-            return []
-        ids = con.execute(f"SELECT id FROM files WHERE {' AND '.join(where)} ORDER BY id", params).fetchall()
-    return [r for r in (storage.read_record("files", i) for (i,) in ids) if r]
+    ids = storage.records.query(f"SELECT id FROM file_list WHERE {' AND '.join(where)} ORDER BY id", params)
+    return storage.records.many("files", [i for (i,) in ids])
 
 
-def _page(storage: Storage, view: str, where: list[str], params: list[Any], owner: str | None, order: str,
+def _page(storage: Storage, table: str, where: list[str], params: list[Any], owner: str | None, order: str,
           page: int, size: int) -> Page:
-    """Run the filtered, ordered query for one page and build Leaf's objects from the records."""
+    """Run the filtered, ordered query for one page and build Leaf's objects from its records."""
     if owner is not None:
         owned, owner_params = owner_where(owner)
         where, params = [*where, *owned], [*params, *owner_params]
-    ids, total = _run(storage, view, where, params, order, page, size)
-    to_object = file_object if view == "files" else batch_object
-    items = [to_object(r) for r in (storage.read_record(view, i) for i in ids) if r]
-    return Page(items, total, page, size)
-
-
-def _has_view(con: duckdb.DuckDBPyConnection, view: str) -> bool:
-    """Whether the reader made the view (a table without records has none)."""
-    return _count(con, "select count(*) from duckdb_views() where view_name = ?", [view]) > 0
-
-
-def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> int:
-    """The number a `SELECT count(*)` answers (DuckDB types its row as possibly None)."""
-    row = con.execute(sql, params).fetchone()
-    return int(row[0]) if row else 0
-
-
-def _run(storage: Storage, view: str, where: list[str], params: list[Any], order: str, page: int, size: int) -> tuple[list[str], int]:
+    view = "file_list" if table == "files" else "batch_list"
     clause = (" WHERE " + " AND ".join(where)) if where else ""
-    with reader(storage, view) as con:
-        if not _has_view(con, view):
-            return [], 0
-        total = _count(con, f"SELECT count(*) FROM {view}{clause}", params)
-        if page * size >= total:  # past the end (any page number, even one beyond SQL's integers): empty
-            return [], total
-        ids = con.execute(f"SELECT id FROM {view}{clause} ORDER BY {order} LIMIT ? OFFSET ?",
-                          [*params, size, page * size]).fetchall()
-    return [row[0] for row in ids], total
+    ((total,),) = storage.records.query(f"SELECT count(*) FROM {view}{clause}", params)
+    ids: list[str] = []
+    if page * size < total:  # past the end (any page number, even one beyond SQL's integers): empty
+        ids = [row[0] for row in storage.records.query(
+            f"SELECT id FROM {view}{clause} ORDER BY {order} LIMIT ? OFFSET ?", [*params, size, page * size])]
+    records = storage.records.many(table, ids)
+    to_object = file_object if table == "files" else batch_object
+    return Page([to_object(r) for r in records], int(total), page, size, records)
 
 
 def list_files(storage: Storage, *, owner: str | None = None, page: Any = None, size: Any = None,
@@ -180,7 +163,7 @@ def list_files(storage: Storage, *, owner: str | None = None, page: Any = None, 
                             ("startTime", "startTime", ">="), ("operationStartTime", "startTime", ">="),
                             ("endTime", "endTime", "<="), ("operationEndTime", "endTime", "<=")):
         if filters.get(key) not in (None, ""):
-            where.append(f'"{column}" {op} CAST(? AS TIMESTAMPTZ)')
+            where.append(f'"{column}" {op} ?')
             params.append(_timestamp(key, filters[key]))
     if filters.get("minArea") not in (None, ""):
         try:
@@ -194,9 +177,9 @@ def list_files(storage: Storage, *, owner: str | None = None, page: Any = None, 
         if value not in ("true", "false"):
             raise QueryError(f"standard must be true or false, not {filters['standard']!r}")
         # a file processed out of standard (outOfStandardOperations) is not standard
-        where.append("coalesce(json_extract_string(steps, '$.standardGeojson.status') = 'processed' "
-                     "and coalesce(\"standard\", true), false) = ?")
-        params.append(value == "true")
+        where.append("coalesce(json_extract(steps, '$.standardGeojson.status') = 'processed' "
+                     "and coalesce(\"standard\", 1), 0) = ?")
+        params.append(1 if value == "true" else 0)
     return _page(storage, "files", where, params, owner, _order(sort, FILE_SORT_FIELDS, "id"), page_n, size_n)
 
 
@@ -214,6 +197,6 @@ def list_batches(storage: Storage, *, owner: str | None = None, page: Any = None
     for key, column, op in (("uploadStartTime", "uploadTimestamp", ">="), ("uploadEndTime", "uploadTimestamp", "<="),
                             ("processStartTime", "processedTimestamp", ">="), ("processEndTime", "processedTimestamp", "<=")):
         if filters.get(key) not in (None, ""):
-            where.append(f'"{column}" {op} CAST(? AS TIMESTAMPTZ)')
+            where.append(f'"{column}" {op} ?')
             params.append(_timestamp(key, filters[key]))
     return _page(storage, "batches", where, params, owner, _order(sort, BATCH_SORT_FIELDS, "id"), page_n, size_n)

@@ -13,7 +13,10 @@ import uuid
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .ingest.batch import NO_VALID_FILES, upload_problem, utc_now
+from .errors import NO_VALID_FILES
+from .ingest.batch import upload_problem
+from .model import utc_now
+from .status import record_steps, set_batch_state
 from .storage import Storage
 
 
@@ -54,7 +57,7 @@ def retry_plan(storage: Storage, batch: dict[str, Any]) -> RetryPlan:
             return RetryPlan(False, [], f"nothing to retry: the upload was refused ({verdict}); a retry would "
                                         "answer the same")
         return RetryPlan(True, [], "the upload is processed again")
-    files = [storage.read_record("files", f) or {"id": f} for f in batch["leafFiles"]]
+    files = storage.records.many("files", batch["leafFiles"])
     failed = [f for f in files if f.get("status") != "processed"]
     retried = [f["id"] for f in failed if not f.get("unsupportedReason")]
     if retried:
@@ -69,11 +72,11 @@ def mark_retried(storage: Storage, batch: dict[str, Any], plan: RetryPlan) -> di
     """The records a retry leaves until its runs report: the batch RECEIVED (its step runs again) or
     PROCESSING, and the files to run `processing`. Nothing to retry changes nothing."""
     for file_id in plan.file_ids:
-        storage.update_record("files", file_id, status="processing", updatedTime=utc_now())
+        record_steps(storage, file_id, None, None, update_batch=False)
     if plan.rerun_batch:
-        return storage.update_record("batches", batch["id"], status="RECEIVED", statusDetails=None)
+        return set_batch_state(storage, batch["id"], "RECEIVED") or batch
     if plan.file_ids:
-        return storage.update_record("batches", batch["id"], status="PROCESSING", statusDetails=None)
+        return set_batch_state(storage, batch["id"], "PROCESSING") or batch
     return batch
 
 

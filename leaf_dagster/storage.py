@@ -10,8 +10,9 @@ The data directory is laid out so that each pipeline step owns one folder of per
     batches/<batch_id>/extracted/   its safely extracted contents
     files/<file_id>/original/       the members that make up one machine file
     files/<file_id>/images/         property PNGs (+ .aux.xml) and their zip
-    lake/<table>/<id>.parquet|json  one output per file (or batch) and step
-    leaf.duckdb                     SQL catalog of views over lake/
+    lake/<table>/<id>.parquet       one GeoParquet output per file and step
+    records.sqlite                  batch and file records, one section per writer (`records.py`)
+    leaf.duckdb                     SQL catalog: views over lake/ and the records
 
 Every per-owner and per-user path comes from `owner_path`/`user_path`: the identifiers must match
 `identifiers.ID_PATTERN` and the resolved path must lie inside the owner's folder. Record and output
@@ -24,6 +25,7 @@ never sees half an output and a crashed step never leaves one behind.
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import tempfile
 from collections.abc import Iterator
@@ -34,7 +36,11 @@ from typing import TYPE_CHECKING, Any
 from .identifiers import check_id
 
 if TYPE_CHECKING:
+    import sqlite3
+
     import geopandas as gpd
+
+    from .records import Records
 
 DATA_DIR_ENV = "LEAF_DATA_DIR"
 # Uploads that name no API owner (inbox drops without one in their sidecar, the CLI) belong to this owner.
@@ -111,8 +117,12 @@ class Storage:
     def parquet_path(self, table: str, key: str) -> Path:
         return self._inside("lake", table, f"{check_id('id', key)}.parquet")
 
-    def record_path(self, table: str, key: str) -> Path:
-        return self._inside("lake", table, f"{check_id('id', key)}.json")
+    @property
+    def records(self) -> "Records":
+        """The batch and file records (`records.sqlite` in the data directory)."""
+        from .records import Records
+
+        return Records(self._inside("records.sqlite"))
 
     # -- atomic writes -------------------------------------------------------------------------
     @contextmanager
@@ -128,35 +138,6 @@ class Storage:
         finally:
             tmp_path.unlink(missing_ok=True)
 
-    def write_record(self, table: str, key: str, record: dict[str, Any] | list[dict[str, Any]]) -> Path:
-        target = self.record_path(table, key)
-        with self.atomic_path(target) as tmp:
-            tmp.write_text(json.dumps(record, indent=2, default=str, ensure_ascii=False))
-        return target
-
-    def read_record(self, table: str, key: str) -> dict[str, Any] | None:
-        path = self.record_path(table, key)
-        if not path.exists():
-            return None
-        return json.loads(path.read_text())
-
-    def read_rows(self, table: str, key: str) -> list[dict[str, Any]]:
-        """A record that is a list of rows (images, units, file_status); empty when there is none."""
-        path = self.record_path(table, key)
-        return json.loads(path.read_text()) if path.exists() else []
-
-    def update_record(self, table: str, key: str, **changes: Any) -> dict[str, Any]:
-        record = self.read_record(table, key) or {}
-        record.update(changes)
-        self.write_record(table, key, record)
-        return record
-
-    def records(self, table: str) -> list[dict[str, Any]]:
-        folder = self.table_dir(table)
-        if not folder.exists():
-            return []
-        return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-
     def write_geoparquet(self, table: str, key: str, frame: "gpd.GeoDataFrame") -> Path:
         target = self.parquet_path(table, key)
         with self.atomic_path(target) as tmp:
@@ -168,3 +149,38 @@ class Storage:
         import geopandas as gpd  # heavy: only the steps that read points pay for it
 
         return gpd.read_parquet(self.parquet_path(table, key))
+
+
+# The JSON layout kept one file per record in lake/<table>/; its records move into the store once.
+_JSON_TABLES = ("files", "batches", "summaries", "units", "images", "file_status")
+
+
+def import_json_records(records: "Records", con: "sqlite3.Connection", root: Path) -> None:
+    """Import the records of the JSON layout (lake/files, lake/batches and the per-file summaries, units and
+    images) into the new store, each fact into its section, then move the JSON folders to lake/.json-layout/."""
+    lake = root / "lake"
+    folders = {t: lake / t for t in _JSON_TABLES if (lake / t).is_dir()}
+    if not folders:
+        return
+
+    def load(table: str) -> dict[str, Any]:
+        folder = folders.get(table)
+        return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))} if folder else {}
+
+    extra = {"summary": load("summaries"), "units": load("units"), "images": load("images")}
+    for table in ("files", "batches"):
+        for key, old in load(table).items():
+            old.pop("summary", None)  # the record's copy of the summary's properties: lake/summaries has the Feature
+            if table == "files":
+                summary = (extra["summary"].get(key) or {}).get("summary")
+                if summary:
+                    old["summary"] = summary
+                if key in extra["units"]:
+                    old["unitMap"] = {r["property"]: r["unit"] for r in extra["units"][key]}
+                if key in extra["images"]:
+                    old["images"] = extra["images"][key]
+            records.put_facts(table, key, old, con=con)
+    target = lake / ".json-layout"
+    target.mkdir(exist_ok=True)
+    for table, folder in folders.items():
+        shutil.move(folder, target / table)

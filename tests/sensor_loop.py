@@ -6,7 +6,7 @@ import dagster as dg
 
 from leaf_dagster.defs.resources import LeafStorage
 from leaf_dagster.defs.sensors import inbox_sensor, machine_files_sensor, requested_runs_sensor, status_sensor
-from leaf_dagster.pipeline import QUIET, load_definitions
+from leaf_dagster.defs.in_process import QUIET, load_definitions
 from leaf_dagster.storage import Storage
 
 

@@ -129,7 +129,7 @@ def test_end_to_end_upload_status_and_downloads(real: Path, server: Server, tmp_
     assert {n.rsplit(".", 1)[1] for n in original.namelist()} == {"shp", "shx", "dbf", "prj"}
 
     # the coverage map the Dagster UI shows comes from an unguessable URL that needs no token
-    token = storage.read_record("files", file_id)["thumbnailToken"]
+    token = storage.records.get("files", file_id)["thumbnailToken"]
     anonymous = server.client()
     assert anonymous.get(f"/thumbnails/{file_id}/{token}.png").content[:4] == b"\x89PNG"
     assert anonymous.get(f"/thumbnails/{file_id}/{'0' * 32}.png").status_code == 404

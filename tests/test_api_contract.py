@@ -24,9 +24,9 @@ from leaf_dagster.cli import main as cli_main
 from leaf_dagster.config import ConfigError, effective, save
 from leaf_dagster.errors import FieldError
 from leaf_dagster.fields import add_boundaries, fields_dir, list_fields
-from leaf_dagster.ingest.batch import NO_VALID_FILES
+from leaf_dagster.errors import NO_VALID_FILES
 from leaf_dagster.objects import STEP_ORDER
-from leaf_dagster.pipeline import process_upload, retry_batch
+from leaf_dagster.defs.in_process import process_upload, retry_batch
 from leaf_dagster.query import PROVIDERS, owner_files
 from leaf_dagster.storage import DATA_DIR_ENV, Storage
 
@@ -78,13 +78,13 @@ def _batch_runs(world: World) -> int:
 # -- retry is safe ---------------------------------------------------------------------------------------------
 def test_retrying_a_processed_batch_returns_it_unchanged_and_says_so(world: World) -> None:
     batch_id = world.planted[0]["batch"]["id"]
-    before = world.storage.read_record("batches", batch_id)
+    before = world.storage.records.get("batches", batch_id)
     assert before["status"] == "PROCESSED" and before["processedTimestamp"]
     response = world.client.put(f"{BASE}/batch/{batch_id}/retry")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "PROCESSED" and body["message"] == "nothing to retry: every file of the batch was processed"
-    assert world.storage.read_record("batches", batch_id) == before
+    assert world.storage.records.get("batches", batch_id) == before
     assert run_requests.pending(world.storage) == []  # no run asked of the daemon
 
     runs = world.instance.get_runs_count()
@@ -93,12 +93,12 @@ def test_retrying_a_processed_batch_returns_it_unchanged_and_says_so(world: Worl
     assert result["batch"]["status"] == "PROCESSED" and result["files"] == []
     assert said == [f"batch {batch_id}: nothing to retry: every file of the batch was processed"]
     assert world.instance.get_runs_count() == runs
-    assert world.storage.read_record("batches", batch_id) == before
+    assert world.storage.records.get("batches", batch_id) == before
 
 
 def test_retrying_a_refused_upload_keeps_it_failed_with_its_reason(world: World) -> None:
     batch_id = world.refused["batch"]["id"]
-    before = world.storage.read_record("batches", batch_id)
+    before = world.storage.records.get("batches", batch_id)
     assert before["status"] == "FAILED" and before["statusDetails"] == NO_VALID_FILES and not before["leafFiles"]
     body = world.client.put(f"{BASE}/batch/{batch_id}/retry").json()
     assert body["status"] == "FAILED" and body["statusDetails"] == NO_VALID_FILES
@@ -106,7 +106,7 @@ def test_retrying_a_refused_upload_keeps_it_failed_with_its_reason(world: World)
     runs = _batch_runs(world)
     assert retry_batch(world.storage, world.instance, batch_id)["batch"]["statusDetails"] == NO_VALID_FILES
     assert _batch_runs(world) == runs
-    assert world.storage.read_record("batches", batch_id) == before and run_requests.pending(world.storage) == []
+    assert world.storage.records.get("batches", batch_id) == before and run_requests.pending(world.storage) == []
 
 
 @pytest.mark.parametrize("batch,runs,message", [
@@ -134,7 +134,7 @@ def _upload(world: World, tmp: Path, **kwargs) -> httpx.Response:
 def test_providers_are_leafs_in_leafs_spelling(world: World, tmp_path: Path, given: str, stored: str) -> None:
     response = _upload(world, tmp_path, params={"leafUserId": "g9"}, data={"provider": given})
     assert response.status_code == 200 and response.json()["provider"] == stored
-    assert world.storage.read_record("batches", response.json()["id"])["provider"] == stored
+    assert world.storage.records.get("batches", response.json()["id"])["provider"] == stored
 
 
 def test_an_unknown_provider_is_a_400_naming_leafs(world: World, tmp_path: Path) -> None:
@@ -221,7 +221,7 @@ def test_a_refused_boundary_leaves_nothing_behind(world: World, tmp_path: Path) 
 
 def test_outside_field_geojson_is_named_by_file_id_and_kind(world: World) -> None:
     file_id = world.planted[0]["files"][0]["id"]
-    record = world.storage.read_record("files", file_id)
+    record = world.storage.records.get("files", file_id)
     assert record["outsideField"]["path"] == f"files/{file_id}/outside_field.geojson"
     response = world.client.get(f"{BASE}/files/{file_id}/outsideFieldGeojson/file")
     geojson = response.json()
@@ -241,7 +241,8 @@ def test_a_file_being_merged_is_processing_with_every_step(world: World) -> None
         assert list(status) == STEP_ORDER and len(STEP_ORDER) == 8
         assert all(s == {"status": "processing", "message": ""} for s in status.values())
     finally:  # the other tests see only the two planted files
-        world.storage.record_path("files", merged["id"]).unlink()
+        with world.storage.records.connect() as con:
+            con.execute("DELETE FROM files WHERE id = ?", [merged["id"]])
         for path, _ in run_requests.pending(world.storage):
             path.unlink()
 
@@ -251,7 +252,7 @@ def test_an_owners_files_are_chosen_by_one_rule(storage: Storage, capsys: pytest
     outside = {"fields": [], "featureCount": 1, "path": "x"}
     for key, owner, user in (("a", None, "g"), ("b", "local", "g"), ("c", "bob", "g"), ("d", "local", "h")):
         fid = str(uuid.uuid5(uuid.NAMESPACE_OID, key))
-        storage.write_record("files", fid, {"id": fid, "leafUserId": user, "outsideField": outside,
+        storage.records.put_facts("files", fid, {"id": fid, "leafUserId": user, "outsideField": outside,
                                             **({"apiOwnerUsername": owner} if owner else {})})
     keys = {str(uuid.uuid5(uuid.NAMESPACE_OID, k)): k for k in "abcd"}
     assert sorted(keys[r["id"]] for r in owner_files(storage, "local", "g")) == ["a", "b"]
@@ -275,12 +276,12 @@ def test_a_data_directory_from_before_owners_keeps_its_configurations_and_bounda
     (root / "fields" / "g1").mkdir(parents=True)
     boundary = gpd.read_file(real / OHIO / "boundary.gpkg").to_crs(4326)
     (root / "fields" / "g1" / "home.geojson").write_text(boundary.to_json())
-    storage.write_record("batches", "b1", {"id": "b1", "leafUserId": "g1", "apiOwnerUsername": "alice"})
+    storage.records.put_facts("batches", "b1", {"id": "b1", "leafUserId": "g1", "apiOwnerUsername": "alice"})
     file_id = str(uuid.uuid4())  # processed by the old release, matched to the field's old id
-    storage.write_record("files", file_id, {"id": file_id, "leafUserId": "g1", "apiOwnerUsername": "alice",
+    storage.records.put_facts("files", file_id, {"id": file_id, "leafUserId": "g1", "apiOwnerUsername": "alice",
                                             "status": "processed", "fields": ["old-field-id"], "uncovered": False})
     inside = boundary.geometry.iloc[0].centroid.buffer(0.0005)
-    storage.write_record("summaries", file_id, {"summary": {"geometry": shapely.geometry.mapping(inside)}})
+    storage.records.put("files", file_id, "summary", {"summary": {"geometry": shapely.geometry.mapping(inside)}})
     # alice set one value for g1 in the new layout already: it wins
     save_path = storage.user_path("alice", "g1", "config.json")
     save_path.parent.mkdir(parents=True)
@@ -293,7 +294,7 @@ def test_a_data_directory_from_before_owners_keeps_its_configurations_and_bounda
     assert effective(storage, "g1", "local")["enablePolygonOutput"] is False  # g1 was alice's user
     (field,) = list_fields(storage, "g1", "alice")
     assert field["name"] == "home" and field["files"] == [file_id]
-    assert storage.read_record("files", file_id)["fields"] == [field["id"]]
+    assert storage.records.get("files", file_id)["fields"] == [field["id"]]
     assert fields_dir(storage, "g1", "alice") == root / "owners" / "alice" / "users" / "g1" / "fields"
     assert sorted(str(p.relative_to(root)) for p in (root / "config").rglob("*")) == ["config/api-tokens.json"]
     assert not (root / "fields").exists()

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import dagster as dg
@@ -20,8 +21,9 @@ from leaf_dagster.defs.resources import LeafStorage
 from leaf_dagster.defs.sensors import inbox_sensor
 from leaf_dagster.ingest import safe_zip
 from leaf_dagster.ingest.batch import batch_id_for, ingest_batch, new_batch
-from leaf_dagster.pipeline import QUIET, load_definitions, retry_batch
+from leaf_dagster.defs.in_process import QUIET, load_definitions, retry_batch
 from leaf_dagster.status import BATCH_JOB
+from leaf_dagster.records import Records
 from leaf_dagster.storage import Storage
 
 from .conftest import JD_WHEAT_ZIP, MONTANA, make_zip
@@ -54,20 +56,20 @@ def full_disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, bool]]:
     """A disk that is full while `state["extraction"]` / `state["records"]` are set: extracted members are
     written to /dev/full (the kernel answers ENOSPC, as a full file system does), batch records fail the same way."""
     state = {"extraction": True, "records": False}
-    create_temp, write_record = safe_zip._create_temp, Storage.write_record
+    create_temp, put = safe_zip._create_temp, Records.put
 
     def temp_on_full_disk(folder: Path) -> tuple[int, Path]:
         if not state["extraction"]:
             return create_temp(folder)
         return os.open("/dev/full", os.O_WRONLY), folder / ".extract-full.part"
 
-    def record_on_full_disk(self: Storage, table: str, key: str, record: dict) -> Path:
+    def record_on_full_disk(self: Records, table: str, key: str, *args: Any, **kwargs: Any) -> None:
         if state["records"] and table == "batches":
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.record_path(table, key)))
-        return write_record(self, table, key, record)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+        return put(self, table, key, *args, **kwargs)
 
     monkeypatch.setattr(safe_zip, "_create_temp", temp_on_full_disk)
-    monkeypatch.setattr(Storage, "write_record", record_on_full_disk)
+    monkeypatch.setattr(Records, "put", record_on_full_disk)
     yield state
 
 
@@ -80,7 +82,7 @@ def test_a_path_over_path_max_fails_the_batch(storage: Storage, tmp_path: Path) 
     outcome = ingest_batch(storage, batch_id)
 
     assert outcome.error == "deep.zip: extracting the upload failed (File name too long)"
-    batch = storage.read_record("batches", batch_id)
+    batch = storage.records.get("batches", batch_id)
     assert batch["status"] == "FAILED" and batch["statusDetails"] == outcome.error
     assert str(storage.root) not in outcome.error
     assert not storage.extracted_dir(batch_id).exists()
@@ -92,7 +94,7 @@ def test_full_disk_during_extraction_fails_the_batch_and_a_retry_processes_it(
     loop = SensorLoop(instance, storage)
     run_until_idle(loop)
 
-    batch = storage.read_record("batches", batch_id)
+    batch = storage.records.get("batches", batch_id)
     assert batch["status"] == "FAILED"
     assert batch["statusDetails"] == (f"{JD_WHEAT_ZIP}: extracting the upload failed (No space left on device); "
                                       "retry the batch once the server is fixed")
@@ -103,10 +105,10 @@ def test_full_disk_during_extraction_fails_the_batch_and_a_retry_processes_it(
     assert run_requests.request_retry(storage, batch)[0]["status"] == "RECEIVED"
     run_until_idle(loop)
 
-    batch = storage.read_record("batches", batch_id)
+    batch = storage.records.get("batches", batch_id)
     assert batch["status"] == "PROCESSED" and batch["statusDetails"] is None
     (file_id,) = batch["leafFiles"]
-    assert storage.read_record("files", file_id)["status"] == "processed"
+    assert storage.records.get("files", file_id)["status"] == "processed"
     assert instance.get_runs_count(dg.RunsFilter(job_name=BATCH_JOB)) == 2
 
 
@@ -122,11 +124,11 @@ def test_a_batch_whose_records_cannot_be_written_is_settled_once_space_is_freed(
     result = load_definitions(storage).resolve_job_def(BATCH_JOB).execute_in_process(
         partition_key=batch_id, instance=instance, raise_on_error=False, run_config=QUIET)
     assert not result.success
-    assert storage.read_record("batches", batch_id)["status"] == "RECEIVED"
+    assert storage.records.get("batches", batch_id)["status"] == "RECEIVED"
 
     full_disk.update(records=False, extraction=False)  # space freed: the status sensor settles the batch
     SensorLoop(instance, storage).tick()
-    batch = storage.read_record("batches", batch_id)
+    batch = storage.records.get("batches", batch_id)
     assert batch["status"] == "FAILED"
     assert batch["statusDetails"] == (f"{JD_WHEAT_ZIP}: the batch could not be processed (No space left on device); "
                                       "retry the batch")
@@ -140,8 +142,8 @@ def test_a_batch_whose_records_cannot_be_written_is_settled_once_space_is_freed(
 def test_retry_with_nothing_to_run_changes_nothing(storage: Storage, tmp_path: Path) -> None:
     """An upload of only undecodable files: a retry would answer the same, so it is not run and not RECEIVED."""
     batch = {"id": "b", "fileName": "x.zip", "status": "FAILED", "statusDetails": "..", "leafFiles": ["f"]}
-    storage.write_record("batches", "b", batch)
-    storage.write_record("files", "f", {"id": "f", "status": "failed", "unsupportedReason": "YLD files are not supported"})
+    storage.records.put_facts("batches", "b", batch)
+    storage.records.put_facts("files", "f", {"id": "f", "status": "failed", "unsupportedReason": "YLD files are not supported"})
     assert run_requests.retry_plan(storage, batch)[:2] == (False, [])
     assert run_requests.request_retry(storage, batch)[0] == batch
     assert run_requests.pending(storage) == []
@@ -169,14 +171,14 @@ def test_a_real_full_disk(real: Path, tmp_path: Path, instance: dg.DagsterInstan
         batch_id = drop_in_inbox(storage, real / MONTANA / JD_WHEAT_ZIP)
         loop = SensorLoop(instance, storage)
         run_until_idle(loop)
-        batch = storage.read_record("batches", batch_id)
+        batch = storage.records.get("batches", batch_id)
         assert batch["status"] == "FAILED" and "No space left on device" in batch["statusDetails"]
         assert not storage.extracted_dir(batch_id).exists()
 
         filler.unlink()
         run_requests.request_retry(storage, batch)
         run_until_idle(loop)
-        assert storage.read_record("batches", batch_id)["status"] == "PROCESSED"
+        assert storage.records.get("batches", batch_id)["status"] == "PROCESSED"
     finally:
         subprocess.run(["umount", "-l", str(data)], check=False)
 
@@ -187,7 +189,8 @@ def test_a_run_that_fails_outside_its_steps_names_its_own_error(instance: dg.Dag
     from dagster._core.events import JobFailureData
     from dagster._utils.error import SerializableErrorInfo
 
-    from leaf_dagster.status import FILE_JOB, run_failure_message
+    from leaf_dagster.status import FILE_JOB
+    from leaf_dagster.defs.run_status import run_failure_message
 
     run = dg.DagsterRun(job_name=FILE_JOB, run_id="a0c1e2f3-0000-4000-8000-000000000001",
                         status=dg.DagsterRunStatus.FAILURE)

@@ -80,7 +80,7 @@ def processed(tmp_path_factory: pytest.TempPathFactory) -> Processed:
 
 def test_expected_failure_is_one_table_line_without_dagster_output(processed: Processed) -> None:
     done = processed.done
-    (record,) = Storage(processed.data).records("files")
+    (record,) = Storage(processed.data).records.many("files")
     assert done.returncode == 1
     # stderr holds the progress lines and nothing else: no log lines, tracebacks, warnings or telemetry banner
     assert done.stderr.splitlines() == [f"batch {record['batchId']}: extracting {SMS.name}", f"[1/1] CSV {SMS_FILE}"]
@@ -104,7 +104,7 @@ def test_verbose_lets_dagster_speak(processed: Processed) -> None:
 
 def test_listed_ids_are_full_and_taken_back(processed: Processed) -> None:
     listing = _cli(processed.data, "files", "list")
-    (record,) = Storage(processed.data).records("files")
+    (record,) = Storage(processed.data).records.many("files")
     assert listing.returncode == 0 and UUID.fullmatch(listing.stdout.splitlines()[2].split()[0])
     for given in (record["id"], record["id"][:8], record["id"][:13]):
         shown = _cli(processed.data, "files", "show", given, "--json")
@@ -118,7 +118,7 @@ def test_listed_ids_are_full_and_taken_back(processed: Processed) -> None:
 
 def test_pipes_to_head(processed: Processed, tmp_path: Path) -> None:
     """`| head -1` as a shell runs it, then a reader that is gone before the first byte (the write must fail)."""
-    file_id = Storage(processed.data).records("files")[0]["id"]
+    file_id = Storage(processed.data).records.many("files")[0]["id"]
     for args in (["files", "list"], ["batch", "list"], ["files", "status", file_id, "--json"]):
         piped = subprocess.run(["bash", "-o", "pipefail", "-c", " ".join([*_command(), *args, "| head -1"])],
                                capture_output=True, text=True, env=_env(processed.data), timeout=300, cwd=REPO)
@@ -146,7 +146,7 @@ def test_usage_errors_exit_2_and_unexpected_errors_are_one_line(tmp_path: Path) 
     args = ("process", str(SMS), "--leaf-user-id", "g", "--provider", "AgLeader")
     broken = _cli(not_a_dir, *args)
     assert broken.returncode == 1 and broken.stdout == ""
-    assert broken.stderr.splitlines()[-1].startswith("error: NotADirectoryError: [Errno 20] Not a directory")
+    assert broken.stderr.splitlines()[-1].startswith("error: FileExistsError: [Errno 17] File exists")
     assert broken.stderr.rstrip().endswith("(--verbose shows the traceback)")
     assert len(broken.stderr.splitlines()) == 1  # it fails registering the upload, before any progress line
     told = _cli(not_a_dir, *args, "--verbose")
@@ -170,7 +170,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_reprocess_applies_a_changed_configuration(data_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(capfd, "process", str(SMS), "--leaf-user-id", "grower-3", "--provider", "AgLeader")
     storage = Storage(data_dir)
-    (record,) = storage.records("files")
+    (record,) = storage.records.many("files")
     assert code == 1 and err.splitlines()[-1] == f"[1/1] CSV {SMS_FILE}" and len(err.splitlines()) == 2
     # a retry and a reprocess with the same configuration fail the same way, each in a new throwaway instance
     code, out, _ = _run(capfd, "batch", "retry", record["batchId"][:8])
@@ -182,8 +182,8 @@ def test_reprocess_applies_a_changed_configuration(data_dir: Path, capfd: pytest
     assert err == f"[1/1] CSV {SMS_FILE}\n"
     (row,) = out.splitlines()[2:]
     assert row.split() == [record["id"], "CSV", "harvested", str(_sms_rows()), "processed", SMS_FILE]
-    assert storage.read_record("files", record["id"])["pointCount"] == _sms_rows() == 1543
-    assert storage.read_record("batches", record["batchId"])["status"] == "PROCESSED"
+    assert storage.records.get("files", record["id"])["pointCount"] == _sms_rows() == 1543
+    assert storage.records.get("batches", record["batchId"])["status"] == "PROCESSED"
     code, out, _ = _run(capfd, "files", "summary", record["id"][:8], "--json")
     assert code == 0 and json.loads(out)["properties"]["totalDistance"]["value"] > 0
 
@@ -191,7 +191,7 @@ def test_reprocess_applies_a_changed_configuration(data_dir: Path, capfd: pytest
 def test_reprocess_refuses_unknown_and_ambiguous_ids(data_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:
     storage = Storage(data_dir)
     for file_id in ("0123abcd-0000-4000-8000-000000000001", "0123abcd-0000-4000-8000-000000000002"):
-        storage.write_record("files", file_id, {"id": file_id})
+        storage.records.put_facts("files", file_id, {"id": file_id})
     code, _, err = _run(capfd, "files", "reprocess", "0123abcd")
     assert code == 2 and err == ("error: file id prefix 0123abcd is ambiguous: it starts 2 ids "
                                  "(0123abcd-0000-4000-8000-000000000001, 0123abcd-0000-4000-8000-000000000002)\n")

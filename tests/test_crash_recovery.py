@@ -28,7 +28,8 @@ from dagster._core.events import EngineEventData
 from benchmarks.daemon import stop_daemon
 from leaf_dagster.defs.recovery import RECOVERS_TAG, WORKER_GONE, process_alive, worker_pid
 from leaf_dagster.defs.sensors import recovery_sensor
-from leaf_dagster.status import BATCH_JOB, FILE_JOB, record_file_status
+from leaf_dagster.defs.run_status import record_file_status
+from leaf_dagster.status import BATCH_JOB, FILE_JOB
 from leaf_dagster.storage import Storage
 
 from .conftest import JD_WHEAT_ZIP, MONTANA, REPO
@@ -60,7 +61,7 @@ def started_run(instance: dg.DagsterInstance, file_id: str, pid: int, **tags: st
 def test_dead_runs_are_failed_and_queued_again_once(storage: Storage, instance: dg.DagsterInstance) -> None:
     child = subprocess.Popen(["true"])
     child.wait()  # a worker that is gone
-    storage.write_record("files", "f1", {"id": "f1", "status": "processing"})
+    storage.records.put_facts("files", "f1", {"id": "f1", "status": "processing"})
     instance.add_dynamic_partitions("machine_files", ["f1"])
     alive = started_run(instance, "f2", os.getpid())
     first = started_run(instance, "f1", child.pid)
@@ -182,9 +183,9 @@ def test_killed_daemon_group_is_recovered_on_restart(real: Path, tmp_path: Path,
         batch_files: list[str] = []
 
         def all_files_final() -> bool:
-            batch = next(iter(json.loads(p.read_text()) for p in (data / "lake" / "batches").glob("*.json")), {})
+            batch = next(iter(Storage(data).records.many("batches")), {})
             batch_files[:] = batch.get("leafFiles", [])
-            records = [json.loads((data / "lake" / "files" / f"{f}.json").read_text()) for f in batch_files]
+            records = Storage(data).records.many("files", batch_files)
             return (batch.get("status") == "PROCESSED" and len(records) == FILES
                     and all(r.get("status") == "processed" for r in records) and not runs(instance, UNFINISHED))
 
@@ -212,7 +213,6 @@ def test_killed_daemon_group_is_recovered_on_restart(real: Path, tmp_path: Path,
                     assert failed.tags["dagster/partition"] == partition
                     assert failed.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
         points = {}
-        for file_id in batch_files:
-            record = json.loads((data / "lake" / "files" / f"{file_id}.json").read_text())
+        for record in Storage(data).records.many("files", batch_files):
             points[record["fileName"]] = record["pointCount"]
         assert points == kept

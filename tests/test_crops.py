@@ -19,7 +19,7 @@ from dagster._core.event_api import PartitionKeyFilter
 
 from leaf_dagster.catalog import query
 from leaf_dagster.ingest.detect import detect_machine_files
-from leaf_dagster.pipeline import merge_files, process_upload
+from leaf_dagster.defs.in_process import merge_files, process_upload
 from leaf_dagster.readers import read_machine_file
 from leaf_dagster.standard import crops
 from leaf_dagster.standard.standardize import standardize
@@ -164,7 +164,7 @@ class Harvests:
             (self.files[key],) = result["files"]
 
     def record(self, key: str) -> dict:
-        return self.storage.read_record("files", self.files[key]["id"])
+        return self.storage.records.get("files", self.files[key]["id"])
 
     def standard(self, key: str):
         return self.storage.read_geoparquet("standard", self.files[key]["id"])

@@ -22,7 +22,7 @@ from PIL import Image
 
 from leaf_dagster.catalog import query
 from leaf_dagster.config import save
-from leaf_dagster.pipeline import process_upload
+from leaf_dagster.defs.in_process import process_upload
 from leaf_dagster.storage import Storage
 
 from .conftest import JD_OATS, JD_WHEAT, MONTANA, make_zip
@@ -61,10 +61,10 @@ class Derived:
         return self.storage.read_geoparquet("standard", self.id(name, user))
 
     def record(self, name: str, user: str = "grower") -> dict:
-        return self.storage.read_record("files", self.id(name, user))
+        return self.storage.records.get("files", self.id(name, user))
 
     def summary(self, name: str, user: str = "grower") -> dict:
-        return self.storage.read_record("summaries", self.id(name, user))["summary"]
+        return self.storage.records.section("files", self.id(name, user), "summary")["summary"]
 
     def boundary_area(self, bbox: str) -> float:
         with zipfile.ZipFile(self.real / MONTANA / f"{bbox}.zip") as zf:
@@ -175,7 +175,7 @@ def test_imperial_and_metric_agree(d: Derived) -> None:
 
 def test_property_png_colours_and_georeference(d: Derived) -> None:
     file_id = d.id(JD_WHEAT)
-    images = {i["property"]: i for i in d.storage.read_record("images", file_id)}
+    images = {i["property"]: i for i in d.storage.records.section("files", file_id, "images")["images"]}
     image = images["wetMassPerArea"]
     png = d.storage.root / image["path"]
     rgba = np.asarray(Image.open(png).convert("RGBA"))
@@ -233,8 +233,8 @@ def test_configuration_change_applies_on_rematerialisation(d: Derived, real: Pat
     with dg.instance_for_test() as instance:
         before = process_upload(upload, storage, instance, leaf_user_id="u", provider="JohnDeere")["files"][0]
         save(storage, {"cleanupStandardGeojson": False}, leaf_user_id="u")
-        from leaf_dagster.pipeline import load_definitions
-        from leaf_dagster.status import record_file_status
+        from leaf_dagster.defs.in_process import load_definitions
+        from leaf_dagster.defs.run_status import record_file_status
 
         job = load_definitions(storage).resolve_job_def("process_file")
         assert job.execute_in_process(partition_key=before["id"], instance=instance).success

@@ -383,7 +383,7 @@ def test_truncated_last_record_is_dropped(real: Path, tmp_path: Path) -> None:
 def test_pipeline_sprayer_and_tractor_uploads(real: Path, tmp_path: Path) -> None:
     import dagster as dg
 
-    from leaf_dagster.pipeline import process_upload
+    from leaf_dagster.defs.in_process import process_upload
     from leaf_dagster.storage import Storage
 
     storage = Storage(tmp_path / "data")

@@ -13,7 +13,7 @@ import pytest
 from leaf_dagster import config
 from leaf_dagster.ingest.detect import detect_machine_files
 from leaf_dagster.ingest.safe_zip import extract_archive
-from leaf_dagster.pipeline import process_upload
+from leaf_dagster.defs.in_process import process_upload
 from leaf_dagster.storage import Storage
 
 from .conftest import make_zip
@@ -117,7 +117,7 @@ def test_opscenter_layer_matches_oracle(exports: tuple[Storage, dict], layer: tu
     area_ac = frame["area"] / ACRE_M2  # SWATHWIDTH x DISTANCE, in m2 in the standard output
     assert area_ac.sum() == pytest.approx(acres, abs=5e-5)
     assert (frame[rate] * area_ac).sum() / area_ac.sum() == pytest.approx(weighted_mean, abs=5e-5)
-    summary = storage.read_record("files", file["id"])["summary"]
+    summary = storage.records.get("files", file["id"])["summary"]["properties"]
     assert summary[total_key]["value"] == pytest.approx(total, abs=0.006 if total < 1e4 else 0.5)
 
 
@@ -132,5 +132,5 @@ def test_opscenter_layers_with_default_cleanup(real2: Path, tmp_path: Path) -> N
     source = pyogrio.read_dataframe(f"/vsizip/{upload}/doc/Merriweather Farms-JT-01-Soybeans.shp")
     assert source["ControlRate"].isna().all() or (source["ControlRate"].astype(str).str.strip() == "").all()
     assert file["pointCount"] == int((source["AppliedRate"] > 0).sum())
-    summary = storage.read_record("files", file["id"])["summary"]
+    summary = storage.records.get("files", file["id"])["summary"]["properties"]
     assert summary["totalPlanted"]["value"] == pytest.approx(3464804, abs=0.5)

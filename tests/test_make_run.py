@@ -115,12 +115,12 @@ class Output:
 def final_state(data: Path) -> dict[str, dict] | None:
     """Each sample's batch and files once every one has reached a final status, else None."""
     storage = Storage(data)
-    batches = {b["fileName"]: b for b in storage.records("batches")}
+    batches = {b["fileName"]: b for b in storage.records.many("batches")}
     if sorted(batches) != SAMPLES or any(b["status"] not in FINAL_BATCH for b in batches.values()):
         return None
     state = {}
     for name, batch in batches.items():
-        files = [storage.read_record("files", fid) or {} for fid in batch["leafFiles"]]
+        files = [storage.records.get("files", fid) or {} for fid in batch["leafFiles"]]
         if any(f.get("status") not in FINAL_FILE for f in files):
             return None
         state[name] = {"batch": batch, "files": files}

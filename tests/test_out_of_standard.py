@@ -10,7 +10,7 @@ import pyogrio
 import pytest
 
 from leaf_dagster import config
-from leaf_dagster.pipeline import process_upload
+from leaf_dagster.defs.in_process import process_upload
 from leaf_dagster.query import list_files
 from leaf_dagster.storage import Storage
 
@@ -44,9 +44,9 @@ def test_missing_moisture_fails_then_processes_out_of_standard(real: Path, tmp_p
                                                   "message": "missing required properties: harvestMoisture"}
     assert lenient["status"] == "processed" and lenient["steps"]["standardGeojson"]["message"] == "ok"
     assert lenient["standard"] is False and lenient["operationType"] == "harvested"
-    record = storage.read_record("files", lenient["id"])
+    record = storage.records.get("files", lenient["id"])
     assert record["missingProperties"] == ["harvestMoisture"]
-    assert record["summary"]["standard"] is False
+    assert record["summary"]["properties"]["standard"] is False
     assert any("non-standard: missing required properties: harvestMoisture" in n for n in record["notes"])
     source = pyogrio.read_dataframe(f"/vsizip/{real / MONTANA / JD_WHEAT_ZIP}/{JD_WHEAT}.shp")
     kept = (source["WetMass"] > 0) & (source["DISTANCE"] * source["SWATHWIDTH"] > 0)

@@ -17,7 +17,7 @@ from leaf_dagster.definitions import defs
 from leaf_dagster.defs.resources import LeafStorage
 from leaf_dagster.defs.sensors import inbox_sensor, machine_files_sensor
 from leaf_dagster.ingest.batch import batch_id_for
-from leaf_dagster.pipeline import process_upload
+from leaf_dagster.defs.in_process import process_upload
 from leaf_dagster.status import STEP_ORDER
 from leaf_dagster.storage import Storage
 
@@ -72,7 +72,7 @@ def test_inbox_sensor_new_same_again_and_restart(real: Path, storage: Storage, i
     assert [r.partition_key for r in first.run_requests] == [batch_id]  # the unsettled upload waits
     assert first.run_requests[0].run_key == batch_id
     assert first.dynamic_partitions_requests[0].partition_keys == [batch_id]
-    batch = storage.read_record("batches", batch_id)
+    batch = storage.records.get("batches", batch_id)
     assert batch["status"] == "RECEIVED" and batch["leafUserId"] == "grower-7" and batch["provider"] == "JohnDeere"
 
     instance.add_dynamic_partitions("batches", [batch_id])  # what the daemon does with the request
@@ -90,7 +90,7 @@ def test_batch_run_then_one_run_per_file(real: Path, storage: Storage, instance:
     batch_job = defs().resolve_job_def("ingest_batch")
     assert batch_job.execute_in_process(partition_key=batch_id_for_record(storage), instance=instance).success
     assert not upload.exists()  # stored in the batch folder, gone from the inbox
-    batch = storage.read_record("batches", batch_id_for_record(storage))
+    batch = storage.records.get("batches", batch_id_for_record(storage))
     assert len(batch["leafFiles"]) == 2 and batch["status"] == "PROCESSING"
     assert set(instance.get_dynamic_partitions("machine_files")) == set(batch["leafFiles"])
 
@@ -101,7 +101,7 @@ def test_batch_run_then_one_run_per_file(real: Path, storage: Storage, instance:
 
 
 def batch_id_for_record(storage: Storage) -> str:
-    (record,) = storage.records("batches")
+    (record,) = storage.records.many("batches")
     return record["id"]
 
 
@@ -132,7 +132,7 @@ def test_bad_files_fail_with_leaf_messages_and_the_rest_succeed(real: Path, stor
     assert good["status"] == "processed" and good["pointCount"] == jd_valid_points(real / MONTANA / JD_WHEAT_ZIP)
     assert {s["status"] for s in good["steps"].values()} == {"processed"}
 
-    broken = storage.read_record("files", files["broken"]["id"])
+    broken = storage.records.get("files", files["broken"]["id"])
     assert broken["steps"]["originalFile"]["status"] == "processed"
     assert broken["steps"]["rawGeojson"]["status"] == "failed"
     assert broken["steps"]["rawGeojson"]["message"] == "Failed to convert file on provider batch processing"
@@ -175,9 +175,9 @@ def test_missing_prj_lonlat_is_read_as_wgs84_and_projected_fails(real: Path, sto
                             leaf_user_id="g", provider="Other")
     files = _statuses(result)
     assert files[lonlat]["status"] == "processed"
-    record = storage.read_record("files", files[lonlat]["id"])
+    record = storage.records.get("files", files[lonlat]["id"])
     assert any("read as WGS84" in note for note in record["raw"]["notes"])
-    failed = storage.read_record("files", files["utm"]["id"])["steps"]["rawGeojson"]
+    failed = storage.records.get("files", files["utm"]["id"])["steps"]["rawGeojson"]
     assert failed["message"] == "Failed to convert file on provider batch processing"
     assert "has no CRS (.prj missing)" in failed["details"]["reason"]
 

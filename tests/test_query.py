@@ -20,7 +20,7 @@ from leaf_dagster.fields import add_boundaries, list_fields
 from leaf_dagster.objects import uncovered_files
 from leaf_dagster.errors import MergeError
 from leaf_dagster.objects import batch_status
-from leaf_dagster.pipeline import merge_files, process_upload, retry_batch
+from leaf_dagster.defs.in_process import merge_files, process_upload, retry_batch
 from leaf_dagster.query import FILE_SORT_FIELDS, QueryError, list_batches, list_files
 from leaf_dagster.storage import Storage
 
@@ -49,7 +49,7 @@ class World:
         self.results["ohio-oh"] = process_upload(planting, self.storage, self.instance, leaf_user_id="oh", provider="Other")
 
     def file(self, key: str) -> dict:
-        return self.storage.read_record("files", self.results[key]["files"][0]["id"])
+        return self.storage.records.get("files", self.results[key]["files"][0]["id"])
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +110,9 @@ def test_merge_two_harvest_files(world: World) -> None:
     merged = merge_files(world.storage, world.instance, [a["id"], b["id"]])
     assert merged["status"] == "processed" and merged["origin"] == "merged" and merged["sources"] == [a["id"], b["id"]]
     assert merged["pointCount"] == a["pointCount"] + b["pointCount"]
-    sa = world.storage.read_record("summaries", a["id"])["summary"]["properties"]
-    sb = world.storage.read_record("summaries", b["id"])["summary"]["properties"]
-    sm = world.storage.read_record("summaries", merged["id"])["summary"]["properties"]
+    sa = world.storage.records.section("files", a["id"], "summary")["summary"]["properties"]
+    sb = world.storage.records.section("files", b["id"], "summary")["summary"]["properties"]
+    sm = world.storage.records.section("files", merged["id"], "summary")["summary"]["properties"]
     for key in ("totalWetMass", "totalDryMass", "totalDryVolume", "totalArea"):
         assert sa[key]["unit"] == sb[key]["unit"] == sm[key]["unit"]
         assert sm[key]["value"] == pytest.approx(sa[key]["value"] + sb[key]["value"], rel=1e-9), key
@@ -138,7 +138,7 @@ def test_retry_reprocesses_only_what_failed(real: Path, tmp_path: Path) -> None:
         by_name = {f["fileName"]: f for f in first["files"]}
         good, bad = by_name["planted"], by_name["area2"]
         assert good["status"] == "processed" and bad["status"] == "failed"
-        status = batch_status(storage, storage.read_record("batches", first["batch"]["id"]))
+        status = batch_status(storage, storage.records.get("batches", first["batch"]["id"]))
         assert status["converted"]["leafFiles"] == [good["id"]]
         assert status["failed"]["standardGeojson"]["leafFiles"] == [bad["id"]]
         assert status["failed"]["standardGeojson"]["message"] == "no points passed the filter"
@@ -147,20 +147,20 @@ def test_retry_reprocesses_only_what_failed(real: Path, tmp_path: Path) -> None:
         from leaf_dagster.config import DEFAULT_CLEANUP_RULES
 
         save(storage, {"cleanupRules": {k: v for k, v in DEFAULT_CLEANUP_RULES.items() if k != "crop"}}, leaf_user_id="rt")
-        good_before = storage.read_record("files", good["id"])["updatedTime"]
+        good_before = storage.records.get("files", good["id"])["updatedTime"]
         result = retry_batch(storage, instance, first["batch"]["id"])
         runs = {fid: len(instance.get_runs(dg.RunsFilter(job_name="process_file", tags={"dagster/partition": fid})))
                 for fid in (good["id"], bad["id"])}
     assert runs == {good["id"]: 1, bad["id"]: 2}
     assert [f["id"] for f in result["files"]] == [bad["id"]]
-    assert storage.read_record("files", good["id"])["updatedTime"] == good_before
-    assert storage.read_record("files", bad["id"])["status"] == "processed"
+    assert storage.records.get("files", good["id"])["updatedTime"] == good_before
+    assert storage.records.get("files", bad["id"])["status"] == "processed"
     assert result["batch"]["status"] == "PROCESSED"
-    assert batch_status(storage, storage.read_record("batches", first["batch"]["id"]))["failed"] == {}
+    assert batch_status(storage, storage.records.get("batches", first["batch"]["id"]))["failed"] == {}
 
 
 def _all(world: World) -> list[dict]:
-    return [r for r in world.storage.records("files")]
+    return [r for r in world.storage.records.many("files")]
 
 
 @pytest.mark.parametrize("name,value,predicate", [

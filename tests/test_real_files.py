@@ -20,7 +20,7 @@ import pyogrio
 import pytest
 
 from leaf_dagster.config import save
-from leaf_dagster.pipeline import process_upload
+from leaf_dagster.defs.in_process import process_upload
 from leaf_dagster.status import STEP_ORDER
 from leaf_dagster.storage import Storage
 
@@ -114,7 +114,7 @@ def test_john_deere_oats_units_from_metadata_json(done: Processed) -> None:
     std = _processed(done, JD_OATS, "harvested", 97383)
     _present(std, *HARVEST_REQUIRED)
     src = done.source(JD_OATS)
-    record = done.storage.read_record("files", done.file(JD_OATS)["id"])
+    record = done.storage.records.get("files", done.file(JD_OATS)["id"])
     assert record["units"]["wetMassPerArea"] == "lb/ac"  # "lb1ac-1" in the Deere-Metadata.json
     assert record["units"]["dryVolumePerArea"] == "bu/ac"  # "bu1ac-1"
     assert record["units"]["elevation"] == "ft"
@@ -130,7 +130,7 @@ def test_john_deere_seeding_with_shortened_column_names(done: Processed) -> None
     std = _processed(done, JD_SEEDING, "planted", 23047)
     _present(std, "crop", "seedRate", "seedRateTarget", "area", "distance")
     src = done.source(JD_SEEDING)
-    record = done.storage.read_record("files", done.file(JD_SEEDING)["id"])
+    record = done.storage.records.get("files", done.file(JD_SEEDING)["id"])
     assert record["units"]["seedRate"] == "lb/ac"
     assert std["seedRate"].mean() == pytest.approx(src["AppldRt"].mean(), rel=1e-9)
     assert std["seedRateTarget"].mean() == pytest.approx(src["TargtRt"].mean(), rel=1e-9)
@@ -166,7 +166,7 @@ def test_as_applied_polygons_sms_urea(done: Processed) -> None:
     assert std["area"].sum() == pytest.approx(_polygon_area(src), rel=1e-3)
     # no time in this export: honest nulls, and the file says so
     assert std["timestamp"].isna().all()
-    assert "the source has no usable time" in done.storage.read_record("files", done.file(name)["id"])["notes"]
+    assert "the source has no usable time" in done.storage.records.get("files", done.file(name)["id"])["notes"]
 
 
 def test_sms_yield_postgis_abbreviations(done: Processed) -> None:
@@ -201,7 +201,7 @@ def test_protein_analyser_csv_is_not_machine_data(done: Processed) -> None:
     f = done.file("SEC 1 WEST_SN1228_2019")
     assert f["status"] == "failed"
     assert f["steps"]["standardGeojson"] == {"status": "failed", "message": "unsupported operation type: unknown"}
-    record = done.storage.read_record("files", f["id"])
+    record = done.storage.records.get("files", f["id"])
     assert "grain-quality analyser" in record["evidence"]
 
 
@@ -248,7 +248,7 @@ def test_sms_csv_latin1_metric(done: Processed) -> None:
     std = _processed(done, name, "harvested", 1543)
     _present(std, *HARVEST_REQUIRED)
     src = pd.read_csv(done.real / "csiro-pyprecag-yield-csv" / f"{name}.csv", encoding="latin-1")
-    record = done.storage.read_record("files", done.file(name)["id"])
+    record = done.storage.records.get("files", done.file(name)["id"])
     assert record["units"]["dryMassPerArea"] == "t/ha"
     assert std["dryMassPerArea"].mean() == pytest.approx(src["Yld Mass(Dry)(tonne/ha)"].mean(), rel=1e-9)
     assert std["area"].sum() == pytest.approx((src["Swth Wdth(m)"] * src["Distance(m)"]).sum(), rel=1e-9)
@@ -266,7 +266,7 @@ def test_unknown_monitor_csv_without_units_fails_honestly(done: Processed) -> No
     assert f["steps"]["standardGeojson"]["message"] == (
         "missing required properties: harvestMoisture, wetMass, dryMass, wetMassPerArea, dryMassPerArea")
     # the step's failure details say why: nothing states the units, and no moisture, width or crop is there
-    record = done.storage.read_record("files", f["id"])
+    record = done.storage.records.get("files", f["id"])
     lacks = record["steps"]["standardGeojson"]["details"]["missing_inputs"]
     assert lacks == record["missingInputs"]
     assert "bu/ac, t/ha" in lacks["unit of 'Yield'"]

@@ -14,9 +14,9 @@ import pyogrio
 import pytest
 
 from leaf_dagster.config import ConfigError, save
-from leaf_dagster.ingest.batch import CONVERSION_FAILED
+from leaf_dagster.errors import CONVERSION_FAILED
 from leaf_dagster.ingest.detect import detect_machine_files
-from leaf_dagster.pipeline import process_upload
+from leaf_dagster.defs.in_process import process_upload
 from leaf_dagster.readers import read_machine_file
 from leaf_dagster.readers.shapefile_integrity import DamagedShapefile, read_dbf_header, shapefile_problems
 from leaf_dagster.storage import Storage
@@ -142,7 +142,7 @@ def test_a_damaged_upload_fails_conversion_with_the_reason(wheat: Path, tmp_path
     (file,) = result["files"]
     assert file["status"] == "failed"
     assert file["steps"]["rawGeojson"] == {"status": "failed", "message": CONVERSION_FAILED}
-    details = storage.read_record("files", file["id"])["steps"]["rawGeojson"]["details"]
+    details = storage.records.get("files", file["id"])["steps"]["rawGeojson"]["details"]
     assert f"the .dbf is truncated: its header declares {POINTS} records, the file holds {left}" in details["reason"]
     assert result["batch"]["status"] == "FAILED"
     assert intact_check(instance, storage, file["id"])[:2] == (False, dg.AssetCheckSeverity.WARN)
@@ -154,7 +154,7 @@ def test_a_damaged_upload_fails_conversion_with_the_reason(wheat: Path, tmp_path
                            provider="JohnDeere")
     (file,) = again["files"]
     assert file["status"] == "processed"
-    raw = storage.read_record("files", file["id"])["raw"]
+    raw = storage.records.get("files", file["id"])["raw"]
     assert raw["recordCount"] == left
     assert raw["warnings"] == [f"damaged shapefile read anyway (acceptDamagedShapefiles): the .dbf is truncated: "
                                f"its header declares {POINTS} records, the file holds {left}",
@@ -166,7 +166,7 @@ def test_a_damaged_upload_fails_conversion_with_the_reason(wheat: Path, tmp_path
 
 def intact_check(instance: dg.DagsterInstance, storage: Storage, file_id: str) -> tuple:
     """The source_intact check of the file's latest run: (passed, severity, description)."""
-    run_id = storage.read_record("files", file_id)["lastRunId"]
+    run_id = storage.records.get("files", file_id)["lastRunId"]
     (entry,) = [e for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
                 if e.dagster_event.event_specific_data.check_name == "source_intact"]
     evaluation = entry.dagster_event.event_specific_data

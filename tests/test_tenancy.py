@@ -145,7 +145,7 @@ def test_pipeline_applies_the_batch_owners_configuration_and_fields(real: Path, 
         # bob's file of the same zip: his rule removed every point, his units are metric
         status = bob.get(f"{BASE}/files/{bob_file}/status").json()
         assert status["standardGeojson"] == {"status": "failed", "message": "no points passed the filter"}
-        assert storage.read_record("files", bob_file)["unitMeasurement"] == "METRIC"
+        assert storage.records.get("files", bob_file)["unitMeasurement"] == "METRIC"
         assert bob.get(f"{FIELDS}/grower-1/fields").json()[0]["files"] == []  # alice's file is not his
 
         # alice adds the same boundary: her own field attaches to her file, bob's field id is not hers
@@ -196,12 +196,12 @@ def test_inbox_sidecar_with_a_bad_user_fails_the_batch(real: Path, storage: Stor
         (storage.inbox / f"{name}.json").write_text(json.dumps({"leafUserId": user, "provider": "JohnDeere",
                                                                 "batchId": "../../lake/x"}))
     _run_pipeline(storage, instance)
-    batches = {b["fileName"]: b for b in storage.records("batches")}
+    batches = {b["fileName"]: b for b in storage.records.many("batches")}
     assert set(batches) == {"traversal.zip", "listed.zip"}
     for name, batch in batches.items():
         assert batch["status"] == "FAILED" and batch["leafFiles"] == [], batch
         assert "leafUserId" in batch["statusDetails"] and "is not valid" in batch["statusDetails"]
-    assert not storage.records("files")
+    assert not storage.records.many("files")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "secret"]
     assert sorted(p.name for p in secret.iterdir()) == ["config.json"]
     assert not list(storage.inbox.glob("*.zip"))  # taken out of the inbox, not left to be picked up again
@@ -215,13 +215,13 @@ def test_inbox_sidecar_provider_is_one_of_leafs(real: Path, storage: Storage, in
         make_zip(storage.inbox / f"{name}.zip", {JD_WHEAT_ZIP: real / MONTANA / JD_WHEAT_ZIP})
         (storage.inbox / f"{name}.json").write_text(json.dumps({"leafUserId": "grower-1", "provider": provider}))
     _run_pipeline(storage, instance)
-    batches = {b["fileName"]: b for b in storage.records("batches")}
+    batches = {b["fileName"]: b for b in storage.records.many("batches")}
     assert batches["known.zip"]["status"] == "PROCESSED" and batches["known.zip"]["provider"] == "JohnDeere"
     refused = batches["unknown.zip"]
     assert refused["status"] == "FAILED" and refused["leafFiles"] == []
     assert refused["statusDetails"].startswith("provider must be one of Other, Leaf,")
     assert refused["statusDetails"].endswith("not 'Deere Ops'")
-    assert [r["batchId"] for r in storage.records("files")] == [batches["known.zip"]["id"]]
+    assert [r["batchId"] for r in storage.records.many("files")] == [batches["known.zip"]["id"]]
 
 
 def _multipart(parts: list[tuple[str, bytes, bytes | None]], boundary: str = "leafboundary") -> tuple[bytes, dict]:
@@ -404,15 +404,15 @@ def test_failures_show_the_users_names_and_no_server_paths(real: Path, server: S
 
     failed = alice.get(f"{BASE}/batch/{broken_batch['id']}").json()
     assert failed["status"] == "FAILED" and failed["statusDetails"].startswith("broken.zip"), failed
-    stored = storage.read_record("batches", broken_batch["id"])["storedName"]
+    stored = storage.records.get("batches", broken_batch["id"])["storedName"]
     assert stored not in failed["statusDetails"] and stored.removesuffix(".zip") not in json.dumps(failed)
 
     (file_id,) = alice.get(f"{BASE}/batch/{shapes_batch['id']}").json()["leafFiles"]
-    record = storage.read_record("files", file_id)
+    record = storage.records.get("files", file_id)
     raw = record["steps"]["rawGeojson"]
     assert raw["status"] == "failed" and raw["message"] == "Failed to convert file on provider batch processing"
     assert "yield.shp" in raw["details"]["reason"], raw  # the reason names the file, not where it lies
-    shown = json.dumps([record["steps"], storage.read_record("file_status", file_id),
+    shown = json.dumps([record["steps"], storage.records.section("files", file_id, "status"),
                         alice.get(f"{BASE}/batch/{shapes_batch['id']}/status").json(),
                         alice.get(f"{BASE}/files/{file_id}").json(), failed])
     assert str(tmp_path) not in shown and "original/" not in shown and "/batches/" not in shown, shown

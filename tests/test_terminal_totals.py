@@ -15,7 +15,7 @@ import pytest
 from leaf_dagster import config
 from leaf_dagster.derived.reconcile import reconcile
 from leaf_dagster.ingest.detect import detect_machine_files
-from leaf_dagster.pipeline import process_upload
+from leaf_dagster.defs.in_process import process_upload
 from leaf_dagster.readers import read_machine_file
 from leaf_dagster.readers.isoxml import load_taskdata
 from leaf_dagster.readers.isoxml.totals import terminal_totals
@@ -244,12 +244,12 @@ def test_check_on_a_real_sprayer_and_a_forced_mismatch(real: Path, tmp_path: Pat
         (second,) = process_upload(edited, storage, instance, leaf_user_id="g", provider="Other")["files"]
         check, forced = _check(instance, first["id"]), _check(instance, second["id"])
     for file, evaluation in ((first, check), (second, forced)):
-        record = storage.read_record("files", file["id"])
+        record = storage.records.get("files", file["id"])
         assert file["status"] == "processed"  # the check never fails the file
         assert file["terminalTotals"] == record["terminalTotals"] and record["terminalTotals"]["task"] == "14.39ha Field"
         assert evaluation.severity == dg.AssetCheckSeverity.WARN and not evaluation.blocking
         rows = {r["name"]: r for r in evaluation.metadata["totals"].value}
-        summary = record["summary"]
+        summary = record["summary"]["properties"]
         assert rows["area"]["ours"] == pytest.approx(summary["totalArea"]["value"])  # both in m2
         assert rows["applied volume"]["ours"] == pytest.approx(summary["totalApplied"]["value"] * (3.785411784
                                                                if summary["totalApplied"]["unit"] == "gal" else 1))

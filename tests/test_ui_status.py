@@ -24,8 +24,8 @@ from leaf_dagster.definitions import defs
 from leaf_dagster.defs.resources import LeafStorage
 from leaf_dagster.defs.sensors import status_sensor
 from leaf_dagster.derived.images import RAMP, legend_number
-from leaf_dagster.ingest.batch import UNREADABLE
-from leaf_dagster.pipeline import QUIET, process_upload
+from leaf_dagster.errors import UNREADABLE
+from leaf_dagster.defs.in_process import QUIET, process_upload
 from leaf_dagster.status import OVERVIEW_JOB
 from leaf_dagster.storage import DATA_DIR_ENV, Storage
 
@@ -116,7 +116,7 @@ def _csv_records(csv: bytes) -> int:
 
 def test_a_failed_gate_fails_its_step_with_leafs_message_and_the_rest_is_not_run(uploads: Uploads) -> None:
     record = uploads.file(uploads.cleaned_out, SMS)
-    run = uploads.instance.get_run_by_id(uploads.storage.read_record("files", record["id"])["lastRunId"])
+    run = uploads.instance.get_run_by_id(uploads.storage.records.get("files", record["id"])["lastRunId"])
     assert run is not None
     data = uploads.query(RUN, runId=run.run_id)["runOrError"]
     assert data["status"] == "FAILURE"
@@ -155,7 +155,7 @@ def test_a_failed_gate_fails_its_step_with_leafs_message_and_the_rest_is_not_run
     assert check.status.value == "FAILED" and check.run_id == run.run_id
 
     # Leaf's per-file status for the API and CLI is unchanged
-    steps = uploads.storage.read_record("files", record["id"])["steps"]
+    steps = uploads.storage.records.get("files", record["id"])["steps"]
     assert steps["standardGeojson"]["status"] == "failed" and steps["standardGeojson"]["message"] == NO_POINTS
     assert "yield" in steps["standardGeojson"]["details"]["evidence"]
     assert {name: steps[name] for name in SKIPPED} == {name: {"status": "skipped", "message": "skipped"} for name in SKIPPED}
@@ -216,12 +216,12 @@ def test_the_batch_overview_lists_every_file_with_status_and_reason(real: Path, 
         "rawGeojson", "Failed to convert file on provider batch processing")
     assert (rows["20190816.yld"]["status"], rows["20190816.yld"]["failing_step"], rows["20190816.yld"]["message"]) == (
         "failed", "originalFile", "Ag Leader yld files are not supported")
-    assert {r["file_id"] for r in rows.values()} == set(uploads.storage.read_record("batches", batch_id)["leafFiles"])
+    assert {r["file_id"] for r in rows.values()} == set(uploads.storage.records.get("batches", batch_id)["leafFiles"])
 
 
 def test_the_summary_map_has_a_legend(uploads: Uploads) -> None:
     file_id = uploads.file(uploads.mixed, JD_WHEAT_ZIP[:-4])["id"]
-    record = uploads.storage.read_record("files", file_id)
+    record = uploads.storage.records.get("files", file_id)
     legend = record["mapLegend"]
     standard = uploads.storage.read_geoparquet("standard", file_id)
     values = standard[legend["property"]].to_numpy(dtype=float)

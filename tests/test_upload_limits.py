@@ -9,9 +9,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from leaf_dagster.ingest.batch import MAX_FILES_ENV, NO_VALID_FILES, UNREADABLE, batch_id_for, ingest_batch, new_batch
+from leaf_dagster.catalog import query
+from leaf_dagster.errors import NO_VALID_FILES, UNREADABLE
+from leaf_dagster.ingest.batch import MAX_FILES_ENV, batch_id_for, ingest_batch, new_batch
 from leaf_dagster.ingest.safe_zip import ExtractionLimits
-from leaf_dagster.pipeline import process_upload
+from leaf_dagster.defs.in_process import process_upload
 from leaf_dagster.status import BATCH_JOB, FILE_JOB, STEP_ORDER
 from leaf_dagster.storage import Storage
 
@@ -68,7 +70,7 @@ def test_zip_of_zero_filled_members_is_refused_before_anything_is_written(storag
     assert budget == 100 * size  # 227 MB for this 2.3 MB zip instead of 2.1 GB
     assert outcome.error == (f"zeros.zip: uncompressed size of {2000 * MiB} bytes in total exceeds the limit of "
                              f"{budget} bytes for an upload of this size (100x its size, at least {64 * MiB} bytes)")
-    batch = storage.read_record("batches", batch_id)
+    batch = storage.records.get("batches", batch_id)
     assert batch["status"] == "FAILED" and batch["statusDetails"] == outcome.error and batch["leafFiles"] == []
     assert not storage.extracted_dir(batch_id).exists()
     # the stored upload (kept for a retry) and two small records: disk grew by less than the upload + 64 KiB
@@ -143,8 +145,8 @@ def test_unsupported_files_are_settled_in_the_batch_run(real: Path, storage: Sto
     assert yld["steps"]["originalFile"] == {"status": "failed", "message": "Ag Leader yld files are not supported"}
     assert [yld["steps"][s]["status"] for s in STEP_ORDER[1:]] == ["skipped"] * (len(STEP_ORDER) - 1)
     assert (storage.original_dir(yld["id"]) / "000.yld").read_bytes() == b"x"
-    rows = storage.read_record("file_status", yld["id"])
-    assert rows[0]["step"] == "originalFile" and rows[0]["status"] == "failed"
+    _, rows = query(storage, f"select step, status from file_status where \"fileId\" = '{yld['id']}'")
+    assert ("originalFile", "failed") in rows and ("zippedPNGs", "skipped") in rows
     assert files["planted"]["status"] == "processed"
     assert result["batch"]["status"] == "PROCESSED"
 

@@ -82,7 +82,7 @@ StorageDep = Annotated[Storage, Depends(storage)]
 
 def owned(storage: Storage, table: str, key: str, who: str) -> dict[str, Any]:
     """The owner's record `key` of `table`, else 404: another owner's record is answered as one never made."""
-    record = storage.read_record(table, key) if is_uuid(key) else None
+    record = storage.records.get(table, key) if is_uuid(key) else None
     if record is None or owner_of(record) != who:
         shown = key if is_uuid(key) else "with this id"
         raise HTTPException(404, f"{table[:-1] if table != 'batches' else 'batch'} {shown} not found")
@@ -119,9 +119,8 @@ def with_urls(request: Request, storage: Storage, record: dict[str, Any]) -> dic
         if exists:
             out[name] = url(request, f"{BASE}/files/{fid}/{name}")
             out["download" + name[0].upper() + name[1:]] = url(request, f"{BASE}/files/{fid}/{name}", download="true")
-    summary = storage.read_record("summaries", fid)
-    if summary:
-        out["summary"] = summary["summary"]
+    if record.get("summary"):
+        out["summary"] = record["summary"]
     return out
 
 

@@ -29,11 +29,10 @@ from dagster import DagsterEventType
 from dagster._core.events import JobFailureData, RunFailureReason
 from dagster._core.launcher import DefaultRunLauncher
 
-from ..ingest.batch import utc_now
-from ..status import (BATCH_JOB, FILE_JOB, latest_run, record_steps, run_failure_message, steps_without_run,
-                      update_batch_status)
+from ..status import BATCH_JOB, FILE_JOB, record_steps, set_batch_state, steps_without_run, update_batch_status
 from ..storage import Storage
 from .queue import BATCH_TAG, OWNER_TAG, PRIORITY_TAG
+from .run_status import latest_run, run_failure_message
 
 JOBS = (FILE_JOB, BATCH_JOB)
 RECOVERS_TAG = "leaf/recovers"
@@ -143,17 +142,16 @@ def settle_batch(instance: dg.DagsterInstance, storage: Storage, run: dg.Dagster
     with the same reason. Returns the batch record when it changed."""
     if run.status not in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED) or not is_latest(instance, run):
         return None
-    batch = storage.read_record("batches", run.tags.get("dagster/partition", ""))
+    batch = storage.records.get("batches", run.tags.get("dagster/partition", ""))
     if batch is None or batch.get("status") == "FAILED":
         return None
     reason = run_failure_message(instance, run)
     if not batch.get("leafFiles"):
         shutil.rmtree(storage.extracted_dir(batch["id"]), ignore_errors=True)  # the stored zip stays for a retry
-        return storage.update_record("batches", batch["id"], status="FAILED", processedTimestamp=utc_now(),
-                                     statusDetails=f"{batch['fileName']}: the batch could not be processed ({reason}); "
-                                                   "retry the batch")
-    for file_id in batch["leafFiles"]:
-        record = storage.read_record("files", file_id) or {}
+        return set_batch_state(storage, batch["id"], "FAILED", f"{batch['fileName']}: the batch could not be "
+                               f"processed ({reason}); retry the batch")
+    for record in storage.records.many("files", batch["leafFiles"]):
+        file_id = record["id"]
         if record.get("status") == "processing" and latest_run(instance, FILE_JOB, file_id) is None:
             record_steps(storage, file_id, steps_without_run(f"the batch run failed ({reason})"), run.run_id,
                          update_batch=False)

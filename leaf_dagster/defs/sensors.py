@@ -16,11 +16,12 @@ import dagster as dg
 from .. import run_requests
 from ..catalog import refresh_catalog
 from ..ingest.batch import batch_id_for, new_batch, read_sidecar
-from ..status import BATCH_JOB, FILE_JOB, record_file_status
+from ..status import BATCH_JOB, FILE_JOB
 from ..storage import Storage
 from .jobs import batch_overview_job, ingest_batch_job, process_file_job
 from .partitions import batches, machine_files
 from .queue import BATCH_TAG, FairQueue
+from .run_status import record_file_status
 from .recovery import JOBS, fail_dead_runs, requeue_request, settle_batch, will_requeue
 from .resources import LeafStorage
 
@@ -56,7 +57,7 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: LeafStorage):
 
 
 def file_run_tags(queue: FairQueue, store: Storage, file_id: str, **extra: str) -> dict[str, str]:
-    record = store.read_record("files", file_id) or {}
+    record = store.records.get("files", file_id) or {}
     # a merged file belongs to no batch: it is its own unit of the per-batch limit
     return queue.tags(record.get("apiOwnerUsername"), str(record.get("batchId") or file_id), **{
         "leaf/file_name": str(record.get("fileName", ""))[:200], "leaf/file_format": str(record.get("fileFormat", "")),
@@ -75,9 +76,9 @@ def machine_files_sensor(context: dg.SensorEvaluationContext, storage: LeafStora
     queue = FairQueue(context.instance)
     requests = []
     for event in events.records:
-        batch = store.read_record("batches", event.partition_key or "") or {}
+        batch = store.records.get("batches", event.partition_key or "") or {}
         for file_id in batch.get("leafFiles", []):
-            if (store.read_record("files", file_id) or {}).get("unsupportedReason"):
+            if (store.records.get("files", file_id) or {}).get("unsupportedReason"):
                 continue  # settled in the batch run
             requests.append(dg.RunRequest(run_key=f"{file_id}:{event.storage_id}", partition_key=file_id,
                                           tags=file_run_tags(queue, store, file_id)))
@@ -94,7 +95,7 @@ def requested_runs_sensor(context: dg.SensorEvaluationContext, storage: LeafStor
     requests, keys = [], []
     for path, request in run_requests.pending(store):
         for batch_id in request.get("batchIds", []):
-            batch = store.read_record("batches", batch_id) or {}
+            batch = store.records.get("batches", batch_id) or {}
             requests.append(dg.RunRequest(run_key=f"{request['id']}:{batch_id}", job_name=BATCH_JOB,
                                           partition_key=batch_id,
                                           tags=queue.tags(batch.get("apiOwnerUsername"), batch_id,
@@ -144,7 +145,7 @@ def overview_requests(store: Storage, batch_ids: set[str]) -> list[dg.RunRequest
     """An overview run for each batch that is settled, once per settling (a retry settles it again)."""
     requests = []
     for batch_id in sorted(batch_ids):
-        batch = store.read_record("batches", batch_id) or {}
+        batch = store.records.get("batches", batch_id) or {}
         if batch.get("status") in ("PROCESSED", "FAILED"):
             requests.append(dg.RunRequest(run_key=f"overview:{batch_id}:{batch.get('processedTimestamp')}",
                                           partition_key=batch_id,

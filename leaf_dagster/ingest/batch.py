@@ -14,12 +14,14 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import NO_VALID_FILES
+from ..model import utc_now
 from ..identifiers import batch_identifier_problem, is_uuid
 from ..query import QueryError, leaf_provider
+from ..status import set_batch_state
 from ..storage import DEFAULT_OWNER, Storage
 from .safe_zip import CorruptArchiveError, UnsafeArchiveError, extract_archive
 
@@ -27,9 +29,6 @@ if TYPE_CHECKING:
     from .detect import DetectedFile
 
 NAMESPACE = uuid.UUID("5d0c5a53-2f7e-4c0e-9a51-3f0b0c7c1eaf")
-NO_VALID_FILES = "No valid files found"
-CONVERSION_FAILED = "Failed to convert file on provider batch processing"
-UNREADABLE = "Files found but unable to read. Please check file format before re-trying or contact Support"
 # Each machine file costs one run, so an upload's file count is capped (a zip of 200 one-byte entries
 # would otherwise hold the queue for as long as 200 real files).
 MAX_FILES_ENV = "LEAF_MAX_FILES_PER_UPLOAD"
@@ -49,11 +48,6 @@ def os_error_message(file_name: str, action: str, exc: OSError) -> str:
     reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
     retry = "; retry the batch once the server is fixed" if exc.errno in _RETRYABLE_ERRNOS else ""
     return f"{file_name}: {action} failed ({reason}){retry}"
-
-
-def utc_now() -> str:
-    """Now in Leaf's date format, yyyy-MM-dd'T'HH:mm:ss.SSS'Z'."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def batch_id_for(upload: Path, leaf_user_id: str | None = None, provider: str | None = None) -> str:
@@ -96,27 +90,29 @@ def new_batch(storage: Storage, batch_id: str, upload: Path, leaf_user_id: str |
 
     `move` takes the upload out of the inbox when it is stored; a file named on the command line is
     copied instead, so the user's own file stays where it is."""
-    existing = storage.read_record("batches", batch_id)
+    existing = storage.records.get("batches", batch_id)
     if existing:
         return existing
-    record = {
+    try:  # a provider Leaf does not have is refused by the batch step, where the user sees it
+        provider = leaf_provider(provider or "Other")
+    except QueryError:
+        pass
+    storage.records.put("batches", batch_id, "registration", {
         "id": batch_id, "leafUserId": leaf_user_id or "default", "fileName": file_name or upload.name,
-        "apiOwnerUsername": owner or DEFAULT_OWNER, "storedName": upload.name,
-        "size": upload.stat().st_size, "provider": provider or "Other", "status": "RECEIVED",
-        "uploadTimestamp": utc_now(), "leafFiles": [], "statusDetails": None,
-        "fileFormat": file_format, "inboxPath": str(upload.resolve()), "moveUpload": move,
-    }
-    storage.write_record("batches", batch_id, record)
-    return record
+        "apiOwnerUsername": owner or DEFAULT_OWNER, "storedName": upload.name, "size": upload.stat().st_size,
+        "provider": provider, "uploadTimestamp": utc_now(), "fileFormat": file_format,
+        "inboxPath": str(upload.resolve()), "moveUpload": move,
+    })
+    return storage.records.get("batches", batch_id) or {}
 
 
 def upload_problem(batch: dict[str, Any]) -> str | None:
     """Why a batch's sidecar values cannot be used (a bad owner or Leaf user id, a provider Leaf does not
-    have), or None; a known provider is then kept in Leaf's spelling."""
+    have), or None."""
     problem = batch_identifier_problem(batch)
     if problem is None:
         try:
-            batch["provider"] = leaf_provider(batch.get("provider") or "Other")
+            leaf_provider(batch.get("provider") or "Other")
         except QueryError as exc:
             problem = str(exc)
     return problem
@@ -124,9 +120,12 @@ def upload_problem(batch: dict[str, Any]) -> str | None:
 
 @dataclass
 class BatchOutcome:
+    """What the batch step found: the machine files it registered, or why the upload is refused (`error`
+    for the run's log, `details` for Leaf's statusDetails)."""
     batch: dict[str, Any]
     files: list[dict[str, Any]]
     error: str | None = None
+    details: str | None = None
 
 
 def _store_upload(storage: Storage, batch: dict[str, Any]) -> Path:
@@ -153,35 +152,34 @@ def _file_record(storage: Storage, batch: dict[str, Any], root: Path, found: "De
         "id": file_id_for(batch["id"], relative), "batchId": batch["id"], "leafUserId": batch["leafUserId"],
         "apiOwnerUsername": batch.get("apiOwnerUsername", DEFAULT_OWNER),
         "provider": batch["provider"], "fileName": found.name, "fileFormat": found.file_format,
-        "origin": "uploaded", "status": "processing", "createdTime": utc_now(), "updatedTime": utc_now(),
-        "sourcePath": relative, "primary": found.primary.relative_to(root).as_posix(), "layer": found.layer,
+        "origin": "uploaded", "createdTime": utc_now(), "sourcePath": relative, "primary": found.primary.relative_to(root).as_posix(), "layer": found.layer,
         "members": [m.relative_to(root).as_posix() for m in found.members],
         "sizeInBytes": sum(m.stat().st_size for m in found.members), "unsupportedReason": found.unsupported_reason,
     }
 
 
 def ingest_batch(storage: Storage, batch_id: str) -> BatchOutcome:
-    """Store, extract and detect. Never raises for bad input or an OS error (a full disk, a path too long):
-    the batch ends FAILED with the reason and the outcome carries it. Extraction work is removed when the
-    batch fails, so a refused or empty upload leaves only the stored zip behind (kept for a retry)."""
+    """Store, extract, detect and register the machine files (the batch's `scan` section). Never raises for
+    bad input or an OS error (a full disk, a path too long): the batch ends FAILED with the reason and the
+    outcome carries it; otherwise the caller records the status once unreadable files are settled. Extraction work is removed when the upload is refused, so a refused or empty
+    upload leaves only the stored zip behind (kept for a retry)."""
     from .detect import detect_machine_files
 
-    batch = storage.read_record("batches", batch_id)
+    batch = storage.records.get("batches", batch_id)
     if batch is None:
         raise KeyError(f"batch {batch_id} was never received")
     name = batch["fileName"]
     extracted = storage.extracted_dir(batch_id)
     detected: list[DetectedFile] = []
-    error = details = None
+    error = details = stored = None
     action = "storing the upload"
     try:
         upload = _store_upload(storage, batch)
-        batch["storedPath"] = str(upload.relative_to(storage.root))
+        stored = str(upload.relative_to(storage.root))
         problem = upload_problem(batch)  # a hand-written sidecar: refused before any per-user path is used
         if problem:
-            batch.update(status="FAILED", statusDetails=problem)
-            storage.write_record("batches", batch_id, batch)
-            return BatchOutcome(batch, [], problem)
+            storage.records.put("batches", batch_id, "scan", {"leafFiles": [], "storedPath": stored})
+            return BatchOutcome(set_batch_state(storage, batch_id, "FAILED", problem) or batch, [], problem, problem)
         action = "extracting the upload"
         shutil.rmtree(extracted, ignore_errors=True)
         extract_archive(upload, extracted, name=name)
@@ -198,17 +196,15 @@ def ingest_batch(storage: Storage, batch_id: str) -> BatchOutcome:
         error = details = (f"{name}: {len(detected)} machine files found, more than the limit of "
                            f"{max_files_per_upload()} per upload; split the upload into smaller zips")
     files = [] if error else [_file_record(storage, batch, extracted, found) for found in detected]
-    for record in files:
-        previous = storage.read_record("files", record["id"]) or {}
-        storage.write_record("files", record["id"], {**record, "createdTime": previous.get("createdTime", record["createdTime"])})
-    batch.update(leafFiles=[f["id"] for f in files])
+    known = {r["id"]: r for r in storage.records.many("files", [f["id"] for f in files])}
+    for record in files:  # a re-run batch step keeps its files' creation times
+        record["createdTime"] = known.get(record["id"], record)["createdTime"]
+        storage.records.put("files", record["id"], "registration", record)
+    storage.records.put("batches", batch_id, "scan", {"leafFiles": [f["id"] for f in files], "storedPath": stored})
     if error:
         shutil.rmtree(extracted, ignore_errors=True)
-        batch.update(status="FAILED", statusDetails=details, processedTimestamp=utc_now())
-    else:
-        batch.update(status="PROCESSING", statusDetails=None)
-    storage.write_record("batches", batch_id, batch)
-    return BatchOutcome(batch, files, error)
+        batch = set_batch_state(storage, batch_id, "FAILED", details) or batch
+    return BatchOutcome(batch, files, error, details)
 
 
 def link_members(storage: Storage, record: dict[str, Any]) -> list[Path]:

@@ -37,7 +37,7 @@ def get_files(request: Request, response: Response, who: Owner, storage: Storage
               size: str | None = None, sort: Annotated[list[str] | None, Query()] = None) -> dict[str, Any]:
     filters = {k: v for k, v in request.query_params.items() if k in FILE_FILTERS}
     result = list_files(storage, owner=who, page=page, size=size, sort=sort, **filters)
-    items = [with_urls(request, storage, storage.read_record("files", f["id"]) or f) for f in result.items]
+    items = [with_urls(request, storage, record) for record in result.records]
     page_headers(request, response, result.total, result.page, result.size)
     return {"operations": items}
 
@@ -88,24 +88,24 @@ def get_file(record: OwnedFile, request: Request, storage: StorageDep) -> dict[s
     return with_urls(request, storage, record)
 
 
-def output(storage: Storage, table: str, file_id: str) -> Any:
-    """A step's record of an owned file, or 404 when the step has not produced it."""
-    record = storage.read_record(table, file_id)
+def output(storage: Storage, section: str, file_id: str) -> Any:
+    """A step's output of an owned file, or 404 when the step has not produced it."""
+    record = storage.records.section("files", file_id, section)
     if record is None:
-        raise HTTPException(404, f"file {file_id} has no {table}")
+        raise HTTPException(404, f"file {file_id} has no {section}")
     return record
 
 
 @router.get("/{file_id}/summary", summary="Get file summary", response_model=Feature,
             dependencies=[OWNED_FILE])
 def get_summary(file_id: str, storage: StorageDep) -> dict[str, Any]:
-    return output(storage, "summaries", file_id)["summary"]
+    return output(storage, "summary", file_id)["summary"]
 
 
 @router.get("/{file_id}/units", summary="Get file units", response_model=dict[str, str],
             dependencies=[OWNED_FILE])
 def get_units(file_id: str, storage: StorageDep) -> dict[str, str]:
-    return {r["property"]: r["unit"] for r in output(storage, "units", file_id)}
+    return output(storage, "units", file_id)["unitMap"]
 
 
 @router.get("/{file_id}/status", summary="Get file status", response_model=Status)
@@ -168,7 +168,7 @@ def outside_file(file_id: str, record: OwnedFile, storage: StorageDep, download:
             dependencies=[OWNED_FILE])
 def images(file_id: str, request: Request, storage: StorageDep) -> list[dict[str, Any]]:
     out = []
-    for image in storage.read_rows("images", file_id):
+    for image in (storage.records.section("files", file_id, "images") or {}).get("images") or []:
         link = url(request, f"{BASE}/files/{file_id}/images/{image['property']}.png")
         out.append({"property": image["property"], "ramp": image["ramp"], "url": link, "downloadUrl": link + "?download=true"})
     return out

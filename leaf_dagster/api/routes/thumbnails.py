@@ -18,7 +18,7 @@ router = APIRouter(prefix="/thumbnails", tags=["thumbnails"], route_class=LeafRo
 @router.get("/{file_id}/{token}.png", summary="A file's coverage map thumbnail (capability URL)",
             response_class=FileResponse)
 def thumbnail(file_id: str, token: str, storage: StorageDep) -> FileResponse:
-    record = storage.read_record("files", file_id) if is_uuid(file_id) else None
+    record = storage.records.get("files", file_id) if is_uuid(file_id) else None
     expected = (record or {}).get("thumbnailToken") or ""
     if not expected or not secrets.compare_digest(expected.encode(), token.encode()) \
             or not (path := storage.file_dir(file_id) / "summary-map.png").is_file():

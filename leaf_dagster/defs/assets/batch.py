@@ -31,7 +31,7 @@ def batch(context: dg.AssetExecutionContext, storage: LeafStorage):
                      update_batch=False)
     if runnable:
         context.instance.add_dynamic_partitions(machine_files.name, runnable)
-    final = update_batch_status(store, context.partition_key) or outcome.batch
+    final = outcome.batch if outcome.error else update_batch_status(store, context.partition_key) or outcome.batch
     if outcome.error:
         yield from fail(context, gate("has_machine_files", outcome.error, status_details=final.get("statusDetails")),
                         file_name=final["fileName"])
@@ -56,7 +56,7 @@ def batch_overview(context: dg.AssetExecutionContext, storage: LeafStorage) -> d
     """Every file of one upload in a table: name, format, operation type, status, the failing step and Leaf's
     message, points, crop and time span. File partitions are ids; this is where a file is found by name.
     The status sensor materialises it when the batch reaches PROCESSED or FAILED."""
-    batch = storage.store().read_record("batches", context.partition_key) or {}
+    batch = storage.store().records.get("batches", context.partition_key) or {}
     rows = overview_rows(storage.store(), context.partition_key)
     table = dg.MetadataValue.table(
         records=[dg.TableRecord(row) for row in rows],

@@ -17,7 +17,7 @@ import dagster as dg
 from ...derived.images import legend_words
 from ...derived.reconcile import markdown, reconcile
 from ...files import FileSteps
-from ...ingest.batch import CONVERSION_FAILED
+from ...errors import CONVERSION_FAILED
 from ...readers import ReaderError
 from ...readers.shapefile_integrity import DamagedShapefile
 from ..checks import fail, gate, gate_spec, warning, warning_spec

@@ -15,13 +15,15 @@ import dagster as dg
 from dagster import DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
-from . import merge, run_requests
-from .catalog import refresh_catalog
-from .defs.recovery import settle_batch
-from .ingest.batch import batch_id_for, new_batch
-from .objects import batch_object, file_object
-from .status import BATCH_JOB, FILE_JOB, OVERVIEW_JOB, record_file_status, update_batch_status
-from .storage import DATA_DIR_ENV, Storage
+from .. import merge, run_requests
+from ..catalog import refresh_catalog
+from ..ingest.batch import batch_id_for, new_batch
+from ..objects import batch_object, file_object
+from ..status import BATCH_JOB, FILE_JOB, OVERVIEW_JOB, update_batch_status
+from ..storage import Storage
+from .recovery import settle_batch
+from .resources import LeafStorage
+from .run_status import record_file_status
 
 Progress = Callable[[str], None]
 # Dagster's per-event console log would drown the caller's own progress output.
@@ -41,10 +43,15 @@ def instance_for_cli() -> DagsterInstance:
 
 
 def load_definitions(storage: Storage) -> dg.Definitions:
-    os.environ[DATA_DIR_ENV] = str(storage.root)
-    from .definitions import defs
+    """The code location's definitions with the storage resource on `storage`'s data directory (the code
+    location's own resource reads LEAF_DATA_DIR; an in-process caller names its directory explicitly)."""
+    from ..definitions import defs
 
-    return defs()
+    loaded = defs()
+    return dg.Definitions(assets=loaded.assets, asset_checks=loaded.asset_checks, jobs=loaded.jobs,
+                          sensors=loaded.sensors, schedules=loaded.schedules, executor=loaded.executor,
+                          loggers=loaded.loggers, metadata=loaded.metadata,
+                          resources={**(loaded.resources or {}), "storage": LeafStorage(data_dir=str(storage.root))})
 
 
 def process_upload(upload: Path, storage: Storage, instance: DagsterInstance, *, leaf_user_id: str | None = None,
@@ -66,15 +73,15 @@ def _run_batch(storage: Storage, instance: DagsterInstance, definitions: dg.Defi
         partition_key=batch_id, instance=instance, raise_on_error=False, tags={"leaf/batch_id": batch_id},
         run_config=QUIET)
     settle_batch(instance, storage, result.dagster_run)
-    batch = storage.read_record("batches", batch_id) or {}
-    records = [storage.read_record("files", f) or {"id": f} for f in batch.get("leafFiles", [])]
+    batch = storage.records.get("batches", batch_id) or {}
+    records = storage.records.many("files", batch.get("leafFiles", []))
     run_files(storage, instance, definitions, [r["id"] for r in records if not r.get("unsupportedReason")], progress)
-    files = [file_object(storage.read_record("files", r["id"]) or r) for r in records]
-    _overview(instance, definitions, batch_id)
-    return {"batch": batch_object(storage.read_record("batches", batch_id) or batch), "files": files}
+    files = [file_object(r) for r in storage.records.many("files", batch.get("leafFiles", []))]
+    _overview(storage, instance, definitions, batch_id)
+    return {"batch": batch_object(storage.records.get("batches", batch_id) or batch), "files": files}
 
 
-def _overview(instance: DagsterInstance, definitions: dg.Definitions, batch_id: str) -> None:
+def _overview(storage: Storage, instance: DagsterInstance, definitions: dg.Definitions, batch_id: str) -> None:
     """The batch's overview table in the UI, as the status sensor materialises it for daemon runs (its
     partition added first, as in `_run_batch`)."""
     instance.add_dynamic_partitions("batches", [batch_id])
@@ -91,13 +98,13 @@ def run_files(storage: Storage, instance: DagsterInstance, definitions: dg.Defin
     file_job = definitions.resolve_job_def(FILE_JOB)
     files = []
     for number, file_id in enumerate(file_ids, start=1):
-        record = storage.read_record("files", file_id) or {}
+        record = storage.records.get("files", file_id) or {}
         progress(f"[{number}/{len(file_ids)}] {record.get('fileFormat')} {record.get('fileName')}")
         file_job.execute_in_process(partition_key=file_id, instance=instance, raise_on_error=False, run_config=QUIET,
                                     tags={"leaf/batch_id": str(record.get("batchId")),
                                           "leaf/file_name": str(record.get("fileName"))[:200]})
         files.append(file_object(record_file_status(instance, storage, file_id) or record))
-    refresh_catalog(storage)
+    refresh_catalog(storage)  # a view for a point table that got its first output
     return files
 
 
@@ -112,7 +119,7 @@ def retry_batch(storage: Storage, instance: DagsterInstance, batch_id: str,
                 progress: Progress = lambda _: None) -> dict[str, Any]:
     """Reprocess what did not succeed: the batch step when it registered no files (a refused zip, a full
     disk, a killed run), else the files that failed; converted files are left alone."""
-    batch = storage.read_record("batches", batch_id)
+    batch = storage.records.get("batches", batch_id)
     if batch is None:
         raise KeyError(f"batch {batch_id} not found")
     plan = run_requests.retry_plan(storage, batch)
@@ -125,5 +132,5 @@ def retry_batch(storage: Storage, instance: DagsterInstance, batch_id: str,
         return _run_batch(storage, instance, definitions, batch_id, progress)
     files = run_files(storage, instance, definitions, plan.file_ids, progress)
     update_batch_status(storage, batch_id)
-    _overview(instance, definitions, batch_id)
-    return {"batch": batch_object(storage.read_record("batches", batch_id) or batch), "files": files}
+    _overview(storage, instance, definitions, batch_id)
+    return {"batch": batch_object(storage.records.get("batches", batch_id) or batch), "files": files}

@@ -1,0 +1,172 @@
+"""The record store: every batch and machine file record, in one transactional SQLite database.
+
+A record is a row whose columns are its sections (`model.FILE_SECTIONS`, `model.BATCH_SECTIONS`), each a
+JSON document written whole, in one statement, by its one writer. Writers never read-modify-write another
+section, so concurrent writers (a file's run, a field re-match, the API marking a retry) cannot lose each
+other's updates; SQLite's write-ahead log lets any number of readers (the API's lists, the CLI, SQL users
+through the catalog) read while a step writes, and a reader never blocks a writer.
+
+The API's lists query the `file_list` and `batch_list` views, which extract every fact as a column, so a
+list reads one table whatever the number of files: nothing is rebuilt per request.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .model import DEFAULTS, SECTIONS, section_of, utc_now
+
+SCHEMA_VERSION = 1
+_ready: set[Path] = set()
+
+
+def _list_view(table: str) -> str:
+    """A view with one column per fact, defaults applied; lists and objects stay JSON text."""
+    parts = ["id", "updated_time AS updatedTime"]
+    for section, keys in SECTIONS[table].items():
+        for key in keys:
+            if key == "id":
+                continue
+            value = f"json_extract({section}, '$.{key}')"
+            default = DEFAULTS[table].get(key)
+            if default is not None:
+                value = f"coalesce({value}, {_sql_literal(default)})"
+            parts.append(f'{value} AS "{key}"')
+    name = "file_list" if table == "files" else "batch_list"
+    return f"CREATE VIEW IF NOT EXISTS {name} AS SELECT {', '.join(parts)} FROM {table} WHERE registration IS NOT NULL"
+
+
+def _sql_literal(value: Any) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return "'" + json.dumps(value) + "'"
+
+
+class Records:
+    """Batch and file records in `<data>/records.sqlite`."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection in autocommit mode (each statement its own transaction), waiting up to 60 s for a
+        writer; the schema is made (and records of the JSON layout imported) on first use."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        try:
+            con.execute("PRAGMA synchronous=NORMAL")
+            if self.path not in _ready:
+                self._create(con)
+                _ready.add(self.path)
+            yield con
+        finally:
+            con.close()
+
+    def _create(self, con: sqlite3.Connection) -> None:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            row = con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if row is None:
+                for table, sections in SECTIONS.items():
+                    con.execute(f"CREATE TABLE {table} (id TEXT PRIMARY KEY, updated_time TEXT NOT NULL, "
+                                + ", ".join(f"{s} TEXT" for s in sections) + ")")
+                    con.execute(_list_view(table))
+                con.execute("INSERT INTO meta VALUES ('schema', ?)", [str(SCHEMA_VERSION)])
+                from .storage import import_json_records  # the JSON layout's records, once
+
+                import_json_records(self, con, self.path.parent)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    # -- writing -------------------------------------------------------------------------------
+    def put(self, table: str, record_id: str, section: str, doc: dict[str, Any] | None, *,
+            con: sqlite3.Connection | None = None) -> None:
+        """Replace one section of a record (creating the record); `None` clears the section."""
+        if section not in SECTIONS[table]:
+            raise KeyError(f"{section} is not a section of {table}")
+        unknown = set(doc or {}) - set(SECTIONS[table][section])
+        if unknown:
+            raise KeyError(f"{', '.join(sorted(unknown))} not in the {section} section of {table}")
+        sql = (f"INSERT INTO {table} (id, updated_time, {section}) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+               f"{section} = excluded.{section}, updated_time = excluded.updated_time")
+        params = [record_id, utc_now(), None if doc is None else json.dumps(doc, default=str, ensure_ascii=False)]
+        if con is not None:
+            con.execute(sql, params)
+            return
+        with self.connect() as own:
+            own.execute(sql, params)
+
+    def put_facts(self, table: str, record_id: str, facts: dict[str, Any], *,
+                  con: sqlite3.Connection | None = None) -> None:
+        """Write a whole record given as one dict, each fact into its section (facts of no section are left
+        out): for records brought from elsewhere (the JSON layout's), not for the pipeline's writers."""
+        sections: dict[str, dict[str, Any]] = {}
+        for key, value in facts.items():
+            try:
+                sections.setdefault(section_of(table, key), {})[key] = value
+            except KeyError:
+                continue
+        for section, doc in sections.items():
+            self.put(table, record_id, section, doc, con=con)
+
+    # -- reading -------------------------------------------------------------------------------
+    def get(self, table: str, record_id: str) -> dict[str, Any] | None:
+        """A record as one dict (every section's facts, the defaults of sections not written yet)."""
+        records = self.many(table, [record_id])
+        return records[0] if records else None
+
+    def section(self, table: str, record_id: str, section: str) -> dict[str, Any] | None:
+        """One section of a record as its writer stored it."""
+        if section not in SECTIONS[table]:
+            raise KeyError(f"{section} is not a section of {table}")
+        with self.connect() as con:
+            row = con.execute(f"SELECT {section} FROM {table} WHERE id = ?", [record_id]).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
+    def many(self, table: str, ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Registered records in the order of `ids` (all of them, by id, when `ids` is None)."""
+        sections = list(SECTIONS[table])
+        select = f"SELECT id, updated_time, {', '.join(sections)} FROM {table} WHERE registration IS NOT NULL"
+        with self.connect() as con:
+            if ids is None:
+                rows = con.execute(select + " ORDER BY id").fetchall()
+            else:
+                wanted = list(ids)
+                found = {}
+                for start in range(0, len(wanted), 500):
+                    chunk = wanted[start:start + 500]
+                    for row in con.execute(select + f" AND id IN ({', '.join('?' * len(chunk))})", chunk):
+                        found[row[0]] = row
+                rows = [found[i] for i in wanted if i in found]
+        return [self._merge(table, row) for row in rows]
+
+    @staticmethod
+    def _merge(table: str, row: tuple[Any, ...]) -> dict[str, Any]:
+        record: dict[str, Any] = dict(DEFAULTS[table])
+        for value in row[2:]:
+            if value:
+                record.update(json.loads(value))
+        if table == "files":
+            record["updatedTime"] = row[1]
+        return record
+
+    def ids_starting(self, table: str, prefix: str) -> list[str]:
+        """Ids of registered records that start with `prefix`, sorted."""
+        rows = self.query(f"SELECT id FROM {table} WHERE registration IS NOT NULL AND substr(id, 1, ?) = ? ORDER BY id",
+                          [len(prefix), prefix])
+        return [row[0] for row in rows]
+
+    def query(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query over the tables and the list views."""
+        with self.connect() as con:
+            return con.execute(sql, params).fetchall()

@@ -1,0 +1,150 @@
+"""The record store: each fact has one writer, concurrent writers lose nothing, a file's run reads its source
+once and writes each output once, and a data directory of the JSON layout keeps its records."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from leaf_dagster import files as file_steps
+from leaf_dagster.defs.in_process import load_definitions, process_upload, run_files
+from leaf_dagster.fields import add_geojson
+from leaf_dagster.model import FILE_SECTIONS, STEP_ORDER
+from leaf_dagster.objects import file_object
+from leaf_dagster.records import Records
+from leaf_dagster.storage import Storage
+
+from .conftest import REPO
+
+JD_SAMPLE = REPO / "data" / "samples" / "jd-wheat-yield-montana-2019.zip"
+
+
+def _processed(storage: Storage, instance: dg.DagsterInstance) -> dict[str, Any]:
+    (file,) = process_upload(JD_SAMPLE, storage, instance, leaf_user_id="grower", provider="JohnDeere")["files"]
+    assert file["status"] == "processed"
+    return storage.records.get("files", file["id"]) or {}
+
+
+def test_a_field_rematch_during_a_files_run_loses_nothing(storage: Storage, instance: dg.DagsterInstance) -> None:
+    """A boundary posted while the file runs again: the re-match writes the file's fields in the middle of
+    the run (after its raw step, before its standard step writes); the fields and every step's facts survive."""
+    before = _processed(storage, instance)
+    assert before["fields"] == []
+    coverage = before["summary"]["geometry"]
+    put = file_steps.FileSteps.put
+    rematched: list[list[str]] = []
+
+    def put_after_a_rematch(self: file_steps.FileSteps, section: str, doc: dict[str, Any]) -> None:
+        if section == "standard" and not rematched:
+            worker = threading.Thread(target=lambda: rematched.append(
+                [f["id"] for f in add_geojson(storage, "grower", {"name": "home", "geometry": coverage})]))
+            worker.start()  # a user posts a field, which re-matches the user's files ...
+            worker.join()
+        put(self, section, doc)  # ... then the run goes on writing its own facts
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(file_steps.FileSteps, "put", put_after_a_rematch)
+        (again,) = run_files(storage, instance, load_definitions(storage), [before["id"]])
+
+    after = storage.records.get("files", before["id"]) or {}
+    assert rematched and after["fields"] == rematched[0]  # the re-match's facts
+    assert again["status"] == "processed" and after["pointCount"] == before["pointCount"] > 0  # the run's
+    assert after["summary"]["properties"] == before["summary"]["properties"]
+    assert file_object(after)["fields"] == rematched[0]
+
+
+def _write_sections(path: str, record_id: str, sections: list[str], rounds: int) -> None:
+    records = Records(Path(path))
+    for number in range(rounds):
+        for section in sections:
+            key = next(iter(FILE_SECTIONS[section]))
+            records.put("files", record_id, section, {key: f"{section}-{number}"})
+
+
+def test_concurrent_writers_of_different_sections_lose_nothing(tmp_path: Path) -> None:
+    """Four processes each rewrite their own sections of one record 50 times at once: every section ends
+    with its writer's last value (a read-modify-write of the whole record would drop some)."""
+    path = tmp_path / "records.sqlite"
+    records = Records(path)
+    records.put("files", "f", "registration", {"id": "f"})
+    writers = [["raw", "standard"], ["filtered", "plausibility"], ["summary", "units"], ["fields", "status"]]
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_write_sections, args=(str(path), "f", sections, 50)) for sections in writers]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+        assert process.exitcode == 0
+    for sections in writers:
+        for section in sections:
+            key = next(iter(FILE_SECTIONS[section]))
+            assert records.section("files", "f", section) == {key: f"{section}-49"}
+
+
+def test_a_section_refuses_facts_it_does_not_own(tmp_path: Path) -> None:
+    records = Records(tmp_path / "records.sqlite")
+    with pytest.raises(KeyError, match="fields not in the standard section"):
+        records.put("files", "f", "standard", {"pointCount": 3, "fields": []})
+
+
+def test_a_files_run_reads_its_source_once_and_writes_each_output_once(storage: Storage,
+                                                                      instance: dg.DagsterInstance) -> None:
+    reads: Counter[str] = Counter()
+    writes: Counter[str] = Counter()
+    read_source, write_geoparquet, put = file_steps.read_machine_file, Storage.write_geoparquet, Records.put
+
+    def counted_read(detected: Any) -> Any:
+        reads[detected.name] += 1
+        return read_source(detected)
+
+    def counted_geoparquet(self: Storage, table: str, key: str, frame: Any) -> Path:
+        writes[f"lake/{table}"] += 1
+        return write_geoparquet(self, table, key, frame)
+
+    def counted_put(self: Records, table: str, record_id: str, section: str, *args: Any, **kwargs: Any) -> None:
+        writes[f"{table}.{section}"] += 1
+        return put(self, table, record_id, section, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(file_steps, "read_machine_file", counted_read)
+        patch.setattr(Storage, "write_geoparquet", counted_geoparquet)
+        patch.setattr(Records, "put", counted_put)
+        record = _processed(storage, instance)
+
+    assert list(reads.values()) == [1]  # the machine file is read once, by the raw step
+    file_outputs = {k: v for k, v in writes.items() if k.startswith(("lake/", "files."))}
+    assert set(file_outputs.values()) == {1}, file_outputs  # each output written once
+    assert set(file_outputs) == {"lake/raw", "lake/standard", "lake/filtered", *(
+        f"files.{s}" for s in ("registration", "raw", "standard", "filtered", "plausibility", "summary", "units",
+                               "images", "fields", "status"))}
+    assert list(record["steps"]) == STEP_ORDER
+
+
+def test_records_of_the_json_layout_are_imported_once(tmp_path: Path) -> None:
+    """A data directory written before the record store: its JSON records become sections, the JSON folders
+    are kept aside, and nothing is imported twice."""
+    lake = tmp_path / "lake"
+    record = {"id": "f1", "batchId": "b1", "fileName": "yield.shp", "status": "processed", "pointCount": 12,
+              "steps": {"originalFile": {"status": "processed", "message": "ok"}}, "fields": ["field-1"],
+              "units": {"speed": "km/h"}, "summary": {"totalArea": 1}, "updatedTime": "2024-01-01T00:00:00.000Z"}
+    for table, key, value in (("files", "f1", record),
+                              ("batches", "b1", {"id": "b1", "status": "PROCESSED", "leafFiles": ["f1"]}),
+                              ("summaries", "f1", {"fileId": "f1", "summary": {"type": "Feature"}}),
+                              ("units", "f1", [{"fileId": "f1", "property": "speed", "unit": "km/h"}])):
+        (lake / table).mkdir(parents=True, exist_ok=True)
+        (lake / table / f"{key}.json").write_text(json.dumps(value))
+
+    records = Storage(tmp_path).records
+    imported = records.get("files", "f1") or {}
+    assert imported["pointCount"] == 12 and imported["fields"] == ["field-1"] and imported["status"] == "processed"
+    assert imported["summary"] == {"type": "Feature"}
+    assert records.section("files", "f1", "units") == {"unitMap": {"speed": "km/h"}}
+    assert (records.get("batches", "b1") or {})["leafFiles"] == ["f1"]
+    assert not (lake / "files").exists() and (lake / ".json-layout" / "files" / "f1.json").exists()
