@@ -36,6 +36,8 @@ from .tlg import TlgData
 MANUFACTURERS = {94: "CNH Industrial", 111: "Krone"}
 MAX_FLOW_INTERVAL_S = 10.0  # a longer gap between records is a pause, not grain flowing all along
 RATE_SCALE_BAND = 1.25  # how far a rate rescaled by a power of ten may stay from the machine's own count
+RATE_SCALE_COVERAGE = 0.9  # share of the worked area the application counter must span to judge the rate by it
+RATE_SCALE_POWERS = (1, 2)  # rate resolutions slipped by a writer: raw steps 10 or 100 times the dictionary's
 
 
 @dataclass
@@ -556,8 +558,12 @@ class Builder:
         applied; a machine that logs an application total (DDI 80/81/82/351/352) counted the same product.
         Some writers log the rate at another resolution than the data dictionary's (a CNH task controller
         logs DDI 2 in mm3/m2, not 0.01 mm3/m2: its totals say 635 L where the rate in DDI units gives 5.8 L).
-        When the two differ by a power of ten and agree within `RATE_SCALE_BAND` once it is applied, the rate
-        is rescaled and the note says so; any other disagreement is noted and the rate kept as logged."""
+        The counter only measures what was applied between its first and last logged value, so the rate is
+        integrated over those records alone (a record's distance is the travel that ends on it); a counter
+        logged over less than `RATE_SCALE_COVERAGE` of the worked area is too little evidence to rescale the
+        whole log. Only `RATE_SCALE_POWERS` are taken for a resolution slip (the rate's raw steps 10 or 100
+        times the dictionary's, as the CNH log shows), and only when the two agree within `RATE_SCALE_BAND`
+        once it is applied; any other disagreement is noted and the rate kept as logged."""
         unit = self.units.get(name, "")
         counters = dd.APPLICATION_TOTALS.get(unit.split("/")[0], [])
         needed = (name, "equipmentWidth", "distance", "recordingStatus")
@@ -570,26 +576,42 @@ class Builder:
         target = picked[1]
         loggers = [e for e in machine if (e, target.ddi) in self.available]
         outermost = [e for e in loggers if not any(a.id in loggers for a in self.data.ancestors(e))]
-        counted = 0.0
-        for stream in self.streams:
+        counted = integrated = spanned = worked = 0.0
+        for i, stream in enumerate(self.streams):
+            counted_span = np.zeros(stream.count, dtype=bool)  # records whose travel the counters measured
             for element in outermost:
                 logged = stream.column(element, target.ddi, fill=False)
-                counted += float(np.clip(np.diff(logged[~np.isnan(logged)]), 0, None).sum()) * target.factor
-        integrated = 0.0
-        for rate, width, distance, state in zip(*(self.columns[n] for n in needed)):
-            integrated += float(np.nansum(rate * width * distance * (state == "On"))) * 1e-4  # m2 -> ha
+                at = np.flatnonzero(~np.isnan(logged))
+                if len(at) < 2:
+                    continue
+                counted += float(np.clip(np.diff(logged[at]), 0, None).sum()) * target.factor
+                counted_span[at[0] + 1:at[-1] + 1] = True
+            rate, width, distance, state = (self.columns[n][i] for n in needed)
+            area = np.nan_to_num(width * distance * (state == "On"))  # m2 per record
+            worked += float(area.sum())
+            spanned += float(area[counted_span].sum())
+            integrated += float(np.nansum(rate * area * counted_span)) * 1e-4  # m2 -> ha
         if counted <= 0 or integrated <= 0:
             return
         power = round(float(np.log10(counted / integrated)))
         if power == 0:
             return
         rest = counted / integrated / 10.0 ** power
-        what = (f"{name} integrated over the worked area gives {integrated:,.4g} {target.unit} where the machine's "
-                f"total DDI {target.ddi} of {', '.join(self._label(e) for e in outermost)} counted {counted:,.4g} "
-                f"{target.unit}")
+        coverage = spanned / worked
+        what = (f"{name} integrated over the worked area the counter spans ({coverage:.1%} of it) gives "
+                f"{integrated:,.4g} {target.unit} where the machine's total DDI {target.ddi} of "
+                f"{', '.join(self._label(e) for e in outermost)} counted {counted:,.4g} {target.unit}")
+        if coverage < RATE_SCALE_COVERAGE:
+            self.notes.append(f"{what}: a factor {counted / integrated:.3g}, but the counter was logged over less "
+                              f"than {RATE_SCALE_COVERAGE:.0%} of the worked area, so the rate is kept as logged")
+            return
         if not 1 / RATE_SCALE_BAND <= rest <= RATE_SCALE_BAND:
             self.notes.append(f"{what}: they disagree by a factor {counted / integrated:.3g}, not explained by a "
                               "power of ten, so the rate is kept as logged")
+            return
+        if power not in RATE_SCALE_POWERS:
+            self.notes.append(f"{what}: they differ by a factor {10.0 ** power:g}, not the 10 or 100 times coarser "
+                              "raw steps a writer is known to log, so the rate is kept as logged")
             return
         factor = 10.0 ** power
         self.columns[name] = [part * factor for part in self.columns[name]]
