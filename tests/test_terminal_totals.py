@@ -398,3 +398,25 @@ def test_cnh_sprayer_rate_judged_over_the_counters_span(real: Path, tmp_path: Pa
         assert coverage >= 0.9 and "multiplied by 100" in note
     else:
         assert coverage < 0.9 and note.endswith("so the rate is kept as logged") and "less than 90%" in note
+
+
+def test_cnh_sprayer_rate_not_rescaled_by_a_thousand(real: Path, tmp_path: Path) -> None:
+    """The CNH sprayer log with its volume counter (DDI 80) logged in 0.1 L steps (every value x10): the rate in
+    DDI units is then ~1,000x short, a power of ten no writer is known to slip by, so it is kept as logged."""
+    folder = _unzipped(real / CNH, tmp_path / "cnh")
+    tlg = read_tlg(folder / "TLG00011.XML", folder / "TLG00011.BIN")
+    volume = tlg.index(0x50, "DET-667")
+    for record in tlg.records:
+        if volume in record.values:
+            record.values[volume] *= 10
+    write_tlg(tlg, folder / "TLG00011.XML", folder / "TLG00011.BIN")
+    worked, rate = _worked_m2(tlg), tlg.filled(2, "DET-685")
+    counted = tlg.logged(0x50, "DET-667")[-1] - tlg.logged(0x50, "DET-667")[0]
+    in_ddi_units = sum((r or 0) * m2 for r, m2 in zip(rate, worked)) * 1e-8  # 0.01 mm3/m2 x m2 -> L
+    assert round(np.log10(counted / in_ddi_units)) == 3
+
+    (detected,) = [f for f in detect_machine_files(folder) if f.layer == "TSK-22|applied"]
+    table = read_machine_file(detected)
+    assert table.frame["appliedRate"].to_numpy() == pytest.approx([r * 1e-4 if r is not None else np.nan
+                                                                   for r in rate], nan_ok=True)
+    assert any("differ by a factor 1000" in n and n.endswith("so the rate is kept as logged") for n in table.notes)
