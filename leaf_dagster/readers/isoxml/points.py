@@ -147,18 +147,29 @@ def spread_counter(counter: np.ndarray, steps: np.ndarray, outside: float = 1000
     return out
 
 
+def ground_records(ms: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Per time: the last record (of the ascending record times `ms`) at or before it; -1 where the time lies
+    before the first record or after the last, ground the log never reached (a latency moves values there
+    from the log's ends: they belong to no record, rather than to the first or last one)."""
+    index = np.searchsorted(ms, times, side="right") - 1
+    index[(times < ms[0]) | (times > ms[-1])] = -1
+    return index
+
+
 def moved_counter(counter: np.ndarray, ms: np.ndarray, latency: float) -> np.ndarray:
     """A counter's logged values (NaN elsewhere) put on the records of the ground they measured: a value logged
     at t belongs to t + latency (DDI 143), the last record at or before it. Where several land on one record
-    (at an end of the log) the last one holds: a counter counts on, so no increase between them is lost
-    except what was measured for ground outside the log."""
+    the last one holds: a counter counts on, so no increase between them is lost. A value whose ground lies
+    outside the log is dropped: what it counted was measured for no record of the log."""
     logged = np.flatnonzero(~np.isnan(counter))
     out = np.full(len(counter), np.nan)
-    if not len(logged):
+    target = ground_records(ms, ms[logged] + latency)
+    inside = target >= 0
+    target, values = target[inside], counter[logged][inside]
+    if not len(target):
         return out
-    target = np.clip(np.searchsorted(ms, ms[logged] + latency, side="right") - 1, 0, len(counter) - 1)
     last = np.r_[target[1:] != target[:-1], True]  # targets ascend: the last value per record
-    out[target[last]] = counter[logged][last]
+    out[target[last]] = values[last]
     return out
 
 
@@ -427,7 +438,9 @@ class Builder:
             if constant is None:
                 return
             element = constant[0]
+        declared = f"DDI 143 of {self._label(element)}{' (DPT)' if constant is not None else ''}"
         self.latencies = [0.0] * len(self.streams)
+        outside = 0  # records whose values were logged before or after their log
         for i, stream in enumerate(self.streams):
             if constant is not None:
                 latency = float(constant[1])
@@ -436,20 +449,27 @@ class Builder:
                 logged = logged[~np.isnan(logged)]
                 latency = float(np.median(logged)) if len(logged) else 0.0
             ms = _milliseconds(stream.times)
-            if not latency or not np.isfinite(ms).all():
+            if not latency or not stream.count or not np.isfinite(ms).all():
                 continue
-            source = np.clip(np.searchsorted(ms, ms - latency, side="right") - 1, 0, stream.count - 1)
+            if abs(latency) > ms[-1] - ms[0]:
+                self.notes.append(f"the actual value latency {declared} is {latency / 1000:g} s, longer than the "
+                                  f"{(ms[-1] - ms[0]) / 1000:g} s the time log {', '.join(log.header.name for log in stream.logs)} "
+                                  "spans: no record's crop was measured within the log, so its values are kept "
+                                  "where they were logged")
+                continue
+            source = ground_records(ms, ms - latency)
+            outside += int((source < 0).sum())
             for name in names:
                 if name in self.columns:
-                    self.columns[name][i] = self.columns[name][i][source]
+                    self.columns[name][i] = np.where(source >= 0, self.columns[name][i][source], np.nan)
             self.latencies[i] = latency
         shifted = [latency / 1000 for latency in self.latencies if latency]
         if shifted:
             moved = [n for n in names if n in self.columns]
             how = ", ".join(f"{abs(s):g} s {'later' if s < 0 else 'earlier'}" for s in dict.fromkeys(shifted))
             self.notes.append(f"{', '.join(moved)}: each record shows the values logged {how} (actual value latency "
-                              f"DDI 143 of {self._label(element)}{' (DPT)' if constant is not None else ''}: "
-                              "the crop measured for that ground)")
+                              f"{declared}: the crop measured for that ground); {outside} records at the ends of "
+                              "the logs have none, as their values were logged outside the log")
 
     def mass_total(self) -> bool:
         """wetMass per record from the yield total counter (DDI 90). The counter is logged every few seconds;
