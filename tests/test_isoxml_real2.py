@@ -25,6 +25,7 @@ from leaf_dagster.files import NO_POINTS, FileSteps
 from leaf_dagster.ingest.detect import detect_machine_files
 from leaf_dagster.readers import ReaderError, SourceTable, read_machine_file
 from leaf_dagster.readers.isoxml import load_taskdata, parse_header
+from leaf_dagster.readers.isoxml.points import ground_records, moved_counter
 from leaf_dagster.readers.isoxml.scaling import MOISTURE_RANGE, scale_choice
 from leaf_dagster.standard.standardize import standardize
 
@@ -210,7 +211,8 @@ def test_yield_values_shift_by_the_declared_latency(real2: Path, tmp_path: Path,
     """DDI 143 "Physical Actual Value Time Latency" (ISO 11783-11): a value communicated at t was physically
     true at t + latency (negative for a yield sensor behind the header), and nobody shifts the logs but the
     reader. So the crop flow shown at a record logged at t is the one logged at t - latency (the oracle's
-    last record at or before that time, the first record when none is), with or without a yield counter."""
+    last record at or before that time; none when that time lies outside the log), with or without a yield
+    counter."""
     card = _latency_card(real2 / TRIMBLE, tmp_path / "card", latency_ms, counter, in_device)
     table = read_all(card)["TSK-2|harvested"]
     expected, unshifted, counted = [], [], []
@@ -220,15 +222,17 @@ def test_yield_values_shift_by_the_declared_latency(real2: Path, tmp_path: Path,
         times = [r.ptn["I"] * 86_400_000 + r.ptn["H"] for r in tlg.records]  # GPS UTC, as the reader dates them
         flow = [np.nan if v is None else v * 3.6e-6 for v in tlg.filled(0x57, "DET-1")]  # mg/s -> t/h
 
-        def ground(t: int) -> int:  # the last record at or before time t (the first record when none is)
-            return max((k for k, u in enumerate(times) if u <= t), default=0)
+        def ground(t: int) -> int | None:  # the last record at or before time t; None outside the log
+            return max(k for k, u in enumerate(times) if u <= t) if times[0] <= t <= times[-1] else None
 
         for t, own in zip(times, flow):
-            expected.append(flow[ground(t - latency_ms)])
+            source = ground(t - latency_ms)
+            expected.append(np.nan if source is None else flow[source])
             unshifted.append(own)
         if counter:  # each counter value on the record of the ground it measured: (frame row, kg since the first)
             index = tlg.index(0x5A, "DET-1")
             placed = {ground(t + latency_ms): r.values[index] for t, r in zip(times, tlg.records) if index in r.values}
+            placed.pop(None, None)  # measured for ground outside the log
             start = placed[min(placed)]
             counted += [(first + row, value - start) for row, value in placed.items()]
         first += len(times)
@@ -238,15 +242,64 @@ def test_yield_values_shift_by_the_declared_latency(real2: Path, tmp_path: Path,
     moved = ~np.isclose(np.asarray(expected), np.asarray(unshifted), equal_nan=True)
     assert moved.sum() > 100  # the shift is visible on this card: the flow changes from second to second
     word = "later" if latency_ms < 0 else "earlier"
+    # the records whose values would come from outside the log: at its end for a negative latency, else its start
+    ends = int(np.isnan(expected).sum() - np.isnan(unshifted).sum())
+    assert ends > 0
     assert any(f"values logged {abs(latency_ms) / 1000:g} s {word}" in n and "DDI 143" in n
-               and ("(DPT)" in n) == in_device for n in table.notes)
+               and ("(DPT)" in n) == in_device and f"{ends} records at the ends of the logs have none" in n
+               for n in table.notes)
     if counter:  # the mass comes from the counter, moved by the latency too: its running sum meets each value
         assert table.hints["ddi"]["wetMass"] == 0x5A
         mass = frame["wetMass"].to_numpy()
         running = np.concatenate([np.cumsum(mass[:257]), np.cumsum(mass[257:])])
         rows, kg = zip(*counted)
         assert running[list(rows)] == pytest.approx(kg)
-        assert counted[1][0] < 5  # 3 s earlier than the record that logged it (records come about once a second)
+        # the value logged on the first record measured ground before the log and is dropped; the next one,
+        # logged on record 5, lands 3 s earlier (records come about once a second)
+        assert 0 < counted[0][0] < 5
+
+
+def test_a_latency_longer_than_the_log_moves_nothing(real2: Path, tmp_path: Path) -> None:
+    """The Trimble potato card declaring a DDI 143 latency of -1 day, longer than either of its time logs: no
+    value was logged for the ground of any record, so the values stay where they were logged (crop flow and
+    yield counter alike) and a note per log says why."""
+    latency_ms = -86_400_000
+    card = _latency_card(real2 / TRIMBLE, tmp_path / "card", latency_ms, counter=True, in_device=False)
+    table = read_all(card)["TSK-2|harvested"]
+    flow, counted, first = [], [], 0
+    for name in ("TLG00002", "TLG00003"):
+        tlg = read_tlg(card / f"{name}.xml", card / f"{name}.bin")
+        times = [r.ptn["I"] * 86_400_000 + r.ptn["H"] for r in tlg.records]  # GPS UTC, as the reader dates them
+        assert times[-1] - times[0] < abs(latency_ms)
+        flow += [np.nan if v is None else v * 3.6e-6 for v in tlg.filled(0x57, "DET-1")]  # mg/s -> t/h
+        index = tlg.index(0x5A, "DET-1")
+        logged = [(row, r.values[index]) for row, r in enumerate(tlg.records) if index in r.values]
+        counted += [(first + row, value - logged[0][1]) for row, value in logged]
+        first += len(times)
+        assert any("latency DDI 143 of DET-1" in n and f"is {latency_ms / 1000:g} s, longer than the "
+                   f"{(times[-1] - times[0]) / 1000:g} s the time log {name} spans" in n for n in table.notes)
+    frame = table.frame
+    assert frame["cropFlow"].to_numpy() == pytest.approx(flow, nan_ok=True)
+    mass = frame["wetMass"].to_numpy()
+    running = np.concatenate([np.cumsum(mass[:257]), np.cumsum(mass[257:])])
+    rows, kg = zip(*counted)
+    assert running[list(rows)] == pytest.approx(kg)
+    assert not any("values logged" in n for n in table.notes)
+
+
+def test_latency_leaves_no_value_for_ground_outside_the_log() -> None:
+    """Four records a second apart: a value moved by the latency to a time before the first record or after the
+    last has no record; one landing exactly on an end belongs to it."""
+    ms = np.array([0.0, 1000.0, 2000.0, 3000.0])
+    assert ground_records(ms, np.array([-1.0, 0.0, 999.0, 3000.0, 3000.5])).tolist() == [-1, 0, 0, 3, -1]
+    counter = np.array([10.0, np.nan, 20.0, 30.0])
+    # sensor behind the header (-1.5 s): 10 measured ground before the log; 20 and 30 the first two records
+    assert moved_counter(counter, ms, -1500.0) == pytest.approx([20.0, 30.0, np.nan, np.nan], nan_ok=True)
+    # communicated ahead (+1 s): 30 belongs to ground after the last record
+    assert moved_counter(counter, ms, 1000.0) == pytest.approx([np.nan, 10.0, np.nan, 20.0], nan_ok=True)
+    # the whole log's length: only the ends meet; longer: nothing is left
+    assert moved_counter(counter, ms, -3000.0) == pytest.approx([30.0, np.nan, np.nan, np.nan], nan_ok=True)
+    assert np.isnan(moved_counter(counter, ms, 3001.0)).all()
 
 
 # ---------------------------------------------------------------- KRONE: machines that are not harvests

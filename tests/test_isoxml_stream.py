@@ -149,6 +149,31 @@ def test_record_out_of_time_is_rejected(real: Path, tmp_path: Path) -> None:
     assert int(damaged.time_days.max()) == int(original.time_days.max())
 
 
+@pytest.mark.parametrize("accepted", [1, 2])
+def test_records_dated_years_off_after_the_first_sound_ones_are_rejected(real: Path, tmp_path: Path,
+                                                                         accepted: int) -> None:
+    """The first `accepted` records are sound, the next names a DLV beyond the header (the walk stops there), and
+    the three after it are dated 22,000 days late (framing intact). Resynchronisation looks for records in time
+    order after the last accepted one, so it resumes at the first sound record after them: the three are never
+    accepted (without that anchor they start a sound run and, the majority around them, pass every later check)."""
+    folder = krone_card(real, tmp_path / "card")
+    header, raw, starts = krone_log(folder)
+    original = decode(header, raw)
+    fixed = header.fixed_size
+    bad = accepted
+    assert raw[starts[bad] + fixed] > 0  # the record has a DLV index to damage
+    edits = {starts[bad] + fixed + 1: bytes([len(header.dlvs) + 5])}
+    late = [bad + 1, bad + 2, bad + 3]
+    for k in late:
+        edits[starts[k] + field_offset(header, "time_days")] = (int(original.time_days[k]) + 22_000).to_bytes(2, "little")
+    damaged = decode(header, edited(raw, edits))
+    kept = np.setdiff1d(np.arange(KRONE_RECORDS), [bad, *late])
+    assert damaged.count == len(kept) and damaged.resyncs == 1
+    assert np.array_equal(damaged.time_days, original.time_days[kept])
+    assert np.array_equal(damaged.time_ms, original.time_ms[kept])
+    assert np.array_equal(damaged.ptn["north"], original.ptn["north"][kept])
+
+
 def test_many_damaged_stretches(real: Path, tmp_path: Path) -> None:
     folder = krone_card(real, tmp_path / "card")
     header, raw, starts = krone_log(folder)
@@ -413,7 +438,8 @@ def test_benchmark_card_with_a_no_fix_record(tmp_path: Path) -> None:
 # record 11's time 655 s late, then a DLV index beyond the header in record 12: the search for the next sound
 # record was anchored on record 11's time and skipped 55 records until the clock caught up
 @example(flips=[(528, 47), (618, 12)])
-# the first record 226 days early, then a bad DLV index in the second: the search found nothing in time order
+# the first record 226 days early, then a bad DLV index in the second: the search anchored on that first record
+# finds nothing in time order, and is repeated without the anchor
 @example(flips=[(4, 0), (82, 12)])
 def test_damaged_log_returns_only_records_that_pass(flips: list[tuple[int, int]]) -> None:
     """Whatever bytes are damaged, every returned record passes the checks, and each damaged byte costs at

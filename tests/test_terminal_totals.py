@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
@@ -24,7 +25,7 @@ from leaf_dagster.storage import Storage
 from .conftest import make_zip
 from .test_isoxml import dlv_index, struct_read
 from .test_isoxml_partfield import haversine_km
-from .tlg_oracle import read_tlg
+from .tlg_oracle import Tlg, read_tlg, write_tlg
 
 FENDT = "isoxml-agco-fendt-ideal-combine-tim"
 TRIMBLE = "isoxml-trimble-fmx-ym2000-potato-v1"
@@ -300,18 +301,25 @@ def test_a_total_given_at_two_resolutions_is_counted_once(real: Path, tmp_path: 
     assert any("repeats totalAppliedVolume" in n for n in sprayer["notes"])
 
 
+def _worked_m2(tlg: Tlg) -> list[float]:
+    """Per record of the CNH sprayer log: the m2 worked on the way to it (haversine distance from the previous
+    fix x the device's logged width DDI 67, where its work state DDI 141 is on)."""
+    state, width = tlg.filled(0x8D, "DET-667"), tlg.filled(0x43, "DET-667")
+    records = tlg.records
+    return [0.0] + [haversine_km((a.ptn["A"] * 1e-7, a.ptn["B"] * 1e-7), (b.ptn["A"] * 1e-7, b.ptn["B"] * 1e-7))
+                    * 1000 * (w or 0) * 1e-3 * (on == 1)
+                    for a, b, w, on in zip(records, records[1:], width[1:], state[1:])]
+
+
 def test_cnh_sprayer_rate_logged_in_steps_100_times_the_dictionarys(real: Path, tmp_path: Path) -> None:
     """TSK-22 (CNH simulator sprayer) logs its actual rate DDI 2 in mm3/m2, not the DDI's 0.01 mm3/m2: read by
     the dictionary it integrates to 5.8 L where the machine's own volume counter (DDI 80) counted 685 L and its
     TIM says 635 L. Everything here is recomputed from the struct walk and haversine distances."""
     folder = _unzipped(real / CNH, tmp_path / "cnh")
     tlg = read_tlg(folder / "TLG00011.XML", folder / "TLG00011.BIN")
-    rate, setpoint, state, width = (tlg.filled(d, e) for d, e in ((2, "DET-685"), (1, "DET-685"), (0x8D, "DET-667"),
-                                                                   (0x43, "DET-667")))
+    rate, setpoint = tlg.filled(2, "DET-685"), tlg.filled(1, "DET-685")
     records = tlg.records
-    worked = [0.0] + [haversine_km((a.ptn["A"] * 1e-7, a.ptn["B"] * 1e-7), (b.ptn["A"] * 1e-7, b.ptn["B"] * 1e-7))
-                      * 1000 * (w or 0) * 1e-3 * (on == 1)
-                      for a, b, w, on in zip(records, records[1:], width[1:], state[1:])]  # m2 per record
+    worked = _worked_m2(tlg)
     raw_times_area = sum((r or 0) * m2 for r, m2 in zip(rate, worked)) * 1e-4  # raw x m2 -> x ha
     volume, area, seconds = (tlg.logged(d, "DET-667") for d in (0x50, 0x74, 0x77))
     assert volume[-1] - volume[0] == 685
@@ -347,3 +355,68 @@ def test_cnh_sprayer_rate_logged_in_steps_100_times_the_dictionarys(real: Path, 
     assert volume[-1] - volume[-3] == 100 and area[-1] - area[-3] == 670
     assert (volume[-1] - volume[-3]) / (area[-1] - area[-3]) * 1e4 > 3.9 * max(tlg.logged(1, "DET-685")) * 1e-4
     assert 0.85 < ours / 635 < 0.95
+
+
+@pytest.mark.parametrize("share_blanked", [0.05, 0.3])
+def test_cnh_sprayer_rate_judged_over_the_counters_span(real: Path, tmp_path: Path, share_blanked: float) -> None:
+    """The volume counter (DDI 80) of the CNH sprayer log is blanked on its first records, up to where a share of
+    the worked area has been covered. The counter then measures only the rest of the log, so the rate is
+    integrated over that span alone, and in both cases found 100x short. With 93 % of the area spanned the rate is
+    rescaled; with 64 % the evidence is too thin for the whole log, so the rate is kept in DDI units and the note
+    gives the coverage."""
+    folder = _unzipped(real / CNH, tmp_path / "cnh")
+    tlg = read_tlg(folder / "TLG00011.XML", folder / "TLG00011.BIN")
+    worked = _worked_m2(tlg)
+    running = np.cumsum(worked)
+    cut = int(np.searchsorted(running, share_blanked * running[-1]))  # records before it lose the counter
+    volume = tlg.index(0x50, "DET-667")
+    for record in tlg.records[:cut]:
+        record.values.pop(volume, None)
+    write_tlg(tlg, folder / "TLG00011.XML", folder / "TLG00011.BIN")
+
+    rewritten = read_tlg(folder / "TLG00011.XML", folder / "TLG00011.BIN")
+    logged_at = [i for i, r in enumerate(rewritten.records) if volume in r.values]
+    counted = rewritten.logged(0x50, "DET-667")[-1] - rewritten.logged(0x50, "DET-667")[0]
+    span = range(logged_at[0] + 1, logged_at[-1] + 1)  # the records whose travel the counter measured
+    coverage = sum(worked[i] for i in span) / sum(worked)
+    rate = rewritten.filled(2, "DET-685")
+    in_ddi_units = sum((rate[i] or 0) * worked[i] for i in span) * 1e-8  # 0.01 mm3/m2 x m2 -> L
+    assert 0.8 < counted / in_ddi_units / 100 < 1.25  # within the rescaling band: only the coverage decides
+
+    (detected,) = [f for f in detect_machine_files(folder) if f.layer == "TSK-22|applied"]
+    table = read_machine_file(detected)
+    (note,) = [n for n in table.notes if n.startswith("appliedRate integrated over the worked area the counter spans")]
+    shown = re.search(r"spans \(([\d.]+)% of it\) gives ([\d.,]+) L .* counted ([\d.,]+) L", note)
+    assert shown is not None
+    assert float(shown[1]) == pytest.approx(coverage * 100, abs=0.1)
+    assert float(shown[2].replace(",", "")) == pytest.approx(in_ddi_units, rel=0.01)
+    assert float(shown[3].replace(",", "")) == counted
+    factor = 100 if coverage >= 0.9 else 1
+    assert table.frame["appliedRate"].to_numpy() == pytest.approx([r * 1e-4 * factor if r is not None else np.nan
+                                                                   for r in rate], nan_ok=True)
+    if share_blanked < 0.1:
+        assert coverage >= 0.9 and "multiplied by 100" in note
+    else:
+        assert coverage < 0.9 and note.endswith("so the rate is kept as logged") and "less than 90%" in note
+
+
+def test_cnh_sprayer_rate_not_rescaled_by_a_thousand(real: Path, tmp_path: Path) -> None:
+    """The CNH sprayer log with its volume counter (DDI 80) logged in 0.1 L steps (every value x10): the rate in
+    DDI units is then ~1,000x short, a power of ten no writer is known to slip by, so it is kept as logged."""
+    folder = _unzipped(real / CNH, tmp_path / "cnh")
+    tlg = read_tlg(folder / "TLG00011.XML", folder / "TLG00011.BIN")
+    volume = tlg.index(0x50, "DET-667")
+    for record in tlg.records:
+        if volume in record.values:
+            record.values[volume] *= 10
+    write_tlg(tlg, folder / "TLG00011.XML", folder / "TLG00011.BIN")
+    worked, rate = _worked_m2(tlg), tlg.filled(2, "DET-685")
+    counted = tlg.logged(0x50, "DET-667")[-1] - tlg.logged(0x50, "DET-667")[0]
+    in_ddi_units = sum((r or 0) * m2 for r, m2 in zip(rate, worked)) * 1e-8  # 0.01 mm3/m2 x m2 -> L
+    assert round(np.log10(counted / in_ddi_units)) == 3
+
+    (detected,) = [f for f in detect_machine_files(folder) if f.layer == "TSK-22|applied"]
+    table = read_machine_file(detected)
+    assert table.frame["appliedRate"].to_numpy() == pytest.approx([r * 1e-4 if r is not None else np.nan
+                                                                   for r in rate], nan_ok=True)
+    assert any("differ by a factor 1000" in n and n.endswith("so the rate is kept as logged") for n in table.notes)

@@ -19,9 +19,14 @@ the last accepted record, that record's length was the damage and it is rejected
 measured from the median of the last five accepted times (`time_anchor`), not from the last one: the
 records just before a failure have no neighbours after them yet, so a damaged time among them can pass (a
 jump ahead of less than a day may be a real gap), and a search anchored on it would skip every sound record
-until the clock caught up. Once the walk is done, the times of a resynchronised log are judged again over
-the whole log, so such a record meets its neighbours on both sides. No record that failed a check is ever
-returned; the bytes that belong to no returned record are counted, so the reader can say how much it skipped.
+until the clock caught up. With only one or two records accepted there is no median to trust, and the last
+accepted time is the anchor: without one, a run of records dated years off right after the first sound
+record would be resumed at, and their wrong times, being the majority around them, would pass. If that
+anchor finds nothing (it may be a damaged time itself: the first record of a log has no neighbour before
+it), the search is repeated without one. Once the walk is done, the times of a resynchronised log are judged
+again over the whole log, so such a record meets its neighbours on both sides. No record that failed a
+check is ever returned; the bytes that belong to no returned record are counted, so the reader can say how
+much it skipped.
 
 The walk itself is one tight sequential loop (record starts form a chain); the checks are vectorised over
 the walked records, so a sound file costs one walk plus a few array comparisons.
@@ -232,9 +237,11 @@ def out_of_line(times: np.ndarray, before: np.ndarray) -> np.ndarray:
 
 def time_anchor(context: np.ndarray) -> int | None:
     """The time a resynchronised record must follow: the median of the last accepted times, so that one
-    damaged time among three (two among five) cannot move it. None when fewer than three were accepted: a
-    damaged first record would otherwise send the search past every sound record."""
-    return int(np.median(context)) if len(context) >= 3 else None
+    damaged time among three (two among five) cannot move it; the last accepted time when only one or two
+    were accepted (see the module docstring); None before any record is accepted."""
+    if len(context) >= 3:
+        return int(np.median(context))
+    return int(context[-1]) if len(context) else None
 
 
 def _run_holds(raw: bytes, data: np.ndarray, layout: RecordLayout, start: int, after: int | None) -> bool:
@@ -323,6 +330,8 @@ def frame(raw: bytes, layout: RecordLayout) -> Framing:
         after = time_anchor(context)
         search_from = (last_start + 1) if last_start is not None else int(records.offsets[first_bad]) + 1
         resume = resume_point(raw, data, layout, search_from, after)
+        if resume is None and after is not None and len(context) < 3:
+            resume = resume_point(raw, data, layout, search_from, None)  # the lone anchor may be the damage
         if resume is None:
             break
         if last_start is not None and resume < last_end:

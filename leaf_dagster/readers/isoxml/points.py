@@ -36,6 +36,8 @@ from .tlg import TlgData
 MANUFACTURERS = {94: "CNH Industrial", 111: "Krone"}
 MAX_FLOW_INTERVAL_S = 10.0  # a longer gap between records is a pause, not grain flowing all along
 RATE_SCALE_BAND = 1.25  # how far a rate rescaled by a power of ten may stay from the machine's own count
+RATE_SCALE_COVERAGE = 0.9  # share of the worked area the application counter must span to judge the rate by it
+RATE_SCALE_POWERS = (1, 2)  # rate resolutions slipped by a writer: raw steps 10 or 100 times the dictionary's
 
 
 @dataclass
@@ -145,18 +147,29 @@ def spread_counter(counter: np.ndarray, steps: np.ndarray, outside: float = 1000
     return out
 
 
+def ground_records(ms: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Per time: the last record (of the ascending record times `ms`) at or before it; -1 where the time lies
+    before the first record or after the last, ground the log never reached (a latency moves values there
+    from the log's ends: they belong to no record, rather than to the first or last one)."""
+    index = np.searchsorted(ms, times, side="right") - 1
+    index[(times < ms[0]) | (times > ms[-1])] = -1
+    return index
+
+
 def moved_counter(counter: np.ndarray, ms: np.ndarray, latency: float) -> np.ndarray:
     """A counter's logged values (NaN elsewhere) put on the records of the ground they measured: a value logged
     at t belongs to t + latency (DDI 143), the last record at or before it. Where several land on one record
-    (at an end of the log) the last one holds: a counter counts on, so no increase between them is lost
-    except what was measured for ground outside the log."""
+    the last one holds: a counter counts on, so no increase between them is lost. A value whose ground lies
+    outside the log is dropped: what it counted was measured for no record of the log."""
     logged = np.flatnonzero(~np.isnan(counter))
     out = np.full(len(counter), np.nan)
-    if not len(logged):
+    target = ground_records(ms, ms[logged] + latency)
+    inside = target >= 0
+    target, values = target[inside], counter[logged][inside]
+    if not len(target):
         return out
-    target = np.clip(np.searchsorted(ms, ms[logged] + latency, side="right") - 1, 0, len(counter) - 1)
     last = np.r_[target[1:] != target[:-1], True]  # targets ascend: the last value per record
-    out[target[last]] = counter[logged][last]
+    out[target[last]] = values[last]
     return out
 
 
@@ -425,7 +438,9 @@ class Builder:
             if constant is None:
                 return
             element = constant[0]
+        declared = f"DDI 143 of {self._label(element)}{' (DPT)' if constant is not None else ''}"
         self.latencies = [0.0] * len(self.streams)
+        outside = 0  # records whose values were logged before or after their log
         for i, stream in enumerate(self.streams):
             if constant is not None:
                 latency = float(constant[1])
@@ -434,20 +449,27 @@ class Builder:
                 logged = logged[~np.isnan(logged)]
                 latency = float(np.median(logged)) if len(logged) else 0.0
             ms = _milliseconds(stream.times)
-            if not latency or not np.isfinite(ms).all():
+            if not latency or not stream.count or not np.isfinite(ms).all():
                 continue
-            source = np.clip(np.searchsorted(ms, ms - latency, side="right") - 1, 0, stream.count - 1)
+            if abs(latency) > ms[-1] - ms[0]:
+                self.notes.append(f"the actual value latency {declared} is {latency / 1000:g} s, longer than the "
+                                  f"{(ms[-1] - ms[0]) / 1000:g} s the time log {', '.join(log.header.name for log in stream.logs)} "
+                                  "spans: no record's crop was measured within the log, so its values are kept "
+                                  "where they were logged")
+                continue
+            source = ground_records(ms, ms - latency)
+            outside += int((source < 0).sum())
             for name in names:
                 if name in self.columns:
-                    self.columns[name][i] = self.columns[name][i][source]
+                    self.columns[name][i] = np.where(source >= 0, self.columns[name][i][source], np.nan)
             self.latencies[i] = latency
         shifted = [latency / 1000 for latency in self.latencies if latency]
         if shifted:
             moved = [n for n in names if n in self.columns]
             how = ", ".join(f"{abs(s):g} s {'later' if s < 0 else 'earlier'}" for s in dict.fromkeys(shifted))
             self.notes.append(f"{', '.join(moved)}: each record shows the values logged {how} (actual value latency "
-                              f"DDI 143 of {self._label(element)}{' (DPT)' if constant is not None else ''}: "
-                              "the crop measured for that ground)")
+                              f"{declared}: the crop measured for that ground); {outside} records at the ends of "
+                              "the logs have none, as their values were logged outside the log")
 
     def mass_total(self) -> bool:
         """wetMass per record from the yield total counter (DDI 90). The counter is logged every few seconds;
@@ -556,8 +578,12 @@ class Builder:
         applied; a machine that logs an application total (DDI 80/81/82/351/352) counted the same product.
         Some writers log the rate at another resolution than the data dictionary's (a CNH task controller
         logs DDI 2 in mm3/m2, not 0.01 mm3/m2: its totals say 635 L where the rate in DDI units gives 5.8 L).
-        When the two differ by a power of ten and agree within `RATE_SCALE_BAND` once it is applied, the rate
-        is rescaled and the note says so; any other disagreement is noted and the rate kept as logged."""
+        The counter only measures what was applied between its first and last logged value, so the rate is
+        integrated over those records alone (a record's distance is the travel that ends on it); a counter
+        logged over less than `RATE_SCALE_COVERAGE` of the worked area is too little evidence to rescale the
+        whole log. Only `RATE_SCALE_POWERS` are taken for a resolution slip (the rate's raw steps 10 or 100
+        times the dictionary's, as the CNH log shows), and only when the two agree within `RATE_SCALE_BAND`
+        once it is applied; any other disagreement is noted and the rate kept as logged."""
         unit = self.units.get(name, "")
         counters = dd.APPLICATION_TOTALS.get(unit.split("/")[0], [])
         needed = (name, "equipmentWidth", "distance", "recordingStatus")
@@ -570,26 +596,42 @@ class Builder:
         target = picked[1]
         loggers = [e for e in machine if (e, target.ddi) in self.available]
         outermost = [e for e in loggers if not any(a.id in loggers for a in self.data.ancestors(e))]
-        counted = 0.0
-        for stream in self.streams:
+        counted = integrated = spanned = worked = 0.0
+        for i, stream in enumerate(self.streams):
+            counted_span = np.zeros(stream.count, dtype=bool)  # records whose travel the counters measured
             for element in outermost:
                 logged = stream.column(element, target.ddi, fill=False)
-                counted += float(np.clip(np.diff(logged[~np.isnan(logged)]), 0, None).sum()) * target.factor
-        integrated = 0.0
-        for rate, width, distance, state in zip(*(self.columns[n] for n in needed)):
-            integrated += float(np.nansum(rate * width * distance * (state == "On"))) * 1e-4  # m2 -> ha
+                at = np.flatnonzero(~np.isnan(logged))
+                if len(at) < 2:
+                    continue
+                counted += float(np.clip(np.diff(logged[at]), 0, None).sum()) * target.factor
+                counted_span[at[0] + 1:at[-1] + 1] = True
+            rate, width, distance, state = (self.columns[n][i] for n in needed)
+            area = np.nan_to_num(width * distance * (state == "On"))  # m2 per record
+            worked += float(area.sum())
+            spanned += float(area[counted_span].sum())
+            integrated += float(np.nansum(rate * area * counted_span)) * 1e-4  # m2 -> ha
         if counted <= 0 or integrated <= 0:
             return
         power = round(float(np.log10(counted / integrated)))
         if power == 0:
             return
         rest = counted / integrated / 10.0 ** power
-        what = (f"{name} integrated over the worked area gives {integrated:,.4g} {target.unit} where the machine's "
-                f"total DDI {target.ddi} of {', '.join(self._label(e) for e in outermost)} counted {counted:,.4g} "
-                f"{target.unit}")
+        coverage = spanned / worked
+        what = (f"{name} integrated over the worked area the counter spans ({coverage:.1%} of it) gives "
+                f"{integrated:,.4g} {target.unit} where the machine's total DDI {target.ddi} of "
+                f"{', '.join(self._label(e) for e in outermost)} counted {counted:,.4g} {target.unit}")
+        if coverage < RATE_SCALE_COVERAGE:
+            self.notes.append(f"{what}: a factor {counted / integrated:.3g}, but the counter was logged over less "
+                              f"than {RATE_SCALE_COVERAGE:.0%} of the worked area, so the rate is kept as logged")
+            return
         if not 1 / RATE_SCALE_BAND <= rest <= RATE_SCALE_BAND:
             self.notes.append(f"{what}: they disagree by a factor {counted / integrated:.3g}, not explained by a "
                               "power of ten, so the rate is kept as logged")
+            return
+        if power not in RATE_SCALE_POWERS:
+            self.notes.append(f"{what}: they differ by a factor {10.0 ** power:g}, not the 10 or 100 times coarser "
+                              "raw steps a writer is known to log, so the rate is kept as logged")
             return
         factor = 10.0 ** power
         self.columns[name] = [part * factor for part in self.columns[name]]
