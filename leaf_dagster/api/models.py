@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..query import BatchStatusName
+
 
 class Error(BaseModel):
     """The one body of every error: `{"status": <HTTP status>, "message": "<what was wrong>"}`."""
@@ -94,7 +96,7 @@ class NewBatch(Open):
     fileName: str | None = None
     size: int | None = None
     provider: str | None = None
-    status: str = Field(description="RECEIVED, PROCESSING, PROCESSED, PARTIALLY_PROCESSED or FAILED")
+    status: BatchStatusName = Field(description="RECEIVED, then PROCESSING, then PROCESSED or FAILED")
     uploadTimestamp: str | None = None
 
 
