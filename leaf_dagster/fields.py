@@ -192,9 +192,12 @@ def _added(storage: Storage, leaf_user_id: str, owner: str, source_name: str) ->
 
 
 def field_object(row: Any) -> dict[str, Any]:
+    """Leaf's field object of a row of load_fields. A field without a name has the name None (JSON null): in a
+    column that also holds names, pandas keeps a missing one as NaN."""
     utm = gpd.GeoSeries([row.geometry], crs=4326)
     area = float(utm.to_crs(utm.estimate_utm_crs()).area.iloc[0])
-    return {"id": row["id"], "name": row["name"], "leafUserId": row["leafUserId"], "area": {"value": area, "unit": "m2"},
+    name = row["name"] if isinstance(row["name"], str) else None
+    return {"id": row["id"], "name": name, "leafUserId": row["leafUserId"], "area": {"value": area, "unit": "m2"},
             "geometry": shapely.geometry.mapping(row.geometry)}
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal, get_args
 
 from .objects import batch_object, file_object
 from .storage import DEFAULT_OWNER, Storage
@@ -27,7 +27,9 @@ ORIGINS = ("provider", "automerged", "merged", "uploaded")
 # PrecisionPlanting, and Panorama from the files filter's list.
 PROVIDERS = ("Other", "Leaf", "ClimateFieldView", "CNHI", "JohnDeere", "Trimble", "AgLeader", "RavenSlingshot",
              "Stara", "Farmobile", "PrecisionPlanting", "Panorama")
-BATCH_STATUSES = ("RECEIVED", "PROCESSING", "PROCESSED", "FAILED")
+# Leaf's batch statuses: the filter's choices and the type of every batch answer's `status` (api.models).
+BatchStatusName = Literal["RECEIVED", "PROCESSING", "PROCESSED", "FAILED"]
+BATCH_STATUSES: tuple[str, ...] = get_args(BatchStatusName)
 FILE_FILTERS = ("leafUserId", "provider", "status", "origin", "organizationId", "batchId", "fileId", "fileFormat",
                 "createdTime", "startTime", "updatedTime", "endTime", "operationStartTime", "operationEndTime",
                 "operationType", "minArea", "providerFileId", "standard")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email.message
+import email.utils
 import io
 import json
 import os
@@ -17,9 +19,10 @@ import geopandas as gpd
 import httpx
 import pytest
 
+from leaf_dagster.api.deps import attachment
 from leaf_dagster.storage import Storage
 
-from .conftest import JD_WHEAT_ZIP, MONTANA, REPO, make_zip
+from .conftest import JD_WHEAT, JD_WHEAT_ZIP, MONTANA, REPO, make_zip
 from .sensor_loop import SensorLoop
 
 BASE = "/services/operations/api"
@@ -76,6 +79,21 @@ def server(tmp_path: Path):
     s.stop()
 
 
+def _process(storage: Storage, client: httpx.Client, batch_id: str) -> dict:
+    """The daemon's part, in-process, until a file of the batch is converted and none is processing; returns
+    the batch's status answer."""
+    with dg.instance_for_test() as instance:
+        loop = SensorLoop(instance, storage)
+        for upload in storage.inbox.glob("*.zip"):  # settled: as if written a while ago
+            os.utime(upload, (time.time() - 60, time.time() - 60))
+        for _ in range(10):
+            loop.tick()
+            status = client.get(f"{BASE}/batch/{batch_id}/status").json()
+            if status["converted"]["leafFiles"] and not status["processing"]["leafFiles"]:
+                break
+    return status
+
+
 def test_end_to_end_upload_status_and_downloads(real: Path, server: Server, tmp_path: Path) -> None:
     alice = server.client(ALICE)
     with open(real / MONTANA / JD_WHEAT_ZIP, "rb") as fh:
@@ -86,15 +104,7 @@ def test_end_to_end_upload_status_and_downloads(real: Path, server: Server, tmp_
     assert batch["status"] == "RECEIVED" and batch["fileName"] == JD_WHEAT_ZIP and batch["leafUserId"] == "grower-1"
 
     storage = Storage(tmp_path / "data")
-    with dg.instance_for_test() as instance:
-        loop = SensorLoop(instance, storage)
-        for upload in storage.inbox.glob("*.zip"):  # settled: as if written a while ago
-            os.utime(upload, (time.time() - 60, time.time() - 60))
-        for _ in range(10):
-            loop.tick()
-            status = alice.get(f"{BASE}/batch/{batch['id']}/status").json()
-            if status["converted"]["leafFiles"] and not status["processing"]["leafFiles"]:
-                break
+    status = _process(storage, alice, batch["id"])
     (file_id,) = status["converted"]["leafFiles"]
     assert alice.get(f"{BASE}/batch/{batch['id']}").json()["status"] == "PROCESSED"
 
@@ -139,6 +149,61 @@ def test_end_to_end_upload_status_and_downloads(real: Path, server: Server, tmp_
     assert retried["status"] == "PROCESSED"  # every file converted: nothing to run again, nothing changes
     merge = alice.post(f"{BASE}/files/merge", json={"ids": [file_id]})
     assert merge.status_code == 400 and "two or more" in merge.json()["message"]
+
+
+def _saved_as(header: str) -> tuple[str, str]:
+    """A Content-Disposition's two names: `filename*` decoded (RFC 5987), which RFC 6266 clients use, and the
+    plain `filename` the others use."""
+    message = email.message.Message()
+    message["Content-Disposition"] = header
+    params = message.get_params(header="content-disposition")[1:]
+    encoded = next(value for key, value in params if key == "filename" and isinstance(value, tuple))
+    plain = next(value for key, value in params if key == "filename" and isinstance(value, str))
+    return email.utils.collapse_rfc2231_value(encoded), plain
+
+
+@pytest.mark.parametrize("name,header", [
+    ("Ernte_Müller_2023.zip",
+     "attachment; filename=\"Ernte_Muller_2023.zip\"; filename*=UTF-8''Ernte_M%C3%BCller_2023.zip"),
+    ("収穫.zip", "attachment; filename=\"__.zip\"; filename*=UTF-8''%E5%8F%8E%E7%A9%AB.zip"),
+    ('a "b"\\c; d,e 100%.zip',
+     "attachment; filename=\"a _b__c; d,e 100_.zip\"; filename*=UTF-8''a%20%22b%22%5Cc%3B%20d%2Ce%20100%25.zip"),
+])
+def test_a_download_header_names_the_file_for_every_client(name: str, header: str) -> None:
+    assert attachment(name) == {"Content-Disposition": header}
+    assert _saved_as(header) == (name, header.split('"')[1])
+
+
+def test_original_files_download_under_the_names_users_gave(real: Path, server: Server, tmp_path: Path) -> None:
+    """An upload with a German name holding a shapefile named in Japanese and a CSV whose name has quotes, a
+    semicolon and a comma: each file's original members come back zipped, under its own name."""
+    alice = server.client(ALICE)
+    with zipfile.ZipFile(real / MONTANA / JD_WHEAT_ZIP) as jd:
+        members: dict[str, Path | bytes | str] = {f"収穫.{ext}": jd.read(f"{JD_WHEAT}.{ext}")
+                                                  for ext in ("shp", "shx", "dbf", "prj")}
+    members['Feld "Nord"; Süd, 2023.csv'] = real / "csiro-pyprecag-yield-csv" / "area2_yield_ISO-8859-1.csv"
+    upload = make_zip(tmp_path / "upload.zip", members)
+    batch = alice.post(f"{BASE}/batch", params={"leafUserId": "grower-1", "provider": "AgLeader"},
+                       files={"file": ("Ernte_Müller_2023.zip", upload.read_bytes(), "application/zip")}).json()
+    assert batch["fileName"] == "Ernte_Müller_2023.zip"
+    _process(Storage(tmp_path / "data"), alice, batch["id"])
+
+    saved = {}
+    for file_id in alice.get(f"{BASE}/batch/{batch['id']}").json()["leafFiles"]:
+        record = alice.get(f"{BASE}/files/{file_id}").json()
+        download = alice.get(record["downloadOriginalFile"].replace(server.url, ""))
+        header = download.headers["content-disposition"]
+        assert header.isascii() and header.startswith("attachment; ")
+        exact, plain = _saved_as(header)
+        saved[exact] = plain
+        assert exact == f"{record['fileName']}.zip"
+        assert sorted(zipfile.ZipFile(io.BytesIO(download.content)).namelist()) == \
+            sorted(m for m in members if m.startswith(record["fileName"] + "."))
+        if record["fileName"] == "収穫":
+            parquet = alice.get(f"{BASE}/files/{file_id}/standardGeoparquet/file")
+            assert _saved_as(parquet.headers["content-disposition"]) == (f"{file_id}-standard.parquet",) * 2
+    assert saved == {"収穫.zip": "__.zip", 'Feld "Nord"; Süd, 2023.zip': "Feld _Nord_; Sud, 2023.zip"}
+    assert "content-disposition" not in alice.get(record["originalFile"].replace(server.url, "")).headers
 
 
 def test_auth_owners_and_bad_requests(real: Path, server: Server, tmp_path: Path) -> None:

@@ -204,6 +204,23 @@ def test_posted_fields_keep_their_names(world: World) -> None:
     assert listed == ["Creek", "Creek farm #2", "Home quarter", "None", "North 40"]
 
 
+def test_a_field_without_a_name_has_the_name_null(world: World, capsys: pytest.CaptureFixture) -> None:
+    """Beside a named field of the same body, and alone in its own: null in the API's answers and the CLI's JSON."""
+    geometry = world.body()["features"][0]["geometry"]
+    both = {"type": "FeatureCollection",
+            "features": [{"type": "Feature", "properties": {"name": "Creek"}, "geometry": geometry},
+                         {"type": "Feature", "properties": {}, "geometry": geometry}]}
+    alone = {"type": "Feature", "properties": {"name": "  "}, "geometry": geometry}
+    posted = [f for body in (both, alone) for f in world.client.post(f"{FIELDS}/unnamed/fields", json=body).json()]
+    assert [f["name"] for f in posted] == ["Creek", None, None]
+    listed = {f["id"]: f for f in world.client.get(f"{FIELDS}/unnamed/fields").json()}
+    assert [listed[f["id"]]["name"] for f in posted] == ["Creek", None, None]
+    assert all("name" in f for f in listed.values())
+    assert cli_main(["fields", "list", "--leaf-user-id", "unnamed", "--json"]) == 0
+    printed = {f["id"]: f["name"] for f in json.loads(capsys.readouterr().out)}
+    assert printed == {f["id"]: f["name"] for f in posted}
+
+
 def test_a_refused_boundary_leaves_nothing_behind(world: World, tmp_path: Path) -> None:
     before = sorted(str(p.relative_to(world.storage.root)) for p in world.storage.root.rglob("*"))
     open_ring = {"type": "Polygon", "coordinates": [[[-83, 40], [-83, 40.01], [-82.99, 40.01]]]}

@@ -14,6 +14,7 @@ from leaf_dagster.api.app import create_app
 from leaf_dagster.api.models import BatchObject, FileObject
 from leaf_dagster.api.routes import batches, configs, fields, files, thumbnails
 from leaf_dagster.objects import BATCH_KEYS, FILE_KEYS, STEP_ORDER, batch_object, file_object
+from leaf_dagster.query import BATCH_STATUSES
 from leaf_dagster.storage import Storage
 
 BASE = "/services/operations/api"
@@ -91,6 +92,19 @@ def test_the_upload_body_is_multipart_with_its_file(schema: dict) -> None:
     assert form["required"] == ["file"]
     assert form["properties"]["file"] == {"type": "string", "format": "binary", "description": "the zip of machine files"}
     assert set(form["properties"]) == {"file", "leafUserId", "provider", "fileFormat"}
+
+
+def test_every_batch_answer_documents_leafs_batch_statuses(schema: dict) -> None:
+    """POST /batch, GET /batch, GET /batch/{id} and the retry answer a batch whose status is one of Leaf's four."""
+    models = schema["components"]["schemas"]
+    answers = [op["responses"]["200"]["content"]["application/json"]["schema"]
+               for _, path, op in _operations(schema) if path.startswith(f"{BASE}/batch")]
+    named = {a.get("items", a)["$ref"].rsplit("/", 1)[-1] for a in answers}
+    batches = {name for name in named if "status" in models[name]["properties"]}
+    assert batches == {"NewBatch", "BatchObject", "RetriedBatch"}  # and BatchStatus, the files by outcome
+    for name in batches:
+        assert models[name]["properties"]["status"]["enum"] == ["RECEIVED", "PROCESSING", "PROCESSED", "FAILED"], name
+    assert list(BATCH_STATUSES) == ["RECEIVED", "PROCESSING", "PROCESSED", "FAILED"]  # the list filter's choices
 
 
 # one route per router: (without a token: 401) and (an unknown id: 404), both in the one error shape

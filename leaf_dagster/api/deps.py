@@ -7,9 +7,10 @@ the token check comes before anything else a route does and /openapi.json declar
 from __future__ import annotations
 
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import Depends, HTTPException, Request, Response
 from fastapi.routing import APIRoute
@@ -35,6 +36,19 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 def binary(media_type: str, what: str) -> dict[int | str, dict[str, Any]]:
     """The 200 answer of a download route: `what`, as bytes of `media_type`."""
     return {200: {"description": what, "content": {media_type: {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+def attachment(name: str) -> dict[str, str]:
+    """The Content-Disposition header of a download saved as `name` (RFC 6266): `filename*` holds the exact name,
+    UTF-8 percent-encoded (RFC 5987), and `filename` an ASCII stand-in for clients that read only that one.
+
+    The stand-in keeps a name's letters without their accents (Müller -> Muller) and puts `_` for every other
+    character outside printable ASCII and for `"`, `\\` and `%`, which a quoted string would have to escape and
+    some clients would decode again; the header then never breaks, whatever the user named the file.
+    """
+    letters = (c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\%' else "_" for c in letters)
+    return {"Content-Disposition": f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"}
 
 
 @dataclass(frozen=True)

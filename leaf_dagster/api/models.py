@@ -8,10 +8,11 @@ a record gains reaches clients without a model change; answers carry exactly the
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..query import BatchStatusName
 
 
 class Error(BaseModel):
@@ -94,7 +95,7 @@ class NewBatch(Open):
     fileName: str | None = None
     size: int | None = None
     provider: str | None = None
-    status: str = Field(description="RECEIVED, PROCESSING, PROCESSED, PARTIALLY_PROCESSED or FAILED")
+    status: BatchStatusName = Field(description="RECEIVED, then PROCESSING, then PROCESSED or FAILED")
     uploadTimestamp: str | None = None
 
 
@@ -168,16 +169,10 @@ class Area(BaseModel):
 class FieldObject(BaseModel):
     """A Leaf user's field boundary."""
     id: str
-    name: str | None
+    name: str | None = Field(description="the name the user gave the field, null when it has none")
     leafUserId: str
     area: Area
     geometry: dict[str, Any]
-
-    @field_validator("name", mode="before")
-    @classmethod
-    def _no_name(cls, name: Any) -> Any:
-        """A boundary without a name comes from its GeoDataFrame as NaN, pandas' missing value."""
-        return None if isinstance(name, float) and math.isnan(name) else name
 
 
 class ListedField(FieldObject):

@@ -16,8 +16,8 @@ from ...identifiers import check_id
 from ...objects import outside_field_object, status_object, uncovered_files
 from ...query import FILE_FILTERS, QueryError, list_files, owner_files, paging
 from ...storage import Storage
-from ..deps import (BASE, ERRORS, LeafRoute, Owner, OwnedFile, StorageDep, binary, owned, owned_file, page_headers, url,
-                    with_urls)
+from ..deps import (BASE, ERRORS, LeafRoute, Owner, OwnedFile, StorageDep, attachment, binary, owned, owned_file,
+                    page_headers, url, with_urls)
 from ..models import (Feature, FileObject, FilesPage, Image, MergeAccepted, OutsideField, PolygonGeoparquet,
                       StandardGeoparquet, Status, UncoveredFiles)
 from ..streaming import geojson_chunks
@@ -142,7 +142,8 @@ def geoparquet_file(file_id: str, table: str, storage: StorageDep) -> FileRespon
             "polygon": storage.parquet_path("polygons", file_id)}.get(table)
     if path is None or not path.exists():
         raise HTTPException(404, "no such output")
-    return FileResponse(path, media_type="application/vnd.apache.parquet", filename=f"{file_id}-{table}.parquet")
+    return FileResponse(path, media_type="application/vnd.apache.parquet",
+                        headers=attachment(f"{file_id}-{table}.parquet"))
 
 
 @router.get("/{file_id}/outsideFieldGeojson", summary="Get file outsideFieldGeoJSON", response_model=OutsideField)
@@ -161,7 +162,7 @@ def outside_file(file_id: str, record: OwnedFile, storage: StorageDep, download:
     if not record.get("outsideField"):
         raise HTTPException(404, "no outside-field GeoJSON")
     return FileResponse(storage.root / record["outsideField"]["path"], media_type="application/geo+json",
-                        filename=f"{file_id}-outside-field.geojson" if download else None)
+                        headers=attachment(f"{file_id}-outside-field.geojson") if download else None)
 
 
 @router.get("/{file_id}/images", summary="Get a file's images", response_model=list[Image],
@@ -184,7 +185,7 @@ def image_file(file_id: str, name: str, storage: StorageDep, download: bool = Fa
     if not path.is_file():
         raise HTTPException(404, "no such image")
     return FileResponse(path, media_type="image/png" if name.endswith(".png") else "application/xml",
-                        filename=path.name if download else None)
+                        headers=attachment(path.name) if download else None)
 
 
 @router.get("/{file_id}/zippedPNGs", summary="Download the zipped PNGs", response_class=FileResponse,
@@ -194,7 +195,8 @@ def zipped(file_id: str, storage: StorageDep, download: bool = False) -> FileRes
     path = storage.images_dir(file_id) / "images.zip"
     if not path.is_file():
         raise HTTPException(404, "no zipped PNGs")
-    return FileResponse(path, media_type="application/zip", filename=f"{file_id}-images.zip" if download else None)
+    return FileResponse(path, media_type="application/zip",
+                        headers=attachment(f"{file_id}-images.zip") if download else None)
 
 
 @router.get("/{file_id}/{step}Geojson", summary="Download raw, standard or filtered points as GeoJSON",
@@ -205,8 +207,8 @@ def geojson(file_id: str, step: str, storage: StorageDep, download: bool = False
             "filtered": storage.parquet_path("filtered", file_id)}.get(step)
     if path is None or not path.exists():
         raise HTTPException(404, "no such output")
-    headers = {"Content-Disposition": f'attachment; filename="{file_id}-{step}.geojson"'} if download else {}
-    return StreamingResponse(geojson_chunks(path), media_type="application/geo+json", headers=headers)
+    return StreamingResponse(geojson_chunks(path), media_type="application/geo+json",
+                             headers=attachment(f"{file_id}-{step}.geojson") if download else None)
 
 
 @router.get("/{file_id}/originalFile", summary="Download the original file", response_class=Response,
@@ -219,6 +221,5 @@ def original(file_id: str, record: OwnedFile, storage: StorageDep, download: boo
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
         for member in sorted(folder.iterdir()):
             zf.write(member, member.name)
-    name = f"{record['fileName']}.zip"
-    headers = {"Content-Disposition": f'attachment; filename="{name}"'} if download else {}
-    return Response(buffer.getvalue(), media_type="application/zip", headers=headers)
+    return Response(buffer.getvalue(), media_type="application/zip",
+                    headers=attachment(f"{record['fileName']}.zip") if download else None)
