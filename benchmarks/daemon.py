@@ -49,21 +49,21 @@ def run_file(storage: Any, file_id: str) -> str:
     from leaf_dagster.files import FileSteps
     from leaf_dagster.readers import ReaderError
 
+    from .shapefile import STEPS, step_calls
+
     steps = FileSteps(storage, file_id)
-    record, _ = steps.store_original()
+    calls = step_calls(steps)
+    record, _ = calls["originalFile"]()
     if record.get("unsupportedReason"):
         return "failed"
     try:
-        steps.read_raw()
+        calls["rawGeojson"]()
     except ReaderError:
         return "failed"
-    if FileSteps.schema_failure(steps.standardize()):
+    if FileSteps.schema_failure(calls["standardGeojson"]()):
         return "failed"
-    steps.filter()
-    steps.summarize()
-    steps.write_units()
-    steps.render_images()
-    steps.zip_images()
+    for step in STEPS[3:]:
+        calls[step]()
     return "processed"
 
 
