@@ -98,7 +98,8 @@ def refresh_catalog(storage: Storage) -> Path:
     """Make leaf.duckdb hold a view for the records and for every point table with outputs; rebuilt only
     when that set changes, so it is cheap to call after every step. Safe to call concurrently."""
     target = storage.catalog_path
-    storage.records.many("batches", [])  # the record store exists before a view reads it
+    with storage.records.connect():  # the record store exists before a view reads it
+        pass
     views = {**_record_views(storage.records.path), **_point_views(storage)}
     listing = target.with_name(target.name + ".views")
     wanted = "\n".join(f"{name}: {sql}" for name, sql in sorted(views.items()))
