@@ -12,7 +12,6 @@ then SIGKILL to every process left in the group or descended from the daemon, by
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -49,21 +48,21 @@ def run_file(storage: Any, file_id: str) -> str:
     from leaf_dagster.files import FileSteps
     from leaf_dagster.readers import ReaderError
 
+    from .shapefile import STEPS, step_calls
+
     steps = FileSteps(storage, file_id)
-    record, _ = steps.store_original()
+    calls = step_calls(steps)
+    record, _ = calls["originalFile"]()
     if record.get("unsupportedReason"):
         return "failed"
     try:
-        steps.read_raw()
+        calls["rawGeojson"]()
     except ReaderError:
         return "failed"
-    if FileSteps.schema_failure(steps.standardize()):
+    if FileSteps.schema_failure(calls["standardGeojson"]()):
         return "failed"
-    steps.filter()
-    steps.summarize()
-    steps.write_units()
-    steps.render_images()
-    steps.zip_images()
+    for step in STEPS[3:]:
+        calls[step]()
     return "processed"
 
 
@@ -187,13 +186,6 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _wait_for(log_path: Path, markers: tuple[str, ...], timeout: float, process: subprocess.Popen) -> bool:
@@ -352,20 +344,16 @@ def _drop_and_wait(upload: Path, storage: Any, expected_files: int, timeout: flo
     shutil.copyfile(upload, partial)
     os.replace(partial, storage.inbox / upload.name)
     t0, dropped_at = time.perf_counter(), time.time()
-    batches_dir, files_dir = storage.table_dir("batches"), storage.table_dir("files")
     done_at: dict[str, float] = {}
     batch: dict[str, Any] = {}
     last_note = t0
     while True:
         now = time.perf_counter()
-        batch = next((b for b in (_read_json(p) for p in sorted(batches_dir.glob("*.json"))) if b), {}) \
-            if batches_dir.exists() else {}
+        batch = next(iter(storage.records.many("batches")), {})
         file_ids = batch.get("leafFiles") or []
-        for file_id in file_ids:
-            if file_id not in done_at:
-                record = _read_json(files_dir / f"{file_id}.json") or {}
-                if record.get("status") in FINAL_FILE_STATES:
-                    done_at[file_id] = now - t0
+        for record in storage.records.many("files", [f for f in file_ids if f not in done_at]):
+            if record.get("status") in FINAL_FILE_STATES:
+                done_at[record["id"]] = now - t0
         finished = batch.get("status") in FINAL_BATCH_STATES and len(done_at) == len(file_ids)
         if finished or now - t0 > timeout:
             break
@@ -375,7 +363,7 @@ def _drop_and_wait(upload: Path, storage: Any, expected_files: int, timeout: flo
             last_note = now
         time.sleep(0.5)
     elapsed = time.perf_counter() - t0
-    states = [(_read_json(files_dir / f"{f}.json") or {}).get("status") for f in batch.get("leafFiles") or []]
+    states = [r.get("status") for r in storage.records.many("files", batch.get("leafFiles") or [])]
     out = {"seconds": elapsed, "dropped_at": dropped_at, "timed_out": not finished, "batch_status": batch.get("status"),
            "files": len(states), "processed": states.count("processed"), "failed": states.count("failed"),
            "first_file_final_s": min(done_at.values(), default=None),

@@ -170,6 +170,31 @@ def top_functions(profiler: Any, count: int = 6) -> dict[str, list[dict[str, Any
             "self": [{"function": f, "called_from": c, "seconds": round(v, 3)} for (f, c), v in rank(own)]}
 
 
+def step_calls(steps: Any) -> dict[str, Callable[[], Any]]:
+    """Each step of a file as a call, in the file job's order, with its table written and handed on as the
+    IO manager does (`defs/io_manager.py`); a step's call returns what the step returns."""
+    from leaf_dagster.files import PointTable
+
+    tables: dict[str, Any] = {}
+
+    def table(step: str, value: Any) -> Any:
+        tables[step] = value if step != "standardGeojson" else PointTable(value.frame, value.units)
+        if step != "standardGeojson" or steps.schema_failure(value) is None:
+            steps.write_table(step, tables[step])
+        return value
+
+    return {
+        "originalFile": steps.store_original,
+        "rawGeojson": lambda: table("rawGeojson", steps.read_raw()),
+        "standardGeojson": lambda: table("standardGeojson", steps.standardize(tables["rawGeojson"])),
+        "filteredGeojson": lambda: table("filteredGeojson", steps.filter(tables["standardGeojson"])),
+        "summary": lambda: steps.summarize(tables["standardGeojson"]),
+        "units": lambda: steps.write_units(tables["standardGeojson"]),
+        "propertiesPNGs": lambda: steps.render_images(tables["filteredGeojson"], tables["standardGeojson"]),
+        "zippedPNGs": steps.zip_images,
+    }
+
+
 def run_steps(upload: str, data_dir: str, profile_dir: str | None = None) -> dict[str, Any]:
     """Register and extract the upload, then run every per-file step of its (single) machine file in order,
     timing each; the owner config turns polygon output on so `standardGeojson` writes it."""
@@ -189,12 +214,7 @@ def run_steps(upload: str, data_dir: str, profile_dir: str | None = None) -> dic
     if outcome.error or len(outcome.files) != 1:
         raise RuntimeError(f"the upload did not yield one machine file: {outcome.error or len(outcome.files)}")
     file_id = outcome.files[0]["id"]
-    steps = FileSteps(storage, file_id)
-    calls: dict[str, Callable[[], Any]] = {
-        "originalFile": steps.store_original, "rawGeojson": steps.read_raw, "standardGeojson": steps.standardize,
-        "filteredGeojson": steps.filter, "summary": steps.summarize, "units": steps.write_units,
-        "propertiesPNGs": steps.render_images, "zippedPNGs": steps.zip_images,
-    }
+    calls = step_calls(FileSteps(storage, file_id))
     peak_before_steps = peak_rss_mb()
     per_step_peak = reset_peak_rss()
     timings: dict[str, dict[str, Any]] = {}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from .model import DEFAULTS, FLOAT, INT, JSON, SECTIONS, TEXT, TEXTS, TS
+from .model import DEFAULTS, FLOAT, INT, JSON, ROW_FACTS, SECTIONS, TEXT, TEXTS, TS
 from .storage import Storage
 
 # point view -> lake table of GeoParquet outputs
@@ -55,13 +55,12 @@ def _record_views(records: Path) -> dict[str, str]:
     units and images of each file as rows."""
     source = "sqlite_scan('{}', '{}')".format(records.as_posix().replace("'", "''"), "{table}")
     views = {}
-    for table, name in (("files", "files"), ("batches", "batches")):
+    for table in ("files", "batches"):
         columns = ["id"] + [_fact(section, key, kind, DEFAULTS[table].get(key))
                             for section, keys in SECTIONS[table].items() for key, kind in keys.items() if key != "id"]
-        if table == "files":
-            columns.append(f"TRY_CAST(updated_time AS {TS}) AS \"updatedTime\"")
-        views[name] = (f"SELECT {', '.join(columns)} FROM {source.format(table=table)} "
-                       "WHERE registration IS NOT NULL")
+        columns += [f'TRY_CAST(updated_time AS {kind}) AS "{key}"' for key, kind in ROW_FACTS[table].items()]
+        views[table] = (f"SELECT {', '.join(columns)} FROM {source.format(table=table)} "
+                        "WHERE registration IS NOT NULL")
     files = f"{source.format(table='files')} AS f"
     views["file_status"] = (
         "SELECT f.id AS \"fileId\", json_extract_string(f.registration, '$.batchId') AS \"batchId\", s.key AS step, "
@@ -99,7 +98,8 @@ def refresh_catalog(storage: Storage) -> Path:
     """Make leaf.duckdb hold a view for the records and for every point table with outputs; rebuilt only
     when that set changes, so it is cheap to call after every step. Safe to call concurrently."""
     target = storage.catalog_path
-    storage.records.many("batches", [])  # the record store exists before a view reads it
+    with storage.records.connect():  # the record store exists before a view reads it
+        pass
     views = {**_record_views(storage.records.path), **_point_views(storage)}
     listing = target.with_name(target.name + ".views")
     wanted = "\n".join(f"{name}: {sql}" for name, sql in sorted(views.items()))

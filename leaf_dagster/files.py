@@ -1,14 +1,16 @@
 """The work of each per-file step, independent of Dagster: the assets call these, tests can too.
 
-Each step writes its own outputs once: its GeoParquet (or PNGs) and its own section of the file's record
-(`model.FILE_SECTIONS`); it never rewrites another step's facts. The raw step's section keeps the reader's
-dialect, units, hints and notes, so the standard step can rebuild the source table from the raw GeoParquet.
+A step takes the tables of the steps before it and returns its own (a `SourceTable`, a `PointTable`); the
+IO manager (`defs/io_manager.py`) writes each table once as the step's GeoParquet and hands it to the next
+steps. A step writes its own section of the file's record (`model.FILE_SECTIONS`) and never another step's
+facts. `load_table` reads a step's table back for a step run on its own, in another run.
 """
 
 from __future__ import annotations
 
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,15 @@ from .storage import Storage, owner_of
 FILE_ID_COLUMN = "file_id"
 CRS84 = "OGC:CRS84"
 NO_POINTS = "no points passed the filter"
+# The steps whose output is a table, and the lake/ table of each one's GeoParquet.
+TABLES = {"rawGeojson": "raw", "standardGeojson": "standard", "filteredGeojson": "filtered"}
+
+
+@dataclass
+class PointTable:
+    """The standard or filtered points of a file (without the file id column) and the unit of each property."""
+    frame: gpd.GeoDataFrame
+    units: dict[str, str]
 
 
 class FileSteps:
@@ -73,13 +84,12 @@ class FileSteps:
                             accept_damaged=bool(self.config["acceptDamagedShapefiles"]))
 
     def read_raw(self) -> SourceTable:
-        """Read the source and store raw GeoParquet; raises ReaderError for unreadable input."""
+        """Read the source (the raw step's table); raises ReaderError for unreadable input."""
         record = self.record
         if record.get("origin") == "merged":
             frame = pd.concat(merge.source_points(self.storage, record, "raw"), ignore_index=True)
             source = SourceTable(frame=gpd.GeoDataFrame(frame, geometry="geometry", crs=CRS84), dialect="MERGED",
                                  notes=[f"raw records of {len(record['sources'])} merged files"])
-            self.write_points("raw", source.frame)
             self.put("raw", {"raw": {"dialect": "MERGED", "notes": source.notes, "recordCount": source.point_count}})
             return source
         detected = self._detected(record)
@@ -91,10 +101,7 @@ class FileSteps:
             raise ReaderError(exc.file_name, public_message(exc.reason)) from exc
         except Exception as exc:  # a reader bug or an input no reader anticipated: still the file's failure
             raise ReaderError(record["fileName"], public_message(f"unexpected {type(exc).__name__}: {exc}")) from exc
-        frame = source.frame.copy()
-        frame.insert(0, FILE_ID_COLUMN, self.file_id)
-        frame.columns = [str(c) for c in frame.columns]
-        self.storage.write_geoparquet("raw", self.file_id, frame)
+        source.frame.columns = [str(c) for c in source.frame.columns]
         source.notes.extend(detected.warnings)
         self.put("raw", {"raw": {"dialect": source.dialect, "units": source.units, "hints": source.hints,
                                  "notes": source.notes, "warnings": detected.warnings, "sourceCrs": source.source_crs,
@@ -102,10 +109,23 @@ class FileSteps:
                          "terminalTotals": source.hints.get("terminalTotals")})
         return source
 
-    def load_raw(self) -> SourceTable:
+    def write_table(self, step: str, table: SourceTable | PointTable) -> None:
+        """The one write of a step's table: GeoParquet with this file's id on every row (raw records keep
+        their CRS as read; standard and filtered points are CRS84)."""
+        if step == "rawGeojson":
+            frame = table.frame.copy()
+            frame.insert(0, FILE_ID_COLUMN, self.file_id)
+            self.storage.write_geoparquet("raw", self.file_id, frame)
+        else:
+            self.write_points(TABLES[step], table.frame)
+
+    def load_table(self, step: str) -> SourceTable | PointTable:
+        """A step's table read back from its GeoParquet and its record section."""
+        frame = self.storage.read_geoparquet(TABLES[step], self.file_id).drop(columns=[FILE_ID_COLUMN])
         record = self.record
+        if step != "rawGeojson":
+            return PointTable(frame, record.get("units") or {})
         raw = record.get("raw") or {}
-        frame = self.storage.read_geoparquet("raw", self.file_id).drop(columns=[FILE_ID_COLUMN])
         return SourceTable(frame=frame, dialect=raw.get("dialect", "GENERIC"), source_crs=raw.get("sourceCrs"),
                            units=raw.get("units", {}), hints=raw.get("hints", {}), notes=list(raw.get("notes", [])))
 
@@ -122,9 +142,9 @@ class FileSteps:
             out.insert(0, FILE_ID_COLUMN, self.file_id)
         self.storage.write_geoparquet(table, self.file_id, out)
 
-    def standardize(self) -> StandardResult:
-        """Map to the standard schema, clean up invalid points, apply the unit system, write GeoParquet
-        (and the polygon output when enabled). Nothing is written for a file that fails its gate."""
+    def standardize(self, source: SourceTable) -> StandardResult:
+        """Map to the standard schema, clean up invalid points, apply the unit system (and write the polygon
+        output when enabled). Nothing is written for a file that fails its gate."""
         config = self.config
         record = self.record
         if record.get("origin") == "merged":
@@ -134,7 +154,7 @@ class FileSteps:
             result = StandardResult(merge.operation_type(self.storage, record), None, frame=frame, units=units,
                                     crop=", ".join(kinds) or None, evidence="merged from " + ", ".join(record["sources"]))
         else:
-            result = standardize(self.load_raw())
+            result = standardize(source)
         changes: dict[str, Any] = {"operationType": result.operation_type,
                                    "originalOperationType": result.original_operation_type,
                                    "evidence": result.evidence, "pointCount": 0}
@@ -155,12 +175,10 @@ class FileSteps:
                     result.cleaned_out = True
             frame, result.units = convert_frame(frame, result.units, config["unitMeasurement"])
             result.frame = frame
-            if len(frame):
-                self.write_points("standard", frame)
-                if config["enablePolygonOutput"]:
-                    polygons = gpd.GeoDataFrame(frame.drop(columns="geometry"), crs=frame.crs,
-                                                geometry=point_rectangles(frame, result.units).to_numpy())
-                    self.write_points("polygons", polygons[polygons.geometry.notna()])
+            if len(frame) and config["enablePolygonOutput"]:
+                polygons = gpd.GeoDataFrame(frame.drop(columns="geometry"), crs=frame.crs,
+                                            geometry=point_rectangles(frame, result.units).to_numpy())
+                self.write_points("polygons", polygons[polygons.geometry.notna()])
             stamps = frame["timestamp"].dropna()
             changes.update(
                 pointCount=len(frame), crops=crops_in(frame["crop"]) if "crop" in frame.columns else [],
@@ -175,44 +193,36 @@ class FileSteps:
         self.put("standard", changes)
         return result
 
-    def load_standard(self) -> tuple[gpd.GeoDataFrame, dict[str, str]]:
-        return self.storage.read_geoparquet("standard", self.file_id), self.record.get("units", {})
-
-    def filter(self) -> gpd.GeoDataFrame:
+    def filter(self, standard: PointTable) -> PointTable:
         """filteredGeojson: standard points at 0.5 m/s or faster, and for harvest without yield outliers."""
         config = self.config
-        frame, units = self.load_standard()
-        keep = filtered_mask(frame, units, remove_outliers=config["operationsRemoveOutliers"],
+        keep = filtered_mask(standard.frame, standard.units, remove_outliers=config["operationsRemoveOutliers"],
                              outliers_limit=float(config["operationsOutliersLimit"]))
-        filtered = frame[keep].reset_index(drop=True)
-        self.write_points("filtered", filtered)
-        self.put("filtered", {"filteredPointCount": len(filtered)})
+        filtered = PointTable(standard.frame[keep].reset_index(drop=True), standard.units)
+        self.put("filtered", {"filteredPointCount": len(filtered.frame)})
         return filtered
 
-    def plausibility(self) -> Plausibility:
+    def plausibility(self, standard: PointTable) -> Plausibility:
         """Whether the standard points are physically plausible (widths against passes, speeds, times,
         yields); the figures are stored on the record (the `files` view in SQL)."""
-        frame, units = self.load_standard()
         crops = self.record.get("crops") or []
         try:
-            result = assess(frame.drop(columns=[FILE_ID_COLUMN]), units, crops[0] if len(crops) == 1 else None)
+            result = assess(standard.frame, standard.units, crops[0] if len(crops) == 1 else None)
         except Exception as exc:  # a warning-only check must not fail the file's run
             result = Plausibility(findings=[f"plausibility could not be assessed: {type(exc).__name__}: {exc}"])
         self.put("plausibility", {"plausibility": {"figures": result.figures, "findings": result.findings}})
         return result
 
-    def write_units(self) -> dict[str, str]:
+    def write_units(self, standard: PointTable) -> dict[str, str]:
         """The flat property -> unit map of the standard output."""
-        frame, units = self.load_standard()
-        units = {k: v for k, v in units.items() if k in frame.columns}
+        units = {k: v for k, v in standard.units.items() if k in standard.frame.columns}
         self.put("units", {"unitMap": units})
         return units
 
-    def summarize(self) -> tuple[dict[str, Any], bytes | None]:
+    def summarize(self, standard: PointTable) -> tuple[dict[str, Any], bytes | None]:
         """The summary Feature (coverage from the point rectangles) and a small map thumbnail PNG with its
         legend drawn under it; the legend (property, unit, ramp, range) is also stored as `mapLegend`."""
-        frame, units = self.load_standard()
-        frame = frame.drop(columns=[FILE_ID_COLUMN])
+        frame, units = standard.frame, standard.units
         covers = swaths(frame, units)
         geometry, area, thumbnail, legend = MultiPolygon(), 0.0, None, None
         if covers.valid.any():
@@ -239,12 +249,9 @@ class FileSteps:
         match_file(self.storage, self.file_id)
         return summary, thumbnail
 
-    def render_images(self) -> list[dict[str, Any]]:
+    def render_images(self, filtered: PointTable, standard: PointTable) -> list[dict[str, Any]]:
         """propertiesPNGs from the filtered points (the standard ones when the filter left none)."""
-        filtered = self.storage.read_geoparquet("filtered", self.file_id)
-        frame = filtered if len(filtered) else self.storage.read_geoparquet("standard", self.file_id)
-        frame = frame.drop(columns=[FILE_ID_COLUMN])
-        units = self.record.get("units", {})
+        frame, units = (filtered.frame, filtered.units) if len(filtered.frame) else (standard.frame, standard.units)
         folder = self.storage.images_dir(self.file_id)
         if folder.exists():
             shutil.rmtree(folder)

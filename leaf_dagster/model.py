@@ -59,6 +59,16 @@ BATCH_SECTIONS: dict[str, dict[str, str]] = {
     "state": {"status": TEXT, "statusDetails": TEXT, "processedTimestamp": TS},
 }
 SECTIONS = {"files": FILE_SECTIONS, "batches": BATCH_SECTIONS}
+# Kept by the store itself: the time of a file record's last write.
+ROW_FACTS: dict[str, dict[str, str]] = {"files": {"updatedTime": TS}, "batches": {}}
+
+# The facts Leaf's file and batch objects show, in Leaf's order (the others are the pipeline's own).
+FILE_OBJECT_KEYS = ("id", "batchId", "leafUserId", "apiOwnerUsername", "provider", "fileName", "fileFormat", "origin",
+                    "status", "operationType", "originalOperationType", "createdTime", "updatedTime", "sizeInBytes",
+                    "startTime", "endTime", "crops", "varieties", "fields", "sources", "pointCount", "organizationId",
+                    "providerFileId", "standard", "terminalTotals")
+BATCH_OBJECT_KEYS = ("id", "leafUserId", "fileName", "size", "provider", "status", "uploadTimestamp", "leafFiles",
+                     "statusDetails", "processedTimestamp")
 
 # What a record says before the section that owns a fact is written: a file is processing until its run
 # reports, a batch RECEIVED until its step has run.
@@ -86,5 +96,5 @@ def section_of(table: str, key: str) -> str:
 
 
 def columns(table: str) -> dict[str, str]:
-    """Every fact of `table` and its SQL type, in section order (the catalog's columns)."""
-    return {key: kind for keys in SECTIONS[table].values() for key, kind in keys.items()}
+    """Every fact of `table` and its SQL type, in section order, then the store's own (the catalog's columns)."""
+    return {**{key: kind for keys in SECTIONS[table].values() for key, kind in keys.items()}, **ROW_FACTS[table]}

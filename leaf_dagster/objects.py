@@ -5,15 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import public_message
-from .model import STEP_ORDER
+from .model import BATCH_OBJECT_KEYS, FILE_OBJECT_KEYS, STEP_ORDER
 from .storage import DEFAULT_OWNER
 
-FILE_KEYS = ["id", "batchId", "leafUserId", "apiOwnerUsername", "provider", "fileName", "fileFormat", "origin",
-             "status", "operationType", "originalOperationType", "createdTime", "updatedTime", "sizeInBytes",
-             "startTime", "endTime", "crops", "varieties", "fields", "sources", "pointCount", "organizationId",
-             "providerFileId", "standard", "terminalTotals"]
-BATCH_KEYS = ["id", "leafUserId", "fileName", "size", "provider", "status", "uploadTimestamp", "leafFiles",
-              "statusDetails", "processedTimestamp"]
 
 
 def status_object(record: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -25,7 +19,7 @@ def status_object(record: dict[str, Any]) -> dict[str, dict[str, str]]:
 
 def file_object(record: dict[str, Any]) -> dict[str, Any]:
     """The file object with its per-step status (`steps`)."""
-    out = {k: record.get(k) for k in FILE_KEYS if k in record}
+    out = {k: record.get(k) for k in FILE_OBJECT_KEYS if k in record}
     out.setdefault("fields", [])
     out["steps"] = status_object(record)
     return out
@@ -33,7 +27,7 @@ def file_object(record: dict[str, Any]) -> dict[str, Any]:
 
 def batch_object(record: dict[str, Any]) -> dict[str, Any]:
     """The batch object; its statusDetails name the upload as the user named it, with no server paths."""
-    out = {k: record.get(k) for k in BATCH_KEYS}
+    out = {k: record.get(k) for k in BATCH_OBJECT_KEYS}
     if isinstance(out["statusDetails"], str):
         stored = record.get("storedName") or ""
         out["statusDetails"] = public_message(out["statusDetails"], {stored: record.get("fileName") or stored})

@@ -13,6 +13,7 @@ list reads one table whatever the number of files: nothing is rebuilt per reques
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -80,9 +81,7 @@ class Records:
                                 + ", ".join(f"{s} TEXT" for s in sections) + ")")
                     con.execute(_list_view(table))
                 con.execute("INSERT INTO meta VALUES ('schema', ?)", [str(SCHEMA_VERSION)])
-                from .storage import import_json_records  # the JSON layout's records, once
-
-                import_json_records(self, con, self.path.parent)
+                import_json_layout(self, con, self.path.parent)  # the JSON layout's records, once
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -170,3 +169,38 @@ class Records:
         """Rows of a read-only query over the tables and the list views."""
         with self.connect() as con:
             return con.execute(sql, params).fetchall()
+
+
+# The JSON layout kept one file per record in lake/<table>/; its records move into the store once.
+_JSON_TABLES = ("files", "batches", "summaries", "units", "images", "file_status")
+
+
+def import_json_layout(records: Records, con: sqlite3.Connection, root: Path) -> None:
+    """Import the records of the JSON layout (lake/files, lake/batches and the per-file summaries, units and
+    images) into the new store, each fact into its section, then move the JSON folders to lake/.json-layout/."""
+    lake = root / "lake"
+    folders = {t: lake / t for t in _JSON_TABLES if (lake / t).is_dir()}
+    if not folders:
+        return
+
+    def load(table: str) -> dict[str, Any]:
+        folder = folders.get(table)
+        return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))} if folder else {}
+
+    extra = {"summary": load("summaries"), "units": load("units"), "images": load("images")}
+    for table in ("files", "batches"):
+        for key, old in load(table).items():
+            old.pop("summary", None)  # the record's copy of the summary's properties: lake/summaries has the Feature
+            if table == "files":
+                summary = (extra["summary"].get(key) or {}).get("summary")
+                if summary:
+                    old["summary"] = summary
+                if key in extra["units"]:
+                    old["unitMap"] = {r["property"]: r["unit"] for r in extra["units"][key]}
+                if key in extra["images"]:
+                    old["images"] = extra["images"][key]
+            records.put_facts(table, key, old, con=con)
+    target = lake / ".json-layout"
+    target.mkdir(exist_ok=True)
+    for table, folder in folders.items():
+        shutil.move(folder, target / table)

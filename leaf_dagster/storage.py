@@ -24,8 +24,6 @@ never sees half an output and a crashed step never leaves one behind.
 
 from __future__ import annotations
 
-import json
-import shutil
 import os
 import tempfile
 from collections.abc import Iterator
@@ -36,8 +34,6 @@ from typing import TYPE_CHECKING, Any
 from .identifiers import check_id
 
 if TYPE_CHECKING:
-    import sqlite3
-
     import geopandas as gpd
 
     from .records import Records
@@ -149,38 +145,3 @@ class Storage:
         import geopandas as gpd  # heavy: only the steps that read points pay for it
 
         return gpd.read_parquet(self.parquet_path(table, key))
-
-
-# The JSON layout kept one file per record in lake/<table>/; its records move into the store once.
-_JSON_TABLES = ("files", "batches", "summaries", "units", "images", "file_status")
-
-
-def import_json_records(records: "Records", con: "sqlite3.Connection", root: Path) -> None:
-    """Import the records of the JSON layout (lake/files, lake/batches and the per-file summaries, units and
-    images) into the new store, each fact into its section, then move the JSON folders to lake/.json-layout/."""
-    lake = root / "lake"
-    folders = {t: lake / t for t in _JSON_TABLES if (lake / t).is_dir()}
-    if not folders:
-        return
-
-    def load(table: str) -> dict[str, Any]:
-        folder = folders.get(table)
-        return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))} if folder else {}
-
-    extra = {"summary": load("summaries"), "units": load("units"), "images": load("images")}
-    for table in ("files", "batches"):
-        for key, old in load(table).items():
-            old.pop("summary", None)  # the record's copy of the summary's properties: lake/summaries has the Feature
-            if table == "files":
-                summary = (extra["summary"].get(key) or {}).get("summary")
-                if summary:
-                    old["summary"] = summary
-                if key in extra["units"]:
-                    old["unitMap"] = {r["property"]: r["unit"] for r in extra["units"][key]}
-                if key in extra["images"]:
-                    old["images"] = extra["images"][key]
-            records.put_facts(table, key, old, con=con)
-    target = lake / ".json-layout"
-    target.mkdir(exist_ok=True)
-    for table, folder in folders.items():
-        shutil.move(folder, target / table)

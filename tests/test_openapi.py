@@ -4,6 +4,8 @@ with the one error shape; the response models keep every key of Leaf's objects a
 
 from __future__ import annotations
 
+import types
+import typing
 import uuid
 from pathlib import Path
 
@@ -13,7 +15,8 @@ from fastapi.testclient import TestClient
 from leaf_dagster.api.app import create_app
 from leaf_dagster.api.models import BatchObject, FileObject
 from leaf_dagster.api.routes import batches, configs, fields, files, thumbnails
-from leaf_dagster.objects import BATCH_KEYS, FILE_KEYS, STEP_ORDER, batch_object, file_object
+from leaf_dagster.model import BATCH_OBJECT_KEYS, FILE_OBJECT_KEYS, columns
+from leaf_dagster.objects import STEP_ORDER, batch_object, file_object
 from leaf_dagster.query import BATCH_STATUSES
 from leaf_dagster.storage import Storage
 
@@ -138,8 +141,33 @@ def test_an_unknown_id_is_a_404_in_the_error_shape(client: TestClient, router: s
 
 # -- the models answer Leaf's objects as objects.py builds them: no key lost, no null added -----------------------
 def test_the_models_name_every_key_of_leafs_objects() -> None:
-    assert set(FILE_KEYS) | {"steps"} <= set(FileObject.model_fields)
-    assert list(BatchObject.model_fields) == BATCH_KEYS
+    assert set(FILE_OBJECT_KEYS) | {"steps"} <= set(FileObject.model_fields)
+    assert list(BatchObject.model_fields) == list(BATCH_OBJECT_KEYS)
+
+
+PYTHON_TYPES = {"VARCHAR": (str,), "TIMESTAMPTZ": (str,), "BIGINT": (int,), "DOUBLE": (float,), "BOOLEAN": (bool,),
+                "VARCHAR[]": (list,), "JSON": (dict, list)}
+
+
+def _types(annotation: object) -> set[type]:
+    """The Python types a field's annotation admits (None left out)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return {type(a) for a in args}
+    if args and origin in (typing.Union, types.UnionType):
+        return set().union(*(_types(a) for a in args if a is not type(None)))
+    found = origin or annotation
+    return {found} if isinstance(found, type) else set()
+
+
+@pytest.mark.parametrize(("model", "table", "keys"), [(FileObject, "files", FILE_OBJECT_KEYS),
+                                                       (BatchObject, "batches", BATCH_OBJECT_KEYS)])
+def test_the_models_type_each_fact_as_the_record_schema_does(model: type, table: str, keys: tuple[str, ...]) -> None:
+    """The response models and the record schema (model.py, which types the catalog's columns) agree."""
+    kinds = columns(table)
+    for key in keys:
+        annotation = model.model_fields[key].annotation  # type: ignore[attr-defined]
+        assert _types(annotation) & set(PYTHON_TYPES[kinds[key]]), (key, annotation, kinds[key])
 
 
 def _failed_file(batch_id: str) -> dict:

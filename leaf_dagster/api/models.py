@@ -43,7 +43,8 @@ class Feature(Open):
 
 
 class FileObject(Open):
-    """Leaf's machine file (objects.FILE_KEYS), with its steps, summary and output URLs once they exist."""
+    """Leaf's machine file (model.FILE_OBJECT_KEYS, typed as model.py types them: tests/test_openapi.py checks
+    that they agree), with its steps, summary and output URLs once they exist."""
     id: str
     batchId: str | None = None
     leafUserId: str | None = None
@@ -100,7 +101,7 @@ class NewBatch(Open):
 
 
 class BatchObject(NewBatch):
-    """Leaf's batch (objects.BATCH_KEYS)."""
+    """Leaf's batch (model.BATCH_OBJECT_KEYS, typed as model.py types them)."""
     leafFiles: list[str] | None = None
     statusDetails: str | None = None
     processedTimestamp: str | None = None

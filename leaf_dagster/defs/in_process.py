@@ -22,7 +22,7 @@ from ..objects import batch_object, file_object
 from ..status import BATCH_JOB, FILE_JOB, OVERVIEW_JOB, update_batch_status
 from ..storage import Storage
 from .recovery import settle_batch
-from .resources import LeafStorage
+from .resources import bound_to
 from .run_status import record_file_status
 
 Progress = Callable[[str], None]
@@ -51,7 +51,7 @@ def load_definitions(storage: Storage) -> dg.Definitions:
     return dg.Definitions(assets=loaded.assets, asset_checks=loaded.asset_checks, jobs=loaded.jobs,
                           sensors=loaded.sensors, schedules=loaded.schedules, executor=loaded.executor,
                           loggers=loaded.loggers, metadata=loaded.metadata,
-                          resources={**(loaded.resources or {}), "storage": LeafStorage(data_dir=str(storage.root))})
+                          resources={**(loaded.resources or {}), **bound_to(str(storage.root))})
 
 
 def process_upload(upload: Path, storage: Storage, instance: DagsterInstance, *, leaf_user_id: str | None = None,

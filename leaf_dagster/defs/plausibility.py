@@ -5,7 +5,7 @@
 
 import dagster as dg
 
-from ..files import FileSteps
+from ..files import FileSteps, PointTable
 from .partitions import machine_files
 from .resources import LeafStorage
 
@@ -13,10 +13,11 @@ from .resources import LeafStorage
 @dg.asset_check(asset="standardGeojson", name="plausibility", blocking=False, partitions_def=machine_files,
                 description="Working width against the spacing of passes, speeds, time span and yields are "
                             "physically plausible (a warning: the file is still processed)")
-def plausibility(context: dg.AssetCheckExecutionContext, storage: LeafStorage) -> dg.AssetCheckResult:
+def plausibility(context: dg.AssetCheckExecutionContext, storage: LeafStorage,
+                 standardGeojson: PointTable) -> dg.AssetCheckResult:  # noqa: N803 (the asset's key)
     """Warns, with the figures, when a processed file's numbers cannot be right (a unit read wrongly, a clock
-    from another epoch)."""
-    result = FileSteps(storage.store(), context.partition_key).plausibility()
+    from another epoch); the standard points come from the IO manager, named after their asset."""
+    result = FileSteps(storage.store(), context.partition_key).plausibility(standardGeojson)
     metadata = {k: v for k, v in result.figures.items() if v is not None}
     return dg.AssetCheckResult(passed=result.passed, severity=dg.AssetCheckSeverity.WARN,
                                description="; ".join(result.findings) or "plausible", metadata=metadata)

@@ -16,6 +16,14 @@ class LeafStorage(dg.ConfigurableResource):
         return Storage(self.data_dir)
 
 
+def bound_to(data_dir: str) -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOManager]:
+    """The resources on one data directory: the storage, and the IO manager of step tables that uses it."""
+    from .io_manager import StepTables  # it needs LeafStorage from here
+
+    storage = LeafStorage(data_dir=data_dir)
+    return {"storage": storage, "step_tables": StepTables(storage=storage)}
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources={"storage": LeafStorage(data_dir=str(default_data_dir()))})
+    return dg.Definitions(resources=bound_to(str(default_data_dir())))

@@ -3,8 +3,9 @@
     originalFile -> rawGeojson -> standardGeojson -> filteredGeojson -> propertiesPNGs -> zippedPNGs
                                                   -> summary, units
 
-Each step reads what the previous one stored through the storage resource and writes its own output
-(GeoParquet per file and step), so steps can be re-run one at a time from the UI. Partitions are file ids
+The raw, standard and filtered steps return their table, which the `step_tables` IO manager writes once
+(GeoParquet per file and step) and hands to the steps after them; each step writes its own record section.
+Steps can be re-run one at a time from the UI (their inputs are then read back). Partitions are file ids
 (UUIDs, as Leaf's); every materialisation names its file (`file_name`), and so do the runs' tags
 (`leaf/file_name`) and the batch's `batchOverview`.
 """
@@ -16,9 +17,9 @@ import dagster as dg
 
 from ...derived.images import legend_words
 from ...derived.reconcile import markdown, reconcile
-from ...files import FileSteps
+from ...files import FileSteps, PointTable
 from ...errors import CONVERSION_FAILED
-from ...readers import ReaderError
+from ...readers import ReaderError, SourceTable
 from ...readers.shapefile_integrity import DamagedShapefile
 from ..checks import fail, gate, gate_spec, warning, warning_spec
 from ..metadata import preview, time_span
@@ -26,6 +27,7 @@ from ..partitions import machine_files
 from ..resources import LeafStorage
 
 GROUP = "machine_files"
+TABLES = "step_tables"  # the IO manager of the steps' tables (io_manager.py)
 
 
 @dg.asset(key="originalFile", partitions_def=machine_files, group_name=GROUP, kinds={"file"},
@@ -45,7 +47,7 @@ def original_file(context: dg.AssetExecutionContext, storage: LeafStorage):
 
 
 @dg.asset(key="rawGeojson", deps=["originalFile"], partitions_def=machine_files, group_name=GROUP,
-          kinds={"geoparquet"}, check_specs=[
+          kinds={"geoparquet"}, io_manager_key=TABLES, check_specs=[
               gate_spec("rawGeojson", "converted", "The source records could be read"),
               warning_spec("rawGeojson", "source_intact",
                            "No damage found in the source (a shapefile's .shp, .shx and .dbf agree)")])
@@ -58,9 +60,10 @@ def raw_geojson(context: dg.AssetExecutionContext, storage: LeafStorage):
         yield from fail(context, gate("converted", CONVERSION_FAILED, reason=str(exc)),
                         intact_check(exc.problems if isinstance(exc, DamagedShapefile) else []),
                         file_name=steps.record["fileName"])
-    yield named(steps, point_count=source.point_count, dialect=source.dialect, source_crs=source.source_crs or "unknown",
-                notes=dg.MetadataValue.md("\n".join(f"- {n}" for n in source.notes) or "none"),
-                source_units=dg.MetadataValue.json(source.units), preview=preview(source.frame))
+    yield dg.Output(source, metadata=named(
+        steps, point_count=source.point_count, dialect=source.dialect, source_crs=source.source_crs or "unknown",
+        notes=dg.MetadataValue.md("\n".join(f"- {n}" for n in source.notes) or "none"),
+        source_units=dg.MetadataValue.json(source.units), preview=preview(source.frame)))
     yield gate("converted", None)
     yield intact_check((steps.record.get("raw") or {}).get("warnings") or [])
 
@@ -70,14 +73,14 @@ def intact_check(damage: list[str]) -> dg.AssetCheckResult:
     return warning("source_intact", not damage, "; ".join(damage) or "no damage found")
 
 
-@dg.asset(key="standardGeojson", deps=["rawGeojson"], partitions_def=machine_files, group_name=GROUP,
-          kinds={"geoparquet"},
+@dg.asset(key="standardGeojson", ins={"raw": dg.AssetIn("rawGeojson")}, partitions_def=machine_files,
+          group_name=GROUP, kinds={"geoparquet"}, io_manager_key=TABLES,
           check_specs=[gate_spec("standardGeojson", "standard_schema",
                                  "Supported operation type and Leaf's required properties present")])
-def standard_geojson(context: dg.AssetExecutionContext, storage: LeafStorage):
+def standard_geojson(context: dg.AssetExecutionContext, storage: LeafStorage, raw: SourceTable):
     """Points in Leaf's standard schema for their operation type, with the unit of every property."""
     steps = FileSteps(storage.store(), context.partition_key)
-    result = steps.standardize()
+    result = steps.standardize(raw)
     notes = dg.MetadataValue.md("\n".join(f"- {n}" for n in result.notes) or "none")
     check = gate("standard_schema", FileSteps.schema_failure(result), evidence=result.evidence,
                  missing=", ".join(result.missing) or None,
@@ -89,35 +92,40 @@ def standard_geojson(context: dg.AssetExecutionContext, storage: LeafStorage):
         metadata.update({"point_count": len(result.frame), "crop": result.crop or "unknown",
                          "units": dg.MetadataValue.json(result.units), "preview": preview(result.frame),
                          **time_span(result.frame)})
-    yield named(steps, **metadata, notes=notes)
+    assert result.frame is not None  # a result without points fails its gate above
+    yield dg.Output(PointTable(result.frame, result.units), metadata=named(steps, **metadata, notes=notes))
     yield check
 
 
-@dg.asset(key="filteredGeojson", deps=["standardGeojson"], partitions_def=machine_files, group_name=GROUP,
-          kinds={"geoparquet"})
-def filtered_geojson(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.MaterializeResult:
+STANDARD = {"standard": dg.AssetIn("standardGeojson")}
+
+
+@dg.asset(key="filteredGeojson", ins=STANDARD, partitions_def=machine_files, group_name=GROUP,
+          kinds={"geoparquet"}, io_manager_key=TABLES)
+def filtered_geojson(context: dg.AssetExecutionContext, storage: LeafStorage, standard: PointTable) -> dg.Output:
     """Standard points without slow points (< 0.5 m/s) and, for harvest, yield outliers (config)."""
     steps = FileSteps(storage.store(), context.partition_key)
-    filtered = steps.filter()
-    total = steps.record.get("pointCount", 0)
-    return named(steps, point_count=len(filtered), removed=total - len(filtered), preview=preview(filtered))
+    filtered = steps.filter(standard)
+    kept = len(filtered.frame)
+    return dg.Output(filtered, metadata=named(steps, point_count=kept, removed=len(standard.frame) - kept,
+                                              preview=preview(filtered.frame)))
 
 
-@dg.asset(key="units", deps=["standardGeojson"], partitions_def=machine_files, group_name=GROUP, kinds={"json"})
-def units(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.MaterializeResult:
+@dg.asset(key="units", ins=STANDARD, partitions_def=machine_files, group_name=GROUP, kinds={"json"})
+def units(context: dg.AssetExecutionContext, storage: LeafStorage, standard: PointTable) -> dg.MaterializeResult:
     """Leaf's flat property -> unit map of the file's standard output."""
     steps = FileSteps(storage.store(), context.partition_key)
-    return named(steps, units=dg.MetadataValue.json(steps.write_units()))
+    return dg.MaterializeResult(metadata=named(steps, units=dg.MetadataValue.json(steps.write_units(standard))))
 
 
-@dg.asset(key="summary", deps=["standardGeojson"], partitions_def=machine_files, group_name=GROUP, kinds={"json"},
+@dg.asset(key="summary", ins=STANDARD, partitions_def=machine_files, group_name=GROUP, kinds={"json"},
           check_specs=[warning_spec("summary", "totals_match_terminal",
                                     "Our totals agree with the terminal's own (2 %, area 5 %)")])
-def summary(context: dg.AssetExecutionContext, storage: LeafStorage):
+def summary(context: dg.AssetExecutionContext, storage: LeafStorage, standard: PointTable):
     """Leaf's summary Feature: coverage MultiPolygon, statistics and totals; a map thumbnail in the UI.
     The totals are checked against the terminal's own totals (a warning, never a failure)."""
     steps = FileSteps(storage.store(), context.partition_key)
-    feature, thumbnail = steps.summarize()
+    feature, thumbnail = steps.summarize(standard)
     props = feature["properties"]
     figures = {k: v for k, v in props.items() if k.startswith("total") or k == "coverageArea"}
     metadata: dict = {"operation_type": props.get("operationType"), "crop": ", ".join(props.get("crop") or []) or "n/a",
@@ -134,7 +142,7 @@ def summary(context: dg.AssetExecutionContext, storage: LeafStorage):
     if legend:
         metadata.update({"map_property": legend["property"], "map_unit": legend["unit"] or "n/a",
                          "map_min": legend["min"], "map_max": legend["max"], "map_ramp": dg.MetadataValue.json(legend["ramp"])})
-    yield named(steps, **metadata)
+    yield dg.MaterializeResult(metadata=named(steps, **metadata))
     terminal = steps.record.get("terminalTotals")
     result = reconcile(props, terminal)
     yield warning("totals_match_terminal", result.passed, result.description,
@@ -144,13 +152,17 @@ def summary(context: dg.AssetExecutionContext, storage: LeafStorage):
                   notes=dg.MetadataValue.md("\n".join(f"- {n}" for n in result.notes)) if result.notes else None)
 
 
-@dg.asset(key="propertiesPNGs", deps=["filteredGeojson"], partitions_def=machine_files, group_name=GROUP, kinds={"png"})
-def properties_pngs(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.MaterializeResult:
-    """One georeferenced PNG per numeric property, Leaf's colour ramp, about 1 m per pixel."""
+@dg.asset(key="propertiesPNGs", ins={"filtered": dg.AssetIn("filteredGeojson"), **STANDARD},
+          partitions_def=machine_files, group_name=GROUP, kinds={"png"})
+def properties_pngs(context: dg.AssetExecutionContext, storage: LeafStorage, filtered: PointTable,
+                    standard: PointTable) -> dg.MaterializeResult:
+    """One georeferenced PNG per numeric property, Leaf's colour ramp, about 1 m per pixel (from the standard
+    points when the filter left none)."""
     steps = FileSteps(storage.store(), context.partition_key)
-    images = steps.render_images()
-    return named(steps, images=len(images), properties=", ".join(i["property"] for i in images),
-                 size_px=f"{images[0]['width']} x {images[0]['height']}" if images else "n/a")
+    images = steps.render_images(filtered, standard)
+    return dg.MaterializeResult(metadata=named(
+        steps, images=len(images), properties=", ".join(i["property"] for i in images),
+        size_px=f"{images[0]['width']} x {images[0]['height']}" if images else "n/a"))
 
 
 @dg.asset(key="zippedPNGs", deps=["propertiesPNGs"], partitions_def=machine_files, group_name=GROUP, kinds={"zip"})
@@ -158,9 +170,9 @@ def zipped_pngs(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.M
     """The property PNGs and their .aux.xml sidecars in one zip."""
     steps = FileSteps(storage.store(), context.partition_key)
     path = steps.zip_images()
-    return named(steps, path=str(path), size_bytes=path.stat().st_size)
+    return dg.MaterializeResult(metadata=named(steps, path=str(path), size_bytes=path.stat().st_size))
 
 
-def named(steps: FileSteps, **metadata: Any) -> dg.MaterializeResult:
-    """A materialisation that names its file: partitions are ids, users know files by name."""
-    return dg.MaterializeResult(metadata={"file_name": steps.record["fileName"], **metadata})
+def named(steps: FileSteps, **metadata: Any) -> dict[str, Any]:
+    """A materialisation's metadata, naming its file: partitions are ids, users know files by name."""
+    return {"file_name": steps.record["fileName"], **metadata}
