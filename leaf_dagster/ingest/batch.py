@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NO_VALID_FILES
+from ..errors import NO_VALID_FILES, CorruptArchiveError, QueryError, UnsafeArchiveError
 from ..model import utc_now
 from ..identifiers import batch_identifier_problem, is_uuid
-from ..query import QueryError, leaf_provider
+from ..query import leaf_provider
 from ..status import set_batch_state
 from ..storage import DEFAULT_OWNER, Storage
-from .safe_zip import CorruptArchiveError, UnsafeArchiveError, extract_archive
+from .safe_zip import extract_archive
 
 if TYPE_CHECKING:
     from .detect import DetectedFile

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from ..errors import ReaderError
 from ..ingest.detect import DetectedFile
 from .agleader_text import read_agleader_text
-from .base import ReaderError, SourceTable
+from .base import SourceTable
 from .delimited import read_delimited
 from .isoxml import read_isoxml
 from .vector import read_vector
@@ -31,4 +32,4 @@ def read_machine_file(detected: DetectedFile) -> SourceTable:
     return table
 
 
-__all__ = ["DECODABLE_FORMATS", "ReaderError", "SourceTable", "read_machine_file"]
+__all__ = ["DECODABLE_FORMATS", "SourceTable", "read_machine_file"]

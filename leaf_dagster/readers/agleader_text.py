@@ -12,10 +12,11 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from ..errors import EpochUndecided, ReaderError
 from ..ingest.detect import DetectedFile
 from ..ingest.text_layouts import SNIFF_LINES, decode, sniff_rows, split_rows
-from ..standard.times import EpochUndecided, choose_epoch, years_in
-from .base import WGS84, ReaderError, SourceTable
+from ..standard.times import choose_epoch, years_in
+from .base import WGS84, SourceTable
 
 _TIME_COLUMN = {"GPS": "gps_time", "Unix": "unix_time", None: "time_counter"}
 _TEXT_KINDS = {"field", "load", "text", "label"}

@@ -1,4 +1,4 @@
-"""What every reader returns, and the one error type readers raise."""
+"""What every reader returns."""
 
 from __future__ import annotations
 
@@ -8,15 +8,6 @@ from typing import Any
 import geopandas as gpd
 
 WGS84 = "EPSG:4326"
-
-
-class ReaderError(Exception):
-    """A machine file could not be read. The message names the file and the reason."""
-
-    def __init__(self, file_name: str, reason: str):
-        super().__init__(f"{file_name}: {reason}")
-        self.file_name = file_name
-        self.reason = reason
 
 
 @dataclass

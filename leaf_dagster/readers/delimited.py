@@ -14,10 +14,11 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from ..errors import ReaderError
 from ..ingest.detect import LAT_NAMES, LON_NAMES, DetectedFile
 from ..ingest.text_layouts import decode
 from ..standard.units import is_known, leaf_unit
-from .base import WGS84, ReaderError, SourceTable
+from .base import WGS84, SourceTable
 
 _UNIT_GROUP = re.compile(r"^(?P<name>.*?)\s*\((?P<unit>[^()]*)\)\s*$")
 

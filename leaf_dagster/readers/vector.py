@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pyogrio
 
+from ..errors import ReaderError
 from ..ingest.detect import DetectedFile, read_deere_metadata
 from ..standard.units import leaf_unit
-from .base import WGS84, ReaderError, SourceTable
+from .base import WGS84, SourceTable
 from .shapefile_integrity import check_shapefile_integrity
 
 _JD_SIGNATURE = {"isotime", "vryieldvol", "swathwidth", "vrappratev", "vrappratem", "wetmass", "sectionid"}

@@ -17,9 +17,7 @@ import dagster as dg
 from ...derived.images import legend_words
 from ...derived.reconcile import markdown, reconcile
 from ...files import FileSteps
-from ...errors import CONVERSION_FAILED
-from ...readers import ReaderError
-from ...readers.shapefile_integrity import DamagedShapefile
+from ...errors import CONVERSION_FAILED, DamagedShapefile, ReaderError
 from ..checks import fail, gate, gate_spec, warning, warning_spec
 from ..metadata import preview, time_span
 from ..partitions import machine_files

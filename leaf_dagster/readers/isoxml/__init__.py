@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from ...errors import ReaderError
 from ...ingest.detect import DetectedFile
-from ..base import ReaderError, SourceTable
+from ..base import SourceTable
 from . import ddi
 from .operations import SUPPORTED, OperationGroup, classify
 from .partfield import off_field
