@@ -28,10 +28,10 @@ from .errors import DamagedShapefile, ReaderError, public_message
 from . import merge
 from .fields import match_file
 from .ingest.batch import link_members
-from .ingest.detect import DetectedFile
-from .readers import SourceTable, read_machine_file
+from .model import DetectedFile, SourceTable, StandardResult
+from .readers import read_machine_file
 from .standard.crops import crops_in
-from .standard.standardize import StandardResult, standardize
+from .standard.standardize import standardize
 from .standard.times import format_utc
 from .standard.units import convert
 from .storage import Storage, owner_of

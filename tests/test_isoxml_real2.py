@@ -24,7 +24,8 @@ from leaf_dagster.derived.summary import build_summary
 from leaf_dagster.errors import ReaderError
 from leaf_dagster.files import NO_POINTS, FileSteps
 from leaf_dagster.ingest.detect import detect_machine_files
-from leaf_dagster.readers import SourceTable, read_machine_file
+from leaf_dagster.model import SourceTable
+from leaf_dagster.readers import read_machine_file
 from leaf_dagster.readers.isoxml import load_taskdata, parse_header
 from leaf_dagster.readers.isoxml.scaling import MOISTURE_RANGE, scale_choice
 from leaf_dagster.standard.standardize import standardize

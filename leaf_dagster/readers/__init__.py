@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from ..errors import ReaderError
-from ..ingest.detect import DetectedFile
+from ..model import DetectedFile, SourceTable
 from .agleader_text import read_agleader_text
-from .base import SourceTable
 from .delimited import read_delimited
 from .isoxml import read_isoxml
 from .vector import read_vector
@@ -32,4 +31,4 @@ def read_machine_file(detected: DetectedFile) -> SourceTable:
     return table
 
 
-__all__ = ["DECODABLE_FORMATS", "SourceTable", "read_machine_file"]
+__all__ = ["DECODABLE_FORMATS", "read_machine_file"]

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DamagedShapefile
-from ..ingest.detect import DetectedFile
+from ..model import DetectedFile
 
 _SHAPE_FILE_CODE = 9994
 _SHAPE_HEADER_BYTES = 100

@@ -15,8 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from ...errors import ReaderError
-from ...ingest.detect import DetectedFile
-from ..base import SourceTable
+from ...model import DetectedFile, SourceTable
 from . import ddi
 from .operations import SUPPORTED, OperationGroup, classify
 from .partfield import off_field
