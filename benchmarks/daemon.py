@@ -46,7 +46,7 @@ def _prepare(storage_root: Path) -> Any:
 def run_file(storage: Any, file_id: str) -> str:
     """Every step of one file in the order the file job runs them, stopping where a gate would stop Dagster."""
     from leaf_dagster.files import FileSteps
-    from leaf_dagster.readers import ReaderError
+    from leaf_dagster.errors import ReaderError
 
     from .shapefile import STEPS, step_calls
 

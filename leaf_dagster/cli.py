@@ -24,23 +24,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .catalog import query
-from .config import ConfigError
-from .errors import FieldError, MergeError
-from .identifiers import InvalidIdentifier, check_id
+from .errors import ConfigError, FieldError, InvalidIdentifier, MergeError, NotFound, QueryError, UsageError
+from .identifiers import check_id
 from .objects import batch_object, batch_status, file_object, outside_field_object, status_object, uncovered_files
-from .query import BATCH_FILTERS, FILE_FILTERS, QueryError, leaf_provider, list_batches, list_files, owner_files
+from .query import BATCH_FILTERS, FILE_FILTERS, leaf_provider, list_batches, list_files, owner_files
 from .storage import DEFAULT_OWNER, Storage, default_data_dir
 
 
 MIN_PREFIX = 8  # an id prefix must be this long to be looked up (a UUID's first group)
-
-
-class NotFound(Exception):
-    """A file or batch id that the data directory does not know (exit code 1)."""
-
-
-class UsageError(Exception):
-    """A request the command cannot take as given, such as an ambiguous id prefix (exit code 2)."""
 
 
 def _out(text: str) -> None:

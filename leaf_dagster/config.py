@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import ConfigError
 from .identifiers import ID_PATTERN
 from .storage import DEFAULT_OWNER, Storage, owner_of
 
@@ -123,10 +124,6 @@ class Configuration(BaseModel):
                 raise ValueError(f"Leaf's cleanup has no rules for {prop} (its properties: "
                                  f"{', '.join(NUMBER_RULE_PROPERTIES + TEXT_RULE_PROPERTIES)})")
         return rules
-
-
-class ConfigError(ValueError):
-    """A configuration value Leaf would refuse."""
 
 
 # pydantic's type errors in JSON's words

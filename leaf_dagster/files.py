@@ -26,15 +26,14 @@ from .derived.raster import burn_index, covered_polygon, grid_for
 from .derived.plausibility import Plausibility, assess
 from .derived.summary import build_summary
 from .derived.unit_systems import convert_frame
-from .errors import public_message
+from .errors import DamagedShapefile, ReaderError, public_message
 from . import merge
 from .fields import match_file
 from .ingest.batch import link_members
-from .ingest.detect import DetectedFile
-from .readers import ReaderError, SourceTable, read_machine_file
-from .readers.shapefile_integrity import DamagedShapefile
+from .model import DetectedFile, SourceTable, StandardResult
+from .readers import read_machine_file
 from .standard.crops import crops_in
-from .standard.standardize import StandardResult, standardize
+from .standard.standardize import standardize
 from .standard.times import format_utc
 from .standard.units import convert
 from .storage import Storage, owner_of

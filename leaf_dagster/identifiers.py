@@ -12,12 +12,10 @@ from __future__ import annotations
 import re
 import uuid
 
+from .errors import InvalidIdentifier
+
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 ID_RULE = "1-128 letters, digits, '.', '_', '-' or '@', starting with a letter or digit"
-
-
-class InvalidIdentifier(ValueError):
-    """An identifier that breaks ID_PATTERN (HTTP 400, CLI exit 2, a FAILED batch)."""
 
 
 def check_id(kind: str, value: object) -> str:

@@ -90,5 +90,5 @@ def source_units(storage: Storage, record: dict[str, Any]) -> list[dict[str, str
     return [r.get("units") or {} for r in storage.records.many("files", record["sources"])]
 
 
-__all__ = ["MergeError", "SENT_TO_MERGE", "combine", "create", "operation_type", "source_points", "source_units",
+__all__ = ["SENT_TO_MERGE", "combine", "create", "operation_type", "source_points", "source_units",
            "validate"]

@@ -20,12 +20,26 @@ overwrite each other's facts (a field re-match during a file's run changes `fiel
 
 The record store (`records.py`), the SQL catalog (`catalog.py`) and the API's objects (`objects.py`) are
 derived from these tables.
+
+The typed records a machine file passes through on its way to the standard schema live here too, so that
+imports go one way (detection, readers and standardisation import this module, never each other for a type):
+
+    DetectedFile     ingest.detect -> readers     one machine file found in an upload: format and members
+    SourceTable      readers -> standard          its raw records, source names and units kept, in WGS84
+    StandardResult   standard -> files.py         its standard points, units, crop and what is missing
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .standard.schema import SUPPORTED_OPERATIONS
+
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 # SQL types of the catalog's columns (DuckDB's names); JSON stays JSON: nested values whose keys come from
 # source files (units, steps) must not become struct columns that differ from file to file.
@@ -98,3 +112,73 @@ def section_of(table: str, key: str) -> str:
 def columns(table: str) -> dict[str, str]:
     """Every fact of `table` and its SQL type, in section order, then the store's own (the catalog's columns)."""
     return {**{key: kind for keys in SECTIONS[table].values() for key, kind in keys.items()}, **ROW_FACTS[table]}
+
+
+WGS84 = "EPSG:4326"
+
+
+@dataclass
+class DetectedFile:
+    """One machine file: its format, the member that is read first, and every member that belongs to it.
+
+    `accept_damaged` asks readers to read a damaged file anyway (the user's acceptDamagedShapefiles
+    configuration); what they found wrong then goes to `warnings` instead of failing the file."""
+
+    name: str
+    file_format: str
+    primary: Path
+    members: list[Path] = field(default_factory=list)
+    layer: str | None = None
+    unsupported_reason: str | None = None
+    accept_damaged: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def relative_to(self, root: Path) -> str:
+        rel = self.primary.relative_to(root).as_posix()
+        return f"{rel}#{self.layer}" if self.layer else rel
+
+
+@dataclass
+class SourceTable:
+    """Raw records of one machine file, with source column names and units kept.
+
+    `frame` holds one row per source record and its geometry in WGS84 (polygons stay polygons);
+    `units` maps a source column to the unit the source gives or implies for it; `dialect` names the
+    column-naming convention the standardiser should use; `hints` carries what sidecars say
+    (operation, crop) and `notes` what the reader assumed (CRS, time zone).
+    """
+
+    frame: gpd.GeoDataFrame
+    dialect: str
+    source_crs: str | None = None
+    units: dict[str, str] = field(default_factory=dict)
+    hints: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def point_count(self) -> int:
+        return len(self.frame)
+
+
+@dataclass
+class StandardResult:
+    """One machine file in Leaf's standard schema, with what the steps after standardisation need to judge it:
+    the units of its properties, the required ones it lacks (`missing`), units that stay open (`unresolved`)
+    and the inputs (a crop, a width) that would unlock more (`missing_inputs`)."""
+
+    operation_type: str
+    original_operation_type: str | None
+    frame: gpd.GeoDataFrame | None = None
+    units: dict[str, str] = field(default_factory=dict)
+    crop: str | None = None
+    missing: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    mapping: dict[str, str] = field(default_factory=dict)
+    evidence: str = ""
+    cleaned_out: bool = False
+    unresolved: dict[str, str] = field(default_factory=dict)  # property -> why its unit is not known
+    missing_inputs: dict[str, str] = field(default_factory=dict)  # input -> what it would unlock
+
+    @property
+    def supported(self) -> bool:
+        return self.operation_type in SUPPORTED_OPERATIONS

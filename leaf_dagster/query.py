@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal, get_args
 
+from .errors import QueryError
 from .objects import batch_object, file_object
 from .storage import DEFAULT_OWNER, Storage
 
@@ -35,10 +36,6 @@ FILE_FILTERS = ("leafUserId", "provider", "status", "origin", "organizationId", 
                 "operationType", "minArea", "providerFileId", "standard")
 BATCH_FILTERS = ("leafUserId", "status", "uploadStartTime", "uploadEndTime", "processStartTime", "processEndTime")
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$")
-
-
-class QueryError(ValueError):
-    """A parameter the API refuses (HTTP 400)."""
 
 
 @dataclass

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import PathOutsideDataDir
 from .identifiers import check_id
 
 if TYPE_CHECKING:
@@ -51,10 +52,6 @@ def owner_of(record: dict[str, Any]) -> str:
 def default_data_dir() -> Path:
     """The data directory named by LEAF_DATA_DIR, else ./data."""
     return Path(os.environ.get(DATA_DIR_ENV, "data"))
-
-
-class PathOutsideDataDir(ValueError):
-    """A computed path would leave the data directory."""
 
 
 class Storage:

@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 from leaf_dagster import run_requests
 from leaf_dagster.api.app import create_app
 from leaf_dagster.cli import main as cli_main
-from leaf_dagster.config import ConfigError, effective, save
-from leaf_dagster.errors import FieldError
+from leaf_dagster.config import effective, save
+from leaf_dagster.errors import ConfigError, FieldError
 from leaf_dagster.fields import add_boundaries, fields_dir, list_fields
 from leaf_dagster.errors import NO_VALID_FILES
 from leaf_dagster.objects import STEP_ORDER

@@ -22,10 +22,12 @@ import pandas as pd
 import pyogrio
 import pytest
 
+from leaf_dagster.errors import ReaderError
 from leaf_dagster.files import FileSteps
 from leaf_dagster.ingest.detect import detect_machine_files
-from leaf_dagster.readers import ReaderError, read_machine_file
-from leaf_dagster.standard.standardize import StandardResult, standardize
+from leaf_dagster.model import StandardResult
+from leaf_dagster.readers import read_machine_file
+from leaf_dagster.standard.standardize import standardize
 
 from .conftest import JD_OATS, JD_WHEAT, MONTANA
 

@@ -9,7 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from leaf_dagster.api.app import create_app
-from leaf_dagster.config import DEFAULTS, ConfigError, validate
+from leaf_dagster.config import DEFAULTS, validate
+from leaf_dagster.errors import ConfigError
 from leaf_dagster.storage import Storage
 
 CONFIG = "/services/config/api/configs"

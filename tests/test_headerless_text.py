@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from leaf_dagster.errors import EpochUndecided, ReaderError
 from leaf_dagster.ingest.detect import detect_machine_files
-from leaf_dagster.readers import ReaderError, read_machine_file
+from leaf_dagster.readers import read_machine_file
 from leaf_dagster.standard import times
 from leaf_dagster.standard.standardize import standardize
 
@@ -113,7 +114,7 @@ def test_epoch_by_what_is_possible(rows: list[list[str]]) -> None:
     unix = gps + GPS_TO_UNIX_2010
     choice = times.choose_epoch(unix, "GPS", {}, now=pd.Timestamp("2015-01-01", tz="UTC"))
     assert choice.epoch == "Unix" and "in the future" in choice.evidence
-    with pytest.raises(times.EpochUndecided, match="2015"):
+    with pytest.raises(EpochUndecided, match="2015"):
         times.choose_epoch(gps, "GPS", {2015: "the file name"})  # neither 2010 (GPS) nor 2000 (Unix)
     counter = times.choose_epoch(pd.Series([59242, 157420]), "GPS", {})
     assert counter.epoch is None and "relative counter" in counter.evidence

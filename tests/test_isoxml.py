@@ -17,9 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leaf_dagster.ingest.detect import DetectedFile, detect_machine_files
+from leaf_dagster.errors import ReaderError
+from leaf_dagster.ingest.detect import detect_machine_files
 from leaf_dagster.ingest.safe_zip import extract_archive
-from leaf_dagster.readers import ReaderError, read_machine_file
+from leaf_dagster.model import DetectedFile
+from leaf_dagster.readers import read_machine_file
 from leaf_dagster.readers.isoxml import parse_header, decode
 from leaf_dagster.standard.standardize import standardize
 

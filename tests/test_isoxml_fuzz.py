@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.tlg import HEADER, generate
-from leaf_dagster.readers import ReaderError
+from leaf_dagster.errors import ReaderError
 from leaf_dagster.readers.isoxml.tlg import PTN_FIELDS, TlgHeader, decode, decode_log, parse_header
 
 FUZZ = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from leaf_dagster.readers import SourceTable
+from leaf_dagster.model import SourceTable
 from leaf_dagster.readers.isoxml import load_taskdata
 from leaf_dagster.readers.isoxml.partfield import MISMATCH_KM
 

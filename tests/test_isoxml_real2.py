@@ -21,9 +21,11 @@ from shapely import MultiPolygon
 from leaf_dagster.config import DEFAULTS
 from leaf_dagster.derived.filters import cleanup_mask
 from leaf_dagster.derived.summary import build_summary
+from leaf_dagster.errors import ReaderError
 from leaf_dagster.files import NO_POINTS, FileSteps
 from leaf_dagster.ingest.detect import detect_machine_files
-from leaf_dagster.readers import ReaderError, SourceTable, read_machine_file
+from leaf_dagster.model import SourceTable
+from leaf_dagster.readers import read_machine_file
 from leaf_dagster.readers.isoxml import load_taskdata, parse_header
 from leaf_dagster.readers.isoxml.points import ground_records, moved_counter
 from leaf_dagster.readers.isoxml.scaling import MOISTURE_RANGE, scale_choice

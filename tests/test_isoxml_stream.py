@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from leaf_dagster.ingest.detect import detect_machine_files
+from leaf_dagster.model import SourceTable
 from leaf_dagster.readers import read_machine_file
-from leaf_dagster.readers.base import SourceTable
 from leaf_dagster.readers.isoxml import decode, parse_header
 from leaf_dagster.readers.isoxml.framing import walk
 from leaf_dagster.readers.isoxml.tlg import TlgData, TlgHeader

@@ -11,6 +11,7 @@ import pytest
 
 from leaf_dagster import config
 from leaf_dagster.defs.in_process import process_upload
+from leaf_dagster.errors import ConfigError
 from leaf_dagster.query import list_files
 from leaf_dagster.storage import Storage
 
@@ -59,5 +60,5 @@ def test_missing_moisture_fails_then_processes_out_of_standard(real: Path, tmp_p
 def test_out_of_standard_setting_is_validated(tmp_path: Path) -> None:
     storage = Storage(tmp_path / "data")
     assert config.effective(storage, None)["outOfStandardOperations"] is False
-    with pytest.raises(config.ConfigError, match="outOfStandardOperations must be true or false"):
+    with pytest.raises(ConfigError, match="outOfStandardOperations must be true or false"):
         config.save(storage, {"outOfStandardOperations": "yes"})

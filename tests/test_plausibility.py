@@ -16,9 +16,11 @@ import pandas as pd
 import pytest
 
 from leaf_dagster.derived.plausibility import assess
+from leaf_dagster.errors import ReaderError
 from leaf_dagster.ingest.detect import detect_machine_files
-from leaf_dagster.readers import ReaderError, read_machine_file
-from leaf_dagster.standard.standardize import StandardResult, standardize
+from leaf_dagster.model import StandardResult
+from leaf_dagster.readers import read_machine_file
+from leaf_dagster.standard.standardize import standardize
 
 # SOURCE.md: "The date 27/11/2032 looks shifted for anonymity" -- a future date the check must report.
 SHIFTED_INTO_THE_FUTURE = "area2_yield_ISO-8859-1"

@@ -18,10 +18,10 @@ import shapely
 from leaf_dagster.config import save
 from leaf_dagster.fields import add_boundaries, list_fields
 from leaf_dagster.objects import uncovered_files
-from leaf_dagster.errors import MergeError
+from leaf_dagster.errors import MergeError, QueryError
 from leaf_dagster.objects import batch_status
 from leaf_dagster.defs.in_process import merge_files, process_upload, retry_batch
-from leaf_dagster.query import FILE_SORT_FIELDS, QueryError, list_batches, list_files
+from leaf_dagster.query import FILE_SORT_FIELDS, list_batches, list_files
 from leaf_dagster.storage import Storage
 
 from .conftest import JD_WHEAT, MONTANA, REPO, make_zip

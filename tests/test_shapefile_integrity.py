@@ -13,12 +13,13 @@ import dagster as dg
 import pyogrio
 import pytest
 
-from leaf_dagster.config import ConfigError, save
+from leaf_dagster.config import save
+from leaf_dagster.errors import ConfigError, DamagedShapefile
 from leaf_dagster.errors import CONVERSION_FAILED
 from leaf_dagster.ingest.detect import detect_machine_files
 from leaf_dagster.defs.in_process import process_upload
 from leaf_dagster.readers import read_machine_file
-from leaf_dagster.readers.shapefile_integrity import DamagedShapefile, read_dbf_header, shapefile_problems
+from leaf_dagster.readers.shapefile_integrity import read_dbf_header, shapefile_problems
 from leaf_dagster.storage import Storage
 
 from .conftest import JD_WHEAT, JD_WHEAT_ZIP, MONTANA

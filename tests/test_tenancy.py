@@ -20,9 +20,9 @@ import httpx
 import pytest
 
 from leaf_dagster.catalog import refresh_catalog
-from leaf_dagster.errors import public_message
-from leaf_dagster.identifiers import InvalidIdentifier, check_id
-from leaf_dagster.storage import DATA_DIR_ENV, PathOutsideDataDir, Storage
+from leaf_dagster.errors import InvalidIdentifier, PathOutsideDataDir, public_message
+from leaf_dagster.identifiers import check_id
+from leaf_dagster.storage import DATA_DIR_ENV, Storage
 
 from .conftest import JD_WHEAT_ZIP, MONTANA, make_zip
 from .sensor_loop import SensorLoop

@@ -81,7 +81,8 @@ def test_upload_ratio_counts_every_member_however_small(tmp_path: Path) -> None:
     """The cumulative bound with a small floor: 300 members of 64 KiB zeros, none of them checked alone."""
     upload = repeated_member_zip(tmp_path / "small.zip", [f"{i}.bin" for i in range(300)], bytes(64 * 1024))
     limits = ExtractionLimits(min_budget_bytes=MiB)
-    from leaf_dagster.ingest.safe_zip import UnsafeArchiveError, extract_archive
+    from leaf_dagster.errors import UnsafeArchiveError
+    from leaf_dagster.ingest.safe_zip import extract_archive
 
     with pytest.raises(UnsafeArchiveError, match="exceeds the limit of"):
         extract_archive(upload, tmp_path / "out", limits)

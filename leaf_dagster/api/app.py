@@ -30,16 +30,14 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import config as configuration
-from ..errors import FieldError, MergeError
-from ..identifiers import InvalidIdentifier, check_id
-from ..query import QueryError
+from ..errors import (ConfigError, FieldError, InvalidIdentifier, MergeError, QueryError, UploadError,
+                      UploadNotStored)
+from ..identifiers import check_id
 from ..storage import Storage, default_data_dir
 from .deps import Settings
 from .models import Error
 from .partials import SWEEP_SECONDS, sweep
 from .routes import batches, configs, fields, files, thumbnails
-from .streaming import UploadError, UploadNotStored
 
 MAX_UPLOAD_BYTES = 3 * 2**30
 TOKENS_ENV = "LEAF_API_TOKENS"
@@ -116,7 +114,7 @@ def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None =
     @app.exception_handler(UploadError)
     @app.exception_handler(MergeError)
     @app.exception_handler(FieldError)
-    @app.exception_handler(configuration.ConfigError)
+    @app.exception_handler(ConfigError)
     @app.exception_handler(InvalidIdentifier)
     async def bad_request(_: Request, exc: Exception) -> JSONResponse:
         return error_response(400, str(exc))

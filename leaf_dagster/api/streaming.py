@@ -13,6 +13,8 @@ from typing import Any, BinaryIO
 from python_multipart import MultipartParser
 from python_multipart.multipart import parse_options_header
 
+from ..errors import UploadError, UploadNotStored
+
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 MAX_FORM_BYTES = 64 * 1024  # all form fields and part headers together
 MAX_FIELD_BYTES = 4096
@@ -20,14 +22,6 @@ FORM_FIELDS = ("leafUserId", "provider", "fileFormat")  # besides `file`, the zi
 # The user's file name is only shown, never a path on the server; it must still be something a client
 # can store: one name of at most 255 UTF-8 bytes with no control characters.
 MAX_FILE_NAME_BYTES = 255
-
-
-class UploadError(ValueError):
-    """The upload is refused (HTTP 400)."""
-
-
-class UploadNotStored(OSError):
-    """The server could not store a valid upload (a full disk): HTTP 507, worth retrying later."""
 
 
 def upload_file_name(raw: bytes | None) -> str:
@@ -168,4 +162,4 @@ def geojson_chunks(path: Path, batch_rows: int = 20_000) -> Iterator[bytes]:
     yield b"]}"
 
 
-__all__ = ["UploadError", "UploadNotStored", "geojson_chunks", "receive_zip", "upload_file_name"]
+__all__ = ["geojson_chunks", "receive_zip", "upload_file_name"]

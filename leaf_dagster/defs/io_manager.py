@@ -15,7 +15,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from ..files import FileSteps, PointTable
-from ..readers import SourceTable
+from ..model import SourceTable
 from .resources import LeafStorage
 
 

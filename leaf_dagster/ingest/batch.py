@@ -15,18 +15,15 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import NO_VALID_FILES
-from ..model import utc_now
+from ..errors import NO_VALID_FILES, CorruptArchiveError, QueryError, UnsafeArchiveError
+from ..model import DetectedFile, utc_now
 from ..identifiers import batch_identifier_problem, is_uuid
-from ..query import QueryError, leaf_provider
+from ..query import leaf_provider
 from ..status import set_batch_state
 from ..storage import DEFAULT_OWNER, Storage
-from .safe_zip import CorruptArchiveError, UnsafeArchiveError, extract_archive
-
-if TYPE_CHECKING:
-    from .detect import DetectedFile
+from .safe_zip import extract_archive
 
 NAMESPACE = uuid.UUID("5d0c5a53-2f7e-4c0e-9a51-3f0b0c7c1eaf")
 # Each machine file costs one run, so an upload's file count is capped (a zip of 200 one-byte entries
@@ -146,7 +143,7 @@ def _store_upload(storage: Storage, batch: dict[str, Any]) -> Path:
     return stored
 
 
-def _file_record(storage: Storage, batch: dict[str, Any], root: Path, found: "DetectedFile") -> dict[str, Any]:
+def _file_record(storage: Storage, batch: dict[str, Any], root: Path, found: DetectedFile) -> dict[str, Any]:
     relative = found.relative_to(root)
     return {
         "id": file_id_for(batch["id"], relative), "batchId": batch["id"], "leafUserId": batch["leafUserId"],

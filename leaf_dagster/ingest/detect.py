@@ -8,41 +8,19 @@ the pipeline reports them instead of silently skipping them.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyogrio
 
-from .text_layouts import decode, is_agleader_family, split_rows
+from ..model import DetectedFile
+from ..readers.delimited import LAT_NAMES, LON_NAMES
+from ..readers.isoxml import detect_tasks, is_taskdata
+from ..readers.text_layouts import decode, is_agleader_family, split_rows
+from ..readers.vector import DEERE_METADATA_SUFFIX
 
 SHAPEFILE_PARTS = {".shp", ".shx", ".dbf", ".prj", ".cpg", ".qpj", ".sbn", ".sbx", ".xml"}
-DEERE_METADATA_SUFFIX = "-deere-metadata.json"
-LAT_NAMES = {"lat", "latitude", "y", "lat_deg", "latitud", "gps_lat", "northing_deg"}
-LON_NAMES = {"lon", "long", "lng", "longitude", "x", "lon_deg", "longitud", "gps_lon"}
-
-
-@dataclass
-class DetectedFile:
-    """One machine file: its format, the member that is read first, and every member that belongs to it.
-
-    `accept_damaged` asks readers to read a damaged file anyway (the user's acceptDamagedShapefiles
-    configuration); what they found wrong then goes to `warnings` instead of failing the file."""
-
-    name: str
-    file_format: str
-    primary: Path
-    members: list[Path] = field(default_factory=list)
-    layer: str | None = None
-    unsupported_reason: str | None = None
-    accept_damaged: bool = False
-    warnings: list[str] = field(default_factory=list)
-
-    def relative_to(self, root: Path) -> str:
-        rel = self.primary.relative_to(root).as_posix()
-        return f"{rel}#{self.layer}" if self.layer else rel
 
 
 # Proprietary layouts: (format label, test on a relative posix path (lower case), message).
@@ -115,8 +93,6 @@ def _detect_isoxml(files: list[Path]) -> tuple[list[DetectedFile], set[Path]]:
     """ISO 11783-10 TaskData: a TASKDATA.XML (any case, in a folder of any name) whose root element is
     ISO11783_TaskData. Every file in its folder belongs to it (time logs, XFR externals, grids, vendor
     extras), and each task x operation type becomes one machine file."""
-    from ..readers.isoxml import detect_tasks, is_taskdata  # imported here: the readers import this module
-
     found: list[DetectedFile] = []
     claimed: set[Path] = set()
     for primary in files:
@@ -252,11 +228,3 @@ def detect_machine_files(root: Path) -> list[DetectedFile]:
             if kind:
                 found.append(DetectedFile(path.stem, kind, path, [path]))
     return sorted(found, key=lambda f: f.relative_to(root))
-
-
-def read_deere_metadata(members: list[Path]) -> dict | None:
-    """The John Deere Operations Center metadata sidecar of a shapefile set, if it has one."""
-    for member in members:
-        if member.name.lower().endswith(DEERE_METADATA_SUFFIX):
-            return json.loads(member.read_text(encoding="utf-8-sig"))
-    return None

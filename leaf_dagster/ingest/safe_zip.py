@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ..errors import CorruptArchiveError, UnsafeArchiveError
+
 __all__ = [
-    "CorruptArchiveError",
     "ExtractionLimits",
-    "UnsafeArchiveError",
     "extract_archive",
 ]
 
@@ -55,14 +55,6 @@ _READ_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,  # includes UnicodeDecodeError for bad UTF-8 names
     OSError,  # bz2 reports bad streams as OSError
 )
-
-
-class UnsafeArchiveError(Exception):
-    """The archive was refused; str(err) is a clear one-line message naming the archive and the reason."""
-
-
-class CorruptArchiveError(Exception):
-    """The archive could not be read (not a zip, truncated, bad CRC); message names the archive and the reason."""
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..ingest.detect import DetectedFile
+from ..errors import ReaderError
+from ..model import DetectedFile, SourceTable
 from .agleader_text import read_agleader_text
-from .base import ReaderError, SourceTable
 from .delimited import read_delimited
 from .isoxml import read_isoxml
 from .vector import read_vector
@@ -31,4 +31,4 @@ def read_machine_file(detected: DetectedFile) -> SourceTable:
     return table
 
 
-__all__ = ["DECODABLE_FORMATS", "ReaderError", "SourceTable", "read_machine_file"]
+__all__ = ["DECODABLE_FORMATS", "read_machine_file"]

@@ -1,6 +1,6 @@
 """Header-less Ag Leader / Yield Editor text, read by the layout its column types show.
 
-The layout registry (`ingest/text_layouts.py`) names the columns and their units; the time column's epoch
+The layout registry (`text_layouts.py`) names the columns and their units; the time column's epoch
 (GPS or Unix seconds, or a relative counter) is chosen from the evidence (`times.choose_epoch`) and the
 column named after it (`gps_time`, `unix_time`, `time_counter`), so the standardiser converts it the right
 way. Lines cut short (a copy interrupted mid-line) are dropped and counted in the notes.
@@ -12,10 +12,10 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from ..ingest.detect import DetectedFile
-from ..ingest.text_layouts import SNIFF_LINES, decode, sniff_rows, split_rows
-from ..standard.times import EpochUndecided, choose_epoch, years_in
-from .base import WGS84, ReaderError, SourceTable
+from ..errors import EpochUndecided, ReaderError
+from ..model import WGS84, DetectedFile, SourceTable
+from ..standard.times import choose_epoch, years_in
+from .text_layouts import SNIFF_LINES, decode, sniff_rows, split_rows
 
 _TIME_COLUMN = {"GPS": "gps_time", "Unix": "unix_time", None: "time_counter"}
 _TEXT_KINDS = {"field", "load", "text", "label"}

@@ -14,10 +14,15 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from ..ingest.detect import LAT_NAMES, LON_NAMES, DetectedFile
-from ..ingest.text_layouts import decode
+from ..errors import ReaderError
+from ..model import WGS84, DetectedFile, SourceTable
 from ..standard.units import is_known, leaf_unit
-from .base import WGS84, ReaderError, SourceTable
+from .text_layouts import decode
+
+# Header names of position columns (after units in parentheses are cut and spaces become "_"); detection
+# takes a delimited file with both for a CSV of points.
+LAT_NAMES = {"lat", "latitude", "y", "lat_deg", "latitud", "gps_lat", "northing_deg"}
+LON_NAMES = {"lon", "long", "lng", "longitude", "x", "lon_deg", "longitud", "gps_lon"}
 
 _UNIT_GROUP = re.compile(r"^(?P<name>.*?)\s*\((?P<unit>[^()]*)\)\s*$")
 

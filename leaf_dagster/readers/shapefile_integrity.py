@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ingest.detect import DetectedFile
-from .base import ReaderError
+from ..errors import DamagedShapefile
+from ..model import DetectedFile
 
 _SHAPE_FILE_CODE = 9994
 _SHAPE_HEADER_BYTES = 100
@@ -39,14 +39,6 @@ class DbfHeader:
     records: int
     header_bytes: int
     record_bytes: int
-
-
-class DamagedShapefile(ReaderError):
-    """The .shp, .shx and .dbf of a set are damaged or disagree; `problems` lists each finding."""
-
-    def __init__(self, file_name: str, problems: list[str]):
-        super().__init__(file_name, "damaged shapefile: " + "; ".join(problems))
-        self.problems = problems
 
 
 def check_shapefile_integrity(detected: DetectedFile) -> None:

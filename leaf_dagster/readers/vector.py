@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pyogrio
 
-from ..ingest.detect import DetectedFile, read_deere_metadata
+from ..errors import ReaderError
+from ..model import WGS84, DetectedFile, SourceTable
 from ..standard.units import leaf_unit
-from .base import WGS84, ReaderError, SourceTable
 from .shapefile_integrity import check_shapefile_integrity
+
+# The John Deere Operations Center metadata sidecar of a shapefile set (detection groups it with the set).
+DEERE_METADATA_SUFFIX = "-deere-metadata.json"
 
 _JD_SIGNATURE = {"isotime", "vryieldvol", "swathwidth", "vrappratev", "vrappratem", "wetmass", "sectionid"}
 _YIELD_EDITOR_SIGNATURE = {"dist_in", "flw_lbs", "rm_code", "swth_w_", "gps_tim"}
+
+
+def read_deere_metadata(members: list[Path]) -> dict | None:
+    """The John Deere Operations Center metadata sidecar of a shapefile set, if it has one."""
+    for member in members:
+        if member.name.lower().endswith(DEERE_METADATA_SUFFIX):
+            return json.loads(member.read_text(encoding="utf-8-sig"))
+    return None
 
 
 def _check_shapefile_set(detected: DetectedFile) -> None:

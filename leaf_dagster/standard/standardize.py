@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from ..readers.base import WGS84, SourceTable
+from ..model import WGS84, SourceTable, StandardResult
 from . import crops, evidence, schema, times
 from .columns import Match, match_columns
 from .units import convert, dimension, factor, is_known, system_of
@@ -35,26 +34,6 @@ PASS_THROUGH = ("distance", "elevation", "heading", "speed", "equipmentWidth", "
 # In order of preference: the unit system of the first one present is the system of the derived values.
 _HARVEST_EVIDENCE = ("wetMassPerArea", "dryMassPerArea", "wetVolumePerArea", "dryVolumePerArea", "dryYield", "wetYield",
                      "wetMass", "dryMass", "cropFlow")
-
-
-@dataclass
-class StandardResult:
-    operation_type: str
-    original_operation_type: str | None
-    frame: gpd.GeoDataFrame | None = None
-    units: dict[str, str] = field(default_factory=dict)
-    crop: str | None = None
-    missing: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    mapping: dict[str, str] = field(default_factory=dict)
-    evidence: str = ""
-    cleaned_out: bool = False
-    unresolved: dict[str, str] = field(default_factory=dict)  # property -> why its unit is not known
-    missing_inputs: dict[str, str] = field(default_factory=dict)  # input -> what it would unlock
-
-    @property
-    def supported(self) -> bool:
-        return self.operation_type in schema.SUPPORTED_OPERATIONS
 
 
 # File-name tokens: weak evidence of the operation (a name is chosen by a person and can be wrong).

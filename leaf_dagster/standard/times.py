@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..errors import EpochUndecided
+
 GPS_EPOCH = pd.Timestamp("1980-01-06", tz="UTC")
 UNIX_EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 EXCEL_EPOCH = pd.Timestamp("1899-12-30", tz="UTC")
@@ -125,10 +127,6 @@ class EpochChoice:
 
     epoch: str | None
     evidence: str
-
-
-class EpochUndecided(ValueError):
-    """The evidence does not tell which epoch a seconds column counts from; the message says why."""
 
 
 def years_in(texts: dict[str, list[str]]) -> dict[int, str]:

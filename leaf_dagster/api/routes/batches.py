@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from ... import run_requests
+from ...errors import UploadError
 from ...identifiers import check_id
 from ...ingest.batch import batch_id_for, new_batch, sidecar_for
 from ...objects import batch_object, batch_status
@@ -19,7 +20,7 @@ from ...query import BATCH_FILTERS, leaf_provider, list_batches
 from ..deps import BASE, ERRORS, LeafRoute, OwnedBatch, Owner, StorageDep, page_headers, settings
 from ..models import BatchObject, BatchStatus, Error, NewBatch, RetriedBatch
 from ..partials import partial_upload
-from ..streaming import FORM_FIELDS, UploadError, receive_zip
+from ..streaming import FORM_FIELDS, receive_zip
 
 router = APIRouter(prefix=f"{BASE}/batch", tags=["batches"], responses=ERRORS, route_class=LeafRoute)
 

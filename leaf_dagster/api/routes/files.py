@@ -11,10 +11,10 @@ from fastapi.responses import FileResponse, StreamingResponse
 
 from ... import config as configuration
 from ... import run_requests
-from ...errors import MergeError
+from ...errors import MergeError, QueryError
 from ...identifiers import check_id
 from ...objects import outside_field_object, status_object, uncovered_files
-from ...query import FILE_FILTERS, QueryError, list_files, owner_files, paging
+from ...query import FILE_FILTERS, list_files, owner_files, paging
 from ...storage import Storage
 from ..deps import (BASE, ERRORS, LeafRoute, Owner, OwnedFile, StorageDep, attachment, binary, owned, owned_file,
                     page_headers, url, with_urls)

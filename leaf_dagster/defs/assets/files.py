@@ -17,10 +17,9 @@ import dagster as dg
 
 from ...derived.images import legend_words
 from ...derived.reconcile import markdown, reconcile
+from ...errors import CONVERSION_FAILED, DamagedShapefile, ReaderError
 from ...files import FileSteps, PointTable
-from ...errors import CONVERSION_FAILED
-from ...readers import ReaderError, SourceTable
-from ...readers.shapefile_integrity import DamagedShapefile
+from ...model import SourceTable
 from ..checks import fail, gate, gate_spec, warning, warning_spec
 from ..metadata import preview, time_span
 from ..partitions import machine_files

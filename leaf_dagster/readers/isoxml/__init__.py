@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from ...ingest.detect import DetectedFile
-from ..base import ReaderError, SourceTable
+from ...errors import ReaderError
+from ...model import DetectedFile, SourceTable
 from . import ddi
 from .operations import SUPPORTED, OperationGroup, classify
 from .partfield import off_field

@@ -27,7 +27,7 @@ import shapely
 from pyproj import CRS, Transformer
 from shapely.geometry import Point, Polygon
 
-from ..base import WGS84
+from ...model import WGS84
 from .taskdata import Task, TaskData
 
 MISMATCH_KM = 5.0

@@ -21,8 +21,9 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from ...errors import ReaderError
+from ...model import WGS84
 from ...standard import crops
-from ..base import WGS84, ReaderError
 from . import clock, positions
 from . import ddi as dd
 from .elements import BIN, CONDENSED_WORK_STATES, WIDTH_DDIS, WORKING_KINDS, Elements, any_on, condensed_states

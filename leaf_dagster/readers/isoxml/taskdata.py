@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..base import ReaderError
+from ...errors import ReaderError
 
 ROOT_TAG = "ISO11783_TaskData"
 TASKDATA_NAME = "TASKDATA.XML"

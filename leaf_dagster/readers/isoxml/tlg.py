@@ -23,7 +23,7 @@ from decimal import Decimal, InvalidOperation
 
 import numpy as np
 
-from ..base import ReaderError
+from ...errors import ReaderError
 from .framing import MAX_DLVS, PTN_FIELDS, RecordLayout, frame, gather
 
 # Raw units of the binary fields, used to turn a constant from the header into the raw integer.
