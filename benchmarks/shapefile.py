@@ -173,7 +173,7 @@ def top_functions(profiler: Any, count: int = 6) -> dict[str, list[dict[str, Any
 def step_calls(steps: Any) -> dict[str, Callable[[], Any]]:
     """Each step of a file as a call, in the file job's order, with its table written and handed on as the
     IO manager does (`defs/io_manager.py`); a step's call returns what the step returns."""
-    from leaf_dagster.files import PointTable
+    from leaf_dagster.model import PointTable
 
     tables: dict[str, Any] = {}
 

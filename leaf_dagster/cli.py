@@ -27,7 +27,8 @@ from .catalog import query
 from .errors import ConfigError, FieldError, InvalidIdentifier, MergeError, NotFound, QueryError, UsageError
 from .identifiers import check_id
 from .objects import batch_object, batch_status, file_object, outside_field_object, status_object, uncovered_files
-from .query import BATCH_FILTERS, FILE_FILTERS, leaf_provider, list_batches, list_files, owner_files
+from .model import leaf_provider
+from .query import BATCH_FILTERS, FILE_FILTERS, list_batches, list_files
 from .storage import DEFAULT_OWNER, Storage, default_data_dir
 
 
@@ -195,7 +196,7 @@ def cmd_files_outside(args: argparse.Namespace, storage: Storage) -> int:
                            "enableOutsideFieldGeojson)")
         _emit(args, value)
     else:
-        records = owner_files(storage, args.owner, args.leaf_user_id)
+        records = storage.records.owner_files(args.owner, args.leaf_user_id)
         _emit(args, [o for o in (outside_field_object(r) for r in records) if o])
     return 0
 

@@ -31,7 +31,6 @@ import shapely
 from .config import effective, legacy_owners
 from .errors import FieldError
 from .identifiers import ID_PATTERN
-from .query import owner_files
 from .storage import DEFAULT_OWNER, Storage, owner_of
 
 BOUNDARY_SUFFIXES = {".geojson", ".json", ".shp", ".gpkg", ".zip"}
@@ -249,7 +248,7 @@ def _write_outside(storage: Storage, file_id: str, fields: gpd.GeoDataFrame, mat
 def rematch_user(storage: Storage, leaf_user_id: str, owner: str = DEFAULT_OWNER) -> None:
     """Re-run matching for every processed file of an owner's user (after boundaries change)."""
     fields = load_fields(storage, leaf_user_id, owner)
-    for record in owner_files(storage, owner, leaf_user_id):
+    for record in storage.records.owner_files(owner, leaf_user_id):
         if record.get("status") == "processed":
             match_file(storage, record["id"], fields)
 
@@ -257,7 +256,7 @@ def rematch_user(storage: Storage, leaf_user_id: str, owner: str = DEFAULT_OWNER
 def list_fields(storage: Storage, leaf_user_id: str, owner: str = DEFAULT_OWNER) -> list[dict[str, Any]]:
     fields = load_fields(storage, leaf_user_id, owner)
     matches: dict[str, list[str]] = {}
-    for record in owner_files(storage, owner, leaf_user_id):
+    for record in storage.records.owner_files(owner, leaf_user_id):
         for field_id in record.get("fields") or []:
             matches.setdefault(field_id, []).append(record["id"])
     return [{**field_object(row), "files": sorted(matches.get(row["id"], []))} for _, row in fields.iterrows()]

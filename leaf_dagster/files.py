@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from .errors import DamagedShapefile, ReaderError, public_message
 from . import merge
 from .fields import match_file
 from .ingest.batch import link_members
-from .model import DetectedFile, SourceTable, StandardResult
+from .model import DetectedFile, PointTable, SourceTable, StandardResult
 from .readers import read_machine_file
 from .standard.crops import crops_in
 from .standard.standardize import standardize
@@ -43,13 +42,6 @@ CRS84 = "OGC:CRS84"
 NO_POINTS = "no points passed the filter"
 # The steps whose output is a table, and the lake/ table of each one's GeoParquet.
 TABLES = {"rawGeojson": "raw", "standardGeojson": "standard", "filteredGeojson": "filtered"}
-
-
-@dataclass
-class PointTable:
-    """The standard or filtered points of a file (without the file id column) and the unit of each property."""
-    frame: gpd.GeoDataFrame
-    units: dict[str, str]
 
 
 class FileSteps:

@@ -34,9 +34,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from .standard.schema import SUPPORTED_OPERATIONS
+from .errors import QueryError
+
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -90,6 +91,25 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "files": {"status": "processing", "fields": []},
     "batches": {"status": "RECEIVED", "leafFiles": [], "statusDetails": None},
 }
+
+# Leaf's operation types: what the standard schema covers (standard/schema.py) and the files filter's choices.
+OPERATION_TYPES = ("harvested", "planted", "applied", "tillage")
+# Leaf's providers: the upload's list (Other for "unsure, detect it"), the older docs' Farmobile and
+# PrecisionPlanting, and Panorama from the files filter's list.
+PROVIDERS = ("Other", "Leaf", "ClimateFieldView", "CNHI", "JohnDeere", "Trimble", "AgLeader", "RavenSlingshot",
+             "Stara", "Farmobile", "PrecisionPlanting", "Panorama")
+# Leaf's batch statuses: the filter's choices and the type of every batch answer's `status` (api.models).
+BatchStatusName = Literal["RECEIVED", "PROCESSING", "PROCESSED", "FAILED"]
+BATCH_STATUSES: tuple[str, ...] = get_args(BatchStatusName)
+def leaf_provider(value: str) -> str:
+    """A provider in Leaf's spelling, whatever its case; QueryError (HTTP 400, CLI exit 2, a failed batch for an inbox sidecar) naming the allowed ones otherwise."""
+    spelling = {p.lower(): p for p in PROVIDERS}.get(str(value).strip().lower())
+    if spelling is None:
+        raise QueryError(f"provider must be one of {', '.join(PROVIDERS)} (any case), not {value!r}")
+    return spelling
+
+
+
 
 # Leaf's steps of a machine file, in order (the keys of GET /files/{id}/status).
 STEP_ORDER = ["originalFile", "rawGeojson", "standardGeojson", "filteredGeojson", "summary", "units",
@@ -161,6 +181,15 @@ class SourceTable:
 
 
 @dataclass
+class PointTable:
+    """The standard or filtered points of a file (without the file id column) and the unit of each property:
+    what the standard and filtered steps hand to the steps after them."""
+
+    frame: gpd.GeoDataFrame
+    units: dict[str, str]
+
+
+@dataclass
 class StandardResult:
     """One machine file in Leaf's standard schema, with what the steps after standardisation need to judge it:
     the units of its properties, the required ones it lacks (`missing`), units that stay open (`unresolved`)
@@ -181,4 +210,4 @@ class StandardResult:
 
     @property
     def supported(self) -> bool:
-        return self.operation_type in SUPPORTED_OPERATIONS
+        return self.operation_type in OPERATION_TYPES

@@ -55,9 +55,7 @@ def batch_status(storage: Any, batch: dict[str, Any]) -> dict[str, Any]:
 
 def uncovered_files(storage: Any, leaf_user_id: str, owner: str = DEFAULT_OWNER) -> list[str]:
     """Processed files of an owner's user that intersect none of the user's fields."""
-    from .query import owner_files  # the query layer builds its objects here
-
-    return [r["id"] for r in owner_files(storage, owner, leaf_user_id)
+    return [r["id"] for r in storage.records.owner_files(owner, leaf_user_id)
             if r.get("status") == "processed" and r.get("uncovered")]
 
 

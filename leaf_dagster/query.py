@@ -10,11 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Literal, get_args
+from typing import Any
 
 from .errors import QueryError
 from .objects import batch_object, file_object
-from .storage import DEFAULT_OWNER, Storage
+from .model import BATCH_STATUSES, OPERATION_TYPES, leaf_provider
+from .records import owner_where
+from .storage import Storage
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
@@ -22,15 +24,7 @@ FILE_SORT_FIELDS = ("id", "fileName", "createdTime", "updatedTime", "origin", "l
                     "organizationId", "fileFormat")
 BATCH_SORT_FIELDS = ("id", "uploadTimestamp", "processedTimestamp", "leafUserId", "provider", "status", "fileName", "size")
 FILE_STATUSES = ("processed", "failed", "processing")
-OPERATION_TYPES = ("applied", "planted", "harvested", "tillage")
 ORIGINS = ("provider", "automerged", "merged", "uploaded")
-# Leaf's providers: the upload's list (Other for "unsure, detect it"), the older docs' Farmobile and
-# PrecisionPlanting, and Panorama from the files filter's list.
-PROVIDERS = ("Other", "Leaf", "ClimateFieldView", "CNHI", "JohnDeere", "Trimble", "AgLeader", "RavenSlingshot",
-             "Stara", "Farmobile", "PrecisionPlanting", "Panorama")
-# Leaf's batch statuses: the filter's choices and the type of every batch answer's `status` (api.models).
-BatchStatusName = Literal["RECEIVED", "PROCESSING", "PROCESSED", "FAILED"]
-BATCH_STATUSES: tuple[str, ...] = get_args(BatchStatusName)
 FILE_FILTERS = ("leafUserId", "provider", "status", "origin", "organizationId", "batchId", "fileId", "fileFormat",
                 "createdTime", "startTime", "updatedTime", "endTime", "operationStartTime", "operationEndTime",
                 "operationType", "minArea", "providerFileId", "standard")
@@ -68,14 +62,6 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def leaf_provider(value: str) -> str:
-    """A provider in Leaf's spelling, whatever its case; QueryError naming the allowed ones otherwise."""
-    spelling = {p.lower(): p for p in PROVIDERS}.get(str(value).strip().lower())
-    if spelling is None:
-        raise QueryError(f"provider must be one of {', '.join(PROVIDERS)} (any case), not {value!r}")
-    return spelling
-
-
 def paging(page: Any, size: Any) -> tuple[int, int]:
     try:
         page_n = int(page) if page not in (None, "") else 0
@@ -103,23 +89,6 @@ def _order(sort: list[str] | str | None, allowed: tuple[str, ...], default: str)
         parts.append(f'"{field}" {direction.upper()} NULLS LAST')
     parts.append(f'"{default}" ASC')
     return ", ".join(parts)
-
-
-def owner_where(owner: str, leaf_user_id: str | None = None) -> tuple[list[str], list[Any]]:
-    """The one rule for the records (files, batches) of an API owner, or of one of its Leaf users, as SQL
-    conditions and their parameters: a record that names no owner is the local owner's."""
-    where, params = [f"coalesce(\"apiOwnerUsername\", '{DEFAULT_OWNER}') = ?"], [owner]
-    if leaf_user_id is not None:
-        where.append('"leafUserId" = ?')
-        params.append(leaf_user_id)
-    return where, params
-
-
-def owner_files(storage: Storage, owner: str, leaf_user_id: str | None = None) -> list[dict[str, Any]]:
-    """The file records of an API owner (or of one of its Leaf users), chosen by the same rule as every list."""
-    where, params = owner_where(owner, leaf_user_id)
-    ids = storage.records.query(f"SELECT id FROM file_list WHERE {' AND '.join(where)} ORDER BY id", params)
-    return storage.records.many("files", [i for (i,) in ids])
 
 
 def _page(storage: Storage, table: str, where: list[str], params: list[Any], owner: str | None, order: str,

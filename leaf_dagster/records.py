@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .model import DEFAULTS, SECTIONS, section_of, utc_now
+from .storage import DEFAULT_OWNER
 
 SCHEMA_VERSION = 1
 _ready: set[Path] = set()
@@ -46,6 +47,16 @@ def _sql_literal(value: Any) -> str:
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
     return "'" + json.dumps(value) + "'"
+
+
+def owner_where(owner: str, leaf_user_id: str | None = None) -> tuple[list[str], list[Any]]:
+    """The one rule for the records (files, batches) of an API owner, or of one of its Leaf users, as SQL
+    conditions and their parameters: a record that names no owner is the local owner's."""
+    where, params = [f"coalesce(\"apiOwnerUsername\", '{DEFAULT_OWNER}') = ?"], [owner]
+    if leaf_user_id is not None:
+        where.append('"leafUserId" = ?')
+        params.append(leaf_user_id)
+    return where, params
 
 
 class Records:
@@ -164,6 +175,12 @@ class Records:
         rows = self.query(f"SELECT id FROM {table} WHERE registration IS NOT NULL AND substr(id, 1, ?) = ? ORDER BY id",
                           [len(prefix), prefix])
         return [row[0] for row in rows]
+
+    def owner_files(self, owner: str, leaf_user_id: str | None = None) -> list[dict[str, Any]]:
+        """The file records of an API owner (or of one of its Leaf users), chosen by the same rule as every list."""
+        where, params = owner_where(owner, leaf_user_id)
+        ids = self.query(f"SELECT id FROM file_list WHERE {' AND '.join(where)} ORDER BY id", params)
+        return self.many("files", [i for (i,) in ids])
 
     def query(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         """Rows of a read-only query over the tables and the list views."""

@@ -27,7 +27,7 @@ from leaf_dagster.fields import add_boundaries, fields_dir, list_fields
 from leaf_dagster.errors import NO_VALID_FILES
 from leaf_dagster.objects import STEP_ORDER
 from leaf_dagster.defs.in_process import process_upload, retry_batch
-from leaf_dagster.query import PROVIDERS, owner_files
+from leaf_dagster.model import PROVIDERS
 from leaf_dagster.storage import DATA_DIR_ENV, Storage
 
 from .conftest import make_zip
@@ -272,9 +272,9 @@ def test_an_owners_files_are_chosen_by_one_rule(storage: Storage, capsys: pytest
         storage.records.put_facts("files", fid, {"id": fid, "leafUserId": user, "outsideField": outside,
                                             **({"apiOwnerUsername": owner} if owner else {})})
     keys = {str(uuid.uuid5(uuid.NAMESPACE_OID, k)): k for k in "abcd"}
-    assert sorted(keys[r["id"]] for r in owner_files(storage, "local", "g")) == ["a", "b"]
-    assert sorted(keys[r["id"]] for r in owner_files(storage, "local")) == ["a", "b", "d"]
-    assert [keys[r["id"]] for r in owner_files(storage, "bob")] == ["c"]
+    assert sorted(keys[r["id"]] for r in storage.records.owner_files("local", "g")) == ["a", "b"]
+    assert sorted(keys[r["id"]] for r in storage.records.owner_files("local")) == ["a", "b", "d"]
+    assert [keys[r["id"]] for r in storage.records.owner_files("bob")] == ["c"]
     for argv, expected in ((["--leaf-user-id", "g"], ["a", "b"]), (["--owner", "bob"], ["c"]), ([], ["a", "b", "d"])):
         assert cli_main(["files", "outside-field", "--json", *argv]) == 0
         assert sorted(keys[o["id"]] for o in json.loads(capsys.readouterr().out)) == expected

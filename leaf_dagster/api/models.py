@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..query import BatchStatusName
+from ..model import BatchStatusName
 
 
 class Error(BaseModel):

@@ -14,8 +14,8 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
-from ..files import FileSteps, PointTable
-from ..model import SourceTable
+from ..files import FileSteps
+from ..model import PointTable, SourceTable
 from .resources import LeafStorage
 
 

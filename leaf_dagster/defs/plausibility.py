@@ -5,7 +5,8 @@
 
 import dagster as dg
 
-from ..files import FileSteps, PointTable
+from ..files import FileSteps
+from ..model import PointTable
 from .partitions import machine_files
 from .resources import LeafStorage
 

@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import NO_VALID_FILES, CorruptArchiveError, QueryError, UnsafeArchiveError
 from ..model import DetectedFile, utc_now
 from ..identifiers import batch_identifier_problem, is_uuid
-from ..query import leaf_provider
+from ..model import leaf_provider
 from ..status import set_batch_state
 from ..storage import DEFAULT_OWNER, Storage
 from .safe_zip import extract_archive

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-SUPPORTED_OPERATIONS = ("harvested", "planted", "applied", "tillage")
-
 HARVEST_MASS = ["wetMass", "dryMass", "wetMassPerArea", "dryMassPerArea"]
 HARVEST_VOLUME = ["wetVolume", "dryVolume", "wetVolumePerArea", "dryVolumePerArea"]
 

@@ -16,7 +16,8 @@ from ...errors import UploadError
 from ...identifiers import check_id
 from ...ingest.batch import batch_id_for, new_batch, sidecar_for
 from ...objects import batch_object, batch_status
-from ...query import BATCH_FILTERS, leaf_provider, list_batches
+from ...model import leaf_provider
+from ...query import BATCH_FILTERS, list_batches
 from ..deps import BASE, ERRORS, LeafRoute, OwnedBatch, Owner, StorageDep, page_headers, settings
 from ..models import BatchObject, BatchStatus, Error, NewBatch, RetriedBatch
 from ..partials import partial_upload

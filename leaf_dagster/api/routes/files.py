@@ -14,7 +14,7 @@ from ... import run_requests
 from ...errors import MergeError, QueryError
 from ...identifiers import check_id
 from ...objects import outside_field_object, status_object, uncovered_files
-from ...query import FILE_FILTERS, list_files, owner_files, paging
+from ...query import FILE_FILTERS, list_files, paging
 from ...storage import Storage
 from ..deps import (BASE, ERRORS, LeafRoute, Owner, OwnedFile, StorageDep, attachment, binary, owned, owned_file,
                     page_headers, url, with_urls)
@@ -57,7 +57,7 @@ def all_outside(request: Request, response: Response, who: Owner, storage: Stora
         if field != "id" or direction not in ("", "asc", "desc"):
             raise QueryError("sort must be id,asc or id,desc")
         descending = direction == "desc"
-    records = owner_files(storage, who, leafUserId)
+    records = storage.records.owner_files(who, leafUserId)
     objects = sorted((_outside(request, o) for o in map(outside_field_object, records) if o),
                      key=lambda o: o["id"], reverse=descending)
     page_headers(request, response, len(objects), page_n, size_n)

@@ -18,8 +18,8 @@ import dagster as dg
 from ...derived.images import legend_words
 from ...derived.reconcile import markdown, reconcile
 from ...errors import CONVERSION_FAILED, DamagedShapefile, ReaderError
-from ...files import FileSteps, PointTable
-from ...model import SourceTable
+from ...files import FileSteps
+from ...model import PointTable, SourceTable
 from ..checks import fail, gate, gate_spec, warning, warning_spec
 from ..metadata import preview, time_span
 from ..partitions import machine_files
