@@ -280,6 +280,7 @@ def measure(work: str, files: int = 10_000, small_files: int = 1_000, requests: 
             log: Log = _silent) -> dict[str, Any]:
     """The sample once, then a store of `small_files` and one of `files` copies, each listed `requests` times."""
     root = Path(work)
+    load_start = os.getloadavg()
     log(f"processing {SAMPLE.name} once")
     sample = process_sample(root / "sample")
     out: dict[str, Any] = {"sample": SAMPLE.name, "sample_seconds": sample.seconds, "requests": requests,
@@ -295,7 +296,9 @@ def measure(work: str, files: int = 10_000, small_files: int = 1_000, requests: 
             f"{timed['catalog_untouched']}")
     largest = out["sizes"][-1]
     out.update(files_list_p50_ms=largest["p50_ms"], files_list_p95_ms=largest["p95_ms"],
-               catalog_untouched=all(s["catalog_untouched"] for s in out["sizes"]))
+               catalog_untouched=all(s["catalog_untouched"] for s in out["sizes"]),
+               load_average={"start": [round(x, 2) for x in load_start],
+                             "end": [round(x, 2) for x in os.getloadavg()]})
     return out
 
 
@@ -310,13 +313,15 @@ def markdown(result: dict[str, Any]) -> list[str]:
         lines.append(f"| `{_query(last['params'])}` | {cells} | {last['items']} of {last['total']:,} |")
     overall = " | ".join(f"**{s['p50_ms']:.1f} / {s['p95_ms']:.1f}**" for s in sizes)
     lines.append(f"| **all {result['requests']} requests** | {overall} | |")
-    lines += ["", "; ".join(
+    made = "; ".join(
         f"{s['files']:,} records ({s['owned_files']:,} of them alice's) made in {s['records_seconds']:.1f} s "
         f"({s['records_per_s']:,.0f}/s, one transaction; records.sqlite {s['records_mb']:.0f} MiB), outputs "
-        f"linked in {s['outputs_seconds']:.1f} s" for s in sizes) + f". The sample took {result['sample_seconds']:.1f} s "
-        "through the pipeline. `leaf.duckdb` " + ("existed before and was neither rebuilt nor touched by any request "
-                                                  "(same size and mtime after)." if result["catalog_untouched"]
-                                                  else "**changed during the listing**.")]
+        f"linked in {s['outputs_seconds']:.1f} s" for s in sizes)
+    catalog = ("existed before and was neither rebuilt nor touched by any request (same size and mtime after)"
+               if result["catalog_untouched"] else "**was created or changed during the listing**")
+    load = result["load_average"]
+    lines += ["", f"{made}. The sample took {result['sample_seconds']:.1f} s through the pipeline. `leaf.duckdb` "
+              f"{catalog}. Load average (1/5/15 min) at start {load['start']}, at end {load['end']}."]
     return lines
 
 
