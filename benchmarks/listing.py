@@ -306,7 +306,7 @@ def markdown(result: dict[str, Any]) -> list[str]:
     """The report's section: overall and per-kind p50/p95 at each size, and the time to make the records."""
     sizes = result["sizes"]
     head = " | ".join(f"{s['files']:,} files p50 / p95 (ms)" for s in sizes)
-    lines = [f"| request | {head} | items of the last size |", "|---|" + "---:|" * (len(sizes) + 1)]
+    lines = [f"| request | {head} | items of the total at {sizes[-1]['files']:,} files |", "|---|" + "---:|" * (len(sizes) + 1)]
     for name in sizes[-1]["kinds"]:
         cells = " | ".join(f"{s['kinds'][name]['p50_ms']:.1f} / {s['kinds'][name]['p95_ms']:.1f}" for s in sizes)
         last = sizes[-1]["kinds"][name]
