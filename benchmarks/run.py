@@ -10,9 +10,11 @@
 4. TLG decoding records/s (benchmarks.tlg, 1,000,000 records), and every per-file step of a generated
    ISOXML card with one no-fix record at 0 / 0 against twice the records and against the same card without it
    (benchmarks.isoxml, 5,000 records): the time must follow the records, not the bad fix.
-5. The batch: FileSteps in-process, Dagster in-process (process_upload; not with --quick), then the inbox sensor
+5. `GET /files` through the API (benchmarks.listing): p50/p95 latency over 1,000 and 10,000 copies of a real
+   file record (200 and 2,000 with --quick), and `leaf.duckdb` neither created nor changed by the requests.
+6. The batch: FileSteps in-process, Dagster in-process (process_upload; not with --quick), then the inbox sensor
    + dagster-daemon; overhead per file = (daemon end-to-end - FileSteps time) / files.
-6. Writes OUT/benchmarks.md and OUT/benchmarks.json; prints the table (or the JSON with --json).
+7. Writes OUT/benchmarks.md and OUT/benchmarks.json; prints the table (or the JSON with --json).
 
 Performance is measured here, never in timed tests. Progress goes to stderr.
 """
@@ -35,11 +37,14 @@ from typing import Any
 
 from . import daemon as daemon_bench
 from . import isoxml as isoxml_bench
+from . import listing as listing_bench
 from . import shapefile as shapefile_bench
 from .generate import SEED, generate_inputs
 
-FULL = {"points": 1_000_000, "files": 100, "file_points": 504, "tlg_records": 1_000_000, "isoxml_records": 5_000}
-QUICK = {"points": 100_000, "files": 20, "file_points": 504, "tlg_records": 1_000_000, "isoxml_records": 5_000}
+FULL = {"points": 1_000_000, "files": 100, "file_points": 504, "tlg_records": 1_000_000, "isoxml_records": 5_000,
+        "listed_files": 10_000, "listed_files_small": 1_000, "list_requests": 300}
+QUICK = {"points": 100_000, "files": 20, "file_points": 504, "tlg_records": 1_000_000, "isoxml_records": 5_000,
+         "listed_files": 2_000, "listed_files_small": 200, "list_requests": 100}
 TARGETS = {"shapefile_end_to_end_ratio": 3.0, "shapefile_peak_rss_mb": 3072.0, "tlg_records_per_s": 1_000_000.0,
            "dagster_overhead_s_per_file": 1.0}
 PACKAGES = ("dagster", "geopandas", "shapely", "pyogrio", "pyarrow", "pandas", "numpy", "pyproj", "duckdb", "rasterio",
@@ -201,6 +206,12 @@ def markdown(report: dict[str, Any]) -> str:
                              + ("<br>".join(f"`{h['function']}` {h['seconds']:.2f} s" for h in own) or "n/a") + " |")
     if report.get("isoxml_no_fix"):
         lines += ["", "## ISOXML card with a no-fix record", "", isoxml_bench.line(report["isoxml_no_fix"]) + "."]
+    if report.get("listing"):
+        listed = report["listing"]
+        lines += ["", f"## GET /files over {listed['sizes'][-1]['files']:,} files", "",
+                  f"`GET /files` as one API owner through FastAPI's TestClient, {listed['requests']} timed requests per "
+                  "size round robin over the kinds below (after two warm-up rounds), on copies of the record of "
+                  f"{listed['sample']} as the pipeline wrote it.", "", *listing_bench.markdown(listed)]
     if b:
         fs, dp, dm = b.get("file_steps") or {}, b.get("dagster_in_process") or {}, b.get("daemon") or {}
         n = b.get("files") or 1
@@ -267,7 +278,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="leaf-dagster bench", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="100,000-point shapefile and a 20-file batch (under 5 minutes on 2 cores)")
+                        help="100,000-point shapefile, a 20-file batch and GET /files over 2,000 files "
+                             "(about 5 minutes on 2 cores)")
     parser.add_argument("--json", action="store_true", help="print the JSON report instead of the Markdown table")
     parser.add_argument("--out", default="bench-out", metavar="DIR", help="where benchmarks.md/.json go (bench-out/)")
     parser.add_argument("--points", type=int, help="points in the big shapefile (overrides the preset)")
@@ -333,6 +345,19 @@ def main(argv: list[str] | None = None) -> int:
             report["errors"]["isoxml_no_fix"] = _first_line(exc)
             log(f"  ISOXML measurement failed: {_first_line(exc)}")
 
+        log(f"GET /files over {preset['listed_files_small']:,} and {preset['listed_files']:,} file records")
+        try:
+            report["listing"] = shapefile_bench.in_child(
+                listing_bench.measure, str(work / "listing"), preset["listed_files"], preset["listed_files_small"],
+                preset["list_requests"])
+            if not report["listing"]["catalog_untouched"]:
+                report["errors"]["listing"] = "leaf.duckdb was created or changed by GET /files"
+            log(f"  p50 {_num(report['listing']['files_list_p50_ms'], 1)} ms, "
+                f"p95 {_num(report['listing']['files_list_p95_ms'], 1)} ms")
+        except Exception as exc:
+            report["errors"]["listing"] = _first_line(exc)
+            log(f"  listing measurement failed: {_first_line(exc)}")
+
         timeout = args.daemon_timeout or (170.0 if args.quick else max(600.0, 120.0 * preset["files"]))
         try:
             report["batch"] = daemon_bench.measure(Path(inputs["batch_zip"]), work, preset["files"],
@@ -362,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
                               "peak_rss_mb": s.get("peak_rss_mb")} for name, s in (shp.get("steps") or {}).items()}
     report["tlg_records_per_s"] = (report.get("tlg") or {}).get("records_per_s")
     report["dagster_overhead_s_per_file"] = (report.get("batch") or {}).get("overhead_s_per_file")
+    report["files_list_p50_ms"] = (report.get("listing") or {}).get("files_list_p50_ms")
+    report["files_list_p95_ms"] = (report.get("listing") or {}).get("files_list_p95_ms")
     report["targets_met"] = {key: _met(key, report[key]) for key in TARGETS}
     report["load_average"]["end"] = load_average()
     report["duration_s"] = time.perf_counter() - clock
