@@ -20,27 +20,45 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .model import DEFAULTS, SECTIONS, section_of, utc_now
+from .model import DEFAULTS, JSON, SECTIONS, TEXTS, section_of, utc_now
 from .storage import DEFAULT_OWNER
 
 SCHEMA_VERSION = 1
 _ready: set[Path] = set()
 
 
-def _list_view(table: str) -> str:
-    """A view with one column per fact, defaults applied; lists and objects stay JSON text."""
-    parts = ["id", "updated_time AS updatedTime"]
+def _listed(table: str) -> dict[str, str]:
+    """The columns lists filter and sort on, as SQL over a record row: every scalar fact (lists and objects
+    stay in their sections), defaults applied, the owner a record that names none belongs to, and whether
+    the standard step succeeded."""
+    columns = {"id": "id", "updatedTime": "updated_time",
+               "owner": f"coalesce(json_extract(registration, '$.apiOwnerUsername'), '{DEFAULT_OWNER}')"}
     for section, keys in SECTIONS[table].items():
-        for key in keys:
-            if key == "id":
+        for key, kind in keys.items():
+            if key == "id" or kind in (TEXTS, JSON):
                 continue
             value = f"json_extract({section}, '$.{key}')"
             default = DEFAULTS[table].get(key)
-            if default is not None:
-                value = f"coalesce({value}, {_sql_literal(default)})"
-            parts.append(f'{value} AS "{key}"')
-    name = "file_list" if table == "files" else "batch_list"
-    return f"CREATE VIEW IF NOT EXISTS {name} AS SELECT {', '.join(parts)} FROM {table} WHERE registration IS NOT NULL"
+            columns[key] = value if default is None else f"coalesce({value}, {_sql_literal(default)})"
+    if table == "files":
+        columns["standardProcessed"] = "json_extract(status, '$.steps.standardGeojson.status') = 'processed'"
+    return columns
+
+
+def _list_schema(table: str) -> list[str]:
+    """The list of `table`: for files a table kept by triggers in the same transaction as every write of a
+    record (so a list reads narrow indexed rows, not every record's JSON); for batches, fewer and smaller, a view."""
+    columns = _listed(table)
+    select = "SELECT " + ", ".join(f'{sql} AS "{name}"' for name, sql in columns.items()) + f" FROM {table}"
+    if table == "batches":
+        return [f"CREATE VIEW batch_list AS {select} WHERE registration IS NOT NULL"]
+    relist = (f"DELETE FROM file_list WHERE id = NEW.id; "
+              f"INSERT INTO file_list {select} WHERE id = NEW.id AND registration IS NOT NULL;")
+    return ["CREATE TABLE file_list (" + ", ".join(f'"{name}"' for name in columns) + ", PRIMARY KEY (id))",
+            'CREATE INDEX file_list_owner ON file_list (owner, "leafUserId", "createdTime")',
+            'CREATE INDEX file_list_batch ON file_list ("batchId")',
+            f"CREATE TRIGGER files_listed AFTER INSERT ON files BEGIN {relist} END",
+            f"CREATE TRIGGER files_relisted AFTER UPDATE ON files BEGIN {relist} END"]
 
 
 def _sql_literal(value: Any) -> str:
@@ -51,8 +69,8 @@ def _sql_literal(value: Any) -> str:
 
 def owner_where(owner: str, leaf_user_id: str | None = None) -> tuple[list[str], list[Any]]:
     """The one rule for the records (files, batches) of an API owner, or of one of its Leaf users, as SQL
-    conditions and their parameters: a record that names no owner is the local owner's."""
-    where, params = [f"coalesce(\"apiOwnerUsername\", '{DEFAULT_OWNER}') = ?"], [owner]
+    conditions on a list and their parameters (`owner`: a record that names none is the local owner's)."""
+    where, params = ['"owner" = ?'], [owner]
     if leaf_user_id is not None:
         where.append('"leafUserId" = ?')
         params.append(leaf_user_id)
@@ -90,7 +108,8 @@ class Records:
                 for table, sections in SECTIONS.items():
                     con.execute(f"CREATE TABLE {table} (id TEXT PRIMARY KEY, updated_time TEXT NOT NULL, "
                                 + ", ".join(f"{s} TEXT" for s in sections) + ")")
-                    con.execute(_list_view(table))
+                    for statement in _list_schema(table):
+                        con.execute(statement)
                 con.execute("INSERT INTO meta VALUES ('schema', ?)", [str(SCHEMA_VERSION)])
                 import_json_layout(self, con, self.path.parent)  # the JSON layout's records, once
             con.execute("COMMIT")
