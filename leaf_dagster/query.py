@@ -1,8 +1,9 @@
 """The query layer behind the CLI and the HTTP API: Leaf's list filters, paging and sorting.
 
-Lists are SQL over the record store's `file_list` and `batch_list` views (one column per fact of
-`model.py`, the same facts SQL users see in the catalog): one indexed table, whatever the number of
-files, and nothing rebuilt per request. Bad parameters raise QueryError with a message fit to show the caller.
+Lists are SQL over the record store's `file_list` table and `batch_list` view (a column per scalar fact of
+`model.py`, the same facts SQL users see in the catalog): the ids of a page are chosen on narrow indexed
+rows, then only that page's records are read, and nothing is rebuilt per request. Bad parameters raise
+QueryError with a message fit to show the caller.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ section, so concurrent writers (a file's run, a field re-match, the API marking 
 other's updates; SQLite's write-ahead log lets any number of readers (the API's lists, the CLI, SQL users
 through the catalog) read while a step writes, and a reader never blocks a writer.
 
-The API's lists query the `file_list` and `batch_list` views, which extract every fact as a column, so a
-list reads one table whatever the number of files: nothing is rebuilt per request.
+The API's lists query `file_list`, a narrow table with a column per scalar fact that triggers keep in the
+transaction of every write of a file record (indexed by owner, Leaf user and batch), and the `batch_list`
+view: a list reads small rows, not every record's JSON, and nothing is rebuilt per request.
 """
 
 from __future__ import annotations
