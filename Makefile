@@ -59,4 +59,4 @@ test: install
 
 clean-data:
 	rm -rf $(LEAF_DATA_DIR)/inbox $(LEAF_DATA_DIR)/batches $(LEAF_DATA_DIR)/files $(LEAF_DATA_DIR)/lake \
-	       $(LEAF_DATA_DIR)/leaf.duckdb $(LEAF_DATA_DIR)/.samples-queued $(DAGSTER_HOME)
+	       $(LEAF_DATA_DIR)/leaf.duckdb* $(LEAF_DATA_DIR)/records.sqlite* $(LEAF_DATA_DIR)/.samples-queued $(DAGSTER_HOME)

@@ -25,7 +25,6 @@ from .model import DEFAULTS, JSON, SECTIONS, TEXTS, section_of, utc_now
 from .storage import DEFAULT_OWNER
 
 SCHEMA_VERSION = 1
-_ready: set[Path] = set()
 
 
 def _listed(table: str) -> dict[str, str]:
@@ -62,10 +61,8 @@ def _list_schema(table: str) -> list[str]:
             f"CREATE TRIGGER files_relisted AFTER UPDATE ON files BEGIN {relist} END"]
 
 
-def _sql_literal(value: Any) -> str:
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    return "'" + json.dumps(value) + "'"
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 def owner_where(owner: str, leaf_user_id: str | None = None) -> tuple[list[str], list[Any]]:
@@ -92,9 +89,8 @@ class Records:
         con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         try:
             con.execute("PRAGMA synchronous=NORMAL")
-            if self.path not in _ready:
-                self._create(con)
-                _ready.add(self.path)
+            if con.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is None:
+                self._create(con)  # checked per connection: the database may be removed while a process lives
             yield con
         finally:
             con.close()

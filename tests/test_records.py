@@ -94,6 +94,16 @@ def test_a_section_refuses_facts_it_does_not_own(tmp_path: Path) -> None:
         records.put("files", "f", "standard", {"pointCount": 3, "fields": []})
 
 
+def test_a_store_removed_while_a_process_lives_is_made_again(tmp_path: Path) -> None:
+    records = Records(tmp_path / "records.sqlite")
+    records.put("files", "f", "standard", {"pointCount": 3})
+    for path in tmp_path.glob("records.sqlite*"):  # what `make clean-data` does beside a running API
+        path.unlink()
+    records.put("files", "g", "standard", {"pointCount": 4})
+    assert records.section("files", "g", "standard") == {"pointCount": 4}
+    assert records.section("files", "f", "standard") is None
+
+
 def test_a_files_run_reads_its_source_once_and_writes_each_output_once(storage: Storage,
                                                                       instance: dg.DagsterInstance) -> None:
     """Counted with spies on the reader, the storage and the record store: the steps hand their tables over
