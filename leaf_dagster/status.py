@@ -1,8 +1,9 @@
 """Leaf's status of machine files and batches, kept in the record store's `status` and `state` sections.
 
-This module is their only writer. A file's per-step status is derived from its run (`defs/run_status.py`
-reads Dagster's event log) and recorded by `record_steps`; a batch's status follows from its files' in
-`batch_state`, and `set_batch_state` records it, or a batch-level outcome (a refused upload, a retry).
+This module is their only writer. A file's per-step status is derived from its steps' outcomes (in a file's
+own run `defs/run_status.py` reads them from Dagster's event log; an upload's run takes them as it logs them)
+and recorded by `record_steps`; a batch's status follows from its files' in `batch_state`, and
+`set_batch_state` records it, or a batch-level outcome (a refused upload, a retry).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from leaf_dagster.defs.resources import LeafStorage
-from leaf_dagster.defs.sensors import inbox_sensor, machine_files_sensor, requested_runs_sensor, status_sensor
+from leaf_dagster.defs.sensors import inbox_sensor, requested_runs_sensor, status_sensor
 from leaf_dagster.defs.in_process import QUIET, load_definitions
 from leaf_dagster.storage import Storage
 
@@ -34,6 +34,6 @@ class SensorLoop:
 
     def tick(self) -> int:
         """One pass over every sensor; returns how many runs were executed."""
-        ran = sum(self._evaluate(s) for s in (inbox_sensor, machine_files_sensor, requested_runs_sensor))
+        ran = sum(self._evaluate(s) for s in (inbox_sensor, requested_runs_sensor))
         self._evaluate(status_sensor)
         return ran

@@ -98,7 +98,8 @@ def test_expected_failure_is_one_table_line_without_dagster_output(processed: Pr
 def test_verbose_lets_dagster_speak(processed: Processed) -> None:
     """The quiet output above is the CLI's doing: with --verbose the same run shows Dagster's log and traceback."""
     verbose = processed.verbose
-    assert verbose.returncode == 1 and "STEP_FAILURE" in verbose.stderr and "Stack Trace" in verbose.stderr
+    assert verbose.returncode == 1 and "batchFiles" in verbose.stderr
+    assert f"{SMS_FILE} " in verbose.stderr and "standardGeojson failed: no points passed the filter" in verbose.stderr
     assert "no points passed the filter" in verbose.stdout
 
 

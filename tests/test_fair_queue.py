@@ -1,5 +1,5 @@
-"""The run queue under one owner's huge upload: Dagster's own queue daemon, the project's dagster.yaml limits and
-the tags the project's sensors put on runs. Runs are launched by a mocked launcher and each lasts one step of
+"""The run queue under one owner's many uploads: Dagster's own queue daemon, the project's dagster.yaml limits and
+the tags the project's sensors put on runs (an upload is one run: its batch step and every step of its files). Runs are launched by a mocked launcher and each lasts one step of
 simulated time, so the test measures the queue's decisions, not the machine's speed."""
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from dagster._core.workspace.load_target import EmptyWorkspaceTarget
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
 from leaf_dagster.defs.resources import LeafStorage
-from leaf_dagster.defs.sensors import inbox_sensor, machine_files_sensor
-from leaf_dagster.ingest.batch import ingest_batch
-from leaf_dagster.status import BATCH_JOB, FILE_JOB
+from leaf_dagster.defs.sensors import inbox_sensor
+from leaf_dagster.status import BATCH_JOB
 from leaf_dagster.storage import Storage
 
 from .conftest import REPO, make_zip
@@ -41,7 +40,6 @@ class Queue:
         self.daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
         self.step = 0
         self.launched_at: dict[str, int] = {}
-        self.cursor: str | None = None
 
     def upload(self, owner: str, name: str, files: int) -> str:
         """An API upload: the zip and its sidecar in the inbox, picked up by the real inbox sensor."""
@@ -61,22 +59,10 @@ class Queue:
         for run in self.instance.get_runs(dg.RunsFilter(statuses=ACTIVE)):
             self.instance.report_dagster_event(dg.DagsterEvent(
                 event_type_value=dg.DagsterEventType.RUN_SUCCESS.value, job_name=run.job_name), run_id=run.run_id)
-            if run.job_name == BATCH_JOB:
-                self._finish_batch(run.tags["dagster/partition"])
         list(self.daemon.run_iteration(self.context))
         for run in self.instance.get_runs(dg.RunsFilter(statuses=ACTIVE)):
             self.launched_at.setdefault(run.run_id, self.step)
         self.step += 1
-
-    def _finish_batch(self, batch_id: str) -> None:
-        """What the batch run does (extract and register the files), then the real machine-files sensor."""
-        outcome = ingest_batch(self.storage, batch_id)
-        self.instance.add_dynamic_partitions("machine_files", [f["id"] for f in outcome.files])
-        self.instance.report_runless_asset_event(dg.AssetMaterialization("batch", partition=batch_id))
-        result = machine_files_sensor(self._sensor_context(self.cursor))
-        self.cursor = result.cursor
-        for request in result.run_requests:
-            self._enqueue(FILE_JOB, request)
 
     def _enqueue(self, job: str, request: dg.RunRequest) -> None:
         origin = RemoteJobOrigin(RemoteRepositoryOrigin(RegisteredCodeLocationOrigin("leaf_dagster"), "__repository__"), job)
@@ -88,9 +74,9 @@ class Queue:
                                        resources={"storage": LeafStorage(data_dir=str(self.storage.root))})
 
     def done_at(self, batch_id: str) -> int | None:
-        """The step at which every run of the batch (its batch run and file runs) had finished."""
+        """The step at which the batch's run had finished."""
         runs = self.instance.get_runs(dg.RunsFilter(tags={"leaf/batch_id": batch_id}))
-        if len(runs) < 2 or any(r.status != dg.DagsterRunStatus.SUCCESS for r in runs):
+        if not runs or any(r.status != dg.DagsterRunStatus.SUCCESS for r in runs):
             return None
         return max(self.launched_at[r.run_id] for r in runs) + 1
 
@@ -113,18 +99,16 @@ def project_instance_settings() -> dict:
             "run_launcher": {"module": "dagster._core.test_utils", "class": "MockedRunLauncher"}}
 
 
-def steps_for_bob(tmp_path: Path, alice_files: int) -> tuple[int, dict[str, int]]:
-    """Bob's 6-file upload, arriving while alice's upload of `alice_files` files is queued: the simulated
-    steps from his upload to his last file, and how many runs of each owner were launched meanwhile."""
+def steps_for_bob(tmp_path: Path, alice_uploads: int) -> tuple[int, dict[str, int]]:
+    """Bob's upload, arriving while `alice_uploads` uploads of alice's are queued: the simulated steps from
+    his upload to the end of its run, and how many runs of each owner were launched meanwhile."""
     storage = Storage(tmp_path / "data")
     storage.inbox.mkdir(parents=True)
     with queue_instance(tmp_path) as (instance, context):
         queue = Queue(instance, context, storage)
-        if alice_files:
-            queue.upload("alice", "alice-200", alice_files)
-            while instance.get_runs_count(dg.RunsFilter(job_name=FILE_JOB)) < alice_files:
-                queue.advance()
-            queue.advance()  # alice's file runs hold their slots
+        for number in range(alice_uploads):
+            queue.upload("alice", f"alice-{number:03d}", 10)
+        queue.advance()  # alice's runs hold their slots
         start = queue.step
         bob = queue.upload("bob", "bob-6", 6)
         while queue.done_at(bob) is None:
@@ -136,14 +120,14 @@ def steps_for_bob(tmp_path: Path, alice_files: int) -> tuple[int, dict[str, int]
         return queue.done_at(bob) - start, launched
 
 
-@pytest.mark.parametrize("alice_files", [200])
-def test_a_huge_upload_does_not_delay_another_owners_upload(tmp_path: Path, alice_files: int) -> None:
+@pytest.mark.parametrize("alice_uploads", [40])
+def test_many_uploads_do_not_delay_another_owners_upload(tmp_path: Path, alice_uploads: int) -> None:
     alone, _ = steps_for_bob(tmp_path / "alone", 0)
-    shared, launched = steps_for_bob(tmp_path / "shared", alice_files)
-    # bob's batch run then 6 file runs on his 2 slots: 1 + 3 steps whether or not alice is waiting
-    assert alone == 4
-    assert shared <= alone + 1
-    assert launched["bob"] == 7
+    shared, launched = steps_for_bob(tmp_path / "shared", alice_uploads)
+    # bob's upload is one run: launched at the next step whether or not alice's 40 are waiting
+    assert alone == 1
+    assert shared == alone
+    assert launched["bob"] == 1
     # alice keeps the machine busy meanwhile, on the slots bob does not need
     assert launched["alice"] >= 2
 
@@ -154,7 +138,8 @@ def test_one_owners_runs_never_take_every_slot(tmp_path: Path) -> None:
     settings = project_instance_settings()
     with queue_instance(tmp_path) as (instance, context):
         queue = Queue(instance, context, storage)
-        queue.upload("alice", "alice", 20)
+        for number in range(8):
+            queue.upload("alice", f"alice-{number}", 3)
         busiest = 0
         while instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED])) or queue.step < 2:
             queue.advance()

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.event_api import PartitionKeyFilter
 
 from leaf_dagster.catalog import query
 from leaf_dagster.definitions import defs
 from leaf_dagster.defs.resources import LeafStorage
-from leaf_dagster.defs.sensors import inbox_sensor, machine_files_sensor
+from leaf_dagster.defs.sensors import inbox_sensor
 from leaf_dagster.ingest.batch import batch_id_for
-from leaf_dagster.defs.in_process import process_upload
+from leaf_dagster.defs.in_process import load_definitions, process_upload, run_files
 from leaf_dagster.status import STEP_ORDER
 from leaf_dagster.storage import Storage
 
@@ -50,11 +51,11 @@ def test_definitions_load() -> None:
     d = defs()
     assert {j.name for j in d.jobs} >= {"ingest_batch", "process_file"}  # type: ignore[union-attr]
     sensors = {s.name: s for s in d.sensors}  # type: ignore[union-attr]
-    assert set(sensors) == {"inbox_sensor", "machine_files_sensor", "requested_runs_sensor", "status_sensor",
-                            "recovery_sensor"}
+    assert set(sensors) == {"inbox_sensor", "requested_runs_sensor", "status_sensor", "recovery_sensor"}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
     d.resolve_job_def("process_file")
-    assert {k.to_user_string() for k in d.resolve_asset_graph().get_all_asset_keys()} == {"batch", "batchOverview", *STEP_ORDER}
+    assert {k.to_user_string() for k in d.resolve_asset_graph().get_all_asset_keys()} == {"batch", "batchFiles", "batchOverview",
+                                                                                         *STEP_ORDER}
 
 
 def test_inbox_sensor_new_same_again_and_restart(real: Path, storage: Storage, instance: dg.DagsterInstance) -> None:
@@ -80,7 +81,7 @@ def test_inbox_sensor_new_same_again_and_restart(real: Path, storage: Storage, i
     assert isinstance(again, dg.SkipReason)
 
 
-def test_batch_run_then_one_run_per_file(real: Path, storage: Storage, instance: dg.DagsterInstance) -> None:
+def test_one_run_per_upload_gives_each_file_its_partitions(real: Path, storage: Storage, instance: dg.DagsterInstance) -> None:
     storage.inbox.mkdir()
     upload = _settled(make_zip(storage.inbox / "two.zip", {
         "a/" + JD_WHEAT_ZIP: real / MONTANA / JD_WHEAT_ZIP,
@@ -91,13 +92,13 @@ def test_batch_run_then_one_run_per_file(real: Path, storage: Storage, instance:
     assert batch_job.execute_in_process(partition_key=batch_id_for_record(storage), instance=instance).success
     assert not upload.exists()  # stored in the batch folder, gone from the inbox
     batch = storage.records.get("batches", batch_id_for_record(storage))
-    assert len(batch["leafFiles"]) == 2 and batch["status"] == "PROCESSING"
+    assert len(batch["leafFiles"]) == 2 and batch["status"] == "PROCESSED"
     assert set(instance.get_dynamic_partitions("machine_files")) == set(batch["leafFiles"])
-
-    result = machine_files_sensor(_sensor_context(instance, storage))
-    assert sorted(r.partition_key for r in result.run_requests) == sorted(batch["leafFiles"])
-    later = machine_files_sensor(_sensor_context(instance, storage, cursor=result.cursor))
-    assert isinstance(later, dg.SkipReason)
+    assert instance.get_runs_count(dg.RunsFilter(job_name="process_file")) == 0  # the files ran in the upload's run
+    for step in STEP_ORDER:  # each file has its own materialisation of every step
+        assert instance.get_materialized_partitions(dg.AssetKey(step)) == set(batch["leafFiles"]), step
+    for record in storage.records.many("files", batch["leafFiles"]):
+        assert record["status"] == "processed" and set(record["steps"]) == set(STEP_ORDER)
 
 
 def batch_id_for_record(storage: Storage) -> str:
@@ -158,6 +159,18 @@ def test_bad_files_fail_with_leaf_messages_and_the_rest_succeed(real: Path, stor
     _, rows = query(storage, "select step, status, message from file_status where status = 'failed' order by 1")
     assert ("rawGeojson", "failed", "Failed to convert file on provider batch processing") in rows
     assert ("originalFile", "failed", "Ag Leader yld files are not supported") in rows
+
+    # in the upload's run, a failed gate is recorded on the file's partition with Leaf's message
+    converted = dg.AssetCheckKey(dg.AssetKey("rawGeojson"), "converted")
+    check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [converted], partition_filter=PartitionKeyFilter(key=broken["id"]))[converted]
+    assert check.status.value == "FAILED"
+    evaluation = check.event.dagster_event.asset_check_evaluation_data  # type: ignore[union-attr]
+    assert evaluation.description == "Failed to convert file on provider batch processing"
+    # and a file's own run (a retry, a re-run from the UI) records the status the upload's run recorded
+    ran = {f["id"]: storage.records.get("files", f["id"])["steps"] for f in result["files"] if f["fileFormat"] != "YLD"}
+    run_files(storage, instance, load_definitions(storage), list(ran))
+    assert {file_id: storage.records.get("files", file_id)["steps"] for file_id in ran} == ran
 
 
 def test_missing_prj_lonlat_is_read_as_wgs84_and_projected_fails(real: Path, storage: Storage,
@@ -268,3 +281,32 @@ def test_cli_process_json_sql_and_status(real: Path, tmp_path: Path) -> None:
     assert "harvested" in table.stdout and str(valid) in table.stdout and "extracting" in table.stderr
     bad = _cli("sql", "select nope from files", data=data)
     assert bad.returncode == 1 and bad.stderr.startswith("SQL error:")
+
+
+def test_a_step_that_raises_fails_its_file_alone_as_its_own_run_would(real: Path, storage: Storage,
+                                                                      instance: dg.DagsterInstance, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in one step for one file (here the summary of the planting file raises): in the upload's run that
+    file's summary fails with the error's root cause, its steps not after the summary still run, the other file
+    is processed, and the file's own run records the same status."""
+    from leaf_dagster.files import FileSteps
+
+    upload = make_zip(tmp_path / "two.zip", {"a/" + JD_WHEAT_ZIP: real / MONTANA / JD_WHEAT_ZIP,
+                                             "planting.gpkg": real / "carpentries-ohio-planting-nh3" / "asplanted.gpkg"})
+    summarize = FileSteps.summarize
+
+    def exploding(self: FileSteps, standard):  # noqa: ANN001, ANN202
+        if self.record["fileName"] == "planting":
+            raise RuntimeError("the summary exploded")
+        return summarize(self, standard)
+
+    monkeypatch.setattr(FileSteps, "summarize", exploding)
+    result = process_upload(upload, storage, instance, leaf_user_id="grower", provider="Other")
+    files = _statuses(result)
+    planting = storage.records.get("files", files["planting"]["id"])
+    assert planting["steps"]["summary"] == {"status": "failed", "message": "RuntimeError: the summary exploded"}
+    assert {planting["steps"][s]["status"] for s in ("filteredGeojson", "units", "propertiesPNGs", "zippedPNGs")} == {"processed"}
+    assert files[JD_WHEAT_ZIP[:-4]]["status"] == "processed" and result["batch"]["status"] == "PROCESSED"
+
+    run_files(storage, instance, load_definitions(storage), [planting["id"]])
+    assert storage.records.get("files", planting["id"])["steps"] == planting["steps"]

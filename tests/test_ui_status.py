@@ -1,6 +1,6 @@
 """What a user sees in the Dagster UI, asked through Dagster's GraphQL API (what the UI itself reads): a file
-that fails a Leaf gate has its failing step failed with Leaf's message and evidence, the steps after it are not
-run (not failed, not materialised), runs are found by file name, the batch overview lists every file with its
+that fails a Leaf gate has its failing step failed with Leaf's message and evidence, in the upload's run and in
+a run of its own, the steps after it are not run (not failed, not materialised), materialisations name their file, the batch overview lists every file with its
 status and reason, and the summary map carries its legend. Also the batch's statusDetails wording."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ RUN = """
 query($runId: ID!) { runOrError(runId: $runId) { ... on Run {
   status tags { key value } stepStats { stepKey status }
   eventConnection { events { __typename
-    ... on MessageEvent { stepKey level }
+    ... on MessageEvent { stepKey level message }
     ... on MaterializationEvent { assetKey { path } }
     ... on ExecutionStepFailureEvent { error { message className }
         failureMetadata { description metadataEntries { label ... on TextMetadataEntry { text } } } }
@@ -50,10 +50,6 @@ query($runId: ID!) { runOrError(runId: $runId) { ... on Run {
 PARTITIONS = """
 query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { ... on AssetNode { assetPartitionStatuses {
   ... on DefaultPartitionStatuses { materializedPartitions failedPartitions } } } } }
-"""
-RUNS_BY_TAG = """
-query($key: String!, $value: String!) { runsOrError(filter: {tags: [{key: $key, value: $value}]}) {
-  ... on Runs { results { runId jobName tags { key value } } } } }
 """
 LATEST = """
 query($key: AssetKeyInput!, $partition: String!) { assetNodeOrError(assetKey: $key) { ... on AssetNode {
@@ -115,14 +111,61 @@ def _csv_records(csv: bytes) -> int:
 
 
 def test_a_failed_gate_fails_its_step_with_leafs_message_and_the_rest_is_not_run(uploads: Uploads) -> None:
+    """In the upload's run: the file's failing step fails on its partition, with Leaf's message on its gate, the
+    steps after it are not run, and the run says which files failed."""
     record = uploads.file(uploads.cleaned_out, SMS)
     run = uploads.instance.get_run_by_id(uploads.storage.records.get("files", record["id"])["lastRunId"])
-    assert run is not None
+    assert run is not None and run.job_name == "ingest_batch"
     data = uploads.query(RUN, runId=run.run_id)["runOrError"]
     assert data["status"] == "FAILURE"
+    assert {s["stepKey"]: s["status"] for s in data["stepStats"]} == {"batch": "SUCCESS", "batchFiles": "FAILURE"}
+    events = data["eventConnection"]["events"]
+    (failure,) = [e for e in events if e["__typename"] == "ExecutionStepFailureEvent"]
+    assert failure["failureMetadata"]["description"] == "1 of 1 files failed; each file's status and the batch overview say why"
+    errors = [e for e in events if e["__typename"] == "LogMessageEvent" and e["level"] == "ERROR"]
+    (error,) = errors  # the run's log names the file, its failed step and Leaf's message
+    assert error["message"] == f"{SMS} ({record['id']}): standardGeojson failed: {NO_POINTS}"
+    materialised = {"/".join(e["assetKey"]["path"]) for e in events if e["__typename"] == "MaterializationEvent"}
+    assert materialised == {"batch", "originalFile", "rawGeojson"}
+
+    def statuses(asset: str) -> dict[str, list[str]]:
+        return uploads.query(PARTITIONS, key={"path": [asset]})["assetNodeOrError"]["assetPartitionStatuses"]
+
+    def failed_and_not_run() -> None:
+        standard = statuses("standardGeojson")
+        assert record["id"] in standard["failedPartitions"] and record["id"] not in standard["materializedPartitions"]
+        assert record["id"] in statuses("rawGeojson")["materializedPartitions"]
+        for asset in SKIPPED:
+            assert record["id"] not in statuses(asset)["failedPartitions"] + statuses(asset)["materializedPartitions"]
+
+    failed_and_not_run()
+
+    key = dg.AssetCheckKey(dg.AssetKey("standardGeojson"), "standard_schema")
+    check = uploads.instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [key], partition_filter=PartitionKeyFilter(key=record["id"]))[key]
+    assert check.status.value == "FAILED" and check.run_id == run.run_id
+    evaluation = check.event.dagster_event.asset_check_evaluation_data  # type: ignore[union-attr]
+    assert evaluation.description == NO_POINTS
+    assert "yield" in evaluation.metadata["evidence"].value
+
+    # Leaf's per-file status for the API and CLI
+    steps = uploads.storage.records.get("files", record["id"])["steps"]
+    assert steps["standardGeojson"]["status"] == "failed" and steps["standardGeojson"]["message"] == NO_POINTS
+    assert "yield" in steps["standardGeojson"]["details"]["evidence"]
+    assert {name: steps[name] for name in SKIPPED} == {name: {"status": "skipped", "message": "skipped"} for name in SKIPPED}
+
+
+def test_a_files_own_run_fails_its_step_with_leafs_message(uploads: Uploads) -> None:
+    """A file re-run on its own (a retry, from the UI): the run's failing step is the file's, with Leaf's message
+    and evidence, and the partitions' statuses stay as the upload's run left them."""
+    record = uploads.file(uploads.cleaned_out, SMS)
+    rerun = defs().resolve_job_def("process_file").execute_in_process(
+        partition_key=record["id"], instance=uploads.instance, raise_on_error=False, run_config=QUIET,
+        tags={"leaf/file_name": SMS})
+    assert not rerun.success
+    data = uploads.query(RUN, runId=rerun.run_id)["runOrError"]
     steps = {s["stepKey"]: s["status"] for s in data["stepStats"]}
     assert steps == {"originalFile": "SUCCESS", "rawGeojson": "SUCCESS", "standardGeojson": "FAILURE"}
-
     events = data["eventConnection"]["events"]
     (failure,) = [e for e in events if e["__typename"] == "ExecutionStepFailureEvent"]
     assert failure["stepKey"] == "standardGeojson" and failure["error"]["className"] == "Failure"
@@ -133,45 +176,16 @@ def test_a_failed_gate_fails_its_step_with_leafs_message_and_the_rest_is_not_run
     (run_failure,) = [e for e in events if e["__typename"] == "RunFailureEvent"]
     assert run_failure["error"]["message"].splitlines()[0].endswith(NO_POINTS)
     assert not any("DagsterAssetCheckFailedError" in json.dumps(e) for e in events)
-
-    materialised = {"/".join(e["assetKey"]["path"]) for e in events if e["__typename"] == "MaterializationEvent"}
-    assert materialised == {"originalFile", "rawGeojson"}
     assert not [e for e in events if e.get("stepKey") in SKIPPED and e["__typename"] == "ExecutionStepFailureEvent"]
-
-    def statuses(asset: str) -> dict[str, list[str]]:
-        return uploads.query(PARTITIONS, key={"path": [asset]})["assetNodeOrError"]["assetPartitionStatuses"]
-
-    def failed_and_not_run() -> None:
-        standard = statuses("standardGeojson")
-        assert record["id"] in standard["failedPartitions"] and record["id"] not in standard["materializedPartitions"]
-        for asset in SKIPPED:
-            assert record["id"] not in statuses(asset)["failedPartitions"] + statuses(asset)["materializedPartitions"]
-
-    failed_and_not_run()
-
-    key = dg.AssetCheckKey(dg.AssetKey("standardGeojson"), "standard_schema")
-    check = uploads.instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        [key], partition_filter=PartitionKeyFilter(key=record["id"]))[key]
-    assert check.status.value == "FAILED" and check.run_id == run.run_id
-
-    # Leaf's per-file status for the API and CLI is unchanged
-    steps = uploads.storage.records.get("files", record["id"])["steps"]
-    assert steps["standardGeojson"]["status"] == "failed" and steps["standardGeojson"]["message"] == NO_POINTS
-    assert "yield" in steps["standardGeojson"]["details"]["evidence"]
-    assert {name: steps[name] for name in SKIPPED} == {name: {"status": "skipped", "message": "skipped"} for name in SKIPPED}
-
-    # again, after Dagster cached those statuses: a second failed run of the file changes nothing
-    rerun = defs().resolve_job_def("process_file").execute_in_process(
-        partition_key=record["id"], instance=uploads.instance, raise_on_error=False, run_config=QUIET)
-    assert not rerun.success
-    failed_and_not_run()
+    for asset in SKIPPED:
+        partitions = uploads.query(PARTITIONS, key={"path": [asset]})["assetNodeOrError"]["assetPartitionStatuses"]
+        assert record["id"] not in partitions["failedPartitions"] + partitions["materializedPartitions"]
+    assert uploads.query(PARTITIONS, key={"path": ["standardGeojson"]})["assetNodeOrError"][
+        "assetPartitionStatuses"]["failedPartitions"].count(record["id"]) == 1
 
 
-def test_runs_and_materialisations_are_found_by_file_name(uploads: Uploads) -> None:
+def test_materialisations_are_found_by_file_name(uploads: Uploads) -> None:
     record = uploads.file(uploads.cleaned_out, SMS)
-    runs = uploads.query(RUNS_BY_TAG, key="leaf/file_name", value=SMS)["runsOrError"]["results"]
-    assert {r["jobName"] for r in runs} == {"process_file"} and len(runs) == 3  # one per upload holding it
-    assert any({"key": "dagster/partition", "value": record["id"]} in r["tags"] for r in runs)
     latest = uploads.query(LATEST, key={"path": ["rawGeojson"]}, partition=record["id"])
     entries = {e["label"]: e for e in latest["assetNodeOrError"]["assetMaterializations"][0]["metadataEntries"]}
     assert entries["file_name"]["text"] == SMS

@@ -130,16 +130,18 @@ def test_machine_files_per_upload_are_capped(storage: Storage, tmp_path: Path, m
 
 def test_unsupported_files_are_settled_in_the_batch_run(real: Path, storage: Storage, tmp_path: Path,
                                                        instance: dg.DagsterInstance) -> None:
-    """The issue's 19 KB zip of 200 one-byte .yld entries became 200 runs. Recognised-but-undecodable files now
-    fail originalFile in the batch run, with their members kept, and cost no run of their own."""
+    """A 19 KB zip of 200 one-byte .yld entries: recognised-but-undecodable files fail originalFile in the
+    batch step, with their members kept, and cost neither steps nor a partition of their own."""
     planted = real / "carpentries-ohio-planting-nh3" / "asplanted.gpkg"
     upload = make_zip(tmp_path / "yld.zip", {**{f"agleader/{i:03d}.yld": b"x" for i in range(200)}, "planted.gpkg": planted})
 
     result = process_upload(upload, storage, instance, leaf_user_id="grower", provider="AgLeader")
 
     assert instance.get_runs_count(dg.RunsFilter(job_name=BATCH_JOB)) == 1
-    assert instance.get_runs_count(dg.RunsFilter(job_name=FILE_JOB)) == 1  # planted.gpkg only
+    assert instance.get_runs_count(dg.RunsFilter(job_name=FILE_JOB)) == 0  # the upload's run ran planted.gpkg
     files = {f["fileName"]: f for f in result["files"]}
+    assert instance.get_dynamic_partitions("machine_files") == [files["planted"]["id"]]
+    assert instance.get_materialized_partitions(dg.AssetKey("zippedPNGs")) == {files["planted"]["id"]}
     assert len(files) == 201
     yld = files["000.yld"]
     assert yld["status"] == "failed"
@@ -154,4 +156,4 @@ def test_unsupported_files_are_settled_in_the_batch_run(real: Path, storage: Sto
     only_yld = make_zip(tmp_path / "only.zip", {f"{i}.yld": b"x" for i in range(5)})
     result = process_upload(only_yld, storage, instance, leaf_user_id="grower", provider="AgLeader")
     assert result["batch"]["status"] == "FAILED" and result["batch"]["statusDetails"] == UNREADABLE
-    assert instance.get_runs_count(dg.RunsFilter(job_name=FILE_JOB)) == 1
+    assert instance.get_dynamic_partitions("machine_files") == [files["planted"]["id"]]

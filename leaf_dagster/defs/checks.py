@@ -72,6 +72,19 @@ def release_downstream(context: dg.AssetExecutionContext) -> None:
             run_id=RUNLESS_RUN_ID)
 
 
+def plan(context: dg.AssetExecutionContext, key: dg.AssetKey, partition: str) -> None:
+    """Record, in this run, that it is about to materialise `key` for `partition` (a step of one file in an
+    upload's run). Dagster shows the partition in progress until it materialises, and failed if it never
+    does and the run fails; the upload's run fails when one of its files did (`assets/batch.py`), so a
+    file's failed step shows failed, as in a run of its own, and the steps it stopped, never planned, as
+    not run."""
+    step = context.get_step_execution_context().step.key
+    context.instance.report_dagster_event(DagsterEvent(
+        event_type_value=DagsterEventType.ASSET_MATERIALIZATION_PLANNED.value, job_name=context.job_name,
+        step_key=step, event_specific_data=AssetMaterializationPlannedData(key, partition=partition),
+        message=f"{step} intends to materialize {key.to_user_string()} partition {partition}"), run_id=context.run_id)
+
+
 def _present(metadata: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metadata.items() if v is not None}
 

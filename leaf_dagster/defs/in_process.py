@@ -1,12 +1,14 @@
 """Run an upload through the same Dagster assets in this process (the CLI's `process`, and tests).
 
-The daemon path (inbox sensor -> batch run -> one run per file) and this path execute the same jobs;
-here they run one after another in-process instead of being launched by sensors.
+The daemon path (inbox sensor -> one run per upload; a run per file for retries and merges) and this path
+execute the same jobs; here they run in-process instead of being launched by sensors.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,8 @@ from .run_status import record_file_status
 Progress = Callable[[str], None]
 # Dagster's per-event console log would drown the caller's own progress output.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The upload's run says which file it starts ("[3/40] CSV name"); the caller's progress shows these lines.
+FILE_PROGRESS = re.compile(r"^\[\d+/\d+\] ")
 
 
 def instance_for_cli() -> DagsterInstance:
@@ -42,22 +46,50 @@ def instance_for_cli() -> DagsterInstance:
                                                          overrides={"telemetry": {"enabled": False}}))
 
 
-def load_definitions(storage: Storage) -> dg.Definitions:
+def load_definitions(storage: Storage, progress: Progress | None = None) -> dg.Definitions:
     """The code location's definitions with the storage resource on `storage`'s data directory (the code
-    location's own resource reads LEAF_DATA_DIR; an in-process caller names its directory explicitly)."""
+    location's own resource reads LEAF_DATA_DIR; an in-process caller names its directory explicitly), and
+    with `progress` as the `progress` logger, which `run_config` turns on."""
     from ..definitions import defs
 
     loaded = defs()
+    loggers = {**(loaded.loggers or dg.default_loggers()), **({"progress": progress_logger(progress)} if progress else {})}
     return dg.Definitions(assets=loaded.assets, asset_checks=loaded.asset_checks, jobs=loaded.jobs,
                           sensors=loaded.sensors, schedules=loaded.schedules, executor=loaded.executor,
-                          loggers=loaded.loggers, metadata=loaded.metadata,
+                          loggers=loggers, metadata=loaded.metadata,
                           resources={**(loaded.resources or {}), **bound_to(str(storage.root))})
+
+
+def progress_logger(progress: Progress) -> dg.LoggerDefinition:
+    """A Dagster logger handing a run's per-file progress lines to `progress` (the CLI's stderr)."""
+
+    class Forward(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = getattr(record, "dagster_meta", {}).get("orig_message", "")
+            if FILE_PROGRESS.match(message):
+                progress(message)
+
+    @dg.logger
+    def forward(_: dg.InitLoggerContext) -> logging.Logger:
+        logger = logging.getLogger(f"leaf_dagster.progress.{id(progress)}")
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        logger.handlers = [Forward()]
+        return logger
+
+    return forward
+
+
+def run_config(definitions: dg.Definitions) -> dict[str, Any]:
+    """Dagster's console log at warnings only, and the progress logger when the definitions have one."""
+    loggers = {**QUIET["loggers"], **({"progress": {}} if "progress" in (definitions.loggers or {}) else {})}
+    return {"loggers": loggers}
 
 
 def process_upload(upload: Path, storage: Storage, instance: DagsterInstance, *, leaf_user_id: str | None = None,
                    provider: str | None = None, progress: Progress = lambda _: None) -> dict[str, Any]:
     """Register, extract and process one zip; returns {"batch": ..., "files": [...]} as Leaf objects."""
-    definitions = load_definitions(storage)
+    definitions = load_definitions(storage, progress)
     batch_id = batch_id_for(upload, leaf_user_id, provider)
     new_batch(storage, batch_id, upload, leaf_user_id, provider, move=False)
     progress(f"batch {batch_id}: extracting {upload.name}")
@@ -66,16 +98,15 @@ def process_upload(upload: Path, storage: Storage, instance: DagsterInstance, *,
 
 def _run_batch(storage: Storage, instance: DagsterInstance, definitions: dg.Definitions, batch_id: str,
                progress: Progress) -> dict[str, Any]:
-    """The batch step, then a run for each file it registered and could not settle itself. The batch's
-    partition is added first: a throwaway instance (no DAGSTER_HOME) knows no batch received before it."""
+    """The upload's run (the batch step and every step of its files). The batch's partition is added
+    first: a throwaway instance (no DAGSTER_HOME) knows no batch received before it."""
     instance.add_dynamic_partitions("batches", [batch_id])
     result = definitions.resolve_job_def(BATCH_JOB).execute_in_process(
         partition_key=batch_id, instance=instance, raise_on_error=False, tags={"leaf/batch_id": batch_id},
-        run_config=QUIET)
+        run_config=run_config(definitions))
     settle_batch(instance, storage, result.dagster_run)
+    refresh_catalog(storage)  # a view for a point table that got its first output
     batch = storage.records.get("batches", batch_id) or {}
-    records = storage.records.many("files", batch.get("leafFiles", []))
-    run_files(storage, instance, definitions, [r["id"] for r in records if not r.get("unsupportedReason")], progress)
     files = [file_object(r) for r in storage.records.many("files", batch.get("leafFiles", []))]
     _overview(storage, instance, definitions, batch_id)
     return {"batch": batch_object(storage.records.get("batches", batch_id) or batch), "files": files}
@@ -127,7 +158,7 @@ def retry_batch(storage: Storage, instance: DagsterInstance, batch_id: str,
     if not plan.runs:  # returned unchanged
         return {"batch": batch_object(batch), "files": [], "message": plan.message}
     run_requests.mark_retried(storage, batch, plan)
-    definitions = load_definitions(storage)
+    definitions = load_definitions(storage, progress)
     if plan.rerun_batch:
         return _run_batch(storage, instance, definitions, batch_id, progress)
     files = run_files(storage, instance, definitions, plan.file_ids, progress)

@@ -18,7 +18,11 @@ def plausibility(context: dg.AssetCheckExecutionContext, storage: LeafStorage,
                  standardGeojson: PointTable) -> dg.AssetCheckResult:  # noqa: N803 (the asset's key)
     """Warns, with the figures, when a processed file's numbers cannot be right (a unit read wrongly, a clock
     from another epoch); the standard points come from the IO manager, named after their asset."""
-    result = FileSteps(storage.store(), context.partition_key).plausibility(standardGeojson)
+    return plausibility_check(FileSteps(storage.store(), context.partition_key), standardGeojson)
+
+
+def plausibility_check(steps: FileSteps, standard: PointTable) -> dg.AssetCheckResult:
+    result = steps.plausibility(standard)
     metadata = {k: v for k, v in result.figures.items() if v is not None}
-    return dg.AssetCheckResult(passed=result.passed, severity=dg.AssetCheckSeverity.WARN,
+    return dg.AssetCheckResult(check_name="plausibility", passed=result.passed, severity=dg.AssetCheckSeverity.WARN,
                                description="; ".join(result.findings) or "plausible", metadata=metadata)

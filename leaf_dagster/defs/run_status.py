@@ -2,7 +2,9 @@
 
 A step is `processed` when its asset materialised and its gate passed, `failed` with the gate's message
 (or the error's root cause) otherwise, and `skipped` when a failure upstream stopped the run before it.
-`status.record_steps` stores the result.
+`status.record_steps` stores the result. An upload's run (`assets/batch.py`) logs its files' step outcomes
+as these same events and derives each file's status from them with the same two rules (`failed_check_step`,
+`step_error`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,21 @@ def _public(value: Any) -> Any:
     return value
 
 
+def failed_check_step(evaluation: Any) -> dict[str, Any] | None:
+    """The status of the step a check belongs to when the check is a failed gate (ERROR severity): failed
+    with the check's message and its metadata as details; None for a passed check or a warning."""
+    if evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
+        return None
+    details = {k: _public(getattr(v, "value", v)) for k, v in (evaluation.metadata or {}).items()}
+    return {"status": "failed", "message": public_message(evaluation.description or evaluation.check_name),
+            "details": details}
+
+
+def step_error(error: Any) -> dict[str, Any]:
+    """The status of a step that raised: failed with the root cause of its (Dagster-serialised) error."""
+    return {"status": "failed", "message": _root_cause(error)}
+
+
 def latest_run(instance: DagsterInstance, job_name: str, partition_key: str) -> dg.DagsterRun | None:
     runs = instance.get_runs(dg.RunsFilter(job_name=job_name, tags={"dagster/partition": partition_key}), limit=1)
     return runs[0] if runs else None
@@ -53,18 +70,16 @@ def run_steps(instance: DagsterInstance, run: dg.DagsterRun) -> dict[str, dict[s
     for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
         name = entry.dagster_event.asset_key.to_user_string()  # type: ignore[union-attr]
         steps[name] = {"status": "processed", "message": "ok"}
-    failures = {e.step_key: _root_cause(e.dagster_event.step_failure_data.error)  # type: ignore[union-attr]
+    failures = {e.step_key: step_error(e.dagster_event.step_failure_data.error)  # type: ignore[union-attr]
                 for e in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)}
     for name, step in steps.items():
         if step["status"] != "processed" and step_of.get(name) in failures:
-            steps[name] = {"status": "failed", "message": failures[step_of[name]]}
+            steps[name] = failures[step_of[name]]
     for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = entry.dagster_event.asset_check_evaluation_data  # type: ignore[union-attr]
-        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
-            details = {k: _public(getattr(v, "value", v)) for k, v in (evaluation.metadata or {}).items()}
-            steps[evaluation.asset_key.to_user_string()] = {
-                "status": "failed", "message": public_message(evaluation.description or evaluation.check_name),
-                "details": details}
+        failed = failed_check_step(evaluation)
+        if failed:
+            steps[evaluation.asset_key.to_user_string()] = failed
     steps = dict(sorted(steps.items(), key=lambda kv: STEP_ORDER.index(kv[0]) if kv[0] in STEP_ORDER else 99))
     return _with_run_failure(instance, run, steps)
 

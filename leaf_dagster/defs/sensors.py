@@ -1,7 +1,7 @@
-"""Sensors: the inbox watcher, the per-file run launcher, requested runs, the status recorder and recovery.
+"""Sensors: the inbox watcher, requested runs, the status recorder and recovery.
 
 The inbox sensor only lists the inbox and stats files (no reading of zips), so a tick costs the same
-whatever the upload size; storing, extracting and scanning happen in the batch run. Every run is tagged
+whatever the upload size; storing, extracting, scanning and every file's steps happen in the batch run. Every run is tagged
 for the fair queue (queue.py) and the recovery sensor keeps the queue moving when run processes die
 (recovery.py).
 """
@@ -62,27 +62,6 @@ def file_run_tags(queue: FairQueue, store: Storage, file_id: str, **extra: str) 
     return queue.tags(record.get("apiOwnerUsername"), str(record.get("batchId") or file_id), **{
         "leaf/file_name": str(record.get("fileName", ""))[:200], "leaf/file_format": str(record.get("fileFormat", "")),
         **extra})
-
-
-@dg.sensor(job=process_file_job, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
-def machine_files_sensor(context: dg.SensorEvaluationContext, storage: LeafStorage):
-    """After a batch run registers machine files, start one run per file it could not settle itself."""
-    store = storage.store()
-    after = int(context.cursor) if context.cursor else None
-    events = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("batch"), after_storage_id=after), limit=50, ascending=True)
-    if not events.records:
-        return dg.SkipReason("no new batches")
-    queue = FairQueue(context.instance)
-    requests = []
-    for event in events.records:
-        batch = store.records.get("batches", event.partition_key or "") or {}
-        for file_id in batch.get("leafFiles", []):
-            if (store.records.get("files", file_id) or {}).get("unsupportedReason"):
-                continue  # settled in the batch run
-            requests.append(dg.RunRequest(run_key=f"{file_id}:{event.storage_id}", partition_key=file_id,
-                                          tags=file_run_tags(queue, store, file_id)))
-    return dg.SensorResult(run_requests=requests, cursor=str(events.records[-1].storage_id))
 
 
 @dg.sensor(jobs=[ingest_batch_job, process_file_job], minimum_interval_seconds=5,

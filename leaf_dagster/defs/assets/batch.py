@@ -1,14 +1,15 @@
-"""The upload step (store the zip, extract it safely, detect machine files and register their partitions) and
-the batch's overview once its files are settled."""
+"""The upload's run: store the zip, extract it safely, detect machine files and register their partitions
+(`batch`), then every step of every file (`batchFiles`); and the batch's overview once its files are settled."""
 
 
 import dagster as dg
 
 from ...ingest.batch import ingest_batch, link_members
-from ...status import overview_rows, record_steps, steps_without_run, update_batch_status
+from ...status import failing_step, overall, overview_rows, record_steps, steps_without_run, update_batch_status
 from ..checks import fail, gate, gate_spec
 from ..partitions import batches, machine_files
 from ..resources import LeafStorage
+from .files import in_batch_run
 
 
 @dg.asset(key="batch", partitions_def=batches, group_name="uploads", kinds={"zip"},
@@ -17,8 +18,8 @@ from ..resources import LeafStorage
 def batch(context: dg.AssetExecutionContext, storage: LeafStorage):
     """One upload: moved out of the inbox, extracted (nested zips, traversal and bomb checks) and scanned.
 
-    Every decodable machine file becomes a `machine_files` partition; the inbox sensor's companion sensor
-    then starts one run per file. Files in a format we recognise but cannot decode are settled here (their
+    Every decodable machine file becomes a `machine_files` partition, processed next in the same run
+    (`batchFiles`). Files in a format we recognise but cannot decode are settled here (their
     members kept, `originalFile` failed with the reason): a run each would only say the same, and an upload
     of many such files would hold the run queue for nothing."""
     store = storage.store()
@@ -38,12 +39,47 @@ def batch(context: dg.AssetExecutionContext, storage: LeafStorage):
     yield dg.MaterializeResult(metadata={
         "file_name": final["fileName"], "size_bytes": final["size"],
         "leaf_user_id": final["leafUserId"], "provider": final["provider"],
-        "status": final["status"], "machine_files": len(outcome.files), "runs_to_start": len(runnable),
+        "status": final["status"], "machine_files": len(outcome.files), "files_to_run": len(runnable),
         "files": dg.MetadataValue.md("\n".join(
             f"- `{f['fileFormat']}` {f['fileName']} ({f['id']})" + (f": {f['unsupportedReason']}" if f.get("unsupportedReason") else "")
             for f in outcome.files) or "none"),
     })
     yield gate("has_machine_files", None)
+
+
+@dg.asset(key="batchFiles", deps=["batch"], partitions_def=batches, group_name="uploads", kinds={"geoparquet"})
+def batch_files(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.MaterializeResult:
+    """Every step of every machine file of the upload, in this run, one file after another.
+
+    Each file keeps its own partition of every step's asset: its materialisations, checks and Leaf status
+    are recorded per file as its own run would record them, and its status is written as soon as it is
+    done. A file that fails stops only its own steps; the run then ends failed, naming how many files
+    failed, so that each failed step shows failed on its file's partition (`checks.plan`). One run per
+    upload instead of one per file saves the launch of a run process and a run's own events for every
+    file. Files already settled (by an earlier attempt of this run, cut short) are left as they are; a
+    single file runs on its own (`process_file`) for retries, merges and re-runs from the UI."""
+    store = storage.store()
+    batch = store.records.get("batches", context.partition_key) or {}
+    records = [r for r in store.records.many("files", batch.get("leafFiles", []))
+               if not r.get("unsupportedReason") and r.get("status", "processing") == "processing"]
+    outcomes: dict[str, list[str]] = {"processed": [], "failed": []}
+    for number, record in enumerate(records, start=1):
+        context.log.info(f"[{number}/{len(records)}] {record['fileFormat']} {record['fileName']}")
+        steps = in_batch_run(context, store, record["id"])
+        record_steps(store, record["id"], steps, context.run_id, update_batch=False)
+        outcomes.setdefault(overall(steps), []).append(record["fileName"])
+        failure = failing_step({"steps": steps})
+        if failure:
+            context.log.error(f"{record['fileName']} ({record['id']}): {failure[0]} failed: {failure[1]}")
+    final = update_batch_status(store, context.partition_key) or batch
+    metadata = {"file_name": final.get("fileName", ""), "status": final.get("status", "unknown"),
+                "files_run": len(records), "processed": len(outcomes["processed"]), "failed": len(outcomes["failed"]),
+                "failed_files": dg.MetadataValue.md("\n".join(f"- {name}" for name in outcomes["failed"]) or "none")}
+    if outcomes["failed"]:
+        # the run fails, so that each failed file's failed step shows failed in the UI (checks.plan)
+        raise dg.Failure(description=f"{len(outcomes['failed'])} of {len(records)} files failed; each file's "
+                                     "status and the batch overview say why", metadata=metadata, allow_retries=False)
+    return dg.MaterializeResult(metadata=metadata)
 
 
 OVERVIEW_COLUMNS = [("file_name", "string"), ("format", "string"), ("operation_type", "string"), ("status", "string"),

@@ -8,9 +8,19 @@ The raw, standard and filtered steps return their table, which the `step_tables`
 Steps can be re-run one at a time from the UI (their inputs are then read back). Partitions are file ids
 (UUIDs, as Leaf's); every materialisation names its file (`file_name`), and so do the runs' tags
 (`leaf/file_name`) and the batch's `batchOverview`.
+
+Each step's work is a function of the file's steps and its input tables that returns an `Outcome`: the
+asset yields it (its table, metadata and checks, or a failed gate), and an upload's run (`in_batch_run`)
+logs the same outcomes per file partition, so a batch of files costs one run, not one per file.
 """
 
+import inspect
 import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from dagster._utils.error import serializable_error_info_from_exc_info
 from typing import Any
 
 import dagster as dg
@@ -19,9 +29,12 @@ from ...derived.images import legend_words
 from ...derived.reconcile import markdown, reconcile
 from ...errors import CONVERSION_FAILED, DamagedShapefile, ReaderError
 from ...files import FileSteps
+from ...storage import Storage
 from ...model import PointTable, SourceTable
-from ..checks import fail, gate, gate_spec, warning, warning_spec
+from ..checks import fail, gate, gate_spec, plan, warning, warning_spec
 from ..metadata import preview, time_span
+from ..plausibility import plausibility_check
+from ..run_status import failed_check_step, step_error
 from ..partitions import machine_files
 from ..resources import LeafStorage
 
@@ -29,20 +42,55 @@ GROUP = "machine_files"
 TABLES = "step_tables"  # the IO manager of the steps' tables (io_manager.py)
 
 
+@dataclass
+class Outcome:
+    """What one step made of one file: its table (None for steps that write files only), the metadata
+    shown with it, its checks, and its failed gate when it failed (the metadata is then the evidence)."""
+    metadata: dict[str, Any]
+    checks: list[dg.AssetCheckResult] = field(default_factory=list)
+    table: SourceTable | PointTable | None = None
+    failed: dg.AssetCheckResult | None = None
+
+
+def emit(context: dg.AssetExecutionContext, outcome: Outcome) -> Iterator[Any]:
+    """An outcome as an asset's events: its output and checks, or its failed gate failing the step."""
+    if outcome.failed is not None:
+        yield from fail(context, outcome.failed, *outcome.checks, **outcome.metadata)
+    yield dg.MaterializeResult(metadata=outcome.metadata) if outcome.table is None \
+        else dg.Output(outcome.table, metadata=outcome.metadata)
+    yield from outcome.checks
+
+
+def original_outcome(steps: FileSteps) -> Outcome:
+    record, placed = steps.store_original()
+    if record.get("unsupportedReason"):
+        return Outcome({"file_name": record["fileName"]}, failed=gate(
+            "recognised_format", record["unsupportedReason"], file_format=record["fileFormat"]))
+    return Outcome({
+        "file_name": record["fileName"], "file_format": record["fileFormat"], "batch_id": record["batchId"],
+        "members": dg.MetadataValue.md("\n".join(f"- {p.name}" for p in placed)), "size_bytes": record["sizeInBytes"],
+    }, [gate("recognised_format", None, file_format=record["fileFormat"])])
+
+
 @dg.asset(key="originalFile", partitions_def=machine_files, group_name=GROUP, kinds={"file"},
           check_specs=[gate_spec("originalFile", "recognised_format", "The file is in a format we can decode")])
 def original_file(context: dg.AssetExecutionContext, storage: LeafStorage):
     """The machine file's members as uploaded, kept in files/<id>/original/."""
-    steps = FileSteps(storage.store(), context.partition_key)
-    record, placed = steps.store_original()
-    if record.get("unsupportedReason"):
-        yield from fail(context, gate("recognised_format", record["unsupportedReason"], file_format=record["fileFormat"]),
-                        file_name=record["fileName"])
-    yield dg.MaterializeResult(metadata={
-        "file_name": record["fileName"], "file_format": record["fileFormat"], "batch_id": record["batchId"],
-        "members": dg.MetadataValue.md("\n".join(f"- {p.name}" for p in placed)), "size_bytes": record["sizeInBytes"],
-    })
-    yield gate("recognised_format", None, file_format=record["fileFormat"])
+    yield from emit(context, original_outcome(FileSteps(storage.store(), context.partition_key)))
+
+
+def raw_outcome(steps: FileSteps) -> Outcome:
+    try:
+        source = steps.read_raw()
+    except ReaderError as exc:
+        return Outcome({"file_name": steps.record["fileName"]},
+                       [intact_check(exc.problems if isinstance(exc, DamagedShapefile) else [])],
+                       failed=gate("converted", CONVERSION_FAILED, reason=str(exc)))
+    return Outcome(named(
+        steps, point_count=source.point_count, dialect=source.dialect, source_crs=source.source_crs or "unknown",
+        notes=dg.MetadataValue.md("\n".join(f"- {n}" for n in source.notes) or "none"),
+        source_units=dg.MetadataValue.json(source.units), preview=preview(source.frame)),
+        [gate("converted", None), intact_check((steps.record.get("raw") or {}).get("warnings") or [])], source)
 
 
 @dg.asset(key="rawGeojson", deps=["originalFile"], partitions_def=machine_files, group_name=GROUP,
@@ -52,24 +100,29 @@ def original_file(context: dg.AssetExecutionContext, storage: LeafStorage):
                            "No damage found in the source (a shapefile's .shp, .shx and .dbf agree)")])
 def raw_geojson(context: dg.AssetExecutionContext, storage: LeafStorage):
     """Source records as read: source column names and units kept, positions in WGS84."""
-    steps = FileSteps(storage.store(), context.partition_key)
-    try:
-        source = steps.read_raw()
-    except ReaderError as exc:
-        yield from fail(context, gate("converted", CONVERSION_FAILED, reason=str(exc)),
-                        intact_check(exc.problems if isinstance(exc, DamagedShapefile) else []),
-                        file_name=steps.record["fileName"])
-    yield dg.Output(source, metadata=named(
-        steps, point_count=source.point_count, dialect=source.dialect, source_crs=source.source_crs or "unknown",
-        notes=dg.MetadataValue.md("\n".join(f"- {n}" for n in source.notes) or "none"),
-        source_units=dg.MetadataValue.json(source.units), preview=preview(source.frame)))
-    yield gate("converted", None)
-    yield intact_check((steps.record.get("raw") or {}).get("warnings") or [])
+    yield from emit(context, raw_outcome(FileSteps(storage.store(), context.partition_key)))
 
 
 def intact_check(damage: list[str]) -> dg.AssetCheckResult:
     """A warning, not a gate: damage fails the file through `converted` unless the user accepts it."""
     return warning("source_intact", not damage, "; ".join(damage) or "no damage found")
+
+
+def standard_outcome(steps: FileSteps, raw: SourceTable) -> Outcome:
+    result = steps.standardize(raw)
+    notes = dg.MetadataValue.md("\n".join(f"- {n}" for n in result.notes) or "none")
+    check = gate("standard_schema", FileSteps.schema_failure(result), evidence=result.evidence,
+                 missing=", ".join(result.missing) or None,
+                 missing_inputs=dg.MetadataValue.json(result.missing_inputs) if result.missing else None)
+    if not check.passed:
+        return Outcome({"file_name": steps.record["fileName"], "operation_type": result.operation_type, "notes": notes},
+                       failed=check)
+    assert result.frame is not None  # a result without points fails its gate above
+    metadata: dict[str, Any] = {
+        "operation_type": result.operation_type, "evidence": result.evidence, "point_count": len(result.frame),
+        "crop": result.crop or "unknown", "units": dg.MetadataValue.json(result.units),
+        "preview": preview(result.frame), **time_span(result.frame)}
+    return Outcome(named(steps, **metadata, notes=notes), [check], PointTable(result.frame, result.units))
 
 
 @dg.asset(key="standardGeojson", ins={"raw": dg.AssetIn("rawGeojson")}, partitions_def=machine_files,
@@ -78,52 +131,37 @@ def intact_check(damage: list[str]) -> dg.AssetCheckResult:
                                  "Supported operation type and Leaf's required properties present")])
 def standard_geojson(context: dg.AssetExecutionContext, storage: LeafStorage, raw: SourceTable):
     """Points in Leaf's standard schema for their operation type, with the unit of every property."""
-    steps = FileSteps(storage.store(), context.partition_key)
-    result = steps.standardize(raw)
-    notes = dg.MetadataValue.md("\n".join(f"- {n}" for n in result.notes) or "none")
-    check = gate("standard_schema", FileSteps.schema_failure(result), evidence=result.evidence,
-                 missing=", ".join(result.missing) or None,
-                 missing_inputs=dg.MetadataValue.json(result.missing_inputs) if result.missing else None)
-    if not check.passed:
-        yield from fail(context, check, file_name=steps.record["fileName"], operation_type=result.operation_type, notes=notes)
-    metadata: dict[str, Any] = {"operation_type": result.operation_type, "evidence": result.evidence}
-    if result.frame is not None:
-        metadata.update({"point_count": len(result.frame), "crop": result.crop or "unknown",
-                         "units": dg.MetadataValue.json(result.units), "preview": preview(result.frame),
-                         **time_span(result.frame)})
-    assert result.frame is not None  # a result without points fails its gate above
-    yield dg.Output(PointTable(result.frame, result.units), metadata=named(steps, **metadata, notes=notes))
-    yield check
+    yield from emit(context, standard_outcome(FileSteps(storage.store(), context.partition_key), raw))
 
 
 STANDARD = {"standard": dg.AssetIn("standardGeojson")}
 
 
-@dg.asset(key="filteredGeojson", ins=STANDARD, partitions_def=machine_files, group_name=GROUP,
-          kinds={"geoparquet"}, io_manager_key=TABLES)
-def filtered_geojson(context: dg.AssetExecutionContext, storage: LeafStorage, standard: PointTable) -> dg.Output:
-    """Standard points without slow points (< 0.5 m/s) and, for harvest, yield outliers (config)."""
-    steps = FileSteps(storage.store(), context.partition_key)
+def filtered_outcome(steps: FileSteps, standard: PointTable) -> Outcome:
     filtered = steps.filter(standard)
     kept = len(filtered.frame)
-    return dg.Output(filtered, metadata=named(steps, point_count=kept, removed=len(standard.frame) - kept,
-                                              preview=preview(filtered.frame)))
+    return Outcome(named(steps, point_count=kept, removed=len(standard.frame) - kept, preview=preview(filtered.frame)),
+                   table=filtered)
+
+
+@dg.asset(key="filteredGeojson", ins=STANDARD, partitions_def=machine_files, group_name=GROUP,
+          kinds={"geoparquet"}, io_manager_key=TABLES)
+def filtered_geojson(context: dg.AssetExecutionContext, storage: LeafStorage, standard: PointTable):
+    """Standard points without slow points (< 0.5 m/s) and, for harvest, yield outliers (config)."""
+    yield from emit(context, filtered_outcome(FileSteps(storage.store(), context.partition_key), standard))
+
+
+def units_outcome(steps: FileSteps, standard: PointTable) -> Outcome:
+    return Outcome(named(steps, units=dg.MetadataValue.json(steps.write_units(standard))))
 
 
 @dg.asset(key="units", ins=STANDARD, partitions_def=machine_files, group_name=GROUP, kinds={"json"})
-def units(context: dg.AssetExecutionContext, storage: LeafStorage, standard: PointTable) -> dg.MaterializeResult:
+def units(context: dg.AssetExecutionContext, storage: LeafStorage, standard: PointTable):
     """Leaf's flat property -> unit map of the file's standard output."""
-    steps = FileSteps(storage.store(), context.partition_key)
-    return dg.MaterializeResult(metadata=named(steps, units=dg.MetadataValue.json(steps.write_units(standard))))
+    yield from emit(context, units_outcome(FileSteps(storage.store(), context.partition_key), standard))
 
 
-@dg.asset(key="summary", ins=STANDARD, partitions_def=machine_files, group_name=GROUP, kinds={"json"},
-          check_specs=[warning_spec("summary", "totals_match_terminal",
-                                    "Our totals agree with the terminal's own (2 %, area 5 %)")])
-def summary(context: dg.AssetExecutionContext, storage: LeafStorage, standard: PointTable):
-    """Leaf's summary Feature: coverage MultiPolygon, statistics and totals; a map thumbnail in the UI.
-    The totals are checked against the terminal's own totals (a warning, never a failure)."""
-    steps = FileSteps(storage.store(), context.partition_key)
+def summary_outcome(steps: FileSteps, standard: PointTable) -> Outcome:
     feature, thumbnail = steps.summarize(standard)
     props = feature["properties"]
     figures = {k: v for k, v in props.items() if k.startswith("total") or k == "coverageArea"}
@@ -136,42 +174,106 @@ def summary(context: dg.AssetExecutionContext, storage: LeafStorage, standard: P
     if thumbnail and token:
         # Dagster's Markdown only shows http(s) images: the map is served by the HTTP API
         api = os.environ.get("LEAF_API_URL", "http://127.0.0.1:8000").rstrip("/")
-        metadata["map"] = dg.MetadataValue.md(f"![coverage map]({api}/thumbnails/{context.partition_key}/{token}.png)"
+        metadata["map"] = dg.MetadataValue.md(f"![coverage map]({api}/thumbnails/{steps.file_id}/{token}.png)"
                                               + (f"\n\n{legend_words(legend)}" if legend else ""))
     if legend:
         metadata.update({"map_property": legend["property"], "map_unit": legend["unit"] or "n/a",
                          "map_min": legend["min"], "map_max": legend["max"], "map_ramp": dg.MetadataValue.json(legend["ramp"])})
-    yield dg.MaterializeResult(metadata=named(steps, **metadata))
     terminal = steps.record.get("terminalTotals")
     result = reconcile(props, terminal)
-    yield warning("totals_match_terminal", result.passed, result.description,
-                  source=f"{terminal['source']}, task {terminal.get('task')}" if terminal else None,
-                  comparison=dg.MetadataValue.md(markdown(result)) if result.rows else None,
-                  totals=dg.MetadataValue.json([r.as_dict() for r in result.rows]) if result.rows else None,
-                  notes=dg.MetadataValue.md("\n".join(f"- {n}" for n in result.notes)) if result.notes else None)
+    return Outcome(named(steps, **metadata), [warning(
+        "totals_match_terminal", result.passed, result.description,
+        source=f"{terminal['source']}, task {terminal.get('task')}" if terminal else None,
+        comparison=dg.MetadataValue.md(markdown(result)) if result.rows else None,
+        totals=dg.MetadataValue.json([r.as_dict() for r in result.rows]) if result.rows else None,
+        notes=dg.MetadataValue.md("\n".join(f"- {n}" for n in result.notes)) if result.notes else None)])
+
+
+@dg.asset(key="summary", ins=STANDARD, partitions_def=machine_files, group_name=GROUP, kinds={"json"},
+          check_specs=[warning_spec("summary", "totals_match_terminal",
+                                    "Our totals agree with the terminal's own (2 %, area 5 %)")])
+def summary(context: dg.AssetExecutionContext, storage: LeafStorage, standard: PointTable):
+    """Leaf's summary Feature: coverage MultiPolygon, statistics and totals; a map thumbnail in the UI.
+    The totals are checked against the terminal's own totals (a warning, never a failure)."""
+    yield from emit(context, summary_outcome(FileSteps(storage.store(), context.partition_key), standard))
+
+
+def images_outcome(steps: FileSteps, filtered: PointTable, standard: PointTable) -> Outcome:
+    images = steps.render_images(filtered, standard)
+    return Outcome(named(steps, images=len(images), properties=", ".join(i["property"] for i in images),
+                         size_px=f"{images[0]['width']} x {images[0]['height']}" if images else "n/a"))
 
 
 @dg.asset(key="propertiesPNGs", ins={"filtered": dg.AssetIn("filteredGeojson"), **STANDARD},
           partitions_def=machine_files, group_name=GROUP, kinds={"png"})
 def properties_pngs(context: dg.AssetExecutionContext, storage: LeafStorage, filtered: PointTable,
-                    standard: PointTable) -> dg.MaterializeResult:
+                    standard: PointTable):
     """One georeferenced PNG per numeric property, Leaf's colour ramp, about 1 m per pixel (from the standard
     points when the filter left none)."""
-    steps = FileSteps(storage.store(), context.partition_key)
-    images = steps.render_images(filtered, standard)
-    return dg.MaterializeResult(metadata=named(
-        steps, images=len(images), properties=", ".join(i["property"] for i in images),
-        size_px=f"{images[0]['width']} x {images[0]['height']}" if images else "n/a"))
+    yield from emit(context, images_outcome(FileSteps(storage.store(), context.partition_key), filtered, standard))
+
+
+def zipped_outcome(steps: FileSteps) -> Outcome:
+    path = steps.zip_images()
+    return Outcome(named(steps, path=str(path), size_bytes=path.stat().st_size))
 
 
 @dg.asset(key="zippedPNGs", deps=["propertiesPNGs"], partitions_def=machine_files, group_name=GROUP, kinds={"zip"})
-def zipped_pngs(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.MaterializeResult:
+def zipped_pngs(context: dg.AssetExecutionContext, storage: LeafStorage):
     """The property PNGs and their .aux.xml sidecars in one zip."""
-    steps = FileSteps(storage.store(), context.partition_key)
-    path = steps.zip_images()
-    return dg.MaterializeResult(metadata=named(steps, path=str(path), size_bytes=path.stat().st_size))
+    yield from emit(context, zipped_outcome(FileSteps(storage.store(), context.partition_key)))
 
 
 def named(steps: FileSteps, **metadata: Any) -> dict[str, Any]:
     """A materialisation's metadata, naming its file: partitions are ids, users know files by name."""
     return {"file_name": steps.record["fileName"], **metadata}
+
+
+# Every step in run order with the function making its outcome, and the checks evaluated outside it.
+FILE_STEPS: list[tuple[dg.AssetsDefinition, Callable[..., Outcome]]] = [
+    (original_file, original_outcome), (raw_geojson, raw_outcome), (standard_geojson, standard_outcome),
+    (filtered_geojson, filtered_outcome), (summary, summary_outcome), (units, units_outcome),
+    (properties_pngs, images_outcome), (zipped_pngs, zipped_outcome)]
+LATER_CHECKS: dict[str, Callable[[FileSteps, Any], dg.AssetCheckResult]] = {"standardGeojson": plausibility_check}
+SKIPPED = {"status": "skipped", "message": "skipped"}
+
+
+def in_batch_run(context: dg.AssetExecutionContext, store: Storage, file_id: str) -> dict[str, dict[str, Any]]:
+    """Every step of one file inside its upload's run: each step's outcome logged against the file's partition
+    (its materialisation and check evaluations, as the file's own run records them), its table written as
+    the IO manager writes it and handed to the later steps in memory. A step whose gate fails, or that
+    raises, stops the steps after it, not the run: the upload's other files go on. Returns the file's
+    per-step status, read from the same outcomes as `run_status.run_steps` reads a file run's events."""
+    steps = FileSteps(store, file_id)
+    tables: dict[str, Any] = {}
+    status: dict[str, dict[str, Any]] = {}
+    for asset, make in FILE_STEPS:
+        name = asset.key.to_user_string()
+        if any(status[key.to_user_string()]["status"] != "processed" for key in asset.dependency_keys):
+            status[name] = SKIPPED
+            continue
+        inputs = {arg: tables[asset.keys_by_input_name[arg].to_user_string()]
+                  for arg in list(inspect.signature(make).parameters)[1:]}
+        plan(context, asset.key, file_id)
+        try:
+            outcome = make(steps, **inputs)
+            if outcome.failed is None and outcome.table is not None:
+                steps.write_table(name, outcome.table)
+            later = [check(steps, outcome.table) for check in [LATER_CHECKS.get(name)] if check and outcome.failed is None]
+        except Exception:
+            error = serializable_error_info_from_exc_info(sys.exc_info())
+            status[name] = step_error(error)
+            context.log.error(f"{file_id}: {name} raised\n{error.to_string()}")
+            continue
+        if outcome.failed is None:
+            context.log_event(dg.AssetMaterialization(asset_key=name, partition=file_id, metadata=outcome.metadata))
+            tables[name] = outcome.table
+        status[name] = {"status": "processed", "message": "ok"}
+        for check in [*outcome.checks, *later, *([outcome.failed] if outcome.failed else [])]:
+            evaluation = dg.AssetCheckEvaluation(
+                asset_key=asset.key, check_name=check.check_name or "", passed=check.passed, severity=check.severity,
+                description=check.description, metadata=check.metadata, partition=file_id)
+            context.log_event(evaluation)
+            failed = failed_check_step(evaluation)
+            status[name] = failed if failed else status[name]
+    return status
