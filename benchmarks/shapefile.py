@@ -279,10 +279,13 @@ class MemoryTrace:
     def _run(self) -> None:
         pid = os.getpid()
         while not self._stop.wait(self.interval):
-            frame = sys._current_frames().get(self._main)  # type: ignore[arg-type]
             rss = rss_mb(pid)
+            # a frame held keeps its locals alive: held past this line, it would keep, say, an array over an
+            # mmap the main thread is about to close (BufferError); a few microseconds, well inside the GIL's
+            # switch interval, are safe
+            where = self._where(sys._current_frames().get(self._main))  # type: ignore[arg-type]
             if rss is not None:
-                self.samples.append((rss, *self._where(frame)))
+                self.samples.append((rss, *where))
 
     def __enter__(self) -> MemoryTrace:
         self._thread.start()

@@ -8,16 +8,18 @@ Tiny inputs only; nothing here is timed (performance lives in `leaf-dagster benc
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import signal
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from benchmarks import run
-from benchmarks.shapefile import STEPS, ChildDied, in_child, report_progress, steps_from_progress
+from benchmarks.shapefile import STEPS, ChildDied, MemoryTrace, in_child, report_progress, rss_mb, steps_from_progress
 
 KEYS = ("shapefile_end_to_end_ratio", "shapefile_peak_rss_mb", "big_file_ratio", "big_file_peak_rss_mb",
         "tlg_records_per_s", "dagster_overhead_s_per_file", "files_list_p50_ms", "files_list_p95_ms")
@@ -66,6 +68,40 @@ def test_an_error_raised_in_the_child_is_its_reason() -> None:
         in_child(_raise_memory_error)
     assert died.value.reason == "_raise_memory_error: failed: MemoryError: Unable to allocate 12.0 GiB for an array"
     assert died.value.progress == []
+
+
+# -- the memory trace ------------------------------------------------------------------------------------------------
+def _hold_memory(mb: int) -> bytes:
+    held = b"\1" * (mb << 20)
+    time.sleep(0.4)  # a few samples while it is held
+    return held
+
+
+def test_the_memory_trace_names_the_code_that_grew_the_resident_set() -> None:
+    start = rss_mb(os.getpid())
+    with MemoryTrace(interval=0.02) as trace:
+        held = _hold_memory(200)
+        time.sleep(0.1)
+    summary = trace.summary(start)
+    assert len(held) == 200 << 20 and start is not None
+    assert summary["start_rss_mb"] == start and summary["peak_rss_mb"] >= start + 190
+    top = summary["grew_under"][0]
+    assert top["where"].startswith("outside leaf_dagster | _hold_memory (test_bench_run.py:") and top["mb"] >= 150
+    assert trace.samples == []  # handed over once
+
+
+def _flags(view: mmap.mmap) -> int:
+    return int(np.frombuffer(view, dtype=np.uint8).sum())
+
+
+def test_the_memory_trace_does_not_keep_a_finished_frame_alive(tmp_path: Path) -> None:
+    """A sampled frame keeps its locals: held on to, an array over an mmap would stop the map from closing."""
+    path = tmp_path / "bytes"
+    path.write_bytes(bytes(range(256)) * 64)
+    with MemoryTrace(interval=0.001):
+        for _ in range(400):
+            with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:
+                assert _flags(view) == 64 * sum(range(256))  # closing the map raises BufferError if it is held
 
 
 # -- phases ---------------------------------------------------------------------------------------------------------
