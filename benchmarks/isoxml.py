@@ -91,6 +91,9 @@ def measure(work: Path, records: int) -> dict[str, Any]:
     for name, (count, no_fix_at) in cases.items():
         card = write_card(work / name, count, no_fix_at)
         steps = in_child(run_steps, str(card), str(work / name / "data"), None)
+        failed = {step: figures["error"] for step, figures in steps["steps"].items() if figures["seconds"] is None}
+        if failed:
+            raise RuntimeError(f"{name} card: steps failed: {failed}")
         seconds = sum(s["seconds"] for s in steps["steps"].values())
         out[name] = {"records": count, "seconds": seconds, "seconds_per_1000": 1000 * seconds / count,
                      "standard_points": steps["standard_points"], "peak_rss_mb": steps["peak_rss_mb"]}
