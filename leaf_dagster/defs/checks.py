@@ -73,11 +73,11 @@ def release_downstream(context: dg.AssetExecutionContext) -> None:
 
 
 def plan(context: dg.AssetExecutionContext, key: dg.AssetKey, partition: str) -> None:
-    """Record, in this run, that it is about to materialise `key` for `partition` (a step of one file in an
-    upload's run). Dagster shows the partition in progress until it materialises, and failed if it never
-    does and the run fails; the upload's run fails when one of its files did (`assets/batch.py`), so a
-    file's failed step shows failed, as in a run of its own, and the steps it stopped, never planned, as
-    not run."""
+    """Record that this run meant to materialise `key` for `partition` and did not (a step of one file that
+    failed in an upload's run). Dagster shows a partition failed when a failed run planned it and never
+    materialised it; the upload's run fails when one of its files did (`assets/batch.py`), so the file's
+    failed step shows failed, as in a run of its own, and the steps it stopped, never planned, as not run.
+    Steps that succeed are not planned: their materialisation says all, and each event costs a write."""
     step = context.get_step_execution_context().step.key
     context.instance.report_dagster_event(DagsterEvent(
         event_type_value=DagsterEventType.ASSET_MATERIALIZATION_PLANNED.value, job_name=context.job_name,

@@ -254,7 +254,6 @@ def in_batch_run(context: dg.AssetExecutionContext, store: Storage, file_id: str
             continue
         inputs = {arg: tables[asset.keys_by_input_name[arg].to_user_string()]
                   for arg in list(inspect.signature(make).parameters)[1:]}
-        plan(context, asset.key, file_id)
         try:
             outcome = make(steps, **inputs)
             if outcome.failed is None and outcome.table is not None:
@@ -264,10 +263,13 @@ def in_batch_run(context: dg.AssetExecutionContext, store: Storage, file_id: str
             error = serializable_error_info_from_exc_info(sys.exc_info())
             status[name] = step_error(error)
             context.log.error(f"{file_id}: {name} raised\n{error.to_string()}")
+            plan(context, asset.key, file_id)
             continue
         if outcome.failed is None:
             context.log_event(dg.AssetMaterialization(asset_key=name, partition=file_id, metadata=outcome.metadata))
             tables[name] = outcome.table
+        else:
+            plan(context, asset.key, file_id)
         status[name] = {"status": "processed", "message": "ok"}
         for check in [*outcome.checks, *later, *([outcome.failed] if outcome.failed else [])]:
             evaluation = dg.AssetCheckEvaluation(
