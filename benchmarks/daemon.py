@@ -201,7 +201,7 @@ def _wait_for(log_path: Path, markers: tuple[str, ...], timeout: float, process:
 
 
 def launch_settings(home: Path) -> dict[str, Any]:
-    """How the instance launches runs: coordinator, launcher, run limits, and the file job's executor."""
+    """How the instance launches runs: coordinator, launcher and run limits."""
     from dagster import DagsterInstance
 
     settings = yaml.safe_load((home / "dagster.yaml").read_text()) or {}
@@ -209,13 +209,6 @@ def launch_settings(home: Path) -> dict[str, Any]:
     with DagsterInstance.from_config(str(home)) as instance:
         out["run_coordinator"] = type(instance.run_coordinator).__name__
         out["run_launcher"] = type(instance.run_launcher).__name__
-    try:
-        from leaf_dagster.definitions import defs
-        from leaf_dagster.status import FILE_JOB
-
-        out["file_job_executor"] = defs().resolve_job_def(FILE_JOB).executor_def.name
-    except Exception as exc:  # informational only
-        out["file_job_executor"] = f"unknown ({type(exc).__name__})"
     return out
 
 
@@ -229,7 +222,7 @@ def run_timings(home: Path) -> dict[str, Any]:
     with DagsterInstance.from_config(str(home)) as instance:
         records = instance.get_run_records()
         breakdown = run_breakdown(instance, [r.dagster_run.run_id for r in records
-                                             if r.dagster_run.job_name == FILE_JOB])
+                                             if r.dagster_run.job_name == BATCH_JOB])
     for job in (BATCH_JOB, FILE_JOB):
         runs = [r for r in records if r.dagster_run.job_name == job]
         durations = [r.end_time - r.start_time for r in runs if r.start_time and r.end_time]
@@ -245,15 +238,16 @@ def run_timings(home: Path) -> dict[str, Any]:
             "first_created": min((r.create_timestamp.timestamp() for r in runs), default=None),
             "last_ended": max((r.end_time for r in runs if r.end_time), default=None),
         }
-    out[FILE_JOB]["mean_breakdown"] = breakdown
+    out[BATCH_JOB]["mean_breakdown"] = breakdown
     return out
 
 
 def run_breakdown(instance: Any, run_ids: list[str]) -> dict[str, float]:
-    """Mean seconds per file run, from its event log: in the queue (enqueued -> launched: RUN_STARTING, the
-    coordinator handing it to the launcher), starting the run worker process (launched -> run start), starting step subprocesses (worker starting -> step start, summed over
-    steps), step bodies (step start -> success/failure, summed), and the rest of the run (run start -> end
-    minus the two step sums)."""
+    """Mean seconds per run, from its event log: in the queue (enqueued -> launched: RUN_STARTING, the
+    coordinator handing it to the launcher), starting the run worker process (launched -> run start), starting
+    step subprocesses (worker starting -> step start, summed over steps), step bodies (step start ->
+    success/failure, summed, and each step's own as `step:<key>`), the run (run start -> end) and the events
+    it wrote."""
     from dagster import DagsterEventType as E
 
     sums: dict[str, float] = {}
@@ -263,7 +257,9 @@ def run_breakdown(instance: Any, run_ids: list[str]) -> dict[str, float]:
         worker_start: dict[str, float] = {}
         step_start: dict[str, float] = {}
         spawn = body = 0.0
-        for entry in instance.all_logs(run_id):
+        own: dict[str, float] = {}
+        entries = instance.all_logs(run_id)
+        for entry in entries:
             event = entry.dagster_event
             if event is None:
                 continue
@@ -277,6 +273,7 @@ def run_breakdown(instance: Any, run_ids: list[str]) -> dict[str, float]:
                     spawn += ts - worker_start[entry.step_key]
             elif kind in (E.STEP_SUCCESS, E.STEP_FAILURE) and entry.step_key in step_start:
                 body += ts - step_start[entry.step_key]
+                own[f"step:{entry.step_key}"] = ts - step_start[entry.step_key]
         end = first.get(E.RUN_SUCCESS) or first.get(E.RUN_FAILURE)
         launched = first.get(E.RUN_DEQUEUED) or first.get(E.RUN_STARTING)
         if not (E.RUN_ENQUEUED in first and launched and E.RUN_START in first and end):
@@ -284,7 +281,8 @@ def run_breakdown(instance: Any, run_ids: list[str]) -> dict[str, float]:
         counted += 1
         parts = {"queued": launched - first[E.RUN_ENQUEUED],
                  "worker_start": first[E.RUN_START] - launched,
-                 "step_subprocess_start": spawn, "step_bodies": body, "run_total": end - first[E.RUN_START]}
+                 "step_subprocess_start": spawn, "step_bodies": body, "run_total": end - first[E.RUN_START],
+                 "events": float(len(entries)), **own}
         for key, value in parts.items():
             sums[key] = sums.get(key, 0.0) + value
     return {key: value / counted for key, value in sums.items()} | {"runs": counted} if counted else {"runs": 0}
@@ -325,17 +323,15 @@ def through_daemon(upload: Path, work: Path, expected_files: int, timeout: float
 
 def timeline(result: dict[str, Any]) -> dict[str, float | None]:
     """Where the daemon path's time goes, in seconds after the upload landed in the inbox."""
-    from leaf_dagster.status import BATCH_JOB, FILE_JOB
+    from leaf_dagster.status import BATCH_JOB
 
     t0 = result["dropped_at"]
-    batch, files = result["runs"].get(BATCH_JOB, {}), result["runs"].get(FILE_JOB, {})
+    batch = result["runs"].get(BATCH_JOB, {})
 
     def since(value: float | None) -> float | None:
         return None if value is None else value - t0
 
     return {"batch_run_created": since(batch.get("first_created")), "batch_run_ended": since(batch.get("last_ended")),
-            "first_file_run_created": since(files.get("first_created")),
-            "last_file_run_ended": since(files.get("last_ended")),
             "all_statuses_final": result.get("seconds")}
 
 

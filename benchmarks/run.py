@@ -133,13 +133,6 @@ def tlg_decoding(records: int) -> dict[str, Any]:
 
 
 # -- report -----------------------------------------------------------------------------------------------------
-def _executor_text(executor: str | None) -> str:
-    if executor and "in_process" in executor and "multi" not in executor:
-        return f"the file job's executor ({executor}) runs every step inside that run worker process."
-    return (f"the file job's executor ({executor}: multiprocess by default) starts every step in a subprocess of "
-            "its own.")
-
-
 def _num(value: float | None, digits: int = 2) -> str:
     if value is None:
         return "n/a"
@@ -276,7 +269,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", f"## {files}-file batch ({report['inputs']['batch_points_per_file']} points per file)", "",
                   "| path | seconds | seconds per file | files processed |", "|---|---:|---:|---:|"]
         for label, part in (("FileSteps in-process, no Dagster (register, extract, every step, catalog once)", fs),
-                            ("Dagster in-process: `process_upload` (execute_in_process per job)", dp),
+                            ("Dagster in-process: `process_upload` (the upload's run, execute_in_process)", dp),
                             ("inbox sensor + `dagster-daemon` (drop in the inbox -> every status final)", dm)):
             if part.get("seconds") is not None:
                 lines.append(f"| {label} | {_num(part['seconds'])} | {_num(part['seconds'] / n)} | "
@@ -289,31 +282,21 @@ def markdown(report: dict[str, Any]) -> str:
             t = dm["timeline"]
             runs = dm.get("runs", {})
             fr, br = runs.get("process_file", {}), runs.get("ingest_batch", {})
-            lines += ["", "Daemon timeline (seconds after the upload landed in the inbox): batch run created "
-                      f"{_num(t['batch_run_created'], 1)}, ended {_num(t['batch_run_ended'], 1)}; first file run created "
-                      f"{_num(t['first_file_run_created'], 1)}; last file run ended {_num(t['last_file_run_ended'], 1)}; "
-                      f"every status final {_num(t['all_statuses_final'], 1)}. File runs: {fr.get('runs')} "
-                      f"({fr.get('statuses')}), mean {_num(fr.get('mean_run_seconds'), 1)} s each (max "
-                      f"{_num(fr.get('max_run_seconds'), 1)} s), mean wait in the queue "
-                      f"{_num(fr.get('mean_queue_seconds'), 1)} s; batch run {_num(br.get('mean_run_seconds'), 1)} s."]
-            parts = fr.get("mean_breakdown") or {}
+            lines += ["", "Daemon timeline (seconds after the upload landed in the inbox): the upload's run created "
+                      f"{_num(t['batch_run_created'], 1)} (the inbox sensor's tick), ended "
+                      f"{_num(t['batch_run_ended'], 1)}; every status final {_num(t['all_statuses_final'], 1)}. "
+                      f"Upload runs: {br.get('runs')} ({br.get('statuses')}), wait in the queue "
+                      f"{_num(br.get('mean_queue_seconds'), 1)} s; file runs: {fr.get('runs') or 0}."]
+            parts = br.get("mean_breakdown") or {}
             if parts.get("runs"):
-                spawn = (f"; starting step subprocesses {_num(parts['step_subprocess_start'], 1)} s summed over the "
-                         "steps (two steps may run at once, so sums can exceed the run)"
-                         if parts.get("step_subprocess_start") else "")
-                lines += ["", f"Inside a file run (means over {parts['runs']} runs, from the event log): launching the "
-                          f"run worker process (RUN_STARTING -> RUN_START) {_num(parts['worker_start'], 1)} s; the run "
-                          f"{_num(parts['run_total'], 1)} s from start to end, of which the step bodies "
-                          f"{_num(parts['step_bodies'], 1)} s{spawn}."]
-                slots = ((dm.get("launch") or {}).get("concurrency") or {}).get("runs", {}).get("max_concurrent_runs")
-                window = (t["last_file_run_ended"] or 0) - (t["first_file_run_created"] or 0)
-                if slots and fr.get("runs"):
-                    cycle = window * slots / fr["runs"]
-                    gap = cycle - parts["worker_start"] - parts["run_total"]
-                    lines += ["", f"Each of the {slots} run slots took {_num(cycle, 1)} s per file ({_num(window, 0)} s "
-                              f"x {slots} slots / {fr['runs']} runs): {_num(parts['worker_start'], 1)} s starting the "
-                              f"worker + {_num(parts['run_total'], 1)} s running + {_num(gap, 1)} s between one run "
-                              "ending and the next being launched (the run coordinator's tick, process exit)."]
+                files_step = parts.get("step:batchFiles")
+                per_file = f" ({_num(files_step / n, 2)} s per file)" if files_step else ""
+                lines += ["", f"Inside the upload's run (from the event log): launching the run worker process "
+                          f"(RUN_STARTING -> RUN_START) {_num(parts['worker_start'], 1)} s; the run "
+                          f"{_num(parts['run_total'], 1)} s from start to end, of which the batch step (store, extract, "
+                          f"detect) {_num(parts.get('step:batch'), 1)} s and every file's steps (`batchFiles`) "
+                          f"{_num(files_step, 1)} s{per_file}; {_num(parts['events'] / n, 1)} events written per file "
+                          f"({_num(parts['events'], 0)} in all)."]
         if dm.get("launch"):
             launch = dm["launch"]
             limits = (launch.get("concurrency") or {}).get("runs") or {}
@@ -322,7 +305,7 @@ def markdown(report: dict[str, Any]) -> str:
                       f"{launch.get('run_coordinator')} (max_concurrent_runs {limits.get('max_concurrent_runs')}, "
                       f"tag limit {[(t['key'], t['limit']) for t in limits.get('tag_concurrency_limits', [])]}) hands "
                       f"queued runs to the {launch.get('run_launcher')}, which has the code server start one run worker "
-                      f"process per run; {_executor_text(launch.get('file_job_executor'))}"]
+                      f"process per run; the upload's run takes every file through its steps in that process."]
     lines += ["", "## Machine", "",
               f"- CPU: {m['cpu_model']}, nproc {m['nproc']}; memory {m['memory_gb']} GB; {m['os']}",
               f"- Python {m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v)]
