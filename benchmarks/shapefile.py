@@ -329,8 +329,9 @@ def retained_mb(tables: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def step_calls(steps: Any, tables: dict[str, Any] | None = None) -> dict[str, Callable[[], Any]]:
     """Each step of a file as a call, in the file job's order, with its table written and handed on (in
-    `tables`, when given, to see what is held) as the IO manager does (`defs/io_manager.py`); a step's call
-    returns what the step returns."""
+    `tables`, when given, to see what is held) as the IO manager does (`defs/io_manager.py`), and the
+    standard step's plausibility check run after it, as the pipeline runs it; a step's call returns what the
+    step returns."""
     from leaf_dagster.model import PointTable
 
     tables = {} if tables is None else tables
@@ -339,6 +340,8 @@ def step_calls(steps: Any, tables: dict[str, Any] | None = None) -> dict[str, Ca
         tables[step] = value if step != "standardGeojson" else PointTable(value.frame, value.units)
         if step != "standardGeojson" or steps.schema_failure(value) is None:
             steps.write_table(step, tables[step])
+            if step == "standardGeojson":  # the step's plausibility check runs with it in the pipeline
+                steps.plausibility(tables[step])
         return value
 
     return {
