@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import geopandas as gpd
 import numpy as np
 import shapely
-from pyproj import CRS
+from pyproj import CRS, Transformer
 
 from ..standard.units import convert, is_known
 
@@ -58,8 +58,9 @@ def metric_crs(frame: gpd.GeoDataFrame) -> CRS:
 
 def swaths(frame: gpd.GeoDataFrame, units: dict[str, str], crs: CRS | None = None) -> Swaths:
     crs = crs or metric_crs(frame)
-    points = frame.geometry.to_crs(crs)
-    x, y = shapely.get_x(points.values._data), shapely.get_y(points.values._data)
+    # the coordinates projected as arrays: the same numbers as GeoSeries.to_crs without a geometry per point
+    lon, lat = shapely.get_x(frame.geometry.values._data), shapely.get_y(frame.geometry.values._data)
+    x, y = Transformer.from_crs(frame.crs, crs, always_xy=True).transform(lon, lat)
     n = len(frame)
     width = _metres(frame, units, "equipmentWidth")
     area = frame["area"].to_numpy(dtype=float) if "area" in frame.columns else np.full(n, np.nan)
@@ -79,10 +80,15 @@ def swaths(frame: gpd.GeoDataFrame, units: dict[str, str], crs: CRS | None = Non
     return Swaths(crs, x, y, np.sin(theta), np.cos(theta), width, length)
 
 
-def point_rectangles(frame: gpd.GeoDataFrame, units: dict[str, str]) -> gpd.GeoSeries:
-    """One rectangle per point in the frame's CRS (None where it has no extent): the polygon output."""
+def point_rectangles(frame: gpd.GeoDataFrame, units: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """The polygon output: the rows whose swath has an extent, and each one's closed ring (m, 5, 2) in the
+    frame's CRS. Corners are projected back as arrays, so no polygon object is built per point (the writer
+    encodes the rings as WKB directly)."""
     s = swaths(frame, units)
-    polygons = np.full(len(frame), None, dtype=object)
-    valid = s.valid
-    polygons[valid] = shapely.polygons(s.corners()[valid])
-    return gpd.GeoSeries(polygons, crs=s.crs).to_crs(frame.crs)
+    rows = np.flatnonzero(s.valid)
+    corners = s.corners()[rows]
+    lon, lat = Transformer.from_crs(s.crs, frame.crs, always_xy=True).transform(corners[..., 0], corners[..., 1])
+    rings = np.empty((len(rows), 5, 2))
+    rings[:, :4, 0], rings[:, :4, 1] = lon, lat
+    rings[:, 4] = rings[:, 0]
+    return rows, rings

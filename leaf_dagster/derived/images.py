@@ -30,20 +30,21 @@ def colours(fraction: np.ndarray) -> np.ndarray:
 
 
 def render(values: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """RGBA image of `values` (one per point) through the covering-point `index` raster."""
+    """RGBA image of `values` (one per point) through the covering-point `index` raster.
+
+    Each point is coloured once and its colour, packed in 32 bits, copied to the pixels it covers: a
+    pixel's colour is a function of its point's value only."""
     finite = np.isfinite(values)
     rgba = np.zeros(index.shape + (4,), dtype=np.uint8)
     if not finite.any():
         return rgba, float("nan"), float("nan")
     low, high = float(values[finite].min()), float(values[finite].max())
     span = high - low
-    fraction = np.where(finite, (values - low) / span if span > 0 else 1.0, np.nan)
-    covered = index >= 0
-    pixel_fraction = np.full(index.shape, np.nan)
-    pixel_fraction[covered] = fraction[index[covered]]
-    has_value = np.isfinite(pixel_fraction)
-    rgba[has_value, :3] = colours(pixel_fraction[has_value])
-    rgba[has_value, 3] = 255
+    point_rgba = np.zeros((len(values), 4), dtype=np.uint8)  # transparent where the point has no value
+    point_rgba[finite, :3] = colours((values[finite] - low) / span if span > 0 else np.ones(int(finite.sum())))
+    point_rgba[finite, 3] = 255
+    covered = np.flatnonzero(index >= 0)
+    rgba.reshape(-1, 4).view(np.uint32)[covered, 0] = point_rgba.view(np.uint32)[index.ravel()[covered], 0]
     return rgba, low, high
 
 
@@ -101,10 +102,11 @@ def legend_words(legend: dict[str, Any]) -> str:
 
 
 def zip_images(paths: list[Path], target: Path) -> None:
-    """The zippedPNGs bundle: every PNG with its .aux.xml."""
+    """The zippedPNGs bundle: every PNG with its .aux.xml. PNGs are stored as they are (their pixels are
+    already deflated: deflating them again costs time and saves nothing); the sidecars are deflated."""
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in paths:
-            zf.write(path, path.name)
+            zf.write(path, path.name, compress_type=zipfile.ZIP_STORED)
             sidecar = path.with_name(path.name + ".aux.xml")
             if sidecar.exists():
                 zf.write(sidecar, sidecar.name)
