@@ -27,7 +27,7 @@ from shapely import MultiPolygon, Polygon
 from .config import effective
 from .derived.filters import cleanup_mask, filtered_mask
 from .derived.geometry import point_rectangles, swaths
-from .derived.images import RAMP, aux_xml, png_bytes, render, with_legend, zip_images
+from .derived.images import RAMP, aux_xml, covered_pixels, png_bytes, render, with_legend, zip_images
 from .derived.raster import burn_index, covered_polygon, grid_for
 from .derived.plausibility import Plausibility, assess
 from .derived.summary import build_summary
@@ -270,8 +270,9 @@ class FileSteps:
         grid = grid_for(covers)
         index = burn_index(covers, grid)
         sidecar = aux_xml(grid)
+        pixels = covered_pixels(index)
         for column in numeric_properties(frame):
-            rgba, low, high = render(frame[column].to_numpy(dtype=float), index)
+            rgba, low, high = render(frame[column].to_numpy(dtype=float), index, pixels)
             path = folder / f"{column}.png"
             with self.storage.atomic_path(path) as tmp:
                 tmp.write_bytes(png_bytes(rgba))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,17 @@ def colours(fraction: np.ndarray) -> np.ndarray:
     return np.round(rgb).astype(np.uint8)
 
 
-def render(values: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """RGBA image of `values` (one per point) through the covering-point `index` raster.
+def covered_pixels(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The flat positions of the pixels a point covers, and that point's row: what every image of one
+    `index` raster shares."""
+    positions = np.flatnonzero(index >= 0)
+    return positions, index.ravel()[positions]
+
+
+def render(values: np.ndarray, index: np.ndarray,
+           pixels: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, float, float]:
+    """RGBA image of `values` (one per point) through the covering-point `index` raster (`pixels`:
+    its `covered_pixels`, when already known).
 
     Each point is coloured once and its colour, packed in 32 bits, copied to the pixels it covers: a
     pixel's colour is a function of its point's value only."""
@@ -38,13 +48,18 @@ def render(values: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, float, fl
     rgba = np.zeros(index.shape + (4,), dtype=np.uint8)
     if not finite.any():
         return rgba, float("nan"), float("nan")
-    low, high = float(values[finite].min()), float(values[finite].max())
+    every = bool(finite.all())
+    known = values if every else values[finite]
+    low, high = float(known.min()), float(known.max())
     span = high - low
     point_rgba = np.zeros((len(values), 4), dtype=np.uint8)  # transparent where the point has no value
-    point_rgba[finite, :3] = colours((values[finite] - low) / span if span > 0 else np.ones(int(finite.sum())))
-    point_rgba[finite, 3] = 255
-    covered = np.flatnonzero(index >= 0)
-    rgba.reshape(-1, 4).view(np.uint32)[covered, 0] = point_rgba.view(np.uint32)[index.ravel()[covered], 0]
+    rgb = colours((known - low) / span if span > 0 else np.ones(len(known)))
+    if every:
+        point_rgba[:, :3], point_rgba[:, 3] = rgb, 255
+    else:
+        point_rgba[finite, :3], point_rgba[finite, 3] = rgb, 255
+    positions, owners = pixels if pixels is not None else covered_pixels(index)
+    rgba.reshape(-1, 4).view(np.uint32)[positions, 0] = point_rgba.view(np.uint32)[owners, 0]
     return rgba, low, high
 
 
@@ -59,7 +74,8 @@ def aux_xml(grid: Grid) -> str:
 def png_bytes(rgba: np.ndarray) -> bytes:
     image = Image.fromarray(rgba, mode="RGBA")
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)  # fast: images are few colours and mostly flat
+    # fast: run-length deflate suits rows of equal pixels (passes, gaps) and beats level 1 in time and size
+    image.save(buffer, format="PNG", compress_level=1, compress_type=zlib.Z_RLE)
     return buffer.getvalue()
 
 

@@ -88,11 +88,22 @@ def burn_index(s: Swaths, grid: Grid) -> np.ndarray:
 
 
 def covered_polygon(index: np.ndarray, grid: Grid) -> shapely.MultiPolygon:
-    """The covered pixels as polygons (metric CRS)."""
+    """The covered pixels as polygons (metric CRS). Rings are built as arrays, not one shapely object per
+    ring: a coverage with gaps between passes has tens of thousands of holes."""
     mask = (index >= 0).astype(np.uint8)
-    parts = [shapely.geometry.shape(geom) for geom, value in
-             rasterio.features.shapes(mask, mask=mask.astype(bool), transform=grid.transform) if value == 1]
-    merged = shapely.union_all(parts) if parts else shapely.MultiPolygon()
+    rings: list[np.ndarray] = []
+    owners: list[int] = []  # the polygon of each ring; its first ring is the shell, the others holes
+    shapes = (geom for geom, value in rasterio.features.shapes(mask, mask=mask.astype(bool), transform=grid.transform)
+              if value == 1)
+    for number, geom in enumerate(shapes):
+        for ring in geom["coordinates"]:
+            rings.append(np.asarray(ring, dtype=float))
+            owners.append(number)
+    if not rings:
+        return shapely.MultiPolygon()
+    ring_of_point = np.repeat(np.arange(len(rings)), [len(ring) for ring in rings])
+    parts = shapely.polygons(shapely.linearrings(np.concatenate(rings), indices=ring_of_point), indices=owners)
+    merged = shapely.union_all(parts)
     if isinstance(merged, shapely.Polygon):
         merged = shapely.MultiPolygon([merged])
     return merged

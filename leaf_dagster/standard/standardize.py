@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import geopandas as gpd
@@ -123,31 +124,36 @@ def _text(frame: pd.DataFrame, column: str) -> pd.Series:
 
 def _timestamps(frame: pd.DataFrame, m: dict[str, Match]) -> tuple[pd.Series | None, list[str]]:
     notes: list[str] = []
-    candidates = []
+    candidates: list[Callable[[], tuple[pd.Series, str | None]]] = []  # parsed only when they can still win
     if "datetime" in m:
-        candidates.append(times.parse_datetimes(frame[m["datetime"].column]))
+        candidates.append(lambda: times.parse_datetimes(frame[m["datetime"].column]))
     if "date" in m and "time" in m:
         time_text = frame[m["time"].column].astype("string")
         if time_text.str.contains(r"^\s*\d{1,2}:\d{2}", regex=True).fillna(False).all():
-            candidates.append(times.combine_date_and_time(frame[m["date"].column], frame[m["time"].column]))
+            candidates.append(lambda: times.combine_date_and_time(frame[m["date"].column], frame[m["time"].column]))
     if "time" in m:
-        candidates.append(times.parse_datetimes(frame[m["time"].column]))
+        candidates.append(lambda: times.parse_datetimes(frame[m["time"].column]))
     if "date" in m:
-        candidates.append(times.parse_datetimes(frame[m["date"].column]))
+        candidates.append(lambda: times.parse_datetimes(frame[m["date"].column]))
     if "gpsTime" in m:
-        candidates.append(times.from_gps_seconds(frame[m["gpsTime"].column]))
+        candidates.append(lambda: times.from_gps_seconds(frame[m["gpsTime"].column]))
     if "unixTime" in m:
-        candidates.append(times.from_unix_seconds(frame[m["unixTime"].column]))
+        candidates.append(lambda: times.from_unix_seconds(frame[m["unixTime"].column]))
     if "excelTime" in m:
-        candidates.append(times.from_excel_days(frame[m["excelTime"].column]))
+        candidates.append(lambda: times.from_excel_days(frame[m["excelTime"].column]))
     best: pd.Series | None = None
-    for series, note in candidates:
+    parsed_notes: list[str | None] = []
+    for candidate in candidates:
+        series, note = candidate()
+        parsed_notes.append(note)
         if series.notna().any() and (best is None or series.notna().sum() > best.notna().sum()
                                      or _has_time_of_day(series) and not _has_time_of_day(best)):
             if best is None or series.notna().sum() >= best.notna().sum():
                 best, best_note = series, note
+        if best is not None and best.notna().all() and _has_time_of_day(best):
+            break  # a later candidate wins only with more times or a time of day: this one has both
     if best is None:
-        notes.extend(n for _, n in candidates if n)
+        notes.extend(n for n in parsed_notes if n)
         return None, notes + ["the source has no usable time"]
     if best_note:
         notes.append(best_note)
