@@ -10,6 +10,7 @@ polygon output.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import geopandas as gpd
 import numpy as np
@@ -37,8 +38,10 @@ class Swaths:
     def valid(self) -> np.ndarray:
         return np.isfinite(self.x) & np.isfinite(self.y) & np.isfinite(self.ux) & (self.length > 0) & (self.width > 0)
 
+    @cached_property
     def corners(self) -> np.ndarray:
-        """(n, 4, 2) corner coordinates: front-right, front-left, back-left, back-right."""
+        """(n, 4, 2) corner coordinates: front-right, front-left, back-left, back-right (computed once: the
+        grid, the burn and the polygon output all read them)."""
         px, py = self.uy, -self.ux  # to the right of travel
         hw = self.width / 2.0
         bx, by = self.x - self.ux * self.length, self.y - self.uy * self.length
@@ -86,7 +89,7 @@ def point_rectangles(frame: gpd.GeoDataFrame, units: dict[str, str]) -> tuple[np
     encodes the rings as WKB directly)."""
     s = swaths(frame, units)
     rows = np.flatnonzero(s.valid)
-    corners = s.corners()[rows]
+    corners = s.corners[rows]
     lon, lat = Transformer.from_crs(s.crs, frame.crs, always_xy=True).transform(corners[..., 0], corners[..., 1])
     rings = np.empty((len(rows), 5, 2))
     rings[:, :4, 0], rings[:, :4, 1] = lon, lat

@@ -40,7 +40,7 @@ class Grid:
 
 def grid_for(s: Swaths, resolution: float = 1.0) -> Grid:
     """A north-up grid over the swaths at `resolution` m, coarser if it would be huge."""
-    corners = s.corners()[s.valid]
+    corners = s.corners[s.valid]
     xmin, ymin = corners[..., 0].min(), corners[..., 1].min()
     xmax, ymax = corners[..., 0].max(), corners[..., 1].max()
     span_x, span_y = max(xmax - xmin, resolution), max(ymax - ymin, resolution)
@@ -57,7 +57,7 @@ def burn_index(s: Swaths, grid: Grid) -> np.ndarray:
     if len(rows_valid) == 0:
         return index
     t, res = grid.transform, grid.resolution
-    corners = s.corners()[rows_valid]
+    corners = s.corners[rows_valid]
     col0 = np.floor((corners[..., 0].min(1) - t.c) / res).astype(np.int64)
     col1 = np.floor((corners[..., 0].max(1) - t.c) / res).astype(np.int64)
     row0 = np.floor((t.f - corners[..., 1].max(1)) / res).astype(np.int64)
