@@ -25,9 +25,12 @@ _COLOURS = np.array([v for k, v in RAMP.items() if k != "nv"], dtype=float)
 
 
 def colours(fraction: np.ndarray) -> np.ndarray:
-    """RGB (uint8) for fractions in [0, 1], interpolated between the ramp's stops."""
-    rgb = np.stack([np.interp(fraction, _STOPS, _COLOURS[:, c]) for c in range(3)], axis=-1)
-    return np.round(rgb).astype(np.uint8)
+    """RGB (uint8) for fractions in [0, 1], interpolated between the ramp's stops (each channel rounded
+    straight into its column of the result: no float image of the three)."""
+    rgb = np.empty(np.shape(fraction) + (3,), dtype=np.uint8)
+    for c in range(3):
+        rgb[..., c] = np.rint(np.interp(fraction, _STOPS, _COLOURS[:, c]))
+    return rgb
 
 
 def covered_pixels(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
