@@ -16,6 +16,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 
 from ..model import WGS84, SourceTable, StandardResult
 from . import crops, evidence, schema, times
@@ -118,8 +119,12 @@ def _numbers(frame: pd.DataFrame, match: Match) -> np.ndarray:
 
 
 def _text(frame: pd.DataFrame, column: str) -> pd.Series:
-    values = frame[column].astype("string").str.strip()
-    return values.mask(values == "")
+    """A column as trimmed text, empty strings missing; each distinct value converted once (a monitor
+    repeats a handful of names, crops or statuses over every point)."""
+    codes, uniques = pd.factorize(frame[column], use_na_sentinel=True)
+    values = pd.Series(uniques, dtype=object).astype("string").str.strip()
+    values = values.mask(values == "")
+    return pd.Series(values.array.take(codes, allow_fill=True), index=frame.index)
 
 
 def _timestamps(frame: pd.DataFrame, m: dict[str, Match]) -> tuple[pd.Series | None, list[str]]:
@@ -192,7 +197,9 @@ def _crop_names(frame: pd.DataFrame, m: dict[str, Match], source: SourceTable, o
             else:
                 notes.append(f"'{column.column}' column value {value} is a crop code we have no table entry for")
         if names:
-            found = raw.map(names).astype("string")
+            codes, distinct = pd.factorize(raw, use_na_sentinel=True)  # map the few names, not every point
+            found = pd.Series(pd.Series(distinct, dtype=object).map(names).astype("string").array.take(
+                codes, allow_fill=True), index=raw.index)
     if found is None or found.isna().any():
         file_crop, reasons = _file_crop(frame, m, source, operation)
         notes.extend(reasons)
@@ -255,7 +262,7 @@ def _yield_figures(frame: pd.DataFrame, m: dict[str, Match]) -> crops.Figures | 
 def _points_and_area(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoSeries, np.ndarray | None]:
     """Point per record (polygon centroids in a metric CRS) and, for polygons, their area in m2."""
     geometry = frame.geometry
-    if geometry.geom_type.isin(["Polygon", "MultiPolygon"]).any():
+    if np.isin(shapely.get_type_id(geometry.values._data), (3, 6)).any():  # a Polygon or MultiPolygon
         metric = frame.estimate_utm_crs()
         projected = geometry.to_crs(metric)
         centroids = projected.centroid
