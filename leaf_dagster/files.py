@@ -13,6 +13,8 @@ import json
 import shutil
 import uuid
 import warnings
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,8 @@ from .storage import Storage, owner_of
 FILE_ID_COLUMN = "file_id"
 CRS84 = "OGC:CRS84"
 NO_POINTS = "no points passed the filter"
+# Property images being encoded at once (one per core of a 2-core machine) while the next one is coloured.
+_IMAGES_IN_FLIGHT = 2
 # The steps whose output is a table, and the lake/ table of each one's GeoParquet.
 TABLES = {"rawGeojson": "raw", "standardGeojson": "standard", "filteredGeojson": "filtered"}
 
@@ -276,15 +280,28 @@ class FileSteps:
         index = burn_index(covers, grid)
         sidecar = aux_xml(grid)
         pixels = covered_pixels(index)
-        for column in numeric_properties(frame):
-            rgba, low, high = render(frame[column].to_numpy(dtype=float), index, pixels)
-            path = folder / f"{column}.png"
+
+        def write(path: Path, rgba: Any) -> None:
             with self.storage.atomic_path(path) as tmp:
                 tmp.write_bytes(png_bytes(rgba))
             path.with_name(path.name + ".aux.xml").write_text(sidecar)
-            images.append({"fileId": self.file_id, "property": column, "ramp": RAMP, "min": low, "max": high,
-                           "unit": units.get(column), "path": str(path.relative_to(self.storage.root)),
-                           "width": grid.width, "height": grid.height, "resolution": grid.resolution})
+
+        # PNG encoding lets go of the GIL: the next image is coloured while the last ones are encoded; at most
+        # _IMAGES_IN_FLIGHT images wait, so memory stays a few images whatever the grid
+        with ThreadPoolExecutor(max_workers=_IMAGES_IN_FLIGHT) as pool:
+            pending: deque[Future[None]] = deque()
+            for column in numeric_properties(frame):
+                rgba, low, high = render(frame[column].to_numpy(dtype=float), index, pixels)
+                path = folder / f"{column}.png"
+                pending.append(pool.submit(write, path, rgba))
+                del rgba
+                if len(pending) >= _IMAGES_IN_FLIGHT:
+                    pending.popleft().result()
+                images.append({"fileId": self.file_id, "property": column, "ramp": RAMP, "min": low, "max": high,
+                               "unit": units.get(column), "path": str(path.relative_to(self.storage.root)),
+                               "width": grid.width, "height": grid.height, "resolution": grid.resolution})
+            for done in pending:
+                done.result()
         self.put("images", {"images": images})
         return images
 
