@@ -396,8 +396,8 @@ def geoparquet_table(frame: pd.DataFrame, crs: Any, geometry: Geometry, name: st
     field = pa.field(name, pa.binary(), metadata={"ARROW:extension:name": "geoarrow.wkb",
                                                   "ARROW:extension:metadata": extension})
     table = table.set_column(table.schema.get_field_index(name), field, wkb)
-    table = table.append_column("bbox", pa.StructArray.from_arrays([bounds[:, i] for i in range(4)],
-                                                                   names=["xmin", "ymin", "xmax", "ymax"]))
+    boxes = [pa.array(bounds[:, i], pa.float64(), from_pandas=True) for i in range(4)]  # no geometry: null
+    table = table.append_column("bbox", pa.StructArray.from_arrays(boxes, names=["xmin", "ymin", "xmax", "ymax"]))
     column: dict[str, Any] = {"encoding": "WKB", "crs": _without_member_ids(crs.to_json_dict()) if crs else None,
                               "geometry_types": types}
     with warnings.catch_warnings():
