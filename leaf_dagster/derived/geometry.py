@@ -45,8 +45,13 @@ class Swaths:
         px, py = self.uy, -self.ux  # to the right of travel
         hw = self.width / 2.0
         bx, by = self.x - self.ux * self.length, self.y - self.uy * self.length
-        return np.stack([np.stack([self.x + px * hw, self.y + py * hw], -1), np.stack([self.x - px * hw, self.y - py * hw], -1),
-                         np.stack([bx - px * hw, by - py * hw], -1), np.stack([bx + px * hw, by + py * hw], -1)], axis=1)
+        rx, ry = px * hw, py * hw
+        out = np.empty((len(self.x), 4, 2))  # written in place: no stack of stacks
+        out[:, 0, 0], out[:, 0, 1] = self.x + rx, self.y + ry
+        out[:, 1, 0], out[:, 1, 1] = self.x - rx, self.y - ry
+        out[:, 2, 0], out[:, 2, 1] = bx - rx, by - ry
+        out[:, 3, 0], out[:, 3, 1] = bx + rx, by + ry
+        return out
 
     @cached_property
     def bounds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
