@@ -8,19 +8,29 @@ facts. `load_table` reads a step's table back for a step run on its own, in anot
 
 from __future__ import annotations
 
+import functools
+import json
 import shutil
 import uuid
+import warnings
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import shapely
+from pyproj import CRS
 from shapely import MultiPolygon, Polygon
 
 from .config import effective
 from .derived.filters import cleanup_mask, filtered_mask
 from .derived.geometry import point_rectangles, swaths
-from .derived.images import RAMP, aux_xml, png_bytes, render, with_legend, zip_images
+from .derived.images import RAMP, aux_xml, covered_pixels, png_bytes, render, with_legend, zip_images
 from .derived.raster import burn_index, covered_polygon, grid_for
 from .derived.plausibility import Plausibility, assess
 from .derived.summary import build_summary
@@ -40,6 +50,8 @@ from .storage import Storage, owner_of
 FILE_ID_COLUMN = "file_id"
 CRS84 = "OGC:CRS84"
 NO_POINTS = "no points passed the filter"
+# Property images being encoded at once (one per core of a 2-core machine) while the next one is coloured.
+_IMAGES_IN_FLIGHT = 2
 # The steps whose output is a table, and the lake/ table of each one's GeoParquet.
 TABLES = {"rawGeojson": "raw", "standardGeojson": "standard", "filteredGeojson": "filtered"}
 
@@ -104,9 +116,7 @@ class FileSteps:
         """The one write of a step's table: GeoParquet with this file's id on every row (raw records keep
         their CRS as read; standard and filtered points are CRS84)."""
         if step == "rawGeojson":
-            frame = table.frame.copy()
-            frame.insert(0, FILE_ID_COLUMN, self.file_id)
-            self.storage.write_geoparquet("raw", self.file_id, frame)
+            self.write_geoparquet("raw", table.frame, table.frame.crs)
         else:
             self.write_points(TABLES[step], table.frame)
 
@@ -126,12 +136,26 @@ class FileSteps:
         record = self.record
         return effective(self.storage, record.get("leafUserId"), owner_of(record))
 
-    def write_points(self, table: str, frame: gpd.GeoDataFrame) -> None:
+    def write_points(self, table: str, frame: gpd.GeoDataFrame, geometry: Geometry | None = None) -> None:
         """GeoParquet 1.1 in CRS84 (lon/lat), with this file's id on every row."""
-        out = frame.set_crs(CRS84, allow_override=True)
-        if FILE_ID_COLUMN not in out.columns:
-            out.insert(0, FILE_ID_COLUMN, self.file_id)
-        self.storage.write_geoparquet(table, self.file_id, out)
+        self.write_geoparquet(table, frame, CRS84, geometry)
+
+    def write_geoparquet(self, table: str, frame: gpd.GeoDataFrame, crs: Any, geometry: Geometry | None = None) -> Path:
+        """lake/<table>/<file id>.parquet, atomically: `frame` with this file's id on every row as its first
+        column and `geometry` (WKB, bounds, types) as its geometry when given, else the frame's own."""
+        columns = pd.DataFrame(frame.copy(deep=False))  # a new column list, no copy of the values
+        if FILE_ID_COLUMN not in columns.columns:
+            columns.insert(0, FILE_ID_COLUMN, self.file_id)
+        arrow = geoparquet_table(columns, crs, geometry or wkb_geometry(frame.geometry.to_numpy()),
+                                 frame.geometry.name)
+        # dictionary pages pay where values repeat (names, ids, times); for floats, WKB and boxes, nearly unique
+        # per row, building one only to drop it costs a third of the write
+        repeating = [f.name for f in arrow.schema
+                     if not (pa.types.is_floating(f.type) or pa.types.is_binary(f.type) or pa.types.is_struct(f.type))]
+        target = self.storage.parquet_path(table, self.file_id)
+        with self.storage.atomic_path(target) as tmp:
+            pq.write_table(arrow, tmp, compression="zstd", use_dictionary=repeating)
+        return target
 
     def standardize(self, source: SourceTable) -> StandardResult:
         """Map to the standard schema, clean up invalid points, apply the unit system (and write the polygon
@@ -167,9 +191,9 @@ class FileSteps:
             frame, result.units = convert_frame(frame, result.units, config["unitMeasurement"])
             result.frame = frame
             if len(frame) and config["enablePolygonOutput"]:
-                polygons = gpd.GeoDataFrame(frame.drop(columns="geometry"), crs=frame.crs,
-                                            geometry=point_rectangles(frame, result.units).to_numpy())
-                self.write_points("polygons", polygons[polygons.geometry.notna()])
+                rows, rings = point_rectangles(frame, result.units)
+                self.write_points("polygons", frame if len(rows) == len(frame) else frame.take(rows),
+                                  rectangle_geometry(rings))
             stamps = frame["timestamp"].dropna()
             changes.update(
                 pointCount=len(frame), crops=crops_in(frame["crop"]) if "crop" in frame.columns else [],
@@ -255,15 +279,29 @@ class FileSteps:
         grid = grid_for(covers)
         index = burn_index(covers, grid)
         sidecar = aux_xml(grid)
-        for column in numeric_properties(frame):
-            rgba, low, high = render(frame[column].to_numpy(dtype=float), index)
-            path = folder / f"{column}.png"
+        pixels = covered_pixels(index)
+
+        def write(path: Path, rgba: Any) -> None:
             with self.storage.atomic_path(path) as tmp:
                 tmp.write_bytes(png_bytes(rgba))
             path.with_name(path.name + ".aux.xml").write_text(sidecar)
-            images.append({"fileId": self.file_id, "property": column, "ramp": RAMP, "min": low, "max": high,
-                           "unit": units.get(column), "path": str(path.relative_to(self.storage.root)),
-                           "width": grid.width, "height": grid.height, "resolution": grid.resolution})
+
+        # PNG encoding lets go of the GIL: the next image is coloured while the last ones are encoded; at most
+        # _IMAGES_IN_FLIGHT images wait, so memory stays a few images whatever the grid
+        with ThreadPoolExecutor(max_workers=_IMAGES_IN_FLIGHT) as pool:
+            pending: deque[Future[None]] = deque()
+            for column in numeric_properties(frame):
+                rgba, low, high = render(frame[column].to_numpy(dtype=float), index, pixels)
+                path = folder / f"{column}.png"
+                pending.append(pool.submit(write, path, rgba))
+                del rgba
+                if len(pending) >= _IMAGES_IN_FLIGHT:
+                    pending.popleft().result()
+                images.append({"fileId": self.file_id, "property": column, "ramp": RAMP, "min": low, "max": high,
+                               "unit": units.get(column), "path": str(path.relative_to(self.storage.root)),
+                               "width": grid.width, "height": grid.height, "resolution": grid.resolution})
+            for done in pending:
+                done.result()
         self.put("images", {"images": images})
         return images
 
@@ -284,6 +322,94 @@ class FileSteps:
         if result.cleaned_out:
             return NO_POINTS
         return None
+
+
+# -- GeoParquet ------------------------------------------------------------------------------------------------
+# What GeoDataFrame.to_parquet(schema_version="1.1.0", write_covering_bbox=True) writes, built straight in Arrow:
+# points and rectangles are encoded as WKB with numpy (no geometry object per row), other geometries by shapely.
+Geometry = tuple[pa.ChunkedArray, np.ndarray, list[str]]  # WKB, bounds (n, 4: xmin ymin xmax ymax), types
+_WKB_POINT = np.dtype([("order", "u1"), ("kind", "<u4"), ("xy", "<f8", (2,))])
+_WKB_RING = np.dtype([("order", "u1"), ("kind", "<u4"), ("rings", "<u4"), ("points", "<u4"), ("xy", "<f8", (5, 2))])
+_WKB_CHUNK = 1 << 20  # rows per Arrow chunk: its int32 offsets stay far from overflowing
+_TYPE_NAMES = ["Point", "LineString", "LineString", "Polygon", "MultiPoint", "MultiLineString", "MultiPolygon",
+               "GeometryCollection"]
+
+
+def _fixed_wkb(records: np.ndarray) -> pa.ChunkedArray:
+    """Fixed-size WKB records (a numpy structured array) as an Arrow binary column, without a copy per row."""
+    size = records.dtype.itemsize
+    chunks = []
+    for start in range(0, len(records), _WKB_CHUNK):
+        part = records[start:start + _WKB_CHUNK]
+        offsets = np.arange(0, (len(part) + 1) * size, size, dtype=np.int32)
+        chunks.append(pa.Array.from_buffers(pa.binary(), len(part), [None, pa.py_buffer(offsets), pa.py_buffer(part)]))
+    return pa.chunked_array(chunks, pa.binary())
+
+
+def rectangle_geometry(rings: np.ndarray) -> Geometry:
+    """Closed 4-corner rings (m, 5, 2) as WKB polygons."""
+    records = np.empty(len(rings), _WKB_RING)
+    records["order"], records["kind"], records["rings"], records["points"] = 1, 3, 1, 5
+    records["xy"] = rings
+    corner = [rings[:, i] for i in range(4)]  # element-wise over the corners: faster than along the short axis
+    low, high = functools.reduce(np.minimum, corner), functools.reduce(np.maximum, corner)
+    bounds = np.column_stack([low, high])
+    return _fixed_wkb(records), bounds, ["Polygon"] if len(rings) else []
+
+
+def wkb_geometry(geometries: np.ndarray) -> Geometry:
+    """Shapely geometries as ISO WKB: points (every row a 2D point) encoded with numpy, others by shapely."""
+    kinds = shapely.get_type_id(geometries)
+    if len(geometries) and (kinds == 0).all() and not shapely.has_z(geometries).any() \
+            and not shapely.is_empty(geometries).any():
+        x, y = shapely.get_x(geometries), shapely.get_y(geometries)
+        records = np.empty(len(geometries), _WKB_POINT)
+        records["order"], records["kind"] = 1, 1
+        records["xy"][:, 0], records["xy"][:, 1] = x, y
+        return _fixed_wkb(records), np.column_stack([x, y, x, y]), ["Point"]
+    kinds = np.where(shapely.has_z(geometries), kinds + 8, kinds)
+    names = sorted({(_TYPE_NAMES[k % 8] + (" Z" if k >= 8 else "")) for k in np.unique(kinds) if k >= 0})
+    wkb = pa.chunked_array([pa.array(shapely.to_wkb(geometries, flavor="iso"), pa.binary())], pa.binary())
+    return wkb, shapely.bounds(geometries), names
+
+
+def _without_member_ids(crs: dict[str, Any]) -> dict[str, Any]:
+    """The CRS JSON without the ids of datum ensemble members (older PROJ versions do not know them; what
+    GeoPandas and GDAL write in the `geo` metadata)."""
+    for key, value in crs.items():
+        if isinstance(value, dict):
+            _without_member_ids(value)
+        elif key == "members" and isinstance(value, list):
+            for member in value:
+                member.pop("id", None)
+    return crs
+
+
+def geoparquet_table(frame: pd.DataFrame, crs: Any, geometry: Geometry, name: str = "geometry") -> pa.Table:
+    """`frame`'s columns with `geometry` in its column `name`, a covering `bbox` column and the `geo` metadata."""
+    crs = CRS.from_user_input(crs) if crs is not None else None
+    frame = frame.copy(deep=False)
+    frame[name] = None  # an empty column in the conversion; the WKB takes its place
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    wkb, bounds, types = geometry
+    extension = json.dumps({"crs": crs.to_json_dict()}) if crs is not None else "{}"
+    field = pa.field(name, pa.binary(), metadata={"ARROW:extension:name": "geoarrow.wkb",
+                                                  "ARROW:extension:metadata": extension})
+    table = table.set_column(table.schema.get_field_index(name), field, wkb)
+    boxes = [pa.array(bounds[:, i], pa.float64(), from_pandas=True) for i in range(4)]  # no geometry: null
+    table = table.append_column("bbox", pa.StructArray.from_arrays(boxes, names=["xmin", "ymin", "xmax", "ymax"]))
+    column: dict[str, Any] = {"encoding": "WKB", "crs": _without_member_ids(crs.to_json_dict()) if crs else None,
+                              "geometry_types": types}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN bounds: no bbox, as GeoPandas
+        total = [np.nanmin(bounds[:, 0]), np.nanmin(bounds[:, 1]), np.nanmax(bounds[:, 2]), np.nanmax(bounds[:, 3])] \
+            if len(bounds) else [np.nan] * 4
+    if np.isfinite(total).all():
+        column["bbox"] = [float(v) for v in total]
+    column["covering"] = {"bbox": {k: ["bbox", k] for k in ("xmin", "ymin", "xmax", "ymax")}}
+    geo = {"primary_column": name, "columns": {name: column}, "version": "1.1.0",
+           "creator": {"library": "geopandas", "version": gpd.__version__}}
+    return table.replace_schema_metadata({**table.schema.metadata, b"geo": json.dumps(geo).encode()})
 
 
 def numeric_properties(frame: gpd.GeoDataFrame) -> list[str]:

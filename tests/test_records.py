@@ -111,7 +111,7 @@ def test_a_files_run_reads_its_source_once_and_writes_each_output_once(storage: 
     reads: Counter[str] = Counter()
     writes: Counter[str] = Counter()
     read_source, read_geoparquet = file_steps.read_machine_file, Storage.read_geoparquet
-    write_geoparquet, put = Storage.write_geoparquet, Records.put
+    write_geoparquet, put = file_steps.FileSteps.write_geoparquet, Records.put
 
     def counted_read(detected: Any) -> Any:
         reads[detected.name] += 1
@@ -121,9 +121,9 @@ def test_a_files_run_reads_its_source_once_and_writes_each_output_once(storage: 
         reads[f"lake/{table}"] += 1
         return read_geoparquet(self, table, key)
 
-    def counted_geoparquet(self: Storage, table: str, key: str, frame: Any) -> Path:
+    def counted_geoparquet(self: file_steps.FileSteps, table: str, *args: Any) -> Path:
         writes[f"lake/{table}"] += 1
-        return write_geoparquet(self, table, key, frame)
+        return write_geoparquet(self, table, *args)
 
     def counted_put(self: Records, table: str, record_id: str, section: str, *args: Any, **kwargs: Any) -> None:
         writes[f"{table}.{section}"] += 1
@@ -131,7 +131,7 @@ def test_a_files_run_reads_its_source_once_and_writes_each_output_once(storage: 
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(file_steps, "read_machine_file", counted_read)
-        patch.setattr(Storage, "write_geoparquet", counted_geoparquet)
+        patch.setattr(file_steps.FileSteps, "write_geoparquet", counted_geoparquet)
         patch.setattr(Storage, "read_geoparquet", counted_read_back)
         patch.setattr(Records, "put", counted_put)
         record = _processed(storage, instance)

@@ -10,11 +10,12 @@ polygon output.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import geopandas as gpd
 import numpy as np
 import shapely
-from pyproj import CRS
+from pyproj import CRS, Transformer
 
 from ..standard.units import convert, is_known
 
@@ -37,13 +38,30 @@ class Swaths:
     def valid(self) -> np.ndarray:
         return np.isfinite(self.x) & np.isfinite(self.y) & np.isfinite(self.ux) & (self.length > 0) & (self.width > 0)
 
+    @cached_property
     def corners(self) -> np.ndarray:
-        """(n, 4, 2) corner coordinates: front-right, front-left, back-left, back-right."""
+        """(n, 4, 2) corner coordinates: front-right, front-left, back-left, back-right (computed once: the
+        grid, the burn and the polygon output all read them)."""
         px, py = self.uy, -self.ux  # to the right of travel
         hw = self.width / 2.0
         bx, by = self.x - self.ux * self.length, self.y - self.uy * self.length
-        return np.stack([np.stack([self.x + px * hw, self.y + py * hw], -1), np.stack([self.x - px * hw, self.y - py * hw], -1),
-                         np.stack([bx - px * hw, by - py * hw], -1), np.stack([bx + px * hw, by + py * hw], -1)], axis=1)
+        rx, ry = px * hw, py * hw
+        out = np.empty((len(self.x), 4, 2))  # written in place: no stack of stacks
+        out[:, 0, 0], out[:, 0, 1] = self.x + rx, self.y + ry
+        out[:, 1, 0], out[:, 1, 1] = self.x - rx, self.y - ry
+        out[:, 2, 0], out[:, 2, 1] = bx - rx, by - ry
+        out[:, 3, 0], out[:, 3, 1] = bx + rx, by + ry
+        return out
+
+    @cached_property
+    def bounds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per swath xmin, ymin, xmax, ymax (element-wise over the four corners: a reduction along the short
+        corner axis is several times slower)."""
+        c = self.corners
+        return (np.minimum(np.minimum(c[:, 0, 0], c[:, 1, 0]), np.minimum(c[:, 2, 0], c[:, 3, 0])),
+                np.minimum(np.minimum(c[:, 0, 1], c[:, 1, 1]), np.minimum(c[:, 2, 1], c[:, 3, 1])),
+                np.maximum(np.maximum(c[:, 0, 0], c[:, 1, 0]), np.maximum(c[:, 2, 0], c[:, 3, 0])),
+                np.maximum(np.maximum(c[:, 0, 1], c[:, 1, 1]), np.maximum(c[:, 2, 1], c[:, 3, 1])))
 
 
 def _metres(frame: gpd.GeoDataFrame, units: dict[str, str], prop: str) -> np.ndarray | None:
@@ -58,8 +76,9 @@ def metric_crs(frame: gpd.GeoDataFrame) -> CRS:
 
 def swaths(frame: gpd.GeoDataFrame, units: dict[str, str], crs: CRS | None = None) -> Swaths:
     crs = crs or metric_crs(frame)
-    points = frame.geometry.to_crs(crs)
-    x, y = shapely.get_x(points.values._data), shapely.get_y(points.values._data)
+    # the coordinates projected as arrays: the same numbers as GeoSeries.to_crs without a geometry per point
+    lon, lat = shapely.get_x(frame.geometry.values._data), shapely.get_y(frame.geometry.values._data)
+    x, y = Transformer.from_crs(frame.crs, crs, always_xy=True).transform(lon, lat)
     n = len(frame)
     width = _metres(frame, units, "equipmentWidth")
     area = frame["area"].to_numpy(dtype=float) if "area" in frame.columns else np.full(n, np.nan)
@@ -79,10 +98,15 @@ def swaths(frame: gpd.GeoDataFrame, units: dict[str, str], crs: CRS | None = Non
     return Swaths(crs, x, y, np.sin(theta), np.cos(theta), width, length)
 
 
-def point_rectangles(frame: gpd.GeoDataFrame, units: dict[str, str]) -> gpd.GeoSeries:
-    """One rectangle per point in the frame's CRS (None where it has no extent): the polygon output."""
+def point_rectangles(frame: gpd.GeoDataFrame, units: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """The polygon output: the rows whose swath has an extent, and each one's closed ring (m, 5, 2) in the
+    frame's CRS. Corners are projected back as arrays, so no polygon object is built per point (the writer
+    encodes the rings as WKB directly)."""
     s = swaths(frame, units)
-    polygons = np.full(len(frame), None, dtype=object)
-    valid = s.valid
-    polygons[valid] = shapely.polygons(s.corners()[valid])
-    return gpd.GeoSeries(polygons, crs=s.crs).to_crs(frame.crs)
+    rows = np.flatnonzero(s.valid)
+    corners = s.corners[rows]
+    lon, lat = Transformer.from_crs(s.crs, frame.crs, always_xy=True).transform(corners[..., 0], corners[..., 1])
+    rings = np.empty((len(rows), 5, 2))
+    rings[:, :4, 0], rings[:, :4, 1] = lon, lat
+    rings[:, 4] = rings[:, 0]
+    return rows, rings

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +25,44 @@ _COLOURS = np.array([v for k, v in RAMP.items() if k != "nv"], dtype=float)
 
 
 def colours(fraction: np.ndarray) -> np.ndarray:
-    """RGB (uint8) for fractions in [0, 1], interpolated between the ramp's stops."""
-    rgb = np.stack([np.interp(fraction, _STOPS, _COLOURS[:, c]) for c in range(3)], axis=-1)
-    return np.round(rgb).astype(np.uint8)
+    """RGB (uint8) for fractions in [0, 1], interpolated between the ramp's stops (each channel rounded
+    straight into its column of the result: no float image of the three)."""
+    rgb = np.empty(np.shape(fraction) + (3,), dtype=np.uint8)
+    for c in range(3):
+        rgb[..., c] = np.rint(np.interp(fraction, _STOPS, _COLOURS[:, c]))
+    return rgb
 
 
-def render(values: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """RGBA image of `values` (one per point) through the covering-point `index` raster."""
+def covered_pixels(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The flat positions of the pixels a point covers, and that point's row: what every image of one
+    `index` raster shares."""
+    positions = np.flatnonzero(index >= 0)
+    return positions, index.ravel()[positions]
+
+
+def render(values: np.ndarray, index: np.ndarray,
+           pixels: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, float, float]:
+    """RGBA image of `values` (one per point) through the covering-point `index` raster (`pixels`:
+    its `covered_pixels`, when already known).
+
+    Each point is coloured once and its colour, packed in 32 bits, copied to the pixels it covers: a
+    pixel's colour is a function of its point's value only."""
     finite = np.isfinite(values)
     rgba = np.zeros(index.shape + (4,), dtype=np.uint8)
     if not finite.any():
         return rgba, float("nan"), float("nan")
-    low, high = float(values[finite].min()), float(values[finite].max())
+    every = bool(finite.all())
+    known = values if every else values[finite]
+    low, high = float(known.min()), float(known.max())
     span = high - low
-    fraction = np.where(finite, (values - low) / span if span > 0 else 1.0, np.nan)
-    covered = index >= 0
-    pixel_fraction = np.full(index.shape, np.nan)
-    pixel_fraction[covered] = fraction[index[covered]]
-    has_value = np.isfinite(pixel_fraction)
-    rgba[has_value, :3] = colours(pixel_fraction[has_value])
-    rgba[has_value, 3] = 255
+    point_rgba = np.zeros((len(values), 4), dtype=np.uint8)  # transparent where the point has no value
+    rgb = colours((known - low) / span if span > 0 else np.ones(len(known)))
+    if every:
+        point_rgba[:, :3], point_rgba[:, 3] = rgb, 255
+    else:
+        point_rgba[finite, :3], point_rgba[finite, 3] = rgb, 255
+    positions, owners = pixels if pixels is not None else covered_pixels(index)
+    rgba.reshape(-1, 4).view(np.uint32)[positions, 0] = point_rgba.view(np.uint32)[owners, 0]
     return rgba, low, high
 
 
@@ -58,7 +77,8 @@ def aux_xml(grid: Grid) -> str:
 def png_bytes(rgba: np.ndarray) -> bytes:
     image = Image.fromarray(rgba, mode="RGBA")
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)  # fast: images are few colours and mostly flat
+    # fast: run-length deflate suits rows of equal pixels (passes, gaps) and beats level 1 in time and size
+    image.save(buffer, format="PNG", compress_level=1, compress_type=zlib.Z_RLE)
     return buffer.getvalue()
 
 
@@ -101,10 +121,11 @@ def legend_words(legend: dict[str, Any]) -> str:
 
 
 def zip_images(paths: list[Path], target: Path) -> None:
-    """The zippedPNGs bundle: every PNG with its .aux.xml."""
+    """The zippedPNGs bundle: every PNG with its .aux.xml. PNGs are stored as they are (their pixels are
+    already deflated: deflating them again costs time and saves nothing); the sidecars are deflated."""
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in paths:
-            zf.write(path, path.name)
+            zf.write(path, path.name, compress_type=zipfile.ZIP_STORED)
             sidecar = path.with_name(path.name + ".aux.xml")
             if sidecar.exists():
                 zf.write(sidecar, sidecar.name)

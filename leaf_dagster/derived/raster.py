@@ -40,9 +40,9 @@ class Grid:
 
 def grid_for(s: Swaths, resolution: float = 1.0) -> Grid:
     """A north-up grid over the swaths at `resolution` m, coarser if it would be huge."""
-    corners = s.corners()[s.valid]
-    xmin, ymin = corners[..., 0].min(), corners[..., 1].min()
-    xmax, ymax = corners[..., 0].max(), corners[..., 1].max()
+    valid = s.valid
+    xmin, ymin, xmax, ymax = (bound[valid] for bound in s.bounds)
+    xmin, ymin, xmax, ymax = xmin.min(), ymin.min(), xmax.max(), ymax.max()
     span_x, span_y = max(xmax - xmin, resolution), max(ymax - ymin, resolution)
     while (span_x / resolution) * (span_y / resolution) > MAX_PIXELS:
         resolution *= 2
@@ -57,13 +57,17 @@ def burn_index(s: Swaths, grid: Grid) -> np.ndarray:
     if len(rows_valid) == 0:
         return index
     t, res = grid.transform, grid.resolution
-    corners = s.corners()[rows_valid]
-    col0 = np.floor((corners[..., 0].min(1) - t.c) / res).astype(np.int64)
-    col1 = np.floor((corners[..., 0].max(1) - t.c) / res).astype(np.int64)
-    row0 = np.floor((t.f - corners[..., 1].max(1)) / res).astype(np.int64)
-    row1 = np.floor((t.f - corners[..., 1].min(1)) / res).astype(np.int64)
-    ncols, nrows = col1 - col0 + 1, row1 - row0 + 1
-    counts = ncols * nrows
+    xmin, ymin, xmax, ymax = (bound[rows_valid] for bound in s.bounds)
+    col0 = np.floor((xmin - t.c) / res).astype(np.int64)
+    col1 = np.floor((xmax - t.c) / res).astype(np.int64)
+    row0 = np.floor((t.f - ymax) / res).astype(np.int64)
+    row1 = np.floor((t.f - ymin) / res).astype(np.int64)
+    ncols, nrows = (col1 - col0 + 1).astype(np.int32), (row1 - row0 + 1).astype(np.int32)
+    col0, row0 = col0.astype(np.int32), row0.astype(np.int32)  # the grid is at most MAX_PIXELS
+    # each swath's numbers gathered once, so a candidate pixel reads them by its swath's place in the chunk
+    x, y, ux, uy = s.x[rows_valid], s.y[rows_valid], s.ux[rows_valid], s.uy[rows_valid]
+    length, half = s.length[rows_valid], s.width[rows_valid] / 2
+    counts = ncols.astype(np.int64) * nrows
     ends = np.cumsum(counts)
     start = 0
     while start < len(rows_valid):  # chunks of swaths in point order, so later points still win
@@ -71,28 +75,40 @@ def burn_index(s: Swaths, grid: Grid) -> np.ndarray:
         stop = max(stop, start + 1)
         part = slice(start, stop)
         c = counts[part]
-        owner = np.repeat(np.arange(start, stop), c)
-        local = np.arange(c.sum()) - np.repeat(np.cumsum(c) - c, c)
-        col = col0[owner] + local % ncols[owner]
-        row = row0[owner] + local // ncols[owner]
+        owner = np.repeat(np.arange(stop - start, dtype=np.int32), c)
+        local = np.arange(int(c.sum()), dtype=np.int32) - np.repeat((np.cumsum(c) - c).astype(np.int32), c)
+        down, across_cols = np.divmod(local, ncols[part][owner])
+        col = col0[part][owner] + across_cols
+        row = row0[part][owner] + down
         cx, cy = t.c + (col + 0.5) * res, t.f - (row + 0.5) * res
-        point = rows_valid[owner]
-        dx, dy = cx - s.x[point], cy - s.y[point]
-        back = -(dx * s.ux[point] + dy * s.uy[point])  # distance behind the front edge
-        across = dx * s.uy[point] - dy * s.ux[point]
-        inside = (back >= 0) & (back <= s.length[point]) & (np.abs(across) <= s.width[point] / 2)
+        dx, dy = cx - x[part][owner], cy - y[part][owner]
+        sx, sy = ux[part][owner], uy[part][owner]
+        back = -(dx * sx + dy * sy)  # distance behind the front edge
+        across = dx * sy - dy * sx
+        inside = (back >= 0) & (back <= length[part][owner]) & (np.abs(across) <= half[part][owner])
         inside &= (col >= 0) & (col < grid.width) & (row >= 0) & (row < grid.height)
-        index[row[inside], col[inside]] = point[inside]
+        index[row[inside], col[inside]] = rows_valid[start + owner[inside]]
         start = stop
     return index
 
 
 def covered_polygon(index: np.ndarray, grid: Grid) -> shapely.MultiPolygon:
-    """The covered pixels as polygons (metric CRS)."""
+    """The covered pixels as polygons (metric CRS). Rings are built as arrays, not one shapely object per
+    ring: a coverage with gaps between passes has tens of thousands of holes."""
     mask = (index >= 0).astype(np.uint8)
-    parts = [shapely.geometry.shape(geom) for geom, value in
-             rasterio.features.shapes(mask, mask=mask.astype(bool), transform=grid.transform) if value == 1]
-    merged = shapely.union_all(parts) if parts else shapely.MultiPolygon()
+    rings: list[np.ndarray] = []
+    owners: list[int] = []  # the polygon of each ring; its first ring is the shell, the others holes
+    shapes = (geom for geom, value in rasterio.features.shapes(mask, mask=mask.astype(bool), transform=grid.transform)
+              if value == 1)
+    for number, geom in enumerate(shapes):
+        for ring in geom["coordinates"]:
+            rings.append(np.asarray(ring, dtype=float))
+            owners.append(number)
+    if not rings:
+        return shapely.MultiPolygon()
+    ring_of_point = np.repeat(np.arange(len(rings)), [len(ring) for ring in rings])
+    parts = shapely.polygons(shapely.linearrings(np.concatenate(rings), indices=ring_of_point), indices=owners)
+    merged = shapely.union_all(parts)
     if isinstance(merged, shapely.Polygon):
         merged = shapely.MultiPolygon([merged])
     return merged

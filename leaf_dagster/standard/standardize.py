@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 
 from ..model import WGS84, SourceTable, StandardResult
 from . import crops, evidence, schema, times
@@ -117,37 +119,46 @@ def _numbers(frame: pd.DataFrame, match: Match) -> np.ndarray:
 
 
 def _text(frame: pd.DataFrame, column: str) -> pd.Series:
-    values = frame[column].astype("string").str.strip()
-    return values.mask(values == "")
+    """A column as trimmed text, empty strings missing; each distinct value converted once (a monitor
+    repeats a handful of names, crops or statuses over every point)."""
+    codes, uniques = pd.factorize(frame[column], use_na_sentinel=True)
+    values = pd.Series(uniques, dtype=object).astype("string").str.strip()
+    values = values.mask(values == "")
+    return pd.Series(values.array.take(codes, allow_fill=True), index=frame.index)
 
 
 def _timestamps(frame: pd.DataFrame, m: dict[str, Match]) -> tuple[pd.Series | None, list[str]]:
     notes: list[str] = []
-    candidates = []
+    candidates: list[Callable[[], tuple[pd.Series, str | None]]] = []  # parsed only when they can still win
     if "datetime" in m:
-        candidates.append(times.parse_datetimes(frame[m["datetime"].column]))
+        candidates.append(lambda: times.parse_datetimes(frame[m["datetime"].column]))
     if "date" in m and "time" in m:
         time_text = frame[m["time"].column].astype("string")
         if time_text.str.contains(r"^\s*\d{1,2}:\d{2}", regex=True).fillna(False).all():
-            candidates.append(times.combine_date_and_time(frame[m["date"].column], frame[m["time"].column]))
+            candidates.append(lambda: times.combine_date_and_time(frame[m["date"].column], frame[m["time"].column]))
     if "time" in m:
-        candidates.append(times.parse_datetimes(frame[m["time"].column]))
+        candidates.append(lambda: times.parse_datetimes(frame[m["time"].column]))
     if "date" in m:
-        candidates.append(times.parse_datetimes(frame[m["date"].column]))
+        candidates.append(lambda: times.parse_datetimes(frame[m["date"].column]))
     if "gpsTime" in m:
-        candidates.append(times.from_gps_seconds(frame[m["gpsTime"].column]))
+        candidates.append(lambda: times.from_gps_seconds(frame[m["gpsTime"].column]))
     if "unixTime" in m:
-        candidates.append(times.from_unix_seconds(frame[m["unixTime"].column]))
+        candidates.append(lambda: times.from_unix_seconds(frame[m["unixTime"].column]))
     if "excelTime" in m:
-        candidates.append(times.from_excel_days(frame[m["excelTime"].column]))
+        candidates.append(lambda: times.from_excel_days(frame[m["excelTime"].column]))
     best: pd.Series | None = None
-    for series, note in candidates:
+    parsed_notes: list[str | None] = []
+    for candidate in candidates:
+        series, note = candidate()
+        parsed_notes.append(note)
         if series.notna().any() and (best is None or series.notna().sum() > best.notna().sum()
                                      or _has_time_of_day(series) and not _has_time_of_day(best)):
             if best is None or series.notna().sum() >= best.notna().sum():
                 best, best_note = series, note
+        if best is not None and best.notna().all() and _has_time_of_day(best):
+            break  # a later candidate wins only with more times or a time of day: this one has both
     if best is None:
-        notes.extend(n for _, n in candidates if n)
+        notes.extend(n for n in parsed_notes if n)
         return None, notes + ["the source has no usable time"]
     if best_note:
         notes.append(best_note)
@@ -186,7 +197,9 @@ def _crop_names(frame: pd.DataFrame, m: dict[str, Match], source: SourceTable, o
             else:
                 notes.append(f"'{column.column}' column value {value} is a crop code we have no table entry for")
         if names:
-            found = raw.map(names).astype("string")
+            codes, distinct = pd.factorize(raw, use_na_sentinel=True)  # map the few names, not every point
+            found = pd.Series(pd.Series(distinct, dtype=object).map(names).astype("string").array.take(
+                codes, allow_fill=True), index=raw.index)
     if found is None or found.isna().any():
         file_crop, reasons = _file_crop(frame, m, source, operation)
         notes.extend(reasons)
@@ -249,7 +262,7 @@ def _yield_figures(frame: pd.DataFrame, m: dict[str, Match]) -> crops.Figures | 
 def _points_and_area(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoSeries, np.ndarray | None]:
     """Point per record (polygon centroids in a metric CRS) and, for polygons, their area in m2."""
     geometry = frame.geometry
-    if geometry.geom_type.isin(["Polygon", "MultiPolygon"]).any():
+    if np.isin(shapely.get_type_id(geometry.values._data), (3, 6)).any():  # a Polygon or MultiPolygon
         metric = frame.estimate_utm_crs()
         projected = geometry.to_crs(metric)
         centroids = projected.centroid

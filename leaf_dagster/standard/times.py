@@ -56,9 +56,8 @@ def parse_datetimes(values: pd.Series) -> tuple[pd.Series, str | None]:
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
         if len(uniques) < len(values) // 2:
             parsed, note = parse_datetimes(pd.Series(uniques))
-            taken = parsed.to_numpy()[np.where(codes >= 0, codes, 0)]
-            out = pd.Series(taken, index=values.index, dtype=parsed.dtype)
-            return out.where(codes >= 0), note
+            # take on the datetime array itself: its numpy form is one Timestamp object per point
+            return pd.Series(parsed.array.take(codes, allow_fill=True), index=values.index), note
     if pd.api.types.is_datetime64_any_dtype(values):
         series = pd.to_datetime(values)
         if series.dt.tz is None:

@@ -1,0 +1,65 @@
+"""The steps' GeoParquet writer (`files.geoparquet_table`) against GeoPandas' own `to_parquet` with the same
+settings: the same `geo` metadata, schema and values, for points (encoded with numpy), rectangles (WKB from
+their rings), other geometries and missing ones, and an empty table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import shapely
+
+from leaf_dagster.files import CRS84, geoparquet_table, rectangle_geometry, wkb_geometry
+
+
+def _frames(n: int = 50) -> dict[str, gpd.GeoDataFrame]:
+    rng = np.random.default_rng(7)
+    x, y = -109.2 + rng.random(n) / 100, 46.0 + rng.random(n) / 100
+    attributes = {"file_id": ["f"] * n, "value": rng.random(n), "name": pd.array(["a", "b"] * (n // 2), dtype="string"),
+                  "timestamp": pd.date_range("2024-08-01", periods=n, freq="s", tz="UTC").astype("datetime64[ms, UTC]")}
+    points = shapely.points(x, y)
+    mixed = np.array([shapely.buffer(p, 1e-4) if i % 3 else p for i, p in enumerate(points)], dtype=object)
+    mixed[4] = None
+    return {"points": gpd.GeoDataFrame(attributes, geometry=points, crs=CRS84),
+            "mixed": gpd.GeoDataFrame(attributes, geometry=mixed, crs=CRS84),
+            "empty": gpd.GeoDataFrame(attributes, geometry=points, crs=CRS84).iloc[:0]}
+
+
+def _same_file(ours: Path, theirs: Path) -> None:
+    a, b = pq.read_table(ours), pq.read_table(theirs)
+    assert a.schema.equals(b.schema, check_metadata=False)
+    assert [f.metadata for f in a.schema] == [f.metadata for f in b.schema]  # geoarrow.wkb and its CRS
+    meta_a, meta_b = a.schema.metadata, b.schema.metadata
+    assert json.loads(meta_a[b"geo"]) == json.loads(meta_b[b"geo"])
+    assert json.loads(meta_a[b"pandas"]) == json.loads(meta_b[b"pandas"])
+    assert a.equals(b)  # values, WKB bytes and covering boxes included
+    pd.testing.assert_frame_equal(gpd.read_parquet(ours), gpd.read_parquet(theirs))
+
+
+@pytest.mark.parametrize("kind", ["points", "mixed", "empty"])
+def test_tables_match_geopandas(tmp_path: Path, kind: str) -> None:
+    frame = _frames()[kind]
+    frame.to_parquet(tmp_path / "theirs.parquet", index=False, compression="zstd", write_covering_bbox=True,
+                     schema_version="1.1.0")
+    table = geoparquet_table(pd.DataFrame(frame), CRS84, wkb_geometry(frame.geometry.to_numpy()))
+    pq.write_table(table, tmp_path / "ours.parquet", compression="zstd")
+    _same_file(tmp_path / "ours.parquet", tmp_path / "theirs.parquet")
+
+
+def test_rectangles_match_shapely_polygons(tmp_path: Path) -> None:
+    frame = _frames()["points"]
+    x, y = shapely.get_x(frame.geometry.values), shapely.get_y(frame.geometry.values)
+    d = 1e-4
+    rings = np.stack([np.stack([x + d, y], -1), np.stack([x, y + d], -1), np.stack([x - d, y], -1),
+                      np.stack([x, y - d], -1), np.stack([x + d, y], -1)], axis=1)
+    polygons = frame.set_geometry(shapely.polygons(rings), crs=CRS84)
+    polygons.to_parquet(tmp_path / "theirs.parquet", index=False, compression="zstd", write_covering_bbox=True,
+                        schema_version="1.1.0")
+    table = geoparquet_table(pd.DataFrame(frame), CRS84, rectangle_geometry(rings))
+    pq.write_table(table, tmp_path / "ours.parquet", compression="zstd")
+    _same_file(tmp_path / "ours.parquet", tmp_path / "theirs.parquet")
