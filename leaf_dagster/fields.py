@@ -29,6 +29,7 @@ import pyogrio
 import shapely
 
 from .config import effective, legacy_owners
+from .derived.geometry import metric_crs
 from .errors import FieldError
 from .identifiers import ID_PATTERN
 from .storage import DEFAULT_OWNER, Storage, owner_of
@@ -194,7 +195,7 @@ def field_object(row: Any) -> dict[str, Any]:
     """Leaf's field object of a row of load_fields. A field without a name has the name None (JSON null): in a
     column that also holds names, pandas keeps a missing one as NaN."""
     utm = gpd.GeoSeries([row.geometry], crs=4326)
-    area = float(utm.to_crs(utm.estimate_utm_crs()).area.iloc[0])
+    area = float(utm.to_crs(metric_crs(utm)).area.iloc[0])
     name = row["name"] if isinstance(row["name"], str) else None
     return {"id": row["id"], "name": name, "leafUserId": row["leafUserId"], "area": {"value": area, "unit": "m2"},
             "geometry": shapely.geometry.mapping(row.geometry)}
@@ -212,7 +213,7 @@ def match_file(storage: Storage, file_id: str, fields: gpd.GeoDataFrame | None =
     coverage = shapely.geometry.shape(summary["geometry"])
     matched: list[str] = []
     if len(fields) and not coverage.is_empty:
-        utm = gpd.GeoSeries([coverage], crs=4326).estimate_utm_crs()
+        utm = metric_crs(gpd.GeoSeries([coverage], crs=4326))
         cover = gpd.GeoSeries([coverage], crs=4326).to_crs(utm).iloc[0]
         threshold = float(config["fieldsAttachIntersection"]) / 100.0
         for field_id, geometry in zip(fields["id"], fields.geometry.to_crs(utm)):

@@ -240,3 +240,21 @@ def test_configuration_change_applies_on_rematerialisation(d: Derived, real: Pat
         assert job.execute_in_process(partition_key=before["id"], instance=instance).success
         after = record_file_status(instance, storage, before["id"])
     assert before["pointCount"] < after["pointCount"] == 18400
+
+
+def test_metric_crs_is_the_zone_geopandas_estimates(real: Path) -> None:
+    """The UTM zone from the longitude band equals GeoPandas' estimate (a query of PROJ's database) for fields
+    all over the world, both hemispheres and zone edges, and for the real harvest files."""
+    from leaf_dagster.derived.geometry import metric_crs
+
+    rng = np.random.default_rng(7)
+    lons = np.concatenate([rng.uniform(-179.9, 179.9, 100), np.arange(-177.0, 180.0, 6.0) + 0.01])
+    lats = np.concatenate([rng.uniform(-79.0, 83.0, 100), rng.uniform(-60.0, 70.0, 60)])
+    for lon, lat in zip(lons, lats):
+        field = gpd.GeoSeries([shapely.box(lon - 0.004, lat - 0.003, lon + 0.004, lat + 0.003)], crs=4326)
+        assert metric_crs(field) == field.estimate_utm_crs(), (lon, lat)
+    for name in (JD_WHEAT, JD_OATS):
+        with zipfile.ZipFile(real / MONTANA / f"{name}.zip") as zf:
+            shp = next(n for n in zf.namelist() if n.endswith(".shp"))
+        frame = gpd.read_file(f"zip://{real / MONTANA / name}.zip!{shp}")
+        assert metric_crs(frame) == frame.estimate_utm_crs()

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from ..derived.geometry import metric_crs
 from ..model import WGS84, SourceTable, StandardResult
 from . import crops, evidence, schema, times
 from .columns import Match, match_columns
@@ -263,7 +264,7 @@ def _points_and_area(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoSeries, np.ndarray
     """Point per record (polygon centroids in a metric CRS) and, for polygons, their area in m2."""
     geometry = frame.geometry
     if np.isin(shapely.get_type_id(geometry.values._data), (3, 6)).any():  # a Polygon or MultiPolygon
-        metric = frame.estimate_utm_crs()
+        metric = metric_crs(frame)
         projected = geometry.to_crs(metric)
         centroids = projected.centroid
         # a concave or sliver polygon's centroid can fall outside it; then take a point that is inside
