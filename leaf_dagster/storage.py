@@ -131,13 +131,6 @@ class Storage:
         finally:
             tmp_path.unlink(missing_ok=True)
 
-    def write_geoparquet(self, table: str, key: str, frame: "gpd.GeoDataFrame") -> Path:
-        target = self.parquet_path(table, key)
-        with self.atomic_path(target) as tmp:
-            frame.to_parquet(tmp, index=False, compression="zstd", write_covering_bbox=True,
-                             schema_version="1.1.0")
-        return target
-
     def read_geoparquet(self, table: str, key: str) -> "gpd.GeoDataFrame":
         import geopandas as gpd  # heavy: only the steps that read points pay for it
 
