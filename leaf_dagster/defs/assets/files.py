@@ -238,6 +238,16 @@ LATER_CHECKS: dict[str, Callable[[FileSteps, Any], dg.AssetCheckResult]] = {"sta
 SKIPPED = {"status": "skipped", "message": "skipped"}
 
 
+def step_inputs(asset: dg.AssetsDefinition, make: Callable[..., Outcome]) -> dict[str, str]:
+    """{argument: step} of the tables a step's outcome function takes (its arguments after the file's steps)."""
+    return {arg: asset.keys_by_input_name[arg].to_user_string() for arg in list(inspect.signature(make).parameters)[1:]}
+
+
+# The step after which no step reads a table: a big file's raw records are let go once it is standardised.
+LAST_READER = {table: max(i for i, (asset, make) in enumerate(FILE_STEPS) if table in step_inputs(asset, make).values())
+               for asset, make in FILE_STEPS for table in step_inputs(asset, make).values()}
+
+
 def in_batch_run(context: dg.AssetExecutionContext, store: Storage, file_id: str) -> dict[str, dict[str, Any]]:
     """Every step of one file inside its upload's run: each step's outcome logged against the file's partition
     (its materialisation and check evaluations, as the file's own run records them), its table written as
@@ -247,13 +257,14 @@ def in_batch_run(context: dg.AssetExecutionContext, store: Storage, file_id: str
     steps = FileSteps(store, file_id)
     tables: dict[str, Any] = {}
     status: dict[str, dict[str, Any]] = {}
-    for asset, make in FILE_STEPS:
+    for number, (asset, make) in enumerate(FILE_STEPS):
+        for table in [t for t, last in LAST_READER.items() if last < number]:
+            tables.pop(table, None)
         name = asset.key.to_user_string()
         if any(status[key.to_user_string()]["status"] != "processed" for key in asset.dependency_keys):
             status[name] = SKIPPED
             continue
-        inputs = {arg: tables[asset.keys_by_input_name[arg].to_user_string()]
-                  for arg in list(inspect.signature(make).parameters)[1:]}
+        inputs = {arg: tables[table] for arg, table in step_inputs(asset, make).items()}
         try:
             outcome = make(steps, **inputs)
             if outcome.failed is None and outcome.table is not None:
