@@ -1,4 +1,4 @@
-"""The steps' GeoParquet writer (`files.geoparquet_table`) against GeoPandas' own `to_parquet` with the same
+"""The steps' GeoParquet writer (`geoparquet.geoparquet_table`) against GeoPandas' own `to_parquet` with the same
 settings: the same `geo` metadata, schema and values, for points (encoded with numpy), rectangles (WKB from
 their rings), other geometries and missing ones, and an empty table."""
 
@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 import shapely
 
-from leaf_dagster.files import CRS84, geoparquet_table, rectangle_geometry, wkb_geometry
+from leaf_dagster.files import CRS84
+from leaf_dagster.geoparquet import geoparquet_table, rectangle_geometry, wkb_geometry
 
 
 def _frames(n: int = 50) -> dict[str, gpd.GeoDataFrame]:

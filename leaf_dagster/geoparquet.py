@@ -1,0 +1,104 @@
+"""GeoParquet 1.1 tables built straight in Arrow, as `GeoDataFrame.to_parquet(schema_version="1.1.0",
+write_covering_bbox=True)` writes them (tested against it in tests/test_geoparquet.py).
+
+Points and swath rectangles, millions per file, are encoded as WKB with numpy, with no geometry object per
+row; other geometries are encoded by shapely. The steps write their tables through this (`files.FileSteps`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import warnings
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import shapely
+from pyproj import CRS
+
+Geometry = tuple[pa.ChunkedArray, np.ndarray, list[str]]  # WKB, bounds (n, 4: xmin ymin xmax ymax), types
+_WKB_POINT = np.dtype([("order", "u1"), ("kind", "<u4"), ("xy", "<f8", (2,))])
+_WKB_RING = np.dtype([("order", "u1"), ("kind", "<u4"), ("rings", "<u4"), ("points", "<u4"), ("xy", "<f8", (5, 2))])
+_WKB_CHUNK = 1 << 20  # rows per Arrow chunk: its int32 offsets stay far from overflowing
+_TYPE_NAMES = ["Point", "LineString", "LineString", "Polygon", "MultiPoint", "MultiLineString", "MultiPolygon",
+               "GeometryCollection"]
+
+
+def _fixed_wkb(records: np.ndarray) -> pa.ChunkedArray:
+    """Fixed-size WKB records (a numpy structured array) as an Arrow binary column, without a copy per row."""
+    size = records.dtype.itemsize
+    chunks = []
+    for start in range(0, len(records), _WKB_CHUNK):
+        part = records[start:start + _WKB_CHUNK]
+        offsets = np.arange(0, (len(part) + 1) * size, size, dtype=np.int32)
+        chunks.append(pa.Array.from_buffers(pa.binary(), len(part), [None, pa.py_buffer(offsets), pa.py_buffer(part)]))
+    return pa.chunked_array(chunks, pa.binary())
+
+
+def rectangle_geometry(rings: np.ndarray) -> Geometry:
+    """Closed 4-corner rings (m, 5, 2) as WKB polygons."""
+    records = np.empty(len(rings), _WKB_RING)
+    records["order"], records["kind"], records["rings"], records["points"] = 1, 3, 1, 5
+    records["xy"] = rings
+    corner = [rings[:, i] for i in range(4)]  # element-wise over the corners: faster than along the short axis
+    low, high = functools.reduce(np.minimum, corner), functools.reduce(np.maximum, corner)
+    bounds = np.column_stack([low, high])
+    return _fixed_wkb(records), bounds, ["Polygon"] if len(rings) else []
+
+
+def wkb_geometry(geometries: np.ndarray) -> Geometry:
+    """Shapely geometries as ISO WKB: points (every row a 2D point) encoded with numpy, others by shapely."""
+    kinds = shapely.get_type_id(geometries)
+    if len(geometries) and (kinds == 0).all() and not shapely.has_z(geometries).any() \
+            and not shapely.is_empty(geometries).any():
+        x, y = shapely.get_x(geometries), shapely.get_y(geometries)
+        records = np.empty(len(geometries), _WKB_POINT)
+        records["order"], records["kind"] = 1, 1
+        records["xy"][:, 0], records["xy"][:, 1] = x, y
+        return _fixed_wkb(records), np.column_stack([x, y, x, y]), ["Point"]
+    kinds = np.where(shapely.has_z(geometries), kinds + 8, kinds)
+    names = sorted({(_TYPE_NAMES[k % 8] + (" Z" if k >= 8 else "")) for k in np.unique(kinds) if k >= 0})
+    wkb = pa.chunked_array([pa.array(shapely.to_wkb(geometries, flavor="iso"), pa.binary())], pa.binary())
+    return wkb, shapely.bounds(geometries), names
+
+
+def _without_member_ids(crs: dict[str, Any]) -> dict[str, Any]:
+    """The CRS JSON without the ids of datum ensemble members (older PROJ versions do not know them; what
+    GeoPandas and GDAL write in the `geo` metadata)."""
+    for key, value in crs.items():
+        if isinstance(value, dict):
+            _without_member_ids(value)
+        elif key == "members" and isinstance(value, list):
+            for member in value:
+                member.pop("id", None)
+    return crs
+
+
+def geoparquet_table(frame: pd.DataFrame, crs: Any, geometry: Geometry, name: str = "geometry") -> pa.Table:
+    """`frame`'s columns with `geometry` in its column `name`, a covering `bbox` column and the `geo` metadata."""
+    crs = CRS.from_user_input(crs) if crs is not None else None
+    frame = frame.copy(deep=False)
+    frame[name] = None  # an empty column in the conversion; the WKB takes its place
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    wkb, bounds, types = geometry
+    extension = json.dumps({"crs": crs.to_json_dict()}) if crs is not None else "{}"
+    field = pa.field(name, pa.binary(), metadata={"ARROW:extension:name": "geoarrow.wkb",
+                                                  "ARROW:extension:metadata": extension})
+    table = table.set_column(table.schema.get_field_index(name), field, wkb)
+    boxes = [pa.array(bounds[:, i], pa.float64(), from_pandas=True) for i in range(4)]  # no geometry: null
+    table = table.append_column("bbox", pa.StructArray.from_arrays(boxes, names=["xmin", "ymin", "xmax", "ymax"]))
+    column: dict[str, Any] = {"encoding": "WKB", "crs": _without_member_ids(crs.to_json_dict()) if crs else None,
+                              "geometry_types": types}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN bounds: no bbox, as GeoPandas
+        total = [np.nanmin(bounds[:, 0]), np.nanmin(bounds[:, 1]), np.nanmax(bounds[:, 2]), np.nanmax(bounds[:, 3])] \
+            if len(bounds) else [np.nan] * 4
+    if np.isfinite(total).all():
+        column["bbox"] = [float(v) for v in total]
+    column["covering"] = {"bbox": {k: ["bbox", k] for k in ("xmin", "ymin", "xmax", "ymax")}}
+    geo = {"primary_column": name, "columns": {name: column}, "version": "1.1.0",
+           "creator": {"library": "geopandas", "version": gpd.__version__}}
+    return table.replace_schema_metadata({**table.schema.metadata, b"geo": json.dumps(geo).encode()})
