@@ -210,9 +210,10 @@ def match_file(storage: Storage, file_id: str, fields: gpd.GeoDataFrame | None =
         return record
     config = effective(storage, user, owner_of(record))
     fields = load_fields(storage, user, owner_of(record)) if fields is None else fields
-    coverage = shapely.geometry.shape(summary["geometry"])
     matched: list[str] = []
-    if len(fields) and not coverage.is_empty:
+    # the coverage of a season-sized file is megabytes of GeoJSON: made into a shape only when there are fields
+    coverage = shapely.geometry.shape(summary["geometry"]) if len(fields) else None
+    if coverage is not None and not coverage.is_empty:
         utm = metric_crs(gpd.GeoSeries([coverage], crs=4326))
         cover = gpd.GeoSeries([coverage], crs=4326).to_crs(utm).iloc[0]
         threshold = float(config["fieldsAttachIntersection"]) / 100.0
