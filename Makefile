@@ -16,7 +16,7 @@ LOG_LEVEL ?= warning
 export LEAF_API_TOKENS ?= dev-token=local
 API_PORT ?= 8000
 
-.PHONY: install run test bench clean-data
+.PHONY: install run test bench clean-data FORCE
 
 $(BIN)/leaf-dagster: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,14 @@ $(BIN)/leaf-dagster: pyproject.toml
 
 install: $(BIN)/leaf-dagster
 
-$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
-	mkdir -p $(DAGSTER_HOME)
-	cp deploy/dagster.yaml $@
+# The instance's settings: deploy/dagster.yaml as it is (SQLite under $(DAGSTER_HOME)), or with PostgreSQL storage
+# when DAGSTER_PG_URL (or DAGSTER_POSTGRES_DB and _USER, ...) is set, and the run queue's limits from
+# LEAF_MAX_CONCURRENT_RUNS, LEAF_RUNS_PER_OWNER, LEAF_RUNS_PER_BATCH (leaf_dagster/instance.py). Written on every
+# `make run` (only when it changed), so a change of environment is never met by a stale file.
+$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml $(BIN)/leaf-dagster FORCE
+	@$(BIN)/python -m leaf_dagster.instance $(DAGSTER_HOME)
+
+FORCE:
 
 # The shipped samples go into the inbox once; the sensor picks them up without a click.
 $(LEAF_DATA_DIR)/.samples-queued:

@@ -1,0 +1,136 @@
+"""The Dagster instance's settings (`$DAGSTER_HOME/dagster.yaml`), made from `deploy/dagster.yaml` and the environment.
+
+`deploy/dagster.yaml` is the one source of the instance's settings: run queue, monitoring, logging. It names no
+storage, so Dagster keeps runs, events and schedules in SQLite files under DAGSTER_HOME: one machine, `make run`'s
+default, and then the file is copied byte for byte. Two things the environment may change:
+
+- Storage. `DAGSTER_PG_URL` (a `postgresql+psycopg2://` URL), or the usual `DAGSTER_POSTGRES_USER`, `..._PASSWORD`,
+  `..._DB`, `..._HOST`, `..._PORT`, put run, event-log and schedule storage in PostgreSQL, so a webserver and a
+  daemon on different hosts share one instance (and SQLite's per-event file locking is gone). The written yaml
+  refers to the variables (`{env: DAGSTER_PG_URL}`), never their values: no password lands on disk, and every
+  process reading the instance needs the same variables.
+- The run queue's limits: `LEAF_MAX_CONCURRENT_RUNS` (runs at a time), `LEAF_RUNS_PER_OWNER` and
+  `LEAF_RUNS_PER_BATCH` (the `leaf/owner` and `leaf/batch_id` tag limits), sized to the machines' cores.
+
+One template with the storage added by code, rather than a second yaml per storage, keeps the queue and monitoring
+settings in one place: a second file would repeat them and drift. Plain Python (yaml only), so `make` can write
+the file before any Dagster process starts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "dagster.yaml"
+PG_URL_ENV = "DAGSTER_PG_URL"
+# The DAGSTER_POSTGRES_* variables and the postgres_db keys they fill.
+PG_PARTS_ENV = {"username": "DAGSTER_POSTGRES_USER", "password": "DAGSTER_POSTGRES_PASSWORD",
+                "db_name": "DAGSTER_POSTGRES_DB", "hostname": "DAGSTER_POSTGRES_HOST", "port": "DAGSTER_POSTGRES_PORT"}
+PG_DEFAULT_HOST = "localhost"
+# dagster-postgres works through psycopg2 only (it sends NOTIFY with client-side parameters, which psycopg 3
+# refuses), while SQLAlchemy 2.1 opens a bare postgresql:// URL with psycopg 3: the driver must be named.
+PG_URL_SCHEME = "postgresql+psycopg2"
+# Run queue limits from the environment: the variable, then the tag it limits (None: max_concurrent_runs).
+LIMITS_ENV = {"LEAF_MAX_CONCURRENT_RUNS": None, "LEAF_RUNS_PER_OWNER": "leaf/owner", "LEAF_RUNS_PER_BATCH": "leaf/batch_id"}
+
+
+class InstanceConfigError(ValueError):
+    """The environment asks for an instance that cannot be configured (names the variable and why)."""
+
+
+def storage_kind(env: Mapping[str, str]) -> str:
+    """"postgres" when the environment names a PostgreSQL database, else "sqlite"."""
+    if env.get(PG_URL_ENV) or env.get(PG_PARTS_ENV["db_name"]):
+        return "postgres"
+    return "sqlite"
+
+
+def postgres_storage(env: Mapping[str, str]) -> dict[str, Any] | None:
+    """Dagster's `storage: postgres:` block for the environment, or None when it names no PostgreSQL."""
+    url = env.get(PG_URL_ENV)
+    if url:
+        if not url.startswith(f"{PG_URL_SCHEME}://"):
+            scheme = url.split("://", 1)[0] if "://" in url else "no scheme"
+            raise InstanceConfigError(f"{PG_URL_ENV} must start with {PG_URL_SCHEME}:// (Dagster's PostgreSQL "
+                                      f"storage works through the psycopg2 driver), not {scheme}")
+        return {"postgres": {"postgres_url": {"env": PG_URL_ENV}}}
+    if not env.get(PG_PARTS_ENV["db_name"]):
+        return None
+    if not env.get(PG_PARTS_ENV["username"]):
+        raise InstanceConfigError(f"{PG_PARTS_ENV['db_name']} is set but {PG_PARTS_ENV['username']} is not: "
+                                  "PostgreSQL storage needs a user")
+    db: dict[str, Any] = {key: {"env": var} for key, var in PG_PARTS_ENV.items() if env.get(var)}
+    db.setdefault("hostname", PG_DEFAULT_HOST)
+    db["scheme"] = PG_URL_SCHEME
+    return {"postgres": {"postgres_db": db}}
+
+
+def _positive_int(env: Mapping[str, str], name: str) -> int:
+    value = env[name]
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise InstanceConfigError(f"{name}={value!r}: expected a whole number of runs, at least 1")
+    return number
+
+
+def settings(env: Mapping[str, str], template: Path = TEMPLATE) -> str:
+    """The text of dagster.yaml for this environment: the template itself when nothing is asked of it."""
+    text = template.read_text()
+    storage = postgres_storage(env)
+    limits = {name: _positive_int(env, name) for name in LIMITS_ENV if env.get(name)}
+    if storage is None and not limits:
+        return text
+    config = yaml.safe_load(text)
+    runs = config["concurrency"]["runs"]
+    for name, limit in limits.items():
+        tag = LIMITS_ENV[name]
+        if tag is None:
+            runs["max_concurrent_runs"] = limit
+        else:
+            next(t for t in runs["tag_concurrency_limits"] if t["key"] == tag)["limit"] = limit
+    if storage is not None:
+        config["storage"] = storage
+    changed = ", ".join([*(["storage: PostgreSQL"] if storage else []), *limits])
+    return (f"# Written from {template.parent.name}/{template.name} (whose comments say why each setting is there), "
+            f"with {changed} from the environment.\n" + yaml.safe_dump(config, sort_keys=False))
+
+
+def write(home: Path, env: Mapping[str, str] | None = None) -> Path:
+    """Write `home`/dagster.yaml for the environment (atomically; left alone when already the same)."""
+    text = settings(os.environ if env is None else env)
+    target = home / "dagster.yaml"
+    if target.exists() and target.read_text() == text:
+        return target
+    home.mkdir(parents=True, exist_ok=True)
+    partial = home / ".dagster.yaml.partial"
+    partial.write_text(text)
+    partial.replace(target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m leaf_dagster.instance DAGSTER_HOME`: what `make run` uses to write the instance's settings."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m leaf_dagster.instance DAGSTER_HOME", file=sys.stderr)
+        return 2
+    try:
+        target = write(Path(args[0]))
+    except InstanceConfigError as exc:
+        print(f"dagster.yaml not written: {exc}", file=sys.stderr)
+        return 1
+    print(f"{target}: {storage_kind(os.environ)} storage")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
