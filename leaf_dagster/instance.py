@@ -6,7 +6,8 @@ default, and then the file is copied byte for byte. Two things the environment m
 
 - Storage. `DAGSTER_PG_URL` (a `postgresql+psycopg2://` URL), or the usual `DAGSTER_POSTGRES_USER`, `..._PASSWORD`,
   `..._DB`, `..._HOST`, `..._PORT`, put run, event-log and schedule storage in PostgreSQL, so a webserver and a
-  daemon on different hosts share one instance (and SQLite's per-event file locking is gone). The written yaml
+  daemon on different hosts share one instance (and SQLite's per-event file locking is gone); the event log is
+  dagster-postgres's with its connection kept open (leaf_dagster/pg_event_log.py). The written yaml
   refers to the variables (`{env: DAGSTER_PG_URL}`), never their values: no password lands on disk, and every
   process reading the instance needs the same variables.
 - The run queue's limits: `LEAF_MAX_CONCURRENT_RUNS` (runs at a time), `LEAF_RUNS_PER_OWNER` and
@@ -36,6 +37,11 @@ PG_DEFAULT_HOST = "localhost"
 # dagster-postgres works through psycopg2 only (it sends NOTIFY with client-side parameters, which psycopg 3
 # refuses), while SQLAlchemy 2.1 opens a bare postgresql:// URL with psycopg 3: the driver must be named.
 PG_URL_SCHEME = "postgresql+psycopg2"
+# The classes of each storage on PostgreSQL: dagster-postgres's, but for the event log, which keeps its connection
+# (leaf_dagster/pg_event_log.py says why).
+STORAGE_CLASSES = {"run_storage": ("dagster_postgres.run_storage", "PostgresRunStorage"),
+                   "event_log_storage": ("leaf_dagster.pg_event_log", "PooledPostgresEventLogStorage"),
+                   "schedule_storage": ("dagster_postgres.schedule_storage", "PostgresScheduleStorage")}
 # Run queue limits from the environment: the variable, then the tag it limits (None: max_concurrent_runs).
 LIMITS_ENV = {"LEAF_MAX_CONCURRENT_RUNS": None, "LEAF_RUNS_PER_OWNER": "leaf/owner", "LEAF_RUNS_PER_BATCH": "leaf/batch_id"}
 
@@ -51,15 +57,15 @@ def storage_kind(env: Mapping[str, str]) -> str:
     return "sqlite"
 
 
-def postgres_storage(env: Mapping[str, str]) -> dict[str, Any] | None:
-    """Dagster's `storage: postgres:` block for the environment, or None when it names no PostgreSQL."""
+def postgres_config(env: Mapping[str, str]) -> dict[str, Any] | None:
+    """dagster-postgres's connection settings for the environment, or None when it names no PostgreSQL."""
     url = env.get(PG_URL_ENV)
     if url:
         if not url.startswith(f"{PG_URL_SCHEME}://"):
             scheme = url.split("://", 1)[0] if "://" in url else "no scheme"
             raise InstanceConfigError(f"{PG_URL_ENV} must start with {PG_URL_SCHEME}:// (Dagster's PostgreSQL "
                                       f"storage works through the psycopg2 driver), not {scheme}")
-        return {"postgres": {"postgres_url": {"env": PG_URL_ENV}}}
+        return {"postgres_url": {"env": PG_URL_ENV}}
     if not env.get(PG_PARTS_ENV["db_name"]):
         return None
     if not env.get(PG_PARTS_ENV["username"]):
@@ -68,7 +74,16 @@ def postgres_storage(env: Mapping[str, str]) -> dict[str, Any] | None:
     db: dict[str, Any] = {key: {"env": var} for key, var in PG_PARTS_ENV.items() if env.get(var)}
     db.setdefault("hostname", PG_DEFAULT_HOST)
     db["scheme"] = PG_URL_SCHEME
-    return {"postgres": {"postgres_db": db}}
+    return {"postgres_db": db}
+
+
+def postgres_storage(env: Mapping[str, str]) -> dict[str, Any] | None:
+    """The run, event-log and schedule storage blocks of dagster.yaml for the environment (None: SQLite).
+    Three blocks rather than Dagster's `storage: postgres:` shorthand, for the event log's own class."""
+    config = postgres_config(env)
+    if config is None:
+        return None
+    return {key: {"module": module, "class": name, "config": config} for key, (module, name) in STORAGE_CLASSES.items()}
 
 
 def _positive_int(env: Mapping[str, str], name: str) -> int:
@@ -98,7 +113,7 @@ def settings(env: Mapping[str, str], template: Path = TEMPLATE) -> str:
         else:
             next(t for t in runs["tag_concurrency_limits"] if t["key"] == tag)["limit"] = limit
     if storage is not None:
-        config["storage"] = storage
+        config.update(storage)
     changed = ", ".join([*(["storage: PostgreSQL"] if storage else []), *limits])
     return (f"# Written from {template.parent.name}/{template.name} (whose comments say why each setting is there), "
             f"with {changed} from the environment.\n" + yaml.safe_dump(config, sort_keys=False))
