@@ -12,6 +12,12 @@ default, and then the file is copied byte for byte. Two things the environment m
   process reading the instance needs the same variables.
 - The run queue's limits: `LEAF_MAX_CONCURRENT_RUNS` (runs at a time), `LEAF_RUNS_PER_OWNER` and
   `LEAF_RUNS_PER_BATCH` (the `leaf/owner` and `leaf/batch_id` tag limits), sized to the machines' cores.
+- Where runs execute. `LEAF_CELERY_BROKER_URL` (RabbitMQ, `pyamqp://user:password@host:5672/vhost`) makes every
+  run a Celery task that any worker (`celery -A leaf_dagster.worker worker`, on any host) executes, instead of a
+  process on the daemon's machine; `LEAF_CELERY_BACKEND_URL` (Redis, `redis://host:6379/0`) is where workers
+  record their tasks' states, which Dagster's run monitoring reads; `LEAF_CELERY_QUEUE` names the queue (default
+  `dagster`). The task is acknowledged only once it has finished and given back to the broker when its worker
+  dies, so another worker takes it over (leaf_dagster/worker.py resumes the run there).
 
 One template with the storage added by code, rather than a second yaml per storage, keeps the queue and monitoring
 settings in one place: a second file would repeat them and drift. Plain Python (yaml only), so `make` can write
@@ -44,6 +50,27 @@ STORAGE_CLASSES = {"run_storage": ("dagster_postgres.run_storage", "PostgresRunS
                    "schedule_storage": ("dagster_postgres.schedule_storage", "PostgresScheduleStorage")}
 # Run queue limits from the environment: the variable, then the tag it limits (None: max_concurrent_runs).
 LIMITS_ENV = {"LEAF_MAX_CONCURRENT_RUNS": None, "LEAF_RUNS_PER_OWNER": "leaf/owner", "LEAF_RUNS_PER_BATCH": "leaf/batch_id"}
+CELERY_BROKER_ENV, CELERY_BACKEND_ENV, CELERY_QUEUE_ENV = "LEAF_CELERY_BROKER_URL", "LEAF_CELERY_BACKEND_URL", "LEAF_CELERY_QUEUE"
+# A worker's task outlives a RabbitMQ channel or a Redis visibility window only if these allow the longest run
+# (run_monitoring.max_runtime_seconds stops runs after 3 hours): past them the broker hands the task to a
+# second worker while the first still runs it.
+CELERY_VISIBILITY_TIMEOUT_S = 4 * 3600
+CELERY_SETTINGS: dict[str, Any] = {
+    # acknowledged when the run ends, and given back to the queue when the worker process is lost (SIGKILL,
+    # out of memory, the host gone): the broker then delivers it to another worker
+    "task_acks_late": True,
+    "task_reject_on_worker_lost": True,
+    # one run at a time per worker process, none reserved ahead: a queued run waits for a free worker, not
+    # behind a busy one
+    "worker_prefetch_multiplier": 1,
+    # a worker cut off from the broker stops its running tasks, which the broker gives to another worker:
+    # without this the run would go on twice
+    "worker_cancel_long_running_tasks_on_connection_loss": True,
+    "broker_connection_retry_on_startup": True,
+    "broker_transport_options": {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT_S, "max_retries": 3,
+                                 "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+    "result_expires": 7 * 24 * 3600,  # run monitoring reads a run's task state for as long as the run may last
+}
 
 
 class InstanceConfigError(ValueError):
@@ -86,6 +113,20 @@ def postgres_storage(env: Mapping[str, str]) -> dict[str, Any] | None:
     return {key: {"module": module, "class": name, "config": config} for key, (module, name) in STORAGE_CLASSES.items()}
 
 
+def celery_launcher(env: Mapping[str, str]) -> dict[str, Any] | None:
+    """Dagster's `run_launcher:` block running each run as a Celery task, or None when no broker is named."""
+    if not env.get(CELERY_BROKER_ENV):
+        return None
+    if not env.get(CELERY_BACKEND_ENV):
+        raise InstanceConfigError(f"{CELERY_BROKER_ENV} is set but {CELERY_BACKEND_ENV} is not: run monitoring "
+                                  "reads each run's task state from the result backend (redis://host:6379/0)")
+    config: dict[str, Any] = {"broker": {"env": CELERY_BROKER_ENV}, "backend": {"env": CELERY_BACKEND_ENV},
+                              "config_source": CELERY_SETTINGS}
+    if env.get(CELERY_QUEUE_ENV):
+        config["default_queue"] = {"env": CELERY_QUEUE_ENV}
+    return {"module": "dagster_celery.launcher", "class": "CeleryRunLauncher", "config": config}
+
+
 def _positive_int(env: Mapping[str, str], name: str) -> int:
     value = env[name]
     try:
@@ -101,8 +142,9 @@ def settings(env: Mapping[str, str], template: Path = TEMPLATE) -> str:
     """The text of dagster.yaml for this environment: the template itself when nothing is asked of it."""
     text = template.read_text()
     storage = postgres_storage(env)
+    launcher = celery_launcher(env)
     limits = {name: _positive_int(env, name) for name in LIMITS_ENV if env.get(name)}
-    if storage is None and not limits:
+    if storage is None and launcher is None and not limits:
         return text
     config = yaml.safe_load(text)
     runs = config["concurrency"]["runs"]
@@ -114,7 +156,10 @@ def settings(env: Mapping[str, str], template: Path = TEMPLATE) -> str:
             next(t for t in runs["tag_concurrency_limits"] if t["key"] == tag)["limit"] = limit
     if storage is not None:
         config.update(storage)
-    changed = ", ".join([*(["storage: PostgreSQL"] if storage else []), *limits])
+    if launcher is not None:
+        config["run_launcher"] = launcher
+    changed = ", ".join([*(["storage: PostgreSQL"] if storage else []), *(["runs: Celery"] if launcher else []),
+                         *limits])
     return (f"# Written from {template.parent.name}/{template.name} (whose comments say why each setting is there), "
             f"with {changed} from the environment.\n" + yaml.safe_dump(config, sort_keys=False))
 
@@ -143,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     except InstanceConfigError as exc:
         print(f"dagster.yaml not written: {exc}", file=sys.stderr)
         return 1
-    print(f"{target}: {storage_kind(os.environ)} storage")
+    runs = "Celery workers" if os.environ.get(CELERY_BROKER_ENV) else "local processes"
+    print(f"{target}: {storage_kind(os.environ)} storage, runs on {runs}")
     return 0
 
 
