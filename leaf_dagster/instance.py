@@ -31,6 +31,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
@@ -177,17 +178,52 @@ def write(home: Path, env: Mapping[str, str] | None = None) -> Path:
     return target
 
 
+def create_database(env: Mapping[str, str]) -> bool:
+    """Create the database DAGSTER_PG_URL names when its server lacks it (`make cluster`'s first start); True
+    when it was created. Connects to the server's `postgres` database as the URL's user, who must be allowed to
+    create databases."""
+    import psycopg2  # type: ignore[import-untyped]  # dagster-postgres's driver
+
+    url = env.get(PG_URL_ENV)
+    if not url:
+        raise InstanceConfigError(f"{PG_URL_ENV} names no database to create")
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = urlunsplit(("postgresql", parts.netloc, "/postgres", parts.query, ""))
+    connection = psycopg2.connect(admin, connect_timeout=10)
+    connection.autocommit = True  # CREATE DATABASE cannot run inside a transaction
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cursor.fetchone() is not None:
+                return False
+            cursor.execute(f'CREATE DATABASE "{name}"')
+            return True
+    finally:
+        connection.close()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m leaf_dagster.instance DAGSTER_HOME`: what `make run` uses to write the instance's settings."""
+    """`python -m leaf_dagster.instance [--create-database] DAGSTER_HOME`: what `make run` and `make cluster` use
+    to write the instance's settings (`--create-database`: and create DAGSTER_PG_URL's database if missing)."""
     args = sys.argv[1:] if argv is None else argv
+    create = "--create-database" in args
+    args = [a for a in args if a != "--create-database"]
     if len(args) != 1:
-        print("usage: python -m leaf_dagster.instance DAGSTER_HOME", file=sys.stderr)
+        print("usage: python -m leaf_dagster.instance [--create-database] DAGSTER_HOME", file=sys.stderr)
         return 2
     try:
         target = write(Path(args[0]))
     except InstanceConfigError as exc:
         print(f"dagster.yaml not written: {exc}", file=sys.stderr)
         return 1
+    if create:
+        try:
+            if create_database(os.environ):
+                print(f"database {urlsplit(os.environ[PG_URL_ENV]).path.lstrip('/')} created")
+        except Exception as exc:  # psycopg2's errors and ours: the reason is what matters
+            print(f"database not created: {str(exc).strip()}", file=sys.stderr)
+            return 1
     runs = "Celery workers" if os.environ.get(CELERY_BROKER_ENV) else "local processes"
     print(f"{target}: {storage_kind(os.environ)} storage, runs on {runs}")
     return 0

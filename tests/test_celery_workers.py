@@ -18,9 +18,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 import pyarrow.parquet as pq
+import psycopg2
 import pytest
 import yaml
 
@@ -74,6 +76,26 @@ def test_the_instance_s_launcher_is_checked_before_a_worker_starts(tmp_path: Pat
 
     with pytest.raises(RuntimeError, match="launches runs with DefaultRunLauncher, not Celery"):
         worker.make_app()
+
+
+def test_make_cluster_creates_its_database_once() -> None:
+    reason = postgres.reachable()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    name = f"leaf_test_{uuid.uuid4().hex[:12]}"
+    admin = urlsplit(postgres.admin_url())
+    env = {instance_settings.PG_URL_ENV: urlunsplit(("postgresql+psycopg2", admin.netloc, f"/{name}", "", ""))}
+    try:
+        assert instance_settings.create_database(env) is True
+        assert instance_settings.create_database(env) is False  # a second start finds it
+    finally:
+        connection = psycopg2.connect(postgres.admin_url())
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        connection.close()
 
 
 # -- the workers ---------------------------------------------------------------------------------------------------
