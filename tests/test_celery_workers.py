@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from benchmarks import postgres
-from benchmarks.daemon import stop_daemon
+from benchmarks.daemon import _die_with_parent, stop_daemon
 from leaf_dagster import instance as instance_settings
 from leaf_dagster.defs.recovery import RECOVERS_TAG
 from leaf_dagster.status import BATCH_JOB
@@ -152,7 +152,8 @@ class Cluster:
     def _start(self, command: list[str], log: str, cwd: Path, **env: str) -> subprocess.Popen:
         with open(self.logs / log, "ab") as out:
             return subprocess.Popen(command, cwd=cwd, env={**self.env, **env}, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+                                    stdin=subprocess.DEVNULL, start_new_session=True,
+                                    preexec_fn=_die_with_parent)  # none outlives a test that was killed
 
     def start_worker(self, name: str) -> None:
         """`celery worker` with one run at a time, in a working folder (and TMPDIR) of its own."""
