@@ -60,7 +60,8 @@ def execute_run(run_id: str, worker: str, redelivered: bool) -> int:
         if run is not None and run.status == DagsterRunStatus.STARTED and redelivered:
             _report(instance, run_id, RESUMED_BY.format(worker=worker), worker)
             return _resume_run_command_body(run_id, instance, _ignore, set_exit_code_on_failure=True)
-        _report(instance, run_id, EXECUTED_BY.format(worker=worker), worker)
+        if run is not None and not run.is_finished:  # a finished run's task delivered again is only ignored
+            _report(instance, run_id, EXECUTED_BY.format(worker=worker), worker)
         return _execute_run_command_body(run_id, instance, _ignore, set_exit_code_on_failure=True)
 
 
