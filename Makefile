@@ -16,7 +16,7 @@ LOG_LEVEL ?= warning
 export LEAF_API_TOKENS ?= dev-token=local
 API_PORT ?= 8000
 
-.PHONY: install run test bench clean-data
+.PHONY: install run cluster test bench clean-data FORCE
 
 $(BIN)/leaf-dagster: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,14 @@ $(BIN)/leaf-dagster: pyproject.toml
 
 install: $(BIN)/leaf-dagster
 
-$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
-	mkdir -p $(DAGSTER_HOME)
-	cp deploy/dagster.yaml $@
+# The instance's settings: deploy/dagster.yaml as it is (SQLite under $(DAGSTER_HOME)), or with PostgreSQL storage
+# when DAGSTER_PG_URL (or DAGSTER_POSTGRES_DB and _USER, ...) is set, and the run queue's limits from
+# LEAF_MAX_CONCURRENT_RUNS, LEAF_RUNS_PER_OWNER, LEAF_RUNS_PER_BATCH (leaf_dagster/instance.py). Written on every
+# `make run` (only when it changed), so a change of environment is never met by a stale file.
+$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml $(BIN)/leaf-dagster FORCE
+	@$(BIN)/python -m leaf_dagster.instance $(DAGSTER_HOME)
+
+FORCE:
 
 # The shipped samples go into the inbox once; the sensor picks them up without a click.
 $(LEAF_DATA_DIR)/.samples-queued:
@@ -48,6 +53,31 @@ run: install $(DAGSTER_HOME)/dagster.yaml $(LEAF_DATA_DIR)/.samples-queued
 	  "$(BIN)/dagster-daemon run -w deploy/workspace.yaml --log-level $(LOG_LEVEL)" \
 	  "$(BIN)/leaf-dagster serve --host $(HOST) --port $(API_PORT)"
 
+# `make cluster`: the layout of several machines, as processes on this one. Webserver and daemon on a PostgreSQL
+# instance (CLUSTER_PG_URL, its database created on first start), every run a Celery task (RabbitMQ broker, Redis
+# result backend) executed by one of two workers, each in a working folder of its own under .cluster/, and two API
+# processes (API_PORT, API_PORT2), all sharing the database, the broker and the data directory. On real hosts each
+# of these commands runs on its own machine with the same environment (README: "Running on several machines").
+CLUSTER_DIR := $(CURDIR)/.cluster
+API_PORT2 ?= 8001
+CLUSTER_PG_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/leaf_dagster
+cluster: export DAGSTER_HOME := $(CLUSTER_DIR)/dagster_home
+cluster: export DAGSTER_PG_URL ?= $(CLUSTER_PG_URL)
+cluster: export LEAF_CELERY_BROKER_URL ?= pyamqp://guest:guest@127.0.0.1:5672//
+cluster: export LEAF_CELERY_BACKEND_URL ?= redis://127.0.0.1:6379/0
+cluster: install $(LEAF_DATA_DIR)/.samples-queued
+	@$(BIN)/python -m leaf_dagster.instance --create-database $(DAGSTER_HOME)
+	@mkdir -p $(CLUSTER_DIR)/worker1/tmp $(CLUSTER_DIR)/worker2/tmp
+	@echo "Dagster UI http://$(HOST):$(PORT)  API http://$(HOST):$(API_PORT)/docs and :$(API_PORT2)  2 Celery workers  data $(LEAF_DATA_DIR)  (Ctrl-C stops)"
+	@exec $(BIN)/python scripts/supervise.py --first-ready 127.0.0.1:$(CODE_PORT) \
+	  "$(BIN)/dagster code-server start -m leaf_dagster.definitions --location-name leaf_dagster -h 127.0.0.1 -p $(CODE_PORT) --log-level $(LOG_LEVEL)" \
+	  "$(BIN)/dagster-webserver -w deploy/workspace.yaml -h $(HOST) -p $(PORT) --log-level warning --dagster-log-level $(LOG_LEVEL)" \
+	  "$(BIN)/dagster-daemon run -w deploy/workspace.yaml --log-level $(LOG_LEVEL)" \
+	  "env TMPDIR=$(CLUSTER_DIR)/worker1/tmp $(BIN)/celery --workdir $(CLUSTER_DIR)/worker1 -A leaf_dagster.worker worker --concurrency 1 --hostname worker1@%h --loglevel $(LOG_LEVEL)" \
+	  "env TMPDIR=$(CLUSTER_DIR)/worker2/tmp $(BIN)/celery --workdir $(CLUSTER_DIR)/worker2 -A leaf_dagster.worker worker --concurrency 1 --hostname worker2@%h --loglevel $(LOG_LEVEL)" \
+	  "$(BIN)/leaf-dagster serve --host $(HOST) --port $(API_PORT)" \
+	  "$(BIN)/leaf-dagster serve --host $(HOST) --port $(API_PORT2)"
+
 bench: install
 	$(BIN)/leaf-dagster bench
 
@@ -59,4 +89,4 @@ test: install
 
 clean-data:
 	rm -rf $(LEAF_DATA_DIR)/inbox $(LEAF_DATA_DIR)/batches $(LEAF_DATA_DIR)/files $(LEAF_DATA_DIR)/lake \
-	       $(LEAF_DATA_DIR)/leaf.duckdb* $(LEAF_DATA_DIR)/records.sqlite* $(LEAF_DATA_DIR)/.samples-queued $(DAGSTER_HOME)
+	       $(LEAF_DATA_DIR)/leaf.duckdb* $(LEAF_DATA_DIR)/records.sqlite* $(LEAF_DATA_DIR)/.samples-queued $(DAGSTER_HOME) $(CLUSTER_DIR)

@@ -2,7 +2,9 @@
 
 Dagster overhead per file = (daemon end-to-end - plain FileSteps time for the same upload) / files.
 
-The daemon path is the production one: a temporary DAGSTER_HOME holding the project's dagster.yaml, LEAF_DATA_DIR
+The daemon path is the production one: a temporary DAGSTER_HOME holding the project's dagster.yaml (written by
+leaf_dagster.instance: SQLite as `make run` has it, or PostgreSQL storage in a database of the benchmark's own,
+created and dropped around the run; `measure` can run both, one after the other), LEAF_DATA_DIR
 pointing at a temporary data directory, and `dagster-daemon run -w workspace.yaml` started from the project
 root in its own session (process group). The upload is dropped into the inbox once the sensor daemon has
 ticked; the clock stops when the batch record is PROCESSED/FAILED and every file record has a final status
@@ -18,11 +20,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from leaf_dagster.instance import PG_PARTS_ENV, PG_URL_ENV
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout: dagster.yaml, workspace.yaml
 FINAL_FILE_STATES = {"processed", "failed"}
@@ -247,7 +252,7 @@ def run_breakdown(instance: Any, run_ids: list[str]) -> dict[str, float]:
     coordinator handing it to the launcher), starting the run worker process (launched -> run start), starting
     step subprocesses (worker starting -> step start, summed over steps), step bodies (step start ->
     success/failure, summed, and each step's own as `step:<key>`), the run (run start -> end) and the events
-    it wrote."""
+    it wrote (all, and of each type as `events:<TYPE>`)."""
     from dagster import DagsterEventType as E
 
     sums: dict[str, float] = {}
@@ -265,6 +270,7 @@ def run_breakdown(instance: Any, run_ids: list[str]) -> dict[str, float]:
                 continue
             kind, ts = event.event_type, entry.timestamp
             first.setdefault(kind, ts)
+            own[f"events:{kind.value}"] = own.get(f"events:{kind.value}", 0.0) + 1
             if kind == E.STEP_WORKER_STARTING:
                 worker_start[entry.step_key] = ts
             elif kind == E.STEP_START:
@@ -288,37 +294,87 @@ def run_breakdown(instance: Any, run_ids: list[str]) -> dict[str, float]:
     return {key: value / counted for key, value in sums.items()} | {"runs": counted} if counted else {"runs": 0}
 
 
-def through_daemon(upload: Path, work: Path, expected_files: int, timeout: float, log: Log) -> dict[str, Any]:
-    """Drop `upload` into the inbox of a daemon-run instance and time it until every file has a final status."""
-    home, data = work / "dagster_home", work / "data-daemon"
-    home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+INSTANCES = ("sqlite", "postgres")
+
+
+def through_daemon(upload: Path, work: Path, expected_files: int, timeout: float, log: Log,
+                   instance: str = "sqlite") -> dict[str, Any]:
+    """Drop `upload` into the inbox of a daemon-run instance and time it until every file has a final status.
+
+    `instance`: "sqlite" (`make run`'s default: deploy/dagster.yaml as it is) or "postgres" (the same settings with
+    run, event-log and schedule storage in a database of its own, created here and dropped at the end)."""
+    if instance not in INSTANCES:
+        raise ValueError(f"unknown instance {instance!r}; expected one of {', '.join(INSTANCES)}")
+    env = {k: v for k, v in os.environ.items() if k != PG_URL_ENV and k not in PG_PARTS_ENV.values()}
+    if instance == "sqlite":
+        return _through_daemon(upload, work / "daemon-sqlite", expected_files, timeout, log, env)
+    from .postgres import scratch_database
+
+    with scratch_database("leaf_bench") as url:
+        result = _through_daemon(upload, work / "daemon-postgres", expected_files, timeout, log,
+                                 {**env, PG_URL_ENV: url})
+    result["database"] = url.rsplit("/", 1)[1]  # created for this run, and now dropped
+    return result
+
+
+def _through_daemon(upload: Path, work: Path, expected_files: int, timeout: float, log: Log,
+                    env: dict[str, str]) -> dict[str, Any]:
+    from leaf_dagster.instance import write
+
+    home, data = work / "dagster_home", work / "data"
+    write(home, env)
     storage = _prepare(data)
     storage.inbox.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "DAGSTER_HOME": str(home), "LEAF_DATA_DIR": str(data)}
+    env = {**env, "DAGSTER_HOME": str(home), "LEAF_DATA_DIR": str(data)}
     daemon_bin = Path(sys.executable).with_name("dagster-daemon")
     command = [str(daemon_bin)] if daemon_bin.exists() else [sys.executable, "-m", "dagster._daemon"]
     command += ["run", "-w", "workspace.yaml"]
     log_path = work / "daemon.log"
     result: dict[str, Any] = {"command": " ".join(["dagster-daemon", *command[1:]]), "log": str(log_path)}
-    with open(log_path, "wb") as log_file:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
-        try:
-            if not _wait_for(log_path, READY_MARKERS, 300, process):
-                raise RuntimeError(f"dagster-daemon did not tick the inbox sensor (exit code {process.poll()}); "
-                                   f"see {log_path}")
-            result["startup_seconds"] = time.perf_counter() - started
-            log(f"  daemon up in {result['startup_seconds']:.1f} s (pid {process.pid}); dropping the upload")
-            result.update(_drop_and_wait(upload, storage, expected_files, timeout, log))
-        finally:
-            result["stop"] = stop_daemon(process)
-    result["launch"] = launch_settings(home)
-    result["runs"] = run_timings(home)
+    with _environment(env):  # this process reads the same instance: its yaml refers to the environment
+        result["storage"] = instance_storage(home)
+        with open(log_path, "wb") as log_file:
+            started = time.perf_counter()
+            process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True,
+                                       preexec_fn=_die_with_parent)
+            try:
+                if not _wait_for(log_path, READY_MARKERS, 300, process):
+                    raise RuntimeError(f"dagster-daemon did not tick the inbox sensor (exit code {process.poll()}); "
+                                       f"see {log_path}")
+                result["startup_seconds"] = time.perf_counter() - started
+                log(f"  daemon up in {result['startup_seconds']:.1f} s (pid {process.pid}); dropping the upload")
+                result.update(_drop_and_wait(upload, storage, expected_files, timeout, log))
+            finally:
+                result["stop"] = stop_daemon(process)
+        result["launch"] = launch_settings(home)
+        result["runs"] = run_timings(home)
     if "dropped_at" in result:
         result["timeline"] = timeline(result)
     return result
+
+
+@contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """os.environ set to `env` for the block, then restored."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def instance_storage(home: Path) -> dict[str, str]:
+    """The classes of the instance's run, event-log and schedule storage (which database the figures are of)."""
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        return {"run_storage": type(instance.run_storage).__name__,
+                "event_log_storage": type(instance.event_log_storage).__name__,
+                "schedule_storage": type(instance.schedule_storage).__name__}
 
 
 def timeline(result: dict[str, Any]) -> dict[str, float | None]:
@@ -337,7 +393,7 @@ def timeline(result: dict[str, Any]) -> dict[str, float | None]:
 
 def _drop_and_wait(upload: Path, storage: Any, expected_files: int, timeout: float, log: Log) -> dict[str, Any]:
     partial = storage.inbox / f".{upload.name}.partial"
-    shutil.copyfile(upload, partial)
+    shutil.copy2(upload, partial)  # its time kept: the same upload gets the same batch id on every instance
     os.replace(partial, storage.inbox / upload.name)
     t0, dropped_at = time.perf_counter(), time.time()
     done_at: dict[str, float] = {}
@@ -370,7 +426,11 @@ def _drop_and_wait(upload: Path, storage: Any, expected_files: int, timeout: flo
 
 
 def measure(upload: Path, work: Path, files: int, daemon: bool, timeout: float, log: Log,
-            dagster_in_process: bool = True) -> dict[str, Any]:
+            dagster_in_process: bool = True, instances: tuple[str, ...] = ("sqlite",)) -> dict[str, Any]:
+    """The batch through FileSteps, Dagster in-process, then the daemon on each of `instances`, one after the
+    other. The overhead per file of each instance is in `overhead_s_per_file_by_instance`; the one reported as
+    `overhead_s_per_file` (and its run as `daemon`) is PostgreSQL's when measured, the storage a deployment past
+    one machine runs on, else SQLite's."""
     from .shapefile import in_child
 
     out: dict[str, Any] = {"files": files}
@@ -385,12 +445,28 @@ def measure(upload: Path, work: Path, files: int, daemon: bool, timeout: float, 
             log(f"  {out['dagster_in_process']['seconds']:.2f} s")
         except RuntimeError as exc:
             out["dagster_in_process"] = {"error": str(exc).splitlines()[0]}
-    if daemon:
-        log(f"batch of {files} files through the inbox sensor and dagster-daemon (timeout {timeout:.0f} s)")
-        out["daemon"] = through_daemon(upload, work, files, timeout, log)
-        d = out["daemon"]
+    if not daemon:
+        return out
+    out["daemons"], out["overhead_s_per_file_by_instance"] = {}, {}
+    for kind in instances:
+        log(f"batch of {files} files through the inbox sensor and dagster-daemon on {kind} storage "
+            f"(timeout {timeout:.0f} s)")
+        try:
+            d = through_daemon(upload, work, files, timeout, log, instance=kind)
+        except Exception as exc:  # an unreachable server: reported, the other instance still measured
+            out["daemons"][kind] = {"error": (str(exc).strip().splitlines() or [type(exc).__name__])[0]}
+            log(f"  failed: {out['daemons'][kind]['error']}")
+            continue
+        out["daemons"][kind] = d
         log(f"  {d['seconds']:.1f} s, {d['processed']} processed, {d['failed']} failed"
             + (" (TIMED OUT)" if d["timed_out"] else ""))
         if not d["timed_out"] and d["files"]:
-            out["overhead_s_per_file"] = (d["seconds"] - out["file_steps"]["seconds"]) / d["files"]
+            out["overhead_s_per_file_by_instance"][kind] = (d["seconds"] - out["file_steps"]["seconds"]) / d["files"]
+    measured = out["overhead_s_per_file_by_instance"]
+    chosen = next((k for k in ("postgres", "sqlite") if k in measured), None) or next(iter(out["daemons"]), None)
+    if chosen is not None:
+        out["overhead_instance"] = chosen
+        out["daemon"] = out["daemons"][chosen]
+        if chosen in measured:
+            out["overhead_s_per_file"] = measured[chosen]
     return out

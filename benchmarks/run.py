@@ -18,8 +18,10 @@ deterministically, in a temporary folder:
 5. listing: `GET /files` through the API (benchmarks.listing): p50/p95 latency over 1,000 and 10,000 copies of a
    real file record (200 and 2,000 with --quick), and `leaf.duckdb` neither created nor changed by the requests.
 6. batch: one upload of small JD exports (100 files of 504 points; 20 with --quick) through FileSteps in-process,
-   Dagster in-process (process_upload; not with --quick), then the inbox sensor + dagster-daemon; overhead per
-   file = (daemon end-to-end - FileSteps time) / files.
+   Dagster in-process (process_upload; not with --quick), then the inbox sensor + dagster-daemon on each instance
+   of --instance (sqlite, postgres or both, one after the other; postgres in a database of its own on
+   LEAF_PG_ADMIN_URL's server, created and dropped); overhead per file = (daemon end-to-end - FileSteps time) /
+   files, for each; `dagster_overhead_s_per_file` is PostgreSQL's when it was measured, else SQLite's.
 
 Writes OUT/benchmarks.md and OUT/benchmarks.json; prints the table (or the JSON with --json). Performance is
 measured here, never in timed tests. Progress goes to stderr.
@@ -44,6 +46,7 @@ from typing import Any
 from . import daemon as daemon_bench
 from . import isoxml as isoxml_bench
 from . import listing as listing_bench
+from . import postgres as postgres_bench
 from . import shapefile as shapefile_bench
 from .generate import SEED, batch_input, harvest_input
 
@@ -147,6 +150,11 @@ def _mib(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.0f} MiB"
 
 
+def _on(instance: str | None) -> str:
+    """" on PostgreSQL" / " on SQLite": which Dagster instance a daemon figure is of."""
+    return {"postgres": " on PostgreSQL", "sqlite": " on SQLite"}.get(instance or "", "")
+
+
 def _rate(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.0f}"
 
@@ -245,7 +253,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{yes[_met('big_file_peak_rss_mb', report['big_file_peak_rss_mb'])]} |",
         f"| TLG decoding | {_rate(report['tlg_records_per_s'])} records/s | at least {_rate(TARGETS['tlg_records_per_s'])} | "
         f"{yes[_met('tlg_records_per_s', report['tlg_records_per_s'])]} |",
-        f"| Dagster overhead (sensor + daemon) | {_num(report['dagster_overhead_s_per_file'])} s/file | "
+        f"| Dagster overhead (sensor + daemon{_on(report.get('dagster_overhead_instance'))}) | "
+        f"{_num(report['dagster_overhead_s_per_file'])} s/file | "
         f"at most {TARGETS['dagster_overhead_s_per_file']} s | "
         f"{yes[_met('dagster_overhead_s_per_file', report['dagster_overhead_s_per_file'])]} |",
     ]
@@ -269,16 +278,28 @@ def markdown(report: dict[str, Any]) -> str:
         n = b.get("files") or 1
         lines += ["", f"## {files}-file batch ({report['inputs']['batch_points_per_file']} points per file)", "",
                   "| path | seconds | seconds per file | files processed |", "|---|---:|---:|---:|"]
-        for label, part in (("FileSteps in-process, no Dagster (register, extract, every step, catalog once)", fs),
-                            ("Dagster in-process: `process_upload` (the upload's run, execute_in_process)", dp),
-                            ("inbox sensor + `dagster-daemon` (drop in the inbox -> every status final)", dm)):
+        daemons = b.get("daemons") or ({"sqlite": dm} if dm else {})
+        paths = [("FileSteps in-process, no Dagster (register, extract, every step, catalog once)", fs),
+                 ("Dagster in-process: `process_upload` (the upload's run, execute_in_process)", dp)]
+        paths += [(f"inbox sensor + `dagster-daemon`{_on(kind)} (drop in the inbox -> every status final)", part)
+                  for kind, part in daemons.items()]
+        for label, part in paths:
             if part.get("seconds") is not None:
                 lines.append(f"| {label} | {_num(part['seconds'])} | {_num(part['seconds'] / n)} | "
                              f"{part.get('processed', 'n/a')} of {part.get('files', n)} |")
             elif part:
                 lines.append(f"| {label} | n/a | | {part.get('error', 'not run')} |")
-        lines.append(f"| **Dagster overhead (daemon - FileSteps) per file** | | "
-                     f"**{_num(report['dagster_overhead_s_per_file'])}** | |")
+        by_instance = report.get("dagster_overhead_s_per_file_by_instance") or {}
+        for kind, value in by_instance.items():
+            chosen = " (the reported figure)" if len(by_instance) > 1 and kind == b.get("overhead_instance") else ""
+            lines.append(f"| **Dagster overhead (daemon{_on(kind)} - FileSteps) per file**{chosen} | | "
+                         f"**{_num(value)}** | |")
+        if not by_instance:
+            lines.append("| **Dagster overhead (daemon - FileSteps) per file** | | n/a | |")
+        if len(daemons) > 1:
+            lines += ["", "The daemon ran the same upload on each instance, one after the other, with the same "
+                      "deploy/dagster.yaml settings; only run, event-log and schedule storage differ. The "
+                      "figures below are of the run on " + (b.get("overhead_instance") or "n/a") + "."]
         if dm.get("timeline"):
             t = dm["timeline"]
             runs = dm.get("runs", {})
@@ -344,6 +365,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.add_argument(f"--no-{phase}", action="append_const", const=phase, dest="skip",
                             help=f"skip the {phase} phase")
     parser.add_argument("--no-daemon", action="store_true", help="skip the sensor + daemon run (no overhead figure)")
+    parser.add_argument("--instance", metavar="KINDS",
+                        help="the Dagster instance(s) the daemon runs the batch on, comma-separated, of: "
+                             + ", ".join(daemon_bench.INSTANCES) + " (default: both when PostgreSQL answers at "
+                             "LEAF_PG_ADMIN_URL, else sqlite)")
     parser.add_argument("--daemon-timeout", type=float, help="seconds to wait for the daemon (default 120 per file, "
                                                              "170 in total with --quick)")
     parser.add_argument("--memory-cap-mb", type=float, default=default_memory_cap_mb(),
@@ -355,6 +380,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="also profile the shapefile steps once with pyinstrument (OUT/profile/, not timed)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work folder and print its path")
     args = parser.parse_args(argv)
+    unknown_instances = sorted(set((args.instance or "sqlite").split(",")) - set(daemon_bench.INSTANCES))
+    if unknown_instances:
+        parser.error(f"--instance: unknown {', '.join(unknown_instances)}; the instances are "
+                     + ", ".join(daemon_bench.INSTANCES))
     if args.only:
         unknown = sorted(set(args.only.split(",")) - set(PHASES))
         if unknown:
@@ -457,6 +486,13 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"  listing measurement failed: {_first_line(exc)}")
 
         if "batch" in phases:
+            instances = args.instance.split(",") if args.instance else ["sqlite"]
+            if not args.instance and not args.no_daemon:
+                unreachable = postgres_bench.reachable()
+                if unreachable:
+                    report["skipped"]["batch on postgres"] = unreachable
+                else:
+                    instances.append("postgres")
             timeout = args.daemon_timeout or (170.0 if args.quick else max(600.0, 120.0 * preset["files"]))
             try:
                 log(f"generating the {preset['files']}-file batch")
@@ -465,10 +501,14 @@ def main(argv: list[str] | None = None) -> int:
                 report["inputs"].update(batch_seconds=batch["seconds"], batch_zip_bytes=batch["zip_bytes"])
                 report["batch"] = daemon_bench.measure(Path(batch["zip"]), work, preset["files"],
                                                        not args.no_daemon, timeout, log,
-                                                       dagster_in_process=not args.quick)
-                daemon = report["batch"].get("daemon") or {}
-                if daemon.get("timed_out"):
-                    report["errors"]["daemon"] = (f"timed out after {timeout:.0f} s with {daemon.get('processed', 0)} "
+                                                       dagster_in_process=not args.quick,
+                                                       instances=tuple(instances))
+                for kind, daemon in (report["batch"].get("daemons") or {}).items():
+                    name = "daemon" if kind == "sqlite" else f"daemon_{kind}"
+                    if daemon.get("error"):
+                        report["errors"][name] = daemon["error"]
+                    elif daemon.get("timed_out"):
+                        report["errors"][name] = (f"timed out after {timeout:.0f} s with {daemon.get('processed', 0)} "
                                                   f"processed and {daemon.get('failed', 0)} failed of "
                                                   f"{daemon.get('files')}")
             except Exception as exc:
@@ -507,6 +547,9 @@ def finish(report: dict[str, Any], duration_s: float) -> None:
     report["big_file_steps"] = step_figures(big)
     report["tlg_records_per_s"] = (report.get("tlg") or {}).get("records_per_s")
     report["dagster_overhead_s_per_file"] = (report.get("batch") or {}).get("overhead_s_per_file")
+    report["dagster_overhead_instance"] = (report.get("batch") or {}).get("overhead_instance")
+    report["dagster_overhead_s_per_file_by_instance"] = (report.get("batch") or {}).get(
+        "overhead_s_per_file_by_instance") or {}
     report["files_list_p50_ms"] = (report.get("listing") or {}).get("files_list_p50_ms")
     report["files_list_p95_ms"] = (report.get("listing") or {}).get("files_list_p95_ms")
     report["targets_met"] = {key: _met(key, report[key]) for key in TARGETS}
