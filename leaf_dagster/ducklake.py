@@ -1,0 +1,220 @@
+"""The shared SQL catalog: a DuckLake whose metadata lives in PostgreSQL and whose data files live on the
+shared storage, so SQL users on every host see the same tables (`LEAF_CATALOG=ducklake:postgres:...`).
+
+The local catalog (`catalog.py`) is views over lake/ and records.sqlite, which only the host holding those
+files can read. A DuckLake holds tables, so this module copies into them what the local views show, under
+the same names and columns, and keeps the copy current: `sync` compares what the sources hold now (each
+lake/<table>/<id>.parquet by size and modification time, each record by its updated_time) with what the
+lake last took from them (the table leaf_sync.sources, in the same DuckLake), and for every source that
+changed it deletes the rows that source gave before and inserts its rows now, all in one DuckLake
+transaction: a SQL user sees a refresh whole or not at all, and a re-run file replaces its rows instead
+of adding to them.
+
+Rows are inserted rather than the Parquet outputs registered in place (`ducklake_add_data_files`): a re-run
+renames a new output over the same path, and DuckLake's metadata about a registered file (its size, row
+count, column statistics) would then describe a file that is gone, while DuckLake's cleanup of the old
+snapshot would delete that path, which now holds the new output; raw outputs also differ in columns from
+one format to another, while a registered file must match its table. Copying costs a second, compressed
+copy of the points and the time to write it, spent after a run, never inside a step.
+
+Two refreshes at once (the status sensor and an in-process run, or two hosts) both update the one row of
+leaf_sync.state, so DuckLake commits one and refuses the other with a conflict; that one starts again and
+finds the work done. Readers never wait: a DuckLake reader sees the last committed snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from .errors import CatalogError
+from .extensions import load_extension
+from .storage import Storage
+
+CATALOG_ENV = "LEAF_CATALOG"
+DATA_PATH_ENV = "LEAF_CATALOG_DATA_PATH"
+ALIAS = "leaf"
+SYNC = f"{ALIAS}.leaf_sync"
+ATTEMPTS = 5  # refreshes that lose a commit to another one in a row before giving up
+
+
+@dataclass(frozen=True)
+class RecordTable:
+    """A table of rows derived from one table of the record store: `sql` yields them, `key` names the column
+    holding the id of the record each row comes from."""
+    source: str
+    key: str
+    sql: str
+
+
+def ducklake_url() -> str | None:
+    """The DuckLake named by LEAF_CATALOG, or None for the local catalog (unset, empty or `local`)."""
+    value = os.environ.get(CATALOG_ENV, "").strip()
+    if value in ("", "local"):
+        return None
+    if not value.startswith("ducklake:"):
+        raise CatalogError(f"{CATALOG_ENV} must be 'local' or a DuckLake such as "
+                           f"'ducklake:postgres:dbname=leaf host=db.example user=leaf', not {value!r}")
+    return value
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def connect(url: str, *, data_path: str | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB session with the DuckLake attached as `leaf`. `data_path` is where new data files
+    go (stored in the catalog the first time; a later session naming another one is refused by DuckLake)."""
+    con = duckdb.connect()
+    options = (["READ_ONLY"] if read_only else []) + ([f"DATA_PATH {_literal(data_path)}"] if data_path else [])
+    attach = f"ATTACH {_literal(url)} AS {ALIAS}" + (f" ({', '.join(options)})" if options else "")
+    try:
+        load_extension(con, "ducklake")
+        if url.startswith("ducklake:postgres:"):
+            load_extension(con, "postgres_scanner")
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                con.execute(attach)
+                return con
+            except duckdb.Error:
+                # the first writers of a new DuckLake race to create its metadata tables: the losers' creation
+                # is rolled back and they find the tables on their next attempt
+                if read_only or attempt == ATTEMPTS:
+                    raise
+                time.sleep(0.1 * attempt)
+    except duckdb.Error as exc:
+        con.close()
+        raise CatalogError(f"cannot open the DuckLake catalog of {CATALOG_ENV}: {exc}") from exc
+    raise AssertionError("unreachable")
+
+
+def data_path(storage: Storage) -> str:
+    """Where the DuckLake writes its data files: LEAF_CATALOG_DATA_PATH, else ducklake/ in the data directory
+    (the shared storage)."""
+    configured = os.environ.get(DATA_PATH_ENV, "").strip()
+    if configured:
+        return configured
+    folder = storage.ducklake_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder.as_posix().rstrip("/") + "/"
+
+
+def query(url: str, sql: str) -> tuple[list[str], list[tuple]]:
+    """Run SQL read-only on the DuckLake's tables; returns column names and rows."""
+    with connect(url, read_only=True) as con:
+        con.execute(f"USE {ALIAS}")
+        cursor = con.execute(sql)
+        columns = [d[0] for d in cursor.description] if cursor.description else []
+        return columns, cursor.fetchall()
+
+
+def sync(url: str, storage: Storage, records: Path, record_tables: dict[str, RecordTable],
+         point_tables: dict[str, str]) -> int:
+    """Bring the DuckLake up to date with the record store `records` and the lake/ outputs; `point_tables`
+    maps a table name to its lake/ folder. Returns how many sources (outputs and records) changed."""
+    for attempt in range(1, ATTEMPTS + 1):
+        with connect(url, data_path=data_path(storage)) as con:
+            load_extension(con, "sqlite_scanner")
+            try:
+                return _sync_once(con, storage, records, record_tables, point_tables)
+            except duckdb.TransactionException as exc:
+                if attempt == ATTEMPTS:
+                    raise CatalogError(f"the DuckLake catalog kept changing under {ATTEMPTS} refreshes: {exc}") from exc
+    raise AssertionError("unreachable")
+
+
+def _prepare(con: duckdb.DuckDBPyConnection) -> None:
+    """The bookkeeping tables, once per DuckLake."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {SYNC}")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {SYNC}.sources (source VARCHAR, key VARCHAR, stamp VARCHAR)")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {SYNC}.state (generation BIGINT)")
+    if not con.execute(f"SELECT 1 FROM {SYNC}.state").fetchone():
+        con.execute(f"INSERT INTO {SYNC}.state VALUES (0)")
+
+
+def _current(con: duckdb.DuckDBPyConnection, storage: Storage, records: Path, record_tables: dict[str, RecordTable],
+             point_tables: dict[str, str]) -> None:
+    """Temp table `now_sources`: every source as it is now. A file's stamp is taken before it is read, so an
+    output replaced meanwhile is read again at the next refresh."""
+    sources, keys, stamps = [], [], []
+    for table in point_tables.values():
+        folder = storage.table_dir(table)
+        for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # removed since listed
+                continue
+            sources.append(f"lake/{table}")
+            keys.append(path.stem)
+            stamps.append(f"{stat.st_size}:{stat.st_mtime_ns}")
+    con.execute("CREATE OR REPLACE TEMP TABLE now_sources (source VARCHAR, key VARCHAR, stamp VARCHAR)")
+    con.execute("INSERT INTO now_sources SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::VARCHAR[])",
+                [sources, keys, stamps])
+    for source in sorted({t.source for t in record_tables.values()}):
+        con.execute(f"INSERT INTO now_sources SELECT 'records/{source}', id, updated_time "
+                    f"FROM sqlite_scan({_literal(records.as_posix())}, {_literal(source)})")
+
+
+def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
+    return {name: kind for name, kind, *_ in con.execute(f"DESCRIBE {relation}").fetchall()}
+
+
+def _replace(con: duckdb.DuckDBPyConnection, table: str, key: str, source: str, select: str) -> None:
+    """Delete the rows of `table` whose `key` names a touched source, then insert `select` (the rows of the
+    changed ones), creating the table, or adding the columns it lacks, first."""
+    target = f'{ALIAS}.main."{table}"'
+    exists = con.execute("SELECT 1 FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' "
+                         "AND table_name = ?", [ALIAS, table]).fetchone()
+    if exists:
+        con.execute(f'DELETE FROM {target} WHERE "{key}" IN (SELECT key FROM touched WHERE source = ?)', [source])
+    if not con.execute("SELECT 1 FROM changed WHERE source = ?", [source]).fetchone():
+        return
+    if not exists:
+        con.execute(f"CREATE TABLE {target} AS {select}")
+        return
+    have = _columns(con, target)
+    for name, kind in _columns(con, f"({select})").items():
+        if name not in have:
+            con.execute(f'ALTER TABLE {target} ADD COLUMN "{name}" {kind}')
+    con.execute(f"INSERT INTO {target} BY NAME {select}")
+
+
+def _sync_once(con: duckdb.DuckDBPyConnection, storage: Storage, records: Path, record_tables: dict[str, RecordTable],
+               point_tables: dict[str, str]) -> int:
+    _prepare(con)
+    _current(con, storage, records, record_tables, point_tables)
+    con.execute("CREATE OR REPLACE TEMP TABLE changed AS "
+                f"SELECT source, key, stamp FROM now_sources EXCEPT SELECT source, key, stamp FROM {SYNC}.sources")
+    con.execute("CREATE OR REPLACE TEMP TABLE touched AS SELECT source, key FROM changed UNION "
+                f"(SELECT source, key FROM {SYNC}.sources EXCEPT SELECT source, key FROM now_sources)")
+    ((count,),) = con.execute("SELECT count(*) FROM touched").fetchall()
+    if not count:
+        return 0
+    con.execute("BEGIN")
+    try:
+        con.execute(f"UPDATE {SYNC}.state SET generation = generation + 1")  # one refresh commits at a time
+        for name, table in point_tables.items():
+            source = f"lake/{table}"
+            keys = [k for (k,) in con.execute("SELECT key FROM changed WHERE source = ? ORDER BY key", [source]).fetchall()]
+            paths = ", ".join(_literal(storage.parquet_path(table, k).as_posix()) for k in keys)
+            _replace(con, name, "file_id", source, f"SELECT * FROM read_parquet([{paths}], union_by_name = true)")
+        for name, spec in record_tables.items():
+            source = f"records/{spec.source}"
+            _replace(con, name, spec.key, source,
+                     f'SELECT * FROM ({spec.sql}) WHERE "{spec.key}" IN '
+                     f"(SELECT key FROM changed WHERE source = {_literal(source)})")
+        con.execute(f"DELETE FROM {SYNC}.sources WHERE source || '/' || key IN "
+                    "(SELECT source || '/' || key FROM touched)")
+        con.execute(f"INSERT INTO {SYNC}.sources SELECT source, key, stamp FROM changed")
+        con.execute("COMMIT")
+    except BaseException:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:  # a refused commit has ended the transaction already
+            pass
+        raise
+    return int(count)
