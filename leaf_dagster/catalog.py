@@ -142,6 +142,7 @@ def query(storage: Storage, sql: str) -> tuple[list[str], list[tuple]]:
         return ducklake.query(url, sql)
     refresh_catalog(storage)
     with duckdb.connect(str(storage.catalog_path), read_only=True) as con:
+        con.execute(ducklake.QUIET)
         cursor = con.execute(sql)
         columns = [d[0] for d in cursor.description] if cursor.description else []
         return columns, cursor.fetchall()

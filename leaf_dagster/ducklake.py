@@ -40,6 +40,11 @@ DATA_PATH_ENV = "LEAF_CATALOG_DATA_PATH"
 ALIAS = "leaf"
 SYNC = f"{ALIAS}.leaf_sync"
 ATTEMPTS = 5  # refreshes that lose a commit to another one in a row before giving up
+# How long replaced rows stay readable: a query started on an older snapshot can still read its data files
+# for this long, after which the snapshot is expired and, as long again later, its files are deleted.
+RETENTION = "INTERVAL '1 hour'"
+# DuckDB draws a progress bar on stdout for a long query: it would corrupt the JSON of `leaf-dagster sql --json`.
+QUIET = "SET enable_progress_bar = false"
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ def connect(url: str, *, data_path: str | None = None, read_only: bool = False) 
     """An in-memory DuckDB session with the DuckLake attached as `leaf`. `data_path` is where new data files
     go (stored in the catalog the first time; a later session naming another one is refused by DuckLake)."""
     con = duckdb.connect()
+    con.execute(QUIET)
     options = (["READ_ONLY"] if read_only else []) + ([f"DATA_PATH {_literal(data_path)}"] if data_path else [])
     attach = f"ATTACH {_literal(url)} AS {ALIAS}" + (f" ({', '.join(options)})" if options else "")
     try:
@@ -163,24 +169,50 @@ def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
     return {name: kind for name, kind, *_ in con.execute(f"DESCRIBE {relation}").fetchall()}
 
 
-def _replace(con: duckdb.DuckDBPyConnection, table: str, key: str, source: str, select: str) -> None:
+def _widens(con: duckdb.DuckDBPyConnection, have: str, incoming: str) -> bool:
+    """Whether a column of type `have` must change type to take values of type `incoming`: the type DuckDB
+    gives the union of both (the type the local view's union_by_name gives it) is not `have`."""
+    if have == incoming:
+        return False
+    ((union,),) = con.execute(
+        f"SELECT typeof(x) FROM (SELECT NULL::{have} AS x UNION ALL SELECT NULL::{incoming}) LIMIT 1").fetchall()
+    return bool(union != have)
+
+
+def _replace(con: duckdb.DuckDBPyConnection, table: str, key: str, source: str, select: str,
+             select_all: str | None = None) -> bool:
     """Delete the rows of `table` whose `key` names a touched source, then insert `select` (the rows of the
-    changed ones), creating the table, or adding the columns it lacks, first."""
+    changed ones), creating the table, or adding the columns it lacks, first. When a column must change
+    type (a raw column holding numbers in one format's files and text in another's), which DuckLake cannot
+    do in place, the table is made again from `select_all` (the rows of every source): returns True then."""
     target = f'{ALIAS}.main."{table}"'
     exists = con.execute("SELECT 1 FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' "
                          "AND table_name = ?", [ALIAS, table]).fetchone()
-    if exists:
-        con.execute(f'DELETE FROM {target} WHERE "{key}" IN (SELECT key FROM touched WHERE source = ?)', [source])
-    if not con.execute("SELECT 1 FROM changed WHERE source = ?", [source]).fetchone():
-        return
+    changed = con.execute("SELECT 1 FROM changed WHERE source = ?", [source]).fetchone()
     if not exists:
-        con.execute(f"CREATE TABLE {target} AS {select}")
-        return
+        if changed:
+            con.execute(f"CREATE TABLE {target} AS {select}")
+        return False
     have = _columns(con, target)
-    for name, kind in _columns(con, f"({select})").items():
+    incoming = _columns(con, f"({select})") if changed else {}
+    if select_all and any(name in have and _widens(con, have[name], kind) for name, kind in incoming.items()):
+        con.execute(f"DROP TABLE {target}")
+        con.execute(f"CREATE TABLE {target} AS {select_all}")
+        return True
+    con.execute(f'DELETE FROM {target} WHERE "{key}" IN (SELECT key FROM touched WHERE source = ?)', [source])
+    for name, kind in incoming.items():
         if name not in have:
             con.execute(f'ALTER TABLE {target} ADD COLUMN "{name}" {kind}')
-    con.execute(f"INSERT INTO {target} BY NAME {select}")
+    if changed:
+        con.execute(f"INSERT INTO {target} BY NAME {select}")
+    return False
+
+
+def _outputs(con: duckdb.DuckDBPyConnection, storage: Storage, table: str, source: str, listing: str) -> str:
+    """SQL reading the outputs of a lake/ table that the temp table `listing` names (empty if none)."""
+    keys = [k for (k,) in con.execute(f"SELECT key FROM {listing} WHERE source = ? ORDER BY key", [source]).fetchall()]
+    paths = ", ".join(_literal(storage.parquet_path(table, k).as_posix()) for k in keys)
+    return f"SELECT * FROM read_parquet([{paths}], union_by_name = true)"
 
 
 def _sync_once(con: duckdb.DuckDBPyConnection, storage: Storage, records: Path, record_tables: dict[str, RecordTable],
@@ -197,11 +229,12 @@ def _sync_once(con: duckdb.DuckDBPyConnection, storage: Storage, records: Path, 
     con.execute("BEGIN")
     try:
         con.execute(f"UPDATE {SYNC}.state SET generation = generation + 1")  # one refresh commits at a time
+        rebuilt = []
         for name, table in point_tables.items():
             source = f"lake/{table}"
-            keys = [k for (k,) in con.execute("SELECT key FROM changed WHERE source = ? ORDER BY key", [source]).fetchall()]
-            paths = ", ".join(_literal(storage.parquet_path(table, k).as_posix()) for k in keys)
-            _replace(con, name, "file_id", source, f"SELECT * FROM read_parquet([{paths}], union_by_name = true)")
+            selects = [_outputs(con, storage, table, source, keys) for keys in ("changed", "now_sources")]
+            if _replace(con, name, "file_id", source, *selects):
+                rebuilt.append(source)
         for name, spec in record_tables.items():
             source = f"records/{spec.source}"
             _replace(con, name, spec.key, source,
@@ -210,6 +243,10 @@ def _sync_once(con: duckdb.DuckDBPyConnection, storage: Storage, records: Path, 
         con.execute(f"DELETE FROM {SYNC}.sources WHERE source || '/' || key IN "
                     "(SELECT source || '/' || key FROM touched)")
         con.execute(f"INSERT INTO {SYNC}.sources SELECT source, key, stamp FROM changed")
+        for source in rebuilt:  # every output of a rebuilt table was taken as it is now
+            con.execute(f"DELETE FROM {SYNC}.sources WHERE source = ?", [source])
+            con.execute(f"INSERT INTO {SYNC}.sources SELECT source, key, stamp FROM now_sources WHERE source = ?",
+                        [source])
         con.execute("COMMIT")
     except BaseException:
         try:
@@ -217,4 +254,16 @@ def _sync_once(con: duckdb.DuckDBPyConnection, storage: Storage, records: Path, 
         except duckdb.Error:  # a refused commit has ended the transaction already
             pass
         raise
+    _expire(con)
     return int(count)
+
+
+def _expire(con: duckdb.DuckDBPyConnection) -> None:
+    """Expire the snapshots older than RETENTION and delete the data files only they used, so the rows a
+    refresh replaced do not pile up on the shared storage. Two refreshes may do this at once: the one that
+    loses the commit leaves it to the other."""
+    try:
+        con.execute(f"CALL ducklake_expire_snapshots('{ALIAS}', older_than => now() - {RETENTION})")
+        con.execute(f"CALL ducklake_cleanup_old_files('{ALIAS}', older_than => now() - {RETENTION})")
+    except duckdb.TransactionException:
+        pass

@@ -27,7 +27,8 @@ from .conftest import MONTANA, REPO, make_zip
 
 # The PostgreSQL server the tests create their database on (libpq keywords, no dbname).
 SERVER = os.environ.get("LEAF_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=postgres")
-# Runs the catalog's SQL in a process of its own and prints every table's rows, each as JSON, sorted.
+# Runs the catalog's SQL in a process of its own and prints every table's rows, each as JSON (columns by name,
+# so their order does not count), sorted.
 READER = """
 import json
 from leaf_dagster.catalog import query
@@ -36,7 +37,7 @@ storage = Storage(default_data_dir())
 tables = {}
 for (table,) in query(storage, "SHOW TABLES")[1]:
     columns, rows = query(storage, f'SELECT * FROM "{table}"')
-    tables[table] = {"columns": columns, "rows": sorted(json.dumps(row, default=str) for row in rows)}
+    tables[table] = sorted(json.dumps(dict(zip(columns, row)), default=str, sort_keys=True) for row in rows)
 print(json.dumps(tables))
 """
 REFRESH = "from leaf_dagster.catalog import refresh_catalog; from leaf_dagster.storage import default_data_dir, Storage; " \
@@ -94,18 +95,23 @@ def _tables(data: Path, catalog: str | None) -> dict:
 
 @pytest.fixture(scope="module")
 def world(real: Path, database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Storage, str, Path]]:
-    """Two real files through the pipeline (local catalog), an empty directory for the readers of other
-    hosts, and the DuckLake filled by two refreshes started at once."""
+    """Real files through the pipeline: two while the catalog is local, the DuckLake then filled by two
+    refreshes started at once, and a third file with the DuckLake set (its run refreshes it). The CSV's raw
+    `Time` holds whole numbers, the GeoPackage's text. Also an empty directory for readers on other hosts."""
     root = tmp_path_factory.mktemp("ducklake")
     storage = Storage(root / "data")
     save(storage, {"enablePolygonOutput": True}, leaf_user_id="mt")
+    csv = make_zip(root / "csv.zip", {"area1.csv": real / "csiro-pyprecag-yield-csv" / "area1_yield_ascii_wgs84.csv"})
     planting = make_zip(root / "ohio.zip", {"asplanted.gpkg": real / "carpentries-ohio-planting-nh3" / "asplanted.gpkg"})
     with dg.instance_for_test() as instance:
-        for upload, provider in ((real / MONTANA / "FarmerB_YE_YLD_2014_sec1west.zip", "AgLeader"), (planting, "Other")):
-            process_upload(upload, storage, instance, leaf_user_id="mt", provider=provider)
-    racing = [_start(REFRESH, storage.root, database) for _ in range(2)]
-    for process in racing:
-        _finish(process)
+        for upload in (real / MONTANA / "FarmerB_YE_YLD_2014_sec1west.zip", csv):
+            process_upload(upload, storage, instance, leaf_user_id="mt", provider="AgLeader")
+        racing = [_start(REFRESH, storage.root, database) for _ in range(2)]
+        for process in racing:
+            _finish(process)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(CATALOG_ENV, database)
+            process_upload(planting, storage, instance, leaf_user_id="mt", provider="Other")
     elsewhere = root / "elsewhere"
     elsewhere.mkdir()
     yield storage, database, elsewhere
@@ -115,7 +121,8 @@ def test_every_host_sees_the_local_catalogs_tables(world: tuple[Storage, str, Pa
     storage, database, elsewhere = world
     local = _tables(storage.root, None)
     assert sorted(local) == sorted([*RECORD_KEYS, *POINT_VIEWS])  # every table, so every one is compared
-    assert len(local["standard_points"]["rows"]) > 40000
+    assert len(local["standard_points"]) > 40000
+    assert {json.loads(row)["Time"] is None for row in local["raw_points"]} == {True, False}
     readers = [_start(READER, elsewhere, database) for _ in range(2)]  # no data directory of their own
     first, second = (json.loads(_finish(p)) for p in readers)
     assert first == second == local
@@ -123,7 +130,7 @@ def test_every_host_sees_the_local_catalogs_tables(world: tuple[Storage, str, Pa
 
 def test_a_rerun_file_replaces_its_rows(world: tuple[Storage, str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     storage, database, elsewhere = world
-    (record,) = [r for r in storage.records.many("files") if r["fileFormat"] != "GEOPACKAGE"]
+    (record,) = [r for r in storage.records.many("files") if r["fileFormat"] == "SHAPEFILE"]
     output = storage.parquet_path("standard", record["id"])
     before = output.stat().st_mtime_ns
     monkeypatch.setenv(CATALOG_ENV, database)
@@ -132,9 +139,8 @@ def test_a_rerun_file_replaces_its_rows(world: tuple[Storage, str, Path], monkey
     assert output.stat().st_mtime_ns != before  # the output was written again
     shared = _tables(elsewhere, database)
     assert shared == _tables(storage.root, None)
-    points = [json.loads(row) for row in shared["standard_points"]["rows"]]
-    file_id = shared["standard_points"]["columns"].index("file_id")
-    assert sum(row[file_id] == record["id"] for row in points) == record["pointCount"]
+    points = [json.loads(row) for row in shared["standard_points"]]
+    assert sum(row["file_id"] == record["id"] for row in points) == record["pointCount"]
 
 
 @pytest.mark.parametrize("value", ["postgres:dbname=leaf", "duckdb:leaf.duckdb"])
