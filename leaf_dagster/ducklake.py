@@ -40,6 +40,7 @@ DATA_PATH_ENV = "LEAF_CATALOG_DATA_PATH"
 ALIAS = "leaf"
 SYNC = f"{ALIAS}.leaf_sync"
 ATTEMPTS = 5  # refreshes that lose a commit to another one in a row before giving up
+OUTPUTS_PER_COMMIT = 60  # 20 files' raw, standard and filtered outputs
 # How long replaced rows stay readable: a query started on an older snapshot can still read its data files
 # for this long, after which the snapshot is expired and, as long again later, its files are deleted.
 RETENTION = "INTERVAL '1 hour'"
@@ -72,11 +73,15 @@ def _literal(text: str) -> str:
 
 
 def connect(url: str, *, data_path: str | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB session with the DuckLake attached as `leaf`. `data_path` is where new data files
-    go (stored in the catalog the first time; a later session naming another one is refused by DuckLake)."""
+    """An in-memory DuckDB session with the DuckLake attached as `leaf`. `data_path` is where the data files
+    are, stored in the catalog by the session that creates it; LEAF_CATALOG_DATA_PATH names where this host
+    mounts that folder, for this session only (the catalog holds paths relative to it)."""
     con = duckdb.connect()
     con.execute(QUIET)
-    options = (["READ_ONLY"] if read_only else []) + ([f"DATA_PATH {_literal(data_path)}"] if data_path else [])
+    mounted = os.environ.get(DATA_PATH_ENV, "").strip()
+    data_path = mounted or data_path
+    options = (["READ_ONLY"] if read_only else []) + ([f"DATA_PATH {_literal(data_path)}"] if data_path else []) \
+        + (["OVERRIDE_DATA_PATH true"] if mounted else [])
     attach = f"ATTACH {_literal(url)} AS {ALIAS}" + (f" ({', '.join(options)})" if options else "")
     try:
         load_extension(con, "ducklake")
@@ -99,11 +104,7 @@ def connect(url: str, *, data_path: str | None = None, read_only: bool = False) 
 
 
 def data_path(storage: Storage) -> str:
-    """Where the DuckLake writes its data files: LEAF_CATALOG_DATA_PATH, else ducklake/ in the data directory
-    (the shared storage)."""
-    configured = os.environ.get(DATA_PATH_ENV, "").strip()
-    if configured:
-        return configured
+    """Where a new DuckLake keeps its data files: ducklake/ in the data directory (the shared storage)."""
     folder = storage.ducklake_dir
     folder.mkdir(parents=True, exist_ok=True)
     return folder.as_posix().rstrip("/") + "/"
@@ -122,14 +123,22 @@ def sync(url: str, storage: Storage, records: Path, record_tables: dict[str, Rec
          point_tables: dict[str, str]) -> int:
     """Bring the DuckLake up to date with the record store `records` and the lake/ outputs; `point_tables`
     maps a table name to its lake/ folder. Returns how many sources (outputs and records) changed."""
+    total = 0
     for attempt in range(1, ATTEMPTS + 1):
         with connect(url, data_path=data_path(storage)) as con:
-            load_extension(con, "sqlite_scanner")
             try:
-                return _sync_once(con, storage, records, record_tables, point_tables)
+                load_extension(con, "sqlite_scanner")
+                while True:
+                    done, more = _sync_once(con, storage, records, record_tables, point_tables)
+                    total += done
+                    if not more:
+                        _expire(con)
+                        return total
             except duckdb.TransactionException as exc:
                 if attempt == ATTEMPTS:
                     raise CatalogError(f"the DuckLake catalog kept changing under {ATTEMPTS} refreshes: {exc}") from exc
+            except duckdb.Error as exc:
+                raise CatalogError(f"cannot refresh the DuckLake catalog of {CATALOG_ENV}: {exc}") from exc
     raise AssertionError("unreachable")
 
 
@@ -165,8 +174,10 @@ def _current(con: duckdb.DuckDBPyConnection, storage: Storage, records: Path, re
                     f"FROM sqlite_scan({_literal(records.as_posix())}, {_literal(source)})")
 
 
-def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
-    return {name: kind for name, kind, *_ in con.execute(f"DESCRIBE {relation}").fetchall()}
+def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, tuple[str, str]]:
+    """Each column's name and type by its lower-cased name: SQL names are not case-sensitive (one format's
+    `Distance` is another's `DISTANCE`, one column in the local view too)."""
+    return {name.lower(): (name, kind) for name, kind, *_ in con.execute(f"DESCRIBE {relation}").fetchall()}
 
 
 def _widens(con: duckdb.DuckDBPyConnection, have: str, incoming: str) -> bool:
@@ -195,13 +206,13 @@ def _replace(con: duckdb.DuckDBPyConnection, table: str, key: str, source: str, 
         return False
     have = _columns(con, target)
     incoming = _columns(con, f"({select})") if changed else {}
-    if select_all and any(name in have and _widens(con, have[name], kind) for name, kind in incoming.items()):
+    if select_all and any(low in have and _widens(con, have[low][1], kind) for low, (_, kind) in incoming.items()):
         con.execute(f"DROP TABLE {target}")
         con.execute(f"CREATE TABLE {target} AS {select_all}")
         return True
     con.execute(f'DELETE FROM {target} WHERE "{key}" IN (SELECT key FROM touched WHERE source = ?)', [source])
-    for name, kind in incoming.items():
-        if name not in have:
+    for low, (name, kind) in incoming.items():
+        if low not in have:
             con.execute(f'ALTER TABLE {target} ADD COLUMN "{name}" {kind}')
     if changed:
         con.execute(f"INSERT INTO {target} BY NAME {select}")
@@ -216,16 +227,25 @@ def _outputs(con: duckdb.DuckDBPyConnection, storage: Storage, table: str, sourc
 
 
 def _sync_once(con: duckdb.DuckDBPyConnection, storage: Storage, records: Path, record_tables: dict[str, RecordTable],
-               point_tables: dict[str, str]) -> int:
+               point_tables: dict[str, str]) -> tuple[int, bool]:
+    """One commit: the records that changed and up to OUTPUTS_PER_COMMIT outputs, so a first refresh of a
+    large lake is committed bit by bit and a refresh cut short keeps what it did. Returns how many sources
+    it took and whether some are left."""
     _prepare(con)
     _current(con, storage, records, record_tables, point_tables)
     con.execute("CREATE OR REPLACE TEMP TABLE changed AS "
                 f"SELECT source, key, stamp FROM now_sources EXCEPT SELECT source, key, stamp FROM {SYNC}.sources")
-    con.execute("CREATE OR REPLACE TEMP TABLE touched AS SELECT source, key FROM changed UNION "
+    con.execute("CREATE OR REPLACE TEMP TABLE all_touched AS SELECT source, key FROM changed UNION "
                 f"(SELECT source, key FROM {SYNC}.sources EXCEPT SELECT source, key FROM now_sources)")
-    ((count,),) = con.execute("SELECT count(*) FROM touched").fetchall()
+    # this commit's share: every record, and the first outputs (a file's tables together)
+    con.execute("CREATE OR REPLACE TEMP TABLE touched AS SELECT source, key FROM all_touched WHERE source LIKE 'records/%' "
+                "UNION ALL SELECT source, key FROM (SELECT source, key, row_number() OVER (ORDER BY key, source) AS n "
+                f"FROM all_touched WHERE source LIKE 'lake/%') WHERE n <= {OUTPUTS_PER_COMMIT}")
+    con.execute("DELETE FROM changed WHERE source || '/' || key NOT IN (SELECT source || '/' || key FROM touched)")
+    ((count, everything),) = con.execute("SELECT (SELECT count(*) FROM touched), (SELECT count(*) FROM all_touched)"
+                                         ).fetchall()
     if not count:
-        return 0
+        return 0, False
     con.execute("BEGIN")
     try:
         con.execute(f"UPDATE {SYNC}.state SET generation = generation + 1")  # one refresh commits at a time
@@ -254,8 +274,7 @@ def _sync_once(con: duckdb.DuckDBPyConnection, storage: Storage, records: Path, 
         except duckdb.Error:  # a refused commit has ended the transaction already
             pass
         raise
-    _expire(con)
-    return int(count)
+    return int(count), everything > count
 
 
 def _expire(con: duckdb.DuckDBPyConnection) -> None:

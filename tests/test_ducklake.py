@@ -17,8 +17,9 @@ import pytest
 
 from leaf_dagster.catalog import POINT_VIEWS, RECORD_KEYS
 from leaf_dagster.config import save
+from leaf_dagster import ducklake
 from leaf_dagster.defs.in_process import load_definitions, process_upload, run_files
-from leaf_dagster.ducklake import CATALOG_ENV, ducklake_url
+from leaf_dagster.ducklake import CATALOG_ENV, DATA_PATH_ENV, ducklake_url
 from leaf_dagster.errors import CatalogError
 from leaf_dagster.extensions import load_extension
 from leaf_dagster.storage import DATA_DIR_ENV, Storage
@@ -73,13 +74,14 @@ def database() -> Iterator[str]:
                           "use_transaction = false)")
 
 
-def _env(data: Path, catalog: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", CATALOG_ENV)}
-    return env | {DATA_DIR_ENV: str(data), "PYTHONPATH": str(REPO)} | ({CATALOG_ENV: catalog} if catalog else {})
+def _env(data: Path, catalog: str | None, mount: Path | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", CATALOG_ENV, DATA_PATH_ENV)}
+    return env | {DATA_DIR_ENV: str(data), "PYTHONPATH": str(REPO)} | ({CATALOG_ENV: catalog} if catalog else {}) \
+        | ({DATA_PATH_ENV: f"{mount}/"} if mount else {})
 
 
-def _start(code: str, data: Path, catalog: str | None, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", code, *args], env=_env(data, catalog), cwd=REPO,
+def _start(code: str, data: Path, catalog: str | None, mount: Path | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code], env=_env(data, catalog, mount), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -96,7 +98,8 @@ def _tables(data: Path, catalog: str | None) -> dict:
 @pytest.fixture(scope="module")
 def world(real: Path, database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Storage, str, Path]]:
     """Real files through the pipeline: two while the catalog is local, the DuckLake then filled by two
-    refreshes started at once, and a third file with the DuckLake set (its run refreshes it). The CSV's raw
+    refreshes started at once, and a third file with the DuckLake set (its run refreshes it, one output per
+    commit). The CSV's raw
     `Time` holds whole numbers, the GeoPackage's text. Also an empty directory for readers on other hosts."""
     root = tmp_path_factory.mktemp("ducklake")
     storage = Storage(root / "data")
@@ -111,6 +114,7 @@ def world(real: Path, database: str, tmp_path_factory: pytest.TempPathFactory) -
             _finish(process)
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv(CATALOG_ENV, database)
+            patch.setattr(ducklake, "OUTPUTS_PER_COMMIT", 1)  # the file's outputs in a commit each
             process_upload(planting, storage, instance, leaf_user_id="mt", provider="Other")
     elsewhere = root / "elsewhere"
     elsewhere.mkdir()
@@ -123,7 +127,10 @@ def test_every_host_sees_the_local_catalogs_tables(world: tuple[Storage, str, Pa
     assert sorted(local) == sorted([*RECORD_KEYS, *POINT_VIEWS])  # every table, so every one is compared
     assert len(local["standard_points"]) > 40000
     assert {json.loads(row)["Time"] is None for row in local["raw_points"]} == {True, False}
-    readers = [_start(READER, elsewhere, database) for _ in range(2)]  # no data directory of their own
+    mount = elsewhere / "mnt"  # the second host mounts the shared storage at another path
+    mount.symlink_to(storage.ducklake_dir)
+    # no data directory of their own
+    readers = [_start(READER, elsewhere, database), _start(READER, elsewhere, database, mount)]
     first, second = (json.loads(_finish(p)) for p in readers)
     assert first == second == local
 
