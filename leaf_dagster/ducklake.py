@@ -25,6 +25,7 @@ finds the work done. Readers never wait: a DuckLake reader sees the last committ
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,11 @@ def ducklake_url() -> str | None:
     return value
 
 
+def _hidden(exc: Exception) -> str:
+    """An error's message without the password a connection string in it may hold (DuckDB quotes the string)."""
+    return re.sub(r"password\s*=\s*[^\s\"']+", "password=***", str(exc), flags=re.IGNORECASE)
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -99,7 +105,7 @@ def connect(url: str, *, data_path: str | None = None, read_only: bool = False) 
                 time.sleep(0.1 * attempt)
     except duckdb.Error as exc:
         con.close()
-        raise CatalogError(f"cannot open the DuckLake catalog of {CATALOG_ENV}: {exc}") from exc
+        raise CatalogError(f"cannot open the DuckLake catalog of {CATALOG_ENV}: {_hidden(exc)}") from None
     raise AssertionError("unreachable")
 
 
@@ -136,9 +142,9 @@ def sync(url: str, storage: Storage, records: Path, record_tables: dict[str, Rec
                         return total
             except duckdb.TransactionException as exc:
                 if attempt == ATTEMPTS:
-                    raise CatalogError(f"the DuckLake catalog kept changing under {ATTEMPTS} refreshes: {exc}") from exc
+                    raise CatalogError(f"the DuckLake catalog kept changing under {ATTEMPTS} refreshes: {_hidden(exc)}") from None
             except duckdb.Error as exc:
-                raise CatalogError(f"cannot refresh the DuckLake catalog of {CATALOG_ENV}: {exc}") from exc
+                raise CatalogError(f"cannot refresh the DuckLake catalog of {CATALOG_ENV}: {_hidden(exc)}") from None
     raise AssertionError("unreachable")
 
 

@@ -155,3 +155,10 @@ def test_a_misnamed_catalog_is_refused(value: str, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv(CATALOG_ENV, value)
     with pytest.raises(CatalogError, match=f"{CATALOG_ENV} must be 'local' or a DuckLake"):
         ducklake_url()
+
+
+def test_a_catalog_that_cannot_be_opened_is_named_without_its_password() -> None:
+    with pytest.raises(CatalogError, match="cannot open the DuckLake catalog") as caught:
+        ducklake.query(f"ducklake:postgres:{SERVER} dbname=leaf_no_such_database password=sekrit", "SELECT 1")
+    assert "sekrit" not in str(caught.value) and "password=***" in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__  # nor in a chained error
