@@ -7,6 +7,9 @@ views changes (a point table gets its first output), in a temporary file renamed
 SQL user who has the old catalog open keeps reading it, new readers get the new one, and the pipeline
 never waits on a SQL user (nor a SQL user on the pipeline: the record store is read without locking it
 for writers).
+
+That is the catalog of one machine. When LEAF_CATALOG names a DuckLake (`ducklake.py`), the same views are
+kept as tables in it instead, for SQL users on every host.
 """
 
 from __future__ import annotations
@@ -17,22 +20,17 @@ from pathlib import Path
 
 import duckdb
 
+from . import ducklake
+from .extensions import load_extension
 from .model import DEFAULTS, FLOAT, INT, JSON, ROW_FACTS, SECTIONS, TEXT, TEXTS, TS
 from .storage import Storage
 
 # point view -> lake table of GeoParquet outputs
 POINT_VIEWS = {"raw_points": "raw", "standard_points": "standard", "filtered_points": "filtered",
                "polygons": "polygons"}
-
-
-def _sqlite_scanner(con: duckdb.DuckDBPyConnection) -> None:
-    """Install DuckDB's SQLite scanner from its Python package (no download), so that any DuckDB session on
-    this machine, a SQL user's included, loads it when a record view is queried."""
-    import duckdb_extension_sqlite_scanner as package
-
-    (extension,) = Path(package.__file__).parent.glob("extensions/*/sqlite_scanner.duckdb_extension")
-    con.execute(f"INSTALL '{extension.as_posix()}'")
-    con.execute("LOAD sqlite_scanner")
+# record view -> the record store table its rows come from, and the column holding that record's id
+RECORD_KEYS = {"files": ("files", "id"), "batches": ("batches", "id"), "file_status": ("files", "fileId"),
+               "summaries": ("files", "fileId"), "units": ("files", "fileId"), "images": ("files", "fileId")}
 
 
 def _fact(section: str, key: str, kind: str, default: object) -> str:
@@ -94,17 +92,30 @@ def _point_views(storage: Storage) -> dict[str, str]:
     return views
 
 
-def refresh_catalog(storage: Storage) -> Path:
-    """Make leaf.duckdb hold a view for the records and for every point table with outputs; rebuilt only
-    when that set changes, so it is cheap to call after every step. Safe to call concurrently."""
-    target = storage.catalog_path
+def refresh_catalog(storage: Storage) -> None:
+    """Make the catalog show the records and every point table with outputs: the DuckLake of LEAF_CATALOG
+    when one is named, else leaf.duckdb. Cheap when nothing changed, so it is called after every run.
+    Safe to call concurrently."""
     with storage.records.connect():  # the record store exists before a view reads it
         pass
+    url = ducklake.ducklake_url()
+    if url is not None:
+        views = _record_views(storage.records.path)
+        tables = {name: ducklake.RecordTable(*RECORD_KEYS[name], sql) for name, sql in views.items()}
+        ducklake.sync(url, storage, storage.records.path, tables, POINT_VIEWS)
+        return
+    _refresh_local(storage)
+
+
+def _refresh_local(storage: Storage) -> None:
+    """leaf.duckdb: a view for the records and for every point table with outputs, rebuilt only when that
+    set changes."""
+    target = storage.catalog_path
     views = {**_record_views(storage.records.path), **_point_views(storage)}
     listing = target.with_name(target.name + ".views")
     wanted = "\n".join(f"{name}: {sql}" for name, sql in sorted(views.items()))
     if target.exists() and listing.exists() and listing.read_text() == wanted:
-        return target
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".leaf.", suffix=".duckdb", dir=target.parent)
     os.close(fd)
@@ -112,7 +123,7 @@ def refresh_catalog(storage: Storage) -> Path:
     tmp.unlink()  # DuckDB creates the file itself
     try:
         with duckdb.connect(str(tmp)) as con:
-            _sqlite_scanner(con)
+            load_extension(con, "sqlite_scanner")
             for name, sql in views.items():
                 con.execute(f"CREATE VIEW {name} AS {sql}")
         os.replace(tmp, target)
@@ -121,13 +132,17 @@ def refresh_catalog(storage: Storage) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
         Path(str(tmp) + ".wal").unlink(missing_ok=True)
-    return target
 
 
 def query(storage: Storage, sql: str) -> tuple[list[str], list[tuple]]:
-    """Run SQL on the catalog read-only; returns column names and rows."""
+    """Run SQL on the catalog read-only; returns column names and rows. The DuckLake is read as the last
+    refresh left it (a reader on another host may have no records to refresh it from)."""
+    url = ducklake.ducklake_url()
+    if url is not None:
+        return ducklake.query(url, sql)
     refresh_catalog(storage)
     with duckdb.connect(str(storage.catalog_path), read_only=True) as con:
+        con.execute(ducklake.QUIET)
         cursor = con.execute(sql)
         columns = [d[0] for d in cursor.description] if cursor.description else []
         return columns, cursor.fetchall()

@@ -28,6 +28,11 @@ class QueryError(ValueError):
     an inbox sidecar's provider)."""
 
 
+class CatalogError(RuntimeError):
+    """ducklake: the shared SQL catalog named by LEAF_CATALOG is misnamed or cannot be opened or kept current
+    (CLI exit code 2 for `sql`; raised after a run, whose results are already recorded)."""
+
+
 class ConfigError(ValueError):
     """config.validate: a configuration value Leaf would refuse (HTTP 400, CLI exit code 2)."""
 

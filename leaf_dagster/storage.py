@@ -13,6 +13,7 @@ The data directory is laid out so that each pipeline step owns one folder of per
     lake/<table>/<id>.parquet       one GeoParquet output per file and step
     records.sqlite                  batch and file records, one section per writer (`records.py`)
     leaf.duckdb                     SQL catalog: views over lake/ and the records
+    ducklake/                       data files of the shared DuckLake catalog, when LEAF_CATALOG names one
 
 Every per-owner and per-user path comes from `owner_path`/`user_path`: the identifiers must match
 `identifiers.ID_PATTERN` and the resolved path must lie inside the owner's folder. Record and output
@@ -85,6 +86,10 @@ class Storage:
     @property
     def catalog_path(self) -> Path:
         return self._inside("leaf.duckdb")
+
+    @property
+    def ducklake_dir(self) -> Path:
+        return self._inside("ducklake")
 
     def batch_dir(self, batch_id: str) -> Path:
         return self._inside("batches", check_id("batch id", batch_id))

@@ -25,6 +25,10 @@ REAL2 = Path(os.environ.get("LEAF_REAL2_DATA", REAL.parent / "real2"))
 settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+# Tests use the local catalog unless they name a DuckLake themselves: a LEAF_CATALOG of the shell that runs them
+# would otherwise send every test's catalog to that database.
+for _variable in ("LEAF_CATALOG", "LEAF_CATALOG_DATA_PATH"):
+    os.environ.pop(_variable, None)
 
 # Real files several test modules use (paths relative to REAL).
 MONTANA = "ofpe-msu-montana-jd-case/data-raw"
