@@ -218,12 +218,13 @@ def _follow_lanes(raw: bytes, data: np.ndarray, layout: RecordLayout, start: int
     lane_starts = _lane_starts(data, layout, bases, window)
     lane_starts[0] = start
     stops = np.append(lane_starts[1:], end)  # each chain is taken up to the next one's start
+    counts = data[fixed:]  # the count byte of a record at each position
     pos = lane_starts
     steps = [pos]
     while True:
         for _ in range(16):
             # past the end of the data a chain reads the last byte: it only moves on, and is not taken there
-            pos = pos + lengths.take(data.take(pos + fixed, mode="clip"))
+            pos = pos + lengths.take(counts.take(pos, mode="clip"))
             steps.append(pos)
         if (pos >= stops).all():
             break
