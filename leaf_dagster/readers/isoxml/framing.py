@@ -28,14 +28,17 @@ again over the whole log, so such a record meets its neighbours on both sides. N
 check is ever returned; the bytes that belong to no returned record are counted, so the reader can say how
 much it skipped.
 
-The walk itself is one tight sequential loop (record starts form a chain); the checks are vectorised over
-the walked records, so a sound file costs one walk plus a few array comparisons.
+Record starts form a chain, so the walk is sequential: a tight loop over the bytes (`walk`) on short
+stretches, and on long ones many chains walked at once as numpy lanes, one per segment of the file, joined
+where each lands on the next one's start (`follow`; exactly the loop's answer, several times faster). The
+checks are vectorised over the walked records, so a sound file costs one walk plus a few array comparisons.
 """
 
 from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -56,6 +59,10 @@ _ANCHOR = 5  # accepted times whose median anchors the time window of a resynchr
 _RESTART_LIMIT = 64  # records walked at once after a resynchronisation (doubles while the walk stays sound)
 _SCAN_WINDOW = 1 << 16  # byte positions examined at once when searching for a resynchronisation point
 _CANDIDATE_BATCH = 1 << 10  # candidates whose DLV indices are checked at once
+_SEGMENT = 8192  # bytes per lane when a long stretch is walked as lanes (`follow`)
+_WINDOW = 512  # bytes from a lane's base where its first record start is looked for
+_LANES_FROM = 1 << 20  # stretches shorter than this are walked by the plain loop
+_LOOP_RECORDS = 1 << 12  # records walked by the plain loop before `follow` looks at the stretch ahead again
 _MAX_NORTH = 900_000_000  # 90 degrees in 1e-7 degrees
 _MAX_EAST = 1_800_000_000
 DEFINED_STATUS = np.zeros(256, dtype=bool)
@@ -107,9 +114,14 @@ class Records:
     entry_record: np.ndarray  # record index of each entry
     entry_start: np.ndarray  # byte offset of each (DLV index, value) pair
 
-    @property
+    @cached_property
     def ends(self) -> np.ndarray:
         return self.offsets + self.fields.dtype.itemsize + 5 * self.fields["dlv_count"].astype(np.int64)
+
+    @property
+    def size(self) -> int:
+        """Bytes in these records."""
+        return len(self.offsets) * self.fields.dtype.itemsize + 5 * len(self.entry_start)
 
     def head(self, count: int) -> Records:
         """The first `count` records."""
@@ -139,25 +151,132 @@ def gather(data: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(data, width)[starts]
 
 
-def walk(raw: bytes, fixed: int, start: int, limit: int) -> tuple[np.ndarray, int]:
+def walk(raw: bytes, fixed: int, start: int, limit: int, end: int | None = None) -> tuple[np.ndarray, int]:
     """Up to `limit` record starts from `start`, following each record's length; and where the walk stopped.
 
     Record starts form a chain (each length depends on its count byte), so this is one sequential pass: a
-    tight loop over `bytes` costs about 0.13 s per million records, a small share of the decode (an int64
-    `array` takes the starts: it becomes a numpy array without a copy, unlike a list). The last start may
-    belong to a record that runs past the end of the data (the caller checks completeness).
+    tight loop over `bytes`, about 0.08 s per million records (an int64 `array` takes the starts: it becomes a
+    numpy array without a copy, unlike a list). Only starts before `end` are taken (by default every start
+    with its count byte in the data). The last start may belong to a record that runs past the end of the data
+    (the caller checks completeness). `follow` gives the same answer several times faster on long stretches.
     """
     step = fixed + 1
     starts = array("q")
     append = starts.append
     pos = start
     last = len(raw) - fixed  # a record needs its count byte at pos + fixed < len(raw)
+    if end is not None:
+        last = min(last, end)
     for _ in range(limit):
         if pos >= last:
             break
         append(pos)
         pos += step + 5 * raw[pos + fixed]
     return np.frombuffer(starts, dtype=np.int64), pos
+
+
+def _lane_starts(data: np.ndarray, layout: RecordLayout, bases: np.ndarray, window: int) -> np.ndarray:
+    """Per base, the first byte of the `window` bytes from it where a record and the one after it pass the
+    fixed-part checks (the base itself where no byte does): a guess at where the chain of records passes,
+    which `follow` verifies."""
+    fixed = layout.fixed
+    positions = (bases[:, None] + np.arange(window, dtype=np.int64)).ravel()
+    keep = np.flatnonzero(data[positions + fixed] <= min(layout.dlv_count, MAX_DLVS))  # most bytes fail here
+    candidates, lane = positions[keep], keep // window
+    probe = candidates
+    for _ in range(2):  # the candidate record, then the one after it
+        inside = probe + fixed < len(data)
+        candidates, lane, probe = candidates[inside], lane[inside], probe[inside]
+        fields = np.ascontiguousarray(gather(data, probe, fixed + 1)).view(layout.dtype).reshape(len(probe))
+        sound = ~_fixed_part_fails(layout, fields)
+        candidates, lane, probe = candidates[sound], lane[sound], probe[sound]
+        probe = probe + fixed + 1 + 5 * fields["dlv_count"][sound].astype(np.int64)
+    starts = bases.copy()
+    first = np.searchsorted(lane, np.arange(len(bases)))  # lanes come in order, candidates in order within one
+    found = first < len(lane)
+    found[found] = lane[first[found]] == np.flatnonzero(found)
+    starts[found] = candidates[first[found]]
+    return starts
+
+
+def _follow_lanes(raw: bytes, data: np.ndarray, layout: RecordLayout, start: int, end: int,
+                  segment: int) -> tuple[np.ndarray, int]:
+    """The record starts from `start` before `end` (at most len(raw) - fixed), and the first one at or after it.
+
+    The stretch is cut into segments of `segment` bytes, and a chain is walked from a likely record start
+    in each (`_lane_starts`), all segments at once, one numpy step per record. Two chains that meet at a byte
+    are the same from there on, so segment j's chain is the true one exactly when the true chain, coming out
+    of segment j - 1, lands on its first start; it nearly always does in a sound log. Where it does not, that
+    segment is walked again with `walk` from where the true chain entered it. The result is exactly `walk`'s.
+    """
+    fixed = layout.fixed
+    lengths = fixed + 1 + 5 * np.arange(256, dtype=np.int64)  # record length per count byte
+    bases = start + segment * np.arange(max((end - start) // segment, 1), dtype=np.int64)
+    # a window as long as the longest record holds a start of any chain (and stays inside the stretch); past
+    # `_WINDOW` bytes, a record longer than that is rare enough to leave to the fallback
+    window = min(segment, end - start, fixed + 1 + 5 * min(layout.dlv_count, MAX_DLVS), _WINDOW)
+    lane_starts = _lane_starts(data, layout, bases, window)
+    lane_starts[0] = start
+    stops = np.append(lane_starts[1:], end)  # each chain is taken up to the next one's start
+    counts = data[fixed:]  # the count byte of a record at each position
+    pos = lane_starts
+    steps = [pos]
+    while True:
+        for _ in range(16):
+            # past the end of the data a chain reads the last byte: it only moves on, and is not taken there
+            pos = pos + lengths.take(counts.take(pos, mode="clip"))
+            steps.append(pos)
+        if (pos >= stops).all():
+            break
+    chains = np.stack(steps).T  # lane by lane, each chain in order
+    taken = chains < stops[:, None]
+    exits = chains[np.arange(len(bases)), taken.sum(axis=1)]  # each chain's first start at or after its stop
+    met = np.flatnonzero(exits[:-1] != lane_starts[1:]) + 1  # lanes the chain before did not land on
+    if not len(met):
+        return chains[taken], int(exits[-1])
+    pieces: list[np.ndarray] = []
+    done = 0  # lanes before `done` are in `pieces`; the chain of lane `done` is the true one
+    for lane in met.tolist():
+        if lane <= done:  # walked already, or found true when the walk before it landed on its start
+            continue
+        pieces.append(chains[done:lane][taken[done:lane]])
+        stop, done = int(exits[lane - 1]), lane
+        while True:
+            walked, stop = walk(raw, fixed, stop, len(raw) + 1, int(stops[done]))
+            pieces.append(walked)
+            done += 1
+            if done == len(bases) or stop == lane_starts[done]:
+                break
+    if done < len(bases):
+        pieces.append(chains[done:][taken[done:]])
+        stop = int(exits[-1])
+    return np.concatenate(pieces), stop
+
+
+def follow(raw: bytes, data: np.ndarray, layout: RecordLayout, start: int, limit: int,
+           segment: int = _SEGMENT, lanes_from: int = _LANES_FROM) -> tuple[np.ndarray, int]:
+    """What `walk(raw, layout.fixed, start, limit)` returns, with every stretch of at least `lanes_from` bytes
+    walked as lanes of `segment` bytes (`_follow_lanes`): several times faster on a long log."""
+    fixed = layout.fixed
+    last = len(raw) - fixed
+    pieces: list[np.ndarray] = []
+    pos, left = start, limit
+    record = fixed + 1  # the mean record length, as far as the records walked tell
+    while left > 0 and pos < last:
+        span = min(last - pos, left * record * 2)  # bytes that likely hold the records still wanted
+        if span < lanes_from:
+            starts, pos = walk(raw, fixed, pos, min(left, _LOOP_RECORDS))
+        else:
+            starts, pos = _follow_lanes(raw, data, layout, pos, pos + span, segment)
+            if len(starts) > left:
+                starts, pos = starts[:left], int(starts[left])
+        pieces.append(starts)
+        left -= len(starts)
+        if len(starts):
+            record = max(record, -(-(pos - int(starts[0])) // len(starts)))
+    if len(pieces) == 1:
+        return pieces[0], pos
+    return (np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int64)), pos
 
 
 def read_at(data: np.ndarray, layout: RecordLayout, offsets: np.ndarray) -> Records:
@@ -172,7 +291,8 @@ def read_at(data: np.ndarray, layout: RecordLayout, offsets: np.ndarray) -> Reco
         # entry j of the file (record r, k-th of its entries) starts at offsets[r] + itemsize + 5k, and
         # k = j - (entries before record r): one repeat of a per-record base plus 5j
         base = offsets + dtype.itemsize - 5 * (np.cumsum(counts) - counts)
-        entry_start = np.repeat(base, counts) + 5 * np.arange(total, dtype=np.int64)
+        entry_start = base[entry_record]  # a gather: cheaper than repeating `base` again
+        entry_start += 5 * np.arange(total, dtype=np.int64)
     else:
         entry_start = np.empty(0, dtype=np.int64)
     return Records(offsets, fields, entry_record, entry_start)
@@ -186,10 +306,9 @@ def _fixed_part_fails(layout: RecordLayout, fields: np.ndarray) -> np.ndarray:
         fails |= fields["time_ms"] > LATEST_TIME_OF_DAY_MS
     if "status" in names:
         fails |= ~DEFINED_STATUS[fields["status"]]
-    if "north" in names:
-        fails |= np.abs(fields["north"].astype(np.int64)) > _MAX_NORTH
-    if "east" in names:
-        fails |= np.abs(fields["east"].astype(np.int64)) > _MAX_EAST
+    for name, bound in (("north", _MAX_NORTH), ("east", _MAX_EAST)):
+        if name in names:  # compared as int32: no abs, which would overflow at -2**31
+            fails |= (fields[name] > bound) | (fields[name] < -bound)
     return fails
 
 
@@ -301,7 +420,7 @@ def frame(raw: bytes, layout: RecordLayout) -> Framing:
     trailing = rejected = resyncs = 0
     pos, limit = 0, size + 1  # the first walk covers the whole file
     while pos < size:
-        starts, stop = walk(raw, layout.fixed, pos, limit)
+        starts, stop = follow(raw, data, layout, pos, limit)
         if not len(starts):
             trailing = size - pos  # less than a fixed part is left
             break
@@ -352,5 +471,5 @@ def frame(raw: bytes, layout: RecordLayout) -> Framing:
         if late.any():
             records = read_at(data, layout, records.offsets[~late])
             rejected += int(late.sum())
-    used = int((records.ends - records.offsets).sum())
+    used = records.size
     return Framing(records, trailing, size - used - trailing, rejected, resyncs)
