@@ -17,8 +17,6 @@ from typing import Any
 
 import geopandas as gpd
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from shapely import MultiPolygon, Polygon
 
 from .config import effective
@@ -28,7 +26,7 @@ from .derived.images import RAMP, aux_xml, covered_pixels, png_bytes, render, wi
 from .derived.raster import burn_index, covered_polygon, grid_for
 from .derived.plausibility import Plausibility, assess
 from .derived.summary import build_summary
-from .geoparquet import Geometry, geoparquet_table, rectangle_geometry, wkb_geometry
+from .geoparquet import Geometry, GeoParquetWriter, rectangle_geometry, slice_geometry, wkb_geometry
 from .derived.unit_systems import convert_frame
 from .errors import DamagedShapefile, ReaderError, public_message
 from . import merge
@@ -48,15 +46,19 @@ NO_POINTS = "no points passed the filter"
 # Property images being encoded at once (one per core of a 2-core machine) while the next one is coloured.
 _IMAGES_IN_FLIGHT = 2
 # The steps whose output is a table, and the lake/ table of each one's GeoParquet.
+# Rows a table is written in at a time: a bound on the Arrow copy of a big file's table (a 1M-point file is
+# one or two chunks, so the usual file pays nothing for it).
+CHUNK_ROWS = 1 << 19
 TABLES = {"rawGeojson": "raw", "standardGeojson": "standard", "filteredGeojson": "filtered"}
 
 
 class FileSteps:
     """Steps of one machine file, reading and writing through `storage`."""
 
-    def __init__(self, storage: Storage, file_id: str):
+    def __init__(self, storage: Storage, file_id: str, chunk_rows: int = CHUNK_ROWS):
         self.storage = storage
         self.file_id = file_id
+        self.chunk_rows = chunk_rows
 
     @property
     def record(self) -> dict[str, Any]:
@@ -137,19 +139,19 @@ class FileSteps:
 
     def write_geoparquet(self, table: str, frame: gpd.GeoDataFrame, crs: Any, geometry: Geometry | None = None) -> Path:
         """lake/<table>/<file id>.parquet, atomically: `frame` with this file's id on every row as its first
-        column and `geometry` (WKB, bounds, types) as its geometry when given, else the frame's own."""
-        columns = pd.DataFrame(frame.copy(deep=False))  # a new column list, no copy of the values
-        if FILE_ID_COLUMN not in columns.columns:
-            columns.insert(0, FILE_ID_COLUMN, self.file_id)
-        arrow = geoparquet_table(columns, crs, geometry or wkb_geometry(frame.geometry.to_numpy()),
-                                 frame.geometry.name)
-        # dictionary pages pay where values repeat (names, ids, times); for floats, WKB and boxes, nearly unique
-        # per row, building one only to drop it costs a third of the write
-        repeating = [f.name for f in arrow.schema
-                     if not (pa.types.is_floating(f.type) or pa.types.is_binary(f.type) or pa.types.is_struct(f.type))]
+        column and `geometry` (WKB, bounds, types) as its geometry when given, else the frame's own. Written
+        `chunk_rows` rows at a time (one Parquet writer), so the Arrow copy of a big table is never whole."""
         target = self.storage.parquet_path(table, self.file_id)
-        with self.storage.atomic_path(target) as tmp:
-            pq.write_table(arrow, tmp, compression="zstd", use_dictionary=repeating)
+        name = frame.geometry.name
+        with self.storage.atomic_path(target) as tmp, GeoParquetWriter(tmp, crs, name) as writer:
+            for start in range(0, max(len(frame), 1), self.chunk_rows):
+                stop = min(start + self.chunk_rows, len(frame))
+                part = frame.iloc[start:stop]
+                columns = pd.DataFrame(part.copy(deep=False))  # a new column list, no copy of the values
+                if FILE_ID_COLUMN not in columns.columns:
+                    columns.insert(0, FILE_ID_COLUMN, self.file_id)
+                writer.write(columns, wkb_geometry(part.geometry.to_numpy()) if geometry is None
+                             else slice_geometry(geometry, start, stop))
         return target
 
     def standardize(self, source: SourceTable) -> StandardResult:
