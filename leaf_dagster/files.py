@@ -166,7 +166,7 @@ class FileSteps:
             result = StandardResult(merge.operation_type(self.storage, record), None, frame=frame, units=units,
                                     crop=", ".join(kinds) or None, evidence="merged from " + ", ".join(record["sources"]))
         else:
-            result = standardize(source)
+            result = standardize(source, self.chunk_rows)
         changes: dict[str, Any] = {"operationType": result.operation_type,
                                    "originalOperationType": result.original_operation_type,
                                    "evidence": result.evidence, "pointCount": 0}
