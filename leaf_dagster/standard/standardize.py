@@ -276,9 +276,13 @@ def _points_and_area(frame: gpd.GeoDataFrame, metric: Any) -> tuple[gpd.GeoSerie
     return gpd.GeoSeries(points, crs=metric).to_crs(WGS84), projected.area.to_numpy()
 
 
-def standardize(source: SourceTable, chunk_rows: int | None = None) -> StandardResult:
+def standardize(source: SourceTable, chunk_rows: int | None = None,
+                then: Callable[[gpd.GeoDataFrame, dict[str, str]], gpd.GeoDataFrame] | None = None) -> StandardResult:
     """Map one machine file's raw records onto the standard schema of its operation type (the row-by-row
-    columns built `chunk_rows` rows at a time: the same table as in one chunk, with less held at once)."""
+    columns built `chunk_rows` rows at a time: the same table as in one chunk, with less held at once).
+
+    `then`, when given, is applied to each chunk of standard rows and their units once its properties are
+    known present (the standard step's cleanup and unit system), so no whole-file copy is made for it."""
     frame = source.frame[source.frame.geometry.notna() & ~source.frame.geometry.is_empty]
     columns = [c for c in frame.columns if c != frame.geometry.name]
     named = match_columns(columns, source.dialect, source.units)
@@ -333,18 +337,23 @@ def standardize(source: SourceTable, chunk_rows: int | None = None) -> StandardR
     step = chunk_rows or max(len(frame), 1)
     parts: list[gpd.GeoDataFrame] = []
     first_notes: list[str] = []
+    required = schema.required_properties(operation, crop is not None and crop.density_lb_per_bu is not None
+                                          and "sugar" not in crop.name)
+    names: list[str] = []  # the standard columns
+    present: set[str] = set()  # required properties with a value on some row
     for start in range(0, max(len(frame), 1), step):
         part, part_units, part_notes = _standard_rows(frame.iloc[start:start + step], start, plan)
-        parts.append(part)
+        names = list(part.columns)
+        present.update(c for c in required if c in part.columns and part[c].notna().any())
         units.update(part_units)
+        parts.append(part if then is None else then(part, {k: v for k, v in units.items() if k in names}))
+        del part
         # the notes of the rows say which way a column was made, the same for every chunk: said once
         new = part_notes if start == 0 else [n for n in part_notes if n not in first_notes]
         first_notes.extend(new)
         result.notes.extend(new)
     standard = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-    required = schema.required_properties(operation, crop is not None and crop.density_lb_per_bu is not None
-                                          and "sugar" not in crop.name)
-    result.missing = [p for p in required if p not in standard.columns or not standard[p].notna().any()]
+    result.missing = [p for p in required if p not in present]
     if source.hints.get("noWork") and result.missing:
         # nothing was worked: the cleanup drops every point, which says more than the missing values
         result.notes.append(f"no work recorded, so {', '.join(result.missing)} were never measured")
@@ -352,7 +361,7 @@ def standardize(source: SourceTable, chunk_rows: int | None = None) -> StandardR
     if result.missing:
         result.missing_inputs = missing_inputs(operation, m, result.unresolved, crop, set(units))
     result.frame = standard
-    result.units = {k: v for k, v in units.items() if k in standard.columns}
+    result.units = {k: v for k, v in units.items() if k in names}
     return result
 
 
