@@ -283,7 +283,8 @@ def standardize(source: SourceTable, chunk_rows: int | None = None,
 
     `then`, when given, is applied to each chunk of standard rows and their units once its properties are
     known present (the standard step's cleanup and unit system), so no whole-file copy is made for it."""
-    frame = source.frame[source.frame.geometry.notna() & ~source.frame.geometry.is_empty]
+    placed = (source.frame.geometry.notna() & ~source.frame.geometry.is_empty).to_numpy()
+    frame = source.frame if placed.all() else source.frame[placed]  # no copy of a big file's records when all have one
     columns = [c for c in frame.columns if c != frame.geometry.name]
     named = match_columns(columns, source.dialect, source.units)
     # ISO 11783 data dictionary entries carry their units, so only other sources need the values to tell
