@@ -45,10 +45,10 @@ CRS84 = "OGC:CRS84"
 NO_POINTS = "no points passed the filter"
 # Property images being encoded at once (one per core of a 2-core machine) while the next one is coloured.
 _IMAGES_IN_FLIGHT = 2
-# The steps whose output is a table, and the lake/ table of each one's GeoParquet.
-# Rows a table is written in at a time: a bound on the Arrow copy of a big file's table (a 1M-point file is
-# one or two chunks, so the usual file pays nothing for it).
+# Rows a table is standardised and written in at a time: a bound on the copies a big file's steps make (a
+# 1M-point file is two chunks, a usual file one).
 CHUNK_ROWS = 1 << 19
+# The steps whose output is a table, and the lake/ table of each one's GeoParquet.
 TABLES = {"rawGeojson": "raw", "standardGeojson": "standard", "filteredGeojson": "filtered"}
 
 
