@@ -111,3 +111,27 @@ def test_generated_harvest(tmp_path: Path) -> None:
     upload, _ = write_harvest_zip(tmp_path / "generated", 3_001, keep_shapefile=False)
     _compare(upload, tmp_path)
     shutil.rmtree(tmp_path / "generated")
+
+
+def test_reader_batches_match_pyogrio_dataframe(real: Path, tmp_path: Path) -> None:
+    """The shapefile reader decodes record batches of 65,536 records; its frame is pyogrio's whole-file
+    `read_dataframe` (2D), column for column and geometry for geometry, for a file of several batches."""
+    import zipfile
+
+    import pandas as pd
+    import pyogrio
+
+    from benchmarks.generate import harvest_frame, write_shapefile
+    from leaf_dagster.readers.vector import _read_frame
+
+    generated = write_shapefile(harvest_frame(70_001), tmp_path / "generated", "generated")
+    with zipfile.ZipFile(real / MONTANA / f"{JD_WHEAT}.zip") as archive:
+        archive.extractall(tmp_path / "real")
+    for shp in [generated, next((tmp_path / "real").rglob("*.shp"))]:
+        theirs = pyogrio.read_dataframe(shp, use_arrow=True)
+        theirs = theirs.set_geometry(theirs.geometry.force_2d())
+        ours = _read_frame(shp, None)
+        pd.testing.assert_frame_equal(pd.DataFrame(ours.drop(columns="geometry")),
+                                      pd.DataFrame(theirs.drop(columns="geometry")))
+        assert ours.crs == theirs.crs and not ours.geometry.has_z.any()
+        assert (ours.geometry.to_wkb() == theirs.geometry.to_wkb()).all()
