@@ -121,14 +121,6 @@ def _geo_metadata(crs: CRS | None, name: str, total: np.ndarray, types: list[str
     return json.dumps(geo).encode()
 
 
-def geoparquet_table(frame: pd.DataFrame, crs: Any, geometry: Geometry, name: str = "geometry") -> pa.Table:
-    """`frame`'s columns with `geometry` in its column `name`, a covering `bbox` column and the `geo` metadata."""
-    crs = CRS.from_user_input(crs) if crs is not None else None
-    table = _columns_table(frame, crs, geometry, name)
-    geo = _geo_metadata(crs, name, _total_bounds(geometry[1]), geometry[2])
-    return table.replace_schema_metadata({**table.schema.metadata, b"geo": geo})
-
-
 class GeoParquetWriter:
     """One GeoParquet file written a chunk of rows at a time through one `pyarrow.parquet.ParquetWriter`, so
     memory holds one chunk's Arrow columns, not the whole table's.

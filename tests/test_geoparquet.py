@@ -1,4 +1,4 @@
-"""The steps' GeoParquet writer (`geoparquet.geoparquet_table`) against GeoPandas' own `to_parquet` with the same
+"""The steps' GeoParquet writer (`geoparquet.GeoParquetWriter`) against GeoPandas' own `to_parquet` with the same
 settings: the same `geo` metadata, schema and values, for points (encoded with numpy), rectangles (WKB from
 their rings), other geometries and missing ones, and an empty table."""
 
@@ -15,7 +15,7 @@ import pytest
 import shapely
 
 from leaf_dagster.files import CRS84
-from leaf_dagster.geoparquet import GeoParquetWriter, geoparquet_table, rectangle_geometry, slice_geometry, wkb_geometry
+from leaf_dagster.geoparquet import GeoParquetWriter, rectangle_geometry, slice_geometry, wkb_geometry
 
 
 def _frames(n: int = 50) -> dict[str, gpd.GeoDataFrame]:
@@ -47,8 +47,8 @@ def test_tables_match_geopandas(tmp_path: Path, kind: str) -> None:
     frame = _frames()[kind]
     frame.to_parquet(tmp_path / "theirs.parquet", index=False, compression="zstd", write_covering_bbox=True,
                      schema_version="1.1.0")
-    table = geoparquet_table(pd.DataFrame(frame), CRS84, wkb_geometry(frame.geometry.to_numpy()))
-    pq.write_table(table, tmp_path / "ours.parquet", compression="zstd")
+    with GeoParquetWriter(tmp_path / "ours.parquet", CRS84) as writer:  # the whole table as one chunk
+        writer.write(pd.DataFrame(frame), wkb_geometry(frame.geometry.to_numpy()))
     _same_file(tmp_path / "ours.parquet", tmp_path / "theirs.parquet")
 
 
@@ -61,8 +61,8 @@ def test_rectangles_match_shapely_polygons(tmp_path: Path) -> None:
     polygons = frame.set_geometry(shapely.polygons(rings), crs=CRS84)
     polygons.to_parquet(tmp_path / "theirs.parquet", index=False, compression="zstd", write_covering_bbox=True,
                         schema_version="1.1.0")
-    table = geoparquet_table(pd.DataFrame(frame), CRS84, rectangle_geometry(rings))
-    pq.write_table(table, tmp_path / "ours.parquet", compression="zstd")
+    with GeoParquetWriter(tmp_path / "ours.parquet", CRS84) as writer:
+        writer.write(pd.DataFrame(frame), rectangle_geometry(rings))
     _same_file(tmp_path / "ours.parquet", tmp_path / "theirs.parquet")
 
 
