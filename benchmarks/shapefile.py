@@ -331,7 +331,7 @@ def step_calls(steps: Any, tables: dict[str, Any] | None = None) -> dict[str, Ca
     """Each step of a file as a call, in the file job's order, with its table written and handed on (in
     `tables`, when given, to see what is held) as the IO manager does (`defs/io_manager.py`), and the
     standard step's plausibility check run after it, as the pipeline runs it; a step's call returns what the
-    step returns."""
+    step returns. The raw records are let go once standardised, as the upload's run lets them go."""
     from leaf_dagster.model import PointTable
 
     tables = {} if tables is None else tables
@@ -347,7 +347,8 @@ def step_calls(steps: Any, tables: dict[str, Any] | None = None) -> dict[str, Ca
     return {
         "originalFile": steps.store_original,
         "rawGeojson": lambda: table("rawGeojson", steps.read_raw()),
-        "standardGeojson": lambda: table("standardGeojson", steps.standardize(tables["rawGeojson"])),
+        # the raw records are let go once standardised, as the upload's run does (`defs/assets/files.py`)
+        "standardGeojson": lambda: table("standardGeojson", steps.standardize(tables.pop("rawGeojson"))),
         "filteredGeojson": lambda: table("filteredGeojson", steps.filter(tables["standardGeojson"])),
         "summary": lambda: steps.summarize(tables["standardGeojson"]),
         "units": lambda: steps.write_units(tables["standardGeojson"]),
@@ -400,6 +401,8 @@ def run_steps(upload: str, data_dir: str, profile_dir: str | None = None, trace:
             began = time.perf_counter()
             try:
                 results[step] = calls[step]()
+                if step == "rawGeojson":  # its count is all the report needs: the table goes with its step
+                    results[step] = results[step].point_count
             except Exception as exc:  # MemoryError too: the step's failure is the figure
                 timings[step] = {"seconds": None, "peak_rss_mb": peak_rss_mb() if per_step_peak else None,
                                  "error": error_line(exc)}
@@ -431,7 +434,7 @@ def run_steps(upload: str, data_dir: str, profile_dir: str | None = None, trace:
     record = storage.records.get("files", file_id) or {}
     outputs = {table: storage.parquet_path(table, file_id) for table in ("raw", "standard", "filtered", "polygons")}
     return {
-        **out, "raw_points": results["rawGeojson"].point_count, "standard_points": record.get("pointCount"),
+        **out, "raw_points": results["rawGeojson"], "standard_points": record.get("pointCount"),
         "filtered_points": record.get("filteredPointCount"), "images": len(results["propertiesPNGs"]),
         "operation_type": record.get("operationType"), "crops": record.get("crops"),
         "output_bytes": {t: p.stat().st_size for t, p in outputs.items() if p.exists()},

@@ -17,18 +17,16 @@ from typing import Any
 
 import geopandas as gpd
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from shapely import MultiPolygon, Polygon
 
 from .config import effective
 from .derived.filters import cleanup_mask, filtered_mask
-from .derived.geometry import point_rectangles, swaths
+from .derived.geometry import metric_crs, point_rectangles, swaths
 from .derived.images import RAMP, aux_xml, covered_pixels, png_bytes, render, with_legend, zip_images
 from .derived.raster import burn_index, covered_polygon, grid_for
 from .derived.plausibility import Plausibility, assess
 from .derived.summary import build_summary
-from .geoparquet import Geometry, geoparquet_table, rectangle_geometry, wkb_geometry
+from .geoparquet import Geometry, GeoParquetWriter, rectangle_geometry, slice_geometry, wkb_geometry
 from .derived.unit_systems import convert_frame
 from .errors import DamagedShapefile, ReaderError, public_message
 from . import merge
@@ -47,6 +45,9 @@ CRS84 = "OGC:CRS84"
 NO_POINTS = "no points passed the filter"
 # Property images being encoded at once (one per core of a 2-core machine) while the next one is coloured.
 _IMAGES_IN_FLIGHT = 2
+# Rows a table is standardised and written in at a time: a bound on the copies a big file's steps make (a
+# 1M-point file is two chunks, a usual file one).
+CHUNK_ROWS = 1 << 19
 # The steps whose output is a table, and the lake/ table of each one's GeoParquet.
 TABLES = {"rawGeojson": "raw", "standardGeojson": "standard", "filteredGeojson": "filtered"}
 
@@ -54,9 +55,10 @@ TABLES = {"rawGeojson": "raw", "standardGeojson": "standard", "filteredGeojson":
 class FileSteps:
     """Steps of one machine file, reading and writing through `storage`."""
 
-    def __init__(self, storage: Storage, file_id: str):
+    def __init__(self, storage: Storage, file_id: str, chunk_rows: int = CHUNK_ROWS):
         self.storage = storage
         self.file_id = file_id
+        self.chunk_rows = max(chunk_rows, 2)  # a chunk's first point takes its direction from the next one
 
     @property
     def record(self) -> dict[str, Any]:
@@ -137,34 +139,64 @@ class FileSteps:
 
     def write_geoparquet(self, table: str, frame: gpd.GeoDataFrame, crs: Any, geometry: Geometry | None = None) -> Path:
         """lake/<table>/<file id>.parquet, atomically: `frame` with this file's id on every row as its first
-        column and `geometry` (WKB, bounds, types) as its geometry when given, else the frame's own."""
-        columns = pd.DataFrame(frame.copy(deep=False))  # a new column list, no copy of the values
+        column and `geometry` (WKB, bounds, types) as its geometry when given, else the frame's own. Written
+        `chunk_rows` rows at a time (one Parquet writer), so the Arrow copy of a big table is never whole."""
+        target = self.storage.parquet_path(table, self.file_id)
+        with self.storage.atomic_path(target) as tmp, GeoParquetWriter(tmp, crs, frame.geometry.name) as writer:
+            for start in range(0, max(len(frame), 1), self.chunk_rows):
+                stop = min(start + self.chunk_rows, len(frame))
+                self._write_rows(writer, frame.iloc[start:stop], None if geometry is None
+                                 else slice_geometry(geometry, start, stop))
+        return target
+
+    def _write_rows(self, writer: GeoParquetWriter, rows: gpd.GeoDataFrame, geometry: Geometry | None) -> None:
+        columns = pd.DataFrame(rows.copy(deep=False))  # a new column list, no copy of the values
         if FILE_ID_COLUMN not in columns.columns:
             columns.insert(0, FILE_ID_COLUMN, self.file_id)
-        arrow = geoparquet_table(columns, crs, geometry or wkb_geometry(frame.geometry.to_numpy()),
-                                 frame.geometry.name)
-        # dictionary pages pay where values repeat (names, ids, times); for floats, WKB and boxes, nearly unique
-        # per row, building one only to drop it costs a third of the write
-        repeating = [f.name for f in arrow.schema
-                     if not (pa.types.is_floating(f.type) or pa.types.is_binary(f.type) or pa.types.is_struct(f.type))]
-        target = self.storage.parquet_path(table, self.file_id)
-        with self.storage.atomic_path(target) as tmp:
-            pq.write_table(arrow, tmp, compression="zstd", use_dictionary=repeating)
+        writer.write(columns, wkb_geometry(rows.geometry.to_numpy()) if geometry is None else geometry)
+
+    def write_polygons(self, frame: gpd.GeoDataFrame, units: dict[str, str]) -> Path:
+        """The polygon output: each standard point's swath rectangle, built and written a chunk of points at
+        a time in the metric CRS and with the directions of the whole file."""
+        crs = metric_crs(frame)
+        heading = "heading" in frame.columns and bool(frame["heading"].notna().any())
+        points = frame.geometry.values
+        target = self.storage.parquet_path("polygons", self.file_id)
+        with self.storage.atomic_path(target) as tmp, GeoParquetWriter(tmp, CRS84, frame.geometry.name) as writer:
+            for start in range(0, len(frame), self.chunk_rows):
+                part = frame.iloc[start:start + self.chunk_rows]
+                rows, rings = point_rectangles(part, units, crs, heading, points[start - 1] if start else None)
+                self._write_rows(writer, part if len(rows) == len(part) else part.take(rows), rectangle_geometry(rings))
         return target
 
     def standardize(self, source: SourceTable) -> StandardResult:
         """Map to the standard schema, clean up invalid points, apply the unit system (and write the polygon
-        output when enabled). Nothing is written for a file that fails its gate."""
+        output when enabled). Nothing is written for a file that fails its gate. The cleanup and the unit
+        system are applied a chunk of rows at a time, as the rows are standardised."""
         config = self.config
         record = self.record
+        cleanup = bool(config["cleanupStandardGeojson"])
+        counts = [0, 0]  # rows standardised, rows kept by the cleanup
+        converted: dict[str, str] = {}
+
+        def finish(rows: gpd.GeoDataFrame, units: dict[str, str]) -> gpd.GeoDataFrame:
+            counts[0] += len(rows)
+            if cleanup:
+                rows = rows[cleanup_mask(rows, config["cleanupRules"])].reset_index(drop=True)
+            counts[1] += len(rows)
+            rows, found = convert_frame(rows, units, config["unitMeasurement"])
+            converted.update(found)
+            return rows
+
         if record.get("origin") == "merged":
             frame, units = merge.combine(merge.source_points(self.storage, record, "standard"),
                                          merge.source_units(self.storage, record))
             kinds = crops_in(frame["crop"]) if "crop" in frame.columns else []
             result = StandardResult(merge.operation_type(self.storage, record), None, frame=frame, units=units,
                                     crop=", ".join(kinds) or None, evidence="merged from " + ", ".join(record["sources"]))
+            result.frame = finish(frame, units)
         else:
-            result = standardize(source)
+            result = standardize(source, self.chunk_rows, finish)
         changes: dict[str, Any] = {"operationType": result.operation_type,
                                    "originalOperationType": result.original_operation_type,
                                    "evidence": result.evidence, "pointCount": 0}
@@ -177,18 +209,13 @@ class FileSteps:
                                 "(processed because outOfStandardOperations is on)")
         if result.frame is not None and self.schema_failure(result) is None:
             frame = result.frame
-            if config["cleanupStandardGeojson"]:
-                keep = cleanup_mask(frame, config["cleanupRules"])
-                result.notes.append(f"cleanup kept {int(keep.sum())} of {len(frame)} points")
-                frame = frame[keep].reset_index(drop=True)
+            if cleanup:
+                result.notes.append(f"cleanup kept {counts[1]} of {counts[0]} points")
                 if len(frame) == 0:
                     result.cleaned_out = True
-            frame, result.units = convert_frame(frame, result.units, config["unitMeasurement"])
-            result.frame = frame
+            result.units = converted
             if len(frame) and config["enablePolygonOutput"]:
-                rows, rings = point_rectangles(frame, result.units)
-                self.write_points("polygons", frame if len(rows) == len(frame) else frame.take(rows),
-                                  rectangle_geometry(rings))
+                self.write_polygons(frame, result.units)
             stamps = frame["timestamp"].dropna()
             changes.update(
                 pointCount=len(frame), crops=crops_in(frame["crop"]) if "crop" in frame.columns else [],

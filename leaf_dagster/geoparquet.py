@@ -16,6 +16,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import shapely
 from pyproj import CRS
 
@@ -65,6 +66,12 @@ def wkb_geometry(geometries: np.ndarray) -> Geometry:
     return wkb, shapely.bounds(geometries), names
 
 
+def slice_geometry(geometry: Geometry, start: int, stop: int) -> Geometry:
+    """Rows `start` to `stop` of an encoded geometry column (its types stay those of the whole column)."""
+    wkb, bounds, types = geometry
+    return wkb.slice(start, stop - start), bounds[start:stop], types
+
+
 def _without_member_ids(crs: dict[str, Any]) -> dict[str, Any]:
     """The CRS JSON without the ids of datum ensemble members (older PROJ versions do not know them; what
     GeoPandas and GDAL write in the `geo` metadata)."""
@@ -77,28 +84,94 @@ def _without_member_ids(crs: dict[str, Any]) -> dict[str, Any]:
     return crs
 
 
-def geoparquet_table(frame: pd.DataFrame, crs: Any, geometry: Geometry, name: str = "geometry") -> pa.Table:
-    """`frame`'s columns with `geometry` in its column `name`, a covering `bbox` column and the `geo` metadata."""
-    crs = CRS.from_user_input(crs) if crs is not None else None
+def _geometry_field(name: str, crs: CRS | None) -> pa.Field:
+    extension = json.dumps({"crs": crs.to_json_dict()}) if crs is not None else "{}"
+    return pa.field(name, pa.binary(), metadata={"ARROW:extension:name": "geoarrow.wkb",
+                                                 "ARROW:extension:metadata": extension})
+
+
+def _columns_table(frame: pd.DataFrame, crs: CRS | None, geometry: Geometry, name: str) -> pa.Table:
+    """`frame`'s columns with `geometry` in its column `name` and a covering `bbox` column, no `geo` metadata."""
     frame = frame.copy(deep=False)
     frame[name] = None  # an empty column in the conversion; the WKB takes its place
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    wkb, bounds, types = geometry
-    extension = json.dumps({"crs": crs.to_json_dict()}) if crs is not None else "{}"
-    field = pa.field(name, pa.binary(), metadata={"ARROW:extension:name": "geoarrow.wkb",
-                                                  "ARROW:extension:metadata": extension})
-    table = table.set_column(table.schema.get_field_index(name), field, wkb)
+    wkb, bounds, _ = geometry
+    table = table.set_column(table.schema.get_field_index(name), _geometry_field(name, crs), wkb)
     boxes = [pa.array(bounds[:, i], pa.float64(), from_pandas=True) for i in range(4)]  # no geometry: null
-    table = table.append_column("bbox", pa.StructArray.from_arrays(boxes, names=["xmin", "ymin", "xmax", "ymax"]))
-    column: dict[str, Any] = {"encoding": "WKB", "crs": _without_member_ids(crs.to_json_dict()) if crs else None,
-                              "geometry_types": types}
+    return table.append_column("bbox", pa.StructArray.from_arrays(boxes, names=["xmin", "ymin", "xmax", "ymax"]))
+
+
+def _total_bounds(bounds: np.ndarray) -> np.ndarray:
+    """xmin, ymin, xmax, ymax over every row (NaN where no row has a geometry)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN bounds: no bbox, as GeoPandas
-        total = [np.nanmin(bounds[:, 0]), np.nanmin(bounds[:, 1]), np.nanmax(bounds[:, 2]), np.nanmax(bounds[:, 3])] \
-            if len(bounds) else [np.nan] * 4
+        return np.array([np.nanmin(bounds[:, 0]), np.nanmin(bounds[:, 1]), np.nanmax(bounds[:, 2]),
+                         np.nanmax(bounds[:, 3])]) if len(bounds) else np.full(4, np.nan)
+
+
+def _geo_metadata(crs: CRS | None, name: str, total: np.ndarray, types: list[str]) -> bytes:
+    """The GeoParquet `geo` metadata of a table: its geometry column, CRS, types, bbox and covering."""
+    column: dict[str, Any] = {"encoding": "WKB", "crs": _without_member_ids(crs.to_json_dict()) if crs else None,
+                              "geometry_types": types}
     if np.isfinite(total).all():
         column["bbox"] = [float(v) for v in total]
     column["covering"] = {"bbox": {k: ["bbox", k] for k in ("xmin", "ymin", "xmax", "ymax")}}
     geo = {"primary_column": name, "columns": {name: column}, "version": "1.1.0",
            "creator": {"library": "geopandas", "version": gpd.__version__}}
-    return table.replace_schema_metadata({**table.schema.metadata, b"geo": json.dumps(geo).encode()})
+    return json.dumps(geo).encode()
+
+
+class GeoParquetWriter:
+    """One GeoParquet file written a chunk of rows at a time through one `pyarrow.parquet.ParquetWriter`, so
+    memory holds one chunk's Arrow columns, not the whole table's.
+
+    The `geo` metadata covers every chunk (bbox and geometry types), so it is only known when the last chunk is
+    written: it goes into the file's key-value metadata at `close`, where the GeoParquet specification puts
+    it (GeoPandas, DuckDB and GDAL read it there), and not into the Arrow schema stored at the first chunk.
+    A whole table written as one chunk is the same file as written in many, row groups aside."""
+
+    def __init__(self, path: Any, crs: Any, name: str = "geometry"):
+        self.path, self.name = path, name
+        self.crs = CRS.from_user_input(crs) if crs is not None else None
+        self._writer: pq.ParquetWriter | None = None
+        self._total = np.full(4, np.nan)
+        self._types: set[str] = set()
+
+    def write(self, frame: pd.DataFrame, geometry: Geometry) -> None:
+        """Append `frame`'s rows with their `geometry` (the first chunk fixes the schema)."""
+        table = _columns_table(frame, self.crs, geometry, self.name)
+        if self._writer is None:
+            schema = table.schema.remove_metadata().with_metadata(
+                {k: v for k, v in (table.schema.metadata or {}).items() if k != b"geo"})
+            # dictionary pages pay where values repeat (names, ids, times); for floats, WKB and boxes, nearly
+            # unique per row, building one only to drop it costs a third of the write
+            repeating = [f.name for f in schema if not (pa.types.is_floating(f.type) or pa.types.is_binary(f.type)
+                                                        or pa.types.is_struct(f.type))]
+            self._writer = pq.ParquetWriter(self.path, schema, compression="zstd", use_dictionary=repeating)
+        table = table.replace_schema_metadata(self._writer.schema.metadata)
+        if not table.schema.equals(self._writer.schema):
+            table = table.cast(self._writer.schema)  # a chunk whose column pandas typed otherwise (all missing)
+        self._writer.write_table(table)
+        chunk = _total_bounds(geometry[1])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            self._total = np.concatenate([np.fmin(self._total[:2], chunk[:2]), np.fmax(self._total[2:], chunk[2:])])
+        self._types.update(geometry[2])
+
+    def close(self) -> None:
+        """Finish the file with its `geo` metadata; a writer given no chunk writes nothing."""
+        if self._writer is None:
+            return
+        self._writer.add_key_value_metadata(
+            {"geo": _geo_metadata(self.crs, self.name, self._total, sorted(self._types)).decode()})
+        self._writer.close()
+        self._writer = None
+
+    def __enter__(self) -> "GeoParquetWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+        elif self._writer is not None:
+            self._writer.close()  # the caller's temporary file is dropped with the error

@@ -213,7 +213,7 @@ def test_polygon_output(d: Derived) -> None:
     import pyarrow.parquet as pq
 
     for table in ("standard", "polygons"):
-        geo = json.loads(pq.read_schema(d.storage.parquet_path(table, file_id)).metadata[b"geo"])
+        geo = json.loads(pq.read_metadata(d.storage.parquet_path(table, file_id)).metadata[b"geo"])
         column = geo["columns"][geo["primary_column"]]
         assert geo["version"] == "1.1.0" and "bbox" in column["covering"]
         assert column["crs"]["id"] == {"authority": "OGC", "code": "CRS84"}

@@ -1,4 +1,4 @@
-"""The steps' GeoParquet writer (`geoparquet.geoparquet_table`) against GeoPandas' own `to_parquet` with the same
+"""The steps' GeoParquet writer (`geoparquet.GeoParquetWriter`) against GeoPandas' own `to_parquet` with the same
 settings: the same `geo` metadata, schema and values, for points (encoded with numpy), rectangles (WKB from
 their rings), other geometries and missing ones, and an empty table."""
 
@@ -15,7 +15,7 @@ import pytest
 import shapely
 
 from leaf_dagster.files import CRS84
-from leaf_dagster.geoparquet import geoparquet_table, rectangle_geometry, wkb_geometry
+from leaf_dagster.geoparquet import GeoParquetWriter, rectangle_geometry, slice_geometry, wkb_geometry
 
 
 def _frames(n: int = 50) -> dict[str, gpd.GeoDataFrame]:
@@ -35,7 +35,7 @@ def _same_file(ours: Path, theirs: Path) -> None:
     a, b = pq.read_table(ours), pq.read_table(theirs)
     assert a.schema.equals(b.schema, check_metadata=False)
     assert [f.metadata for f in a.schema] == [f.metadata for f in b.schema]  # geoarrow.wkb and its CRS
-    meta_a, meta_b = a.schema.metadata, b.schema.metadata
+    meta_a, meta_b = pq.read_metadata(ours).metadata, pq.read_metadata(theirs).metadata  # where GeoParquet puts `geo`
     assert json.loads(meta_a[b"geo"]) == json.loads(meta_b[b"geo"])
     assert json.loads(meta_a[b"pandas"]) == json.loads(meta_b[b"pandas"])
     assert a.equals(b)  # values, WKB bytes and covering boxes included
@@ -47,8 +47,8 @@ def test_tables_match_geopandas(tmp_path: Path, kind: str) -> None:
     frame = _frames()[kind]
     frame.to_parquet(tmp_path / "theirs.parquet", index=False, compression="zstd", write_covering_bbox=True,
                      schema_version="1.1.0")
-    table = geoparquet_table(pd.DataFrame(frame), CRS84, wkb_geometry(frame.geometry.to_numpy()))
-    pq.write_table(table, tmp_path / "ours.parquet", compression="zstd")
+    with GeoParquetWriter(tmp_path / "ours.parquet", CRS84) as writer:  # the whole table as one chunk
+        writer.write(pd.DataFrame(frame), wkb_geometry(frame.geometry.to_numpy()))
     _same_file(tmp_path / "ours.parquet", tmp_path / "theirs.parquet")
 
 
@@ -61,6 +61,26 @@ def test_rectangles_match_shapely_polygons(tmp_path: Path) -> None:
     polygons = frame.set_geometry(shapely.polygons(rings), crs=CRS84)
     polygons.to_parquet(tmp_path / "theirs.parquet", index=False, compression="zstd", write_covering_bbox=True,
                         schema_version="1.1.0")
-    table = geoparquet_table(pd.DataFrame(frame), CRS84, rectangle_geometry(rings))
-    pq.write_table(table, tmp_path / "ours.parquet", compression="zstd")
+    with GeoParquetWriter(tmp_path / "ours.parquet", CRS84) as writer:
+        writer.write(pd.DataFrame(frame), rectangle_geometry(rings))
+    _same_file(tmp_path / "ours.parquet", tmp_path / "theirs.parquet")
+
+
+@pytest.mark.parametrize("kind", ["points", "mixed", "empty"])
+@pytest.mark.parametrize("chunk", [7, 1000])
+def test_writer_in_chunks_matches_geopandas(tmp_path: Path, kind: str, chunk: int) -> None:
+    """A table written a few rows at a time (the types and bbox of the `geo` metadata gathered over the
+    chunks, a chunk with no geometry among them) is GeoPandas' file, row groups aside."""
+    frame = _frames()[kind]
+    frame.to_parquet(tmp_path / "theirs.parquet", index=False, compression="zstd", write_covering_bbox=True,
+                     schema_version="1.1.0")
+    geometry = wkb_geometry(frame.geometry.to_numpy())
+    with GeoParquetWriter(tmp_path / "ours.parquet", CRS84) as writer:
+        for start in range(0, max(len(frame), 1), chunk):
+            stop = min(start + chunk, len(frame))
+            part = frame.iloc[start:stop]  # the even chunks encode their own rows, the odd ones a slice
+            writer.write(pd.DataFrame(part), wkb_geometry(part.geometry.to_numpy()) if start // chunk % 2 == 0
+                         else slice_geometry(geometry, start, stop))
+    if len(frame) > chunk:
+        assert pq.ParquetFile(tmp_path / "ours.parquet").num_row_groups > 1
     _same_file(tmp_path / "ours.parquet", tmp_path / "theirs.parquet")

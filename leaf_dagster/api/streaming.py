@@ -141,7 +141,7 @@ def geojson_chunks(path: Path, batch_rows: int = 20_000) -> Iterator[bytes]:
     import shapely
 
     parquet = pq.ParquetFile(path)
-    geo = json.loads(parquet.schema_arrow.metadata[b"geo"])
+    geo = json.loads(parquet.metadata.metadata[b"geo"])  # the file's key-value metadata, as GeoParquet says
     geometry_column = geo["primary_column"]
     yield b'{"type":"FeatureCollection","features":['
     first = True

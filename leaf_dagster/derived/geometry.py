@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -89,11 +90,17 @@ def _utm(epsg: int) -> CRS:
     return CRS.from_epsg(epsg)
 
 
-def swaths(frame: gpd.GeoDataFrame, units: dict[str, str], crs: CRS | None = None) -> Swaths:
+def swaths(frame: gpd.GeoDataFrame, units: dict[str, str], crs: CRS | None = None, heading: bool | None = None,
+           before: Any = None) -> Swaths:
+    """The swath of every point in the metric `crs` (the frame's own by default). Its direction is the
+    heading column's when `heading` (by default: when the frame has headings), else the way from the point
+    before; for a frame that is a chunk of a file, `before` is the file's point before it (lon/lat), so the
+    chunks get the directions of the whole file."""
     crs = crs or metric_crs(frame)
     # the coordinates projected as arrays: the same numbers as GeoSeries.to_crs without a geometry per point
     lon, lat = shapely.get_x(frame.geometry.values._data), shapely.get_y(frame.geometry.values._data)
-    x, y = Transformer.from_crs(frame.crs, crs, always_xy=True).transform(lon, lat)
+    transformer = Transformer.from_crs(frame.crs, crs, always_xy=True)
+    x, y = transformer.transform(lon, lat)
     n = len(frame)
     width = _metres(frame, units, "equipmentWidth")
     area = frame["area"].to_numpy(dtype=float) if "area" in frame.columns else np.full(n, np.nan)
@@ -104,20 +111,25 @@ def swaths(frame: gpd.GeoDataFrame, units: dict[str, str], crs: CRS | None = Non
     if length is None:
         length = np.where(np.isfinite(area) & (area > 0), area / width, width)
     length = np.where(np.isfinite(length), length, 0.0)
-    if "heading" in frame.columns and frame["heading"].notna().any():
+    if heading is None:
+        heading = "heading" in frame.columns and bool(frame["heading"].notna().any())
+    if heading:
         theta = np.radians(frame["heading"].to_numpy(dtype=float))
     else:
-        theta = np.arctan2(np.diff(x, prepend=np.nan), np.diff(y, prepend=np.nan))
-        if n > 1:
+        x0, y0 = (np.nan, np.nan) if before is None else transformer.transform(
+            np.array([shapely.get_x(before)]), np.array([shapely.get_y(before)]))
+        theta = np.arctan2(np.diff(x, prepend=x0), np.diff(y, prepend=y0))
+        if n > 1 and before is None:
             theta[0] = theta[1]
     return Swaths(crs, x, y, np.sin(theta), np.cos(theta), width, length)
 
 
-def point_rectangles(frame: gpd.GeoDataFrame, units: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
+def point_rectangles(frame: gpd.GeoDataFrame, units: dict[str, str], crs: CRS | None = None,
+                     heading: bool | None = None, before: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """The polygon output: the rows whose swath has an extent, and each one's closed ring (m, 5, 2) in the
-    frame's CRS. Corners are projected back as arrays, so no polygon object is built per point (the writer
-    encodes the rings as WKB directly)."""
-    s = swaths(frame, units)
+    frame's CRS (`crs`, `heading`, `before`: as `swaths`). Corners are projected back as arrays, so no polygon
+    object is built per point (the writer encodes the rings as WKB directly)."""
+    s = swaths(frame, units, crs, heading, before)
     rows = np.flatnonzero(s.valid)
     corners = s.corners[rows]
     lon, lat = Transformer.from_crs(s.crs, frame.crs, always_xy=True).transform(corners[..., 0], corners[..., 1])

@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pyogrio
+import shapely
+from pyogrio.geopandas import _try_parse_datetime  # how read_dataframe parses datetimes read as text
 
 from ..errors import ReaderError
 from ..model import WGS84, DetectedFile, SourceTable
@@ -18,6 +23,7 @@ DEERE_METADATA_SUFFIX = "-deere-metadata.json"
 
 _JD_SIGNATURE = {"isotime", "vryieldvol", "swathwidth", "vrappratev", "vrappratem", "wetmass", "sectionid"}
 _YIELD_EDITOR_SIGNATURE = {"dist_in", "flw_lbs", "rm_code", "swth_w_", "gps_tim"}
+_BATCH_ROWS = 1 << 16  # records decoded at a time: their WKB bytes and 3D geometries are what is let go
 
 
 def read_deere_metadata(members: list[Path]) -> dict | None:
@@ -62,6 +68,40 @@ def _unquote(frame) -> list[str]:
     return [f"quotes around the values of {quoted} removed"] if quoted else []
 
 
+def _read_frame(path: Path, layer: str | int | None) -> gpd.GeoDataFrame:
+    """The layer's features in 2D, read as `pyogrio.read_dataframe(use_arrow=True)` reads them (the same
+    columns, types and values), in record batches: each batch's WKB becomes 2D shapely geometries at once,
+    so a big file never holds every record's WKB bytes, nor a 3D geometry per record beside the 2D one."""
+    batches: list[pa.RecordBatch] = []
+    geometries: list[np.ndarray] = []
+    with pyogrio.open_arrow(path, layer=layer, batch_size=_BATCH_ROWS, datetime_as_string=True,
+                            use_pyarrow=True) as (meta, reader):
+        name = meta["geometry_name"] or "wkb_geometry"
+        for batch in reader:
+            index = batch.schema.get_field_index(name)
+            if index < 0:
+                raise ValueError("the layer has no geometry")
+            wkb = batch.column(index)
+            if isinstance(wkb.type, pa.BaseExtensionType):  # geoarrow.wkb
+                wkb = wkb.storage
+            shapes = shapely.from_wkb(wkb.to_numpy(zero_copy_only=False))
+            geometries.append(shapely.force_2d(shapes) if shapely.has_z(shapes).any() else shapes)
+            batches.append(batch.remove_column(index))
+        schema = reader.schema.remove(reader.schema.get_field_index(name))
+    table = pa.Table.from_batches(batches, schema)
+    del batches
+    frame = table.to_pandas(self_destruct=True)
+    del table
+    for dtype, column in zip(meta["dtypes"], meta["fields"], strict=True):
+        if dtype is not None and dtype.startswith("datetime") and dtype != "datetime64[D]":
+            frame[column] = _try_parse_datetime(frame[column], False, True)  # read_dataframe's defaults
+    for subtype, column in zip(meta["ogr_subtypes"], meta["fields"], strict=True):
+        if subtype == "OFSTJSON" and pd.api.types.infer_dtype(frame[column]) == "string":
+            frame[column] = frame[column].map(json.loads, na_action="ignore")
+    geometry = np.concatenate(geometries) if geometries else np.empty(0, dtype=object)
+    return gpd.GeoDataFrame(frame, geometry=geometry, crs=meta["crs"])
+
+
 def read_vector(detected: DetectedFile) -> SourceTable:
     """Read every feature; polygons are kept, CRS is resolved, and JD metadata units are attached."""
     if detected.file_format == "SHAPEFILE":
@@ -70,7 +110,7 @@ def read_vector(detected: DetectedFile) -> SourceTable:
     name = detected.primary.name
     try:
         info = pyogrio.read_info(detected.primary, layer=detected.layer)
-        frame = pyogrio.read_dataframe(detected.primary, layer=detected.layer, use_arrow=True)
+        frame = _read_frame(detected.primary, detected.layer)
     except Exception as exc:  # GDAL raises several types; all mean the same to the user
         raise ReaderError(name, f"cannot be read as {detected.file_format.lower()}: {exc}") from exc
     if len(frame) == 0:
@@ -89,8 +129,6 @@ def read_vector(detected: DetectedFile) -> SourceTable:
                                     f"(bounds {bounds.round(1).tolist()}), so they cannot be placed on the map")
     elif not frame.crs.equals(WGS84):
         frame = frame.to_crs(WGS84)
-    if frame.geometry.has_z.any():
-        frame = frame.set_geometry(frame.geometry.force_2d())
     notes.extend(_unquote(frame))
 
     metadata = read_deere_metadata(detected.members) if detected.file_format == "SHAPEFILE" else None

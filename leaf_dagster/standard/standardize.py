@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import geopandas as gpd
@@ -260,23 +261,30 @@ def _yield_figures(frame: pd.DataFrame, m: dict[str, Match]) -> crops.Figures | 
                               column("dryMassPerArea", "lb/ac"), column("dryVolumePerArea", "bu/ac"), moisture)
 
 
-def _points_and_area(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoSeries, np.ndarray | None]:
-    """Point per record (polygon centroids in a metric CRS) and, for polygons, their area in m2."""
-    geometry = frame.geometry
-    if np.isin(shapely.get_type_id(geometry.values._data), (3, 6)).any():  # a Polygon or MultiPolygon
-        metric = metric_crs(frame)
-        projected = geometry.to_crs(metric)
-        centroids = projected.centroid
-        # a concave or sliver polygon's centroid can fall outside it; then take a point that is inside
-        inside = centroids.within(projected)
-        points = centroids.where(inside, projected.representative_point())
-        return gpd.GeoSeries(points, crs=metric).to_crs(WGS84), projected.area.to_numpy()
-    return geometry, None
+def _has_polygons(frame: gpd.GeoDataFrame) -> bool:
+    """Whether any record is a Polygon or MultiPolygon (then every record is placed by `_points_and_area`)."""
+    return bool(np.isin(shapely.get_type_id(frame.geometry.values._data), (3, 6)).any())
 
 
-def standardize(source: SourceTable) -> StandardResult:
-    """Map one machine file's raw records onto the standard schema of its operation type."""
-    frame = source.frame[source.frame.geometry.notna() & ~source.frame.geometry.is_empty]
+def _points_and_area(frame: gpd.GeoDataFrame, metric: Any) -> tuple[gpd.GeoSeries, np.ndarray]:
+    """Point per record (polygon centroids in the file's `metric` CRS) and their area in m2."""
+    projected = frame.geometry.to_crs(metric)
+    centroids = projected.centroid
+    # a concave or sliver polygon's centroid can fall outside it; then take a point that is inside
+    inside = centroids.within(projected)
+    points = centroids.where(inside, projected.representative_point())
+    return gpd.GeoSeries(points, crs=metric).to_crs(WGS84), projected.area.to_numpy()
+
+
+def standardize(source: SourceTable, chunk_rows: int | None = None,
+                then: Callable[[gpd.GeoDataFrame, dict[str, str]], gpd.GeoDataFrame] | None = None) -> StandardResult:
+    """Map one machine file's raw records onto the standard schema of its operation type (the row-by-row
+    columns built `chunk_rows` rows at a time: the same table as in one chunk, with less held at once).
+
+    `then`, when given, is applied to each chunk of standard rows and their units once its properties are
+    known present (the standard step's cleanup and unit system), so no whole-file copy is made for it."""
+    placed = (source.frame.geometry.notna() & ~source.frame.geometry.is_empty).to_numpy()
+    frame = source.frame if placed.all() else source.frame[placed]  # no copy of a big file's records when all have one
     columns = [c for c in frame.columns if c != frame.geometry.name]
     named = match_columns(columns, source.dialect, source.units)
     # ISO 11783 data dictionary entries carry their units, so only other sources need the values to tell
@@ -322,20 +330,85 @@ def standardize(source: SourceTable) -> StandardResult:
     result.notes.extend(resolution.notes)
     result.unresolved = resolution.unresolved
 
+    # Every decision that needs the whole file is taken above (mapping, units, times, crop); the columns
+    # below are row by row, so they are built `chunk_rows` rows at a time and the chunks make the same table
+    polygons = _has_polygons(frame)
+    plan = _RowPlan(m, resolution.unresolved, operation, crop, source.dialect, dict(units), fixed=out,
+                    polygons=polygons, metric=metric_crs(frame) if polygons else None)
+    step = chunk_rows or max(len(frame), 1)
+    parts: list[gpd.GeoDataFrame] = []
+    first_notes: list[str] = []
+    required = schema.required_properties(operation, crop is not None and crop.density_lb_per_bu is not None
+                                          and "sugar" not in crop.name)
+    names: list[str] = []  # the standard columns
+    present: set[str] = set()  # required properties with a value on some row
+    for start in range(0, max(len(frame), 1), step):
+        part, part_units, part_notes = _standard_rows(frame.iloc[start:start + step], start, plan)
+        names = list(part.columns)
+        present.update(c for c in required if c in part.columns and part[c].notna().any())
+        units.update(part_units)
+        parts.append(part if then is None else then(part, {k: v for k, v in units.items() if k in names}))
+        del part
+        # the notes of the rows say which way a column was made, the same for every chunk: said once
+        new = part_notes if start == 0 else [n for n in part_notes if n not in first_notes]
+        first_notes.extend(new)
+        result.notes.extend(new)
+    standard = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    result.missing = [p for p in required if p not in present]
+    if source.hints.get("noWork") and result.missing:
+        # nothing was worked: the cleanup drops every point, which says more than the missing values
+        result.notes.append(f"no work recorded, so {', '.join(result.missing)} were never measured")
+        result.missing = []
+    if result.missing:
+        result.missing_inputs = missing_inputs(operation, m, result.unresolved, crop, set(units))
+    result.frame = standard
+    result.units = {k: v for k, v in units.items() if k in names}
+    return result
+
+
+@dataclass
+class _RowPlan:
+    """What the whole file decided, for building its standard columns a chunk of rows at a time: the mapping,
+    the operation and crop, the units found so far, the whole-file columns (`fixed`: times, crop, operation;
+    a series is taken by row position), and whether records are polygons (and the metric CRS of their areas)."""
+    m: dict[str, Match]
+    unresolved: dict[str, str]
+    operation: str
+    crop: crops.Crop | None
+    dialect: str
+    units: dict[str, str]
+    fixed: dict[str, Any]
+    polygons: bool
+    metric: Any = None
+
+
+def _standard_rows(frame: gpd.GeoDataFrame, start: int, plan: _RowPlan) -> tuple[gpd.GeoDataFrame, dict[str, str], list[str]]:
+    """The standard table of the rows `frame` (from row `start` of the file), their units and the notes."""
+    m, operation, crop = plan.m, plan.operation, plan.crop
+    out: dict[str, Any] = {name: value.iloc[start:start + len(frame)].set_axis(frame.index)
+                           if isinstance(value, pd.Series) else value for name, value in plan.fixed.items()}
+    units = dict(plan.units)
+    result = StandardResult(operation, None)  # gathers the notes of these rows
+
+    def put(name: str, values: object, unit: str | None = None) -> None:
+        out[name] = values
+        if unit:
+            units[name] = unit
+
     if "variety" in m:
         put("variety", _text(frame, m["variety"].column))
     elif operation == "planted" and "product" in m:
         put("variety", _text(frame, m["product"].column))
 
     for prop in PASS_THROUGH:
-        if prop in m and (m[prop].unit or prop not in resolution.unresolved):
+        if prop in m and (m[prop].unit or prop not in plan.unresolved):
             put(prop, _numbers(frame, m[prop]), m[prop].unit)
     if "sectionId" in m:
         put("sectionId", pd.to_numeric(frame[m["sectionId"].column], errors="coerce").astype("Int64"))
     if "recordingStatus" in m:
         put("recordingStatus", _text(frame, m["recordingStatus"].column))
 
-    points, polygon_area = _points_and_area(frame)
+    points, polygon_area = _points_and_area(frame, plan.metric) if plan.polygons else (frame.geometry, None)
     area = polygon_area
     if area is None and {"distance", "equipmentWidth"} <= units.keys() and is_known(units["distance"]) \
             and is_known(units["equipmentWidth"]):
@@ -366,7 +439,7 @@ def standardize(source: SourceTable) -> StandardResult:
             put("appliedRate", applied, rate.unit)
             if "rateTarget" in m:
                 put("appliedRateTarget", _numbers(frame, m["rateTarget"]), m["rateTarget"].unit or rate.unit)
-            if source.dialect == "STANDARD" and "products" in frame.columns:  # a tank mix, per point
+            if plan.dialect == "STANDARD" and "products" in frame.columns:  # a tank mix, per point
                 put("products", [json.loads(v) if isinstance(v, str) else [] for v in frame["products"]])
             else:
                 names = _text(frame, m["product"].column).fillna("unknown") if "product" in m \
@@ -378,18 +451,7 @@ def standardize(source: SourceTable) -> StandardResult:
 
     ordered = {k: out[k] for k in schema.COLUMN_ORDER if k in out}
     standard = gpd.GeoDataFrame(ordered, geometry=points.to_numpy(), crs=WGS84, index=frame.index).reset_index(drop=True)
-    required = schema.required_properties(operation, crop is not None and crop.density_lb_per_bu is not None
-                                          and "sugar" not in crop.name)
-    result.missing = [p for p in required if p not in standard.columns or not standard[p].notna().any()]
-    if source.hints.get("noWork") and result.missing:
-        # nothing was worked: the cleanup drops every point, which says more than the missing values
-        result.notes.append(f"no work recorded, so {', '.join(result.missing)} were never measured")
-        result.missing = []
-    if result.missing:
-        result.missing_inputs = missing_inputs(operation, m, result.unresolved, crop, set(units))
-    result.frame = standard
-    result.units = {k: v for k, v in units.items() if k in standard.columns}
-    return result
+    return standard, units, result.notes
 
 
 def missing_inputs(operation: str, m: dict[str, Match], unresolved: dict[str, str], crop: crops.Crop | None,
