@@ -37,13 +37,18 @@ JD_WHEAT_ZIP = f"{JD_WHEAT}.zip"
 JD_OATS = "FarmerC Hill Farms-FarmerC Hill Farms-Millview-Oats"
 
 
-def _corpus(folder: Path, variable: str) -> Path:
-    """A folder of real machine files. CI must have it: a missing folder fails loudly there."""
-    if not folder.is_dir():
-        message = f"real machine files not found at {folder} (set {variable})"
+def require(missing: str | None) -> None:
+    """What a test needs (real files, a service) is there, or the test stops: failing loudly in CI, which must have
+    it, and skipped elsewhere. `missing` says what is not there and why (None: everything is)."""
+    if missing:
         if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+            pytest.fail(missing)
+        pytest.skip(missing)
+
+
+def _corpus(folder: Path, variable: str) -> Path:
+    """A folder of real machine files."""
+    require(None if folder.is_dir() else f"real machine files not found at {folder} (set {variable})")
     return folder
 
 

@@ -34,7 +34,7 @@ from leaf_dagster.status import BATCH_JOB
 from leaf_dagster.storage import Storage
 from leaf_dagster.worker import EXECUTED_BY, RESUMED_BY
 
-from .conftest import REPO
+from .conftest import REPO, require
 from .test_crash_recovery import FILES, six_shapefiles
 from .test_postgres_instance import mixed_upload
 
@@ -79,11 +79,7 @@ def test_the_instance_s_launcher_is_checked_before_a_worker_starts(tmp_path: Pat
 
 
 def test_make_cluster_creates_its_database_once() -> None:
-    reason = postgres.reachable()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require(postgres.reachable())
     name = f"leaf_test_{uuid.uuid4().hex[:12]}"
     admin = urlsplit(postgres.admin_url())
     env = {instance_settings.PG_URL_ENV: urlunsplit(("postgresql+psycopg2", admin.netloc, f"/{name}", "", ""))}
@@ -199,11 +195,7 @@ class Cluster:
 
 @pytest.fixture
 def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
-    reason = unreachable()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require(unreachable())
     queue = f"leaf_test_{uuid.uuid4().hex[:12]}"
     with postgres.scratch_database("leaf_test") as url:
         cluster = Cluster(tmp_path, url, queue)

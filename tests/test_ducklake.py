@@ -24,7 +24,7 @@ from leaf_dagster.errors import CatalogError
 from leaf_dagster.extensions import load_extension
 from leaf_dagster.storage import DATA_DIR_ENV, Storage
 
-from .conftest import MONTANA, REPO, make_zip
+from .conftest import MONTANA, REPO, make_zip, require
 
 # The PostgreSQL server the tests create their database on (libpq keywords, no dbname).
 SERVER = os.environ.get("LEAF_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=postgres")
@@ -60,10 +60,7 @@ def database() -> Iterator[str]:
     try:
         admin = _admin()
     except duckdb.Error as exc:
-        message = f"PostgreSQL not reachable at {SERVER!r} (set LEAF_TEST_POSTGRES): {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        require(f"PostgreSQL not reachable at {SERVER!r} (set LEAF_TEST_POSTGRES): {exc}")
     with admin:
         admin.execute(f"CALL postgres_execute('pg', 'CREATE DATABASE {name}', use_transaction = false)")
     try:

@@ -9,7 +9,6 @@ it fails: CI must prove the PostgreSQL path.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -23,7 +22,7 @@ from benchmarks import postgres
 from leaf_dagster import instance
 from leaf_dagster.storage import Storage
 
-from .conftest import REPO
+from .conftest import REPO, require
 
 SAMPLES = REPO / "data" / "samples"
 # A John Deere yield shapefile (processed) and the SMS yield CSV, which names no crop, so Leaf's default cleanup
@@ -80,11 +79,7 @@ def test_the_run_queue_limits_come_from_the_environment() -> None:
 @pytest.fixture(scope="module")
 def postgres_server() -> str:
     """The admin URL of a PostgreSQL server that answers (CI must have one: its absence fails there)."""
-    reason = postgres.reachable()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require(postgres.reachable())
     return postgres.admin_url()
 
 
