@@ -201,13 +201,13 @@ def field_object(row: Any) -> dict[str, Any]:
             "geometry": shapely.geometry.mapping(row.geometry)}
 
 
-def match_file(storage: Storage, file_id: str, fields: gpd.GeoDataFrame | None = None) -> dict[str, Any]:
+def match_file(storage: Storage, file_id: str, fields: gpd.GeoDataFrame | None = None) -> None:
     """Attach a processed file to its user's fields and write its outside-field points (when configured)."""
     record = storage.records.get("files", file_id) or {}
     user = record.get("leafUserId")
     summary = record.get("summary")
     if not user or not summary:
-        return record
+        return
     config = effective(storage, user, owner_of(record))
     fields = load_fields(storage, user, owner_of(record)) if fields is None else fields
     matched: list[str] = []
@@ -227,7 +227,6 @@ def match_file(storage: Storage, file_id: str, fields: gpd.GeoDataFrame | None =
     else:
         changes["outsideField"] = None
     storage.records.put("files", file_id, "fields", changes)
-    return storage.records.get("files", file_id) or record
 
 
 def _write_outside(storage: Storage, file_id: str, fields: gpd.GeoDataFrame, matched: list[str]) -> dict[str, Any]:

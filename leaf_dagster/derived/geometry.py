@@ -65,10 +65,17 @@ class Swaths:
                 np.maximum(np.maximum(c[:, 0, 1], c[:, 1, 1]), np.maximum(c[:, 2, 1], c[:, 3, 1])))
 
 
-def _metres(frame: gpd.GeoDataFrame, units: dict[str, str], prop: str) -> np.ndarray | None:
+def metres(frame: gpd.GeoDataFrame, units: dict[str, str], prop: str) -> np.ndarray | None:
+    """A length property's values in metres, or None when the frame lacks it or its unit is unknown."""
     if prop not in frame.columns or not is_known(units.get(prop)):
         return None
     return np.asarray(convert(frame[prop].to_numpy(dtype=float), units[prop], "m"), dtype=float)
+
+
+def projected_xy(frame: gpd.GeoDataFrame, crs: CRS) -> tuple[np.ndarray, np.ndarray]:
+    """The points' coordinates in `crs`, as arrays: the numbers of GeoSeries.to_crs without a geometry per point."""
+    lon, lat = shapely.get_x(frame.geometry.values._data), shapely.get_y(frame.geometry.values._data)
+    return Transformer.from_crs(frame.crs, crs, always_xy=True).transform(lon, lat)
 
 
 def metric_crs(geo: gpd.GeoDataFrame | gpd.GeoSeries) -> CRS:
@@ -97,17 +104,14 @@ def swaths(frame: gpd.GeoDataFrame, units: dict[str, str], crs: CRS | None = Non
     before; for a frame that is a chunk of a file, `before` is the file's point before it (lon/lat), so the
     chunks get the directions of the whole file."""
     crs = crs or metric_crs(frame)
-    # the coordinates projected as arrays: the same numbers as GeoSeries.to_crs without a geometry per point
-    lon, lat = shapely.get_x(frame.geometry.values._data), shapely.get_y(frame.geometry.values._data)
-    transformer = Transformer.from_crs(frame.crs, crs, always_xy=True)
-    x, y = transformer.transform(lon, lat)
+    x, y = projected_xy(frame, crs)
     n = len(frame)
-    width = _metres(frame, units, "equipmentWidth")
+    width = metres(frame, units, "equipmentWidth")
     area = frame["area"].to_numpy(dtype=float) if "area" in frame.columns else np.full(n, np.nan)
     if width is None:
         width = np.where(np.isfinite(area) & (area > 0), np.sqrt(area), FALLBACK_WIDTH_M)
     width = np.where(np.isfinite(width) & (width > 0), width, FALLBACK_WIDTH_M)
-    length = _metres(frame, units, "distance")
+    length = metres(frame, units, "distance")
     if length is None:
         length = np.where(np.isfinite(area) & (area > 0), area / width, width)
     length = np.where(np.isfinite(length), length, 0.0)
@@ -116,7 +120,7 @@ def swaths(frame: gpd.GeoDataFrame, units: dict[str, str], crs: CRS | None = Non
     if heading:
         theta = np.radians(frame["heading"].to_numpy(dtype=float))
     else:
-        x0, y0 = (np.nan, np.nan) if before is None else transformer.transform(
+        x0, y0 = (np.nan, np.nan) if before is None else Transformer.from_crs(frame.crs, crs, always_xy=True).transform(
             np.array([shapely.get_x(before)]), np.array([shapely.get_y(before)]))
         theta = np.arctan2(np.diff(x, prepend=x0), np.diff(y, prepend=y0))
         if n > 1 and before is None:

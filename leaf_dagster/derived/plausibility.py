@@ -28,7 +28,7 @@ import shapely
 from ..standard.crops import general_name
 from ..standard.units import convert, is_known
 from .filters import MIN_SPEED_M_S
-from .geometry import metric_crs
+from .geometry import metres, metric_crs, projected_xy
 
 MAX_FIELD_SPEED_M_S = 15.0
 # GPS jumps and gaps make a few steps look fast; a tenth of them is a unit or clock error.
@@ -64,18 +64,11 @@ class Plausibility:
         return not self.findings
 
 
-def _metres(frame: pd.DataFrame, units: dict[str, str], prop: str) -> np.ndarray | None:
-    if prop not in frame.columns or not is_known(units.get(prop)):
-        return None
-    return np.asarray(convert(frame[prop].to_numpy(dtype=float), units[prop], "m"), dtype=float)
-
-
 def _records(frame: gpd.GeoDataFrame, units: dict[str, str]) -> pd.DataFrame:
     """One row per logged instant in travel order: mean position of its sections, summed width, time."""
-    crs = metric_crs(frame)
-    points = frame.geometry.to_crs(crs)
-    table = pd.DataFrame({"x": shapely.get_x(points.values._data), "y": shapely.get_y(points.values._data)})
-    width = _metres(frame, units, "equipmentWidth")
+    x, y = projected_xy(frame, metric_crs(frame))
+    table = pd.DataFrame({"x": x, "y": y})
+    width = metres(frame, units, "equipmentWidth")
     table["width"] = width if width is not None else np.nan
     stamps = frame["timestamp"] if "timestamp" in frame.columns else pd.Series(pd.NaT, index=frame.index)
     table["time"] = pd.to_datetime(stamps).reset_index(drop=True)
