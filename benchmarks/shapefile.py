@@ -317,8 +317,16 @@ class MemoryTrace:
 def retained_mb(tables: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The frames the steps hand on, as they stand after a step: rows, columns, and pandas' deep size (geometry
     counted as Python wrappers only: the GEOS coordinates behind them are not included)."""
+    from leaf_dagster.model import PointTable
+
     out: dict[str, dict[str, Any]] = {}
     for step, table in tables.items():
+        if isinstance(table, PointTable):  # properties, and the points encoded (WKB and bounds)
+            wkb, bounds, _ = table.geometry
+            size = float(table.columns.memory_usage(deep=True).sum()) + wkb.nbytes + bounds.nbytes
+            out[step] = {"rows": table.point_count, "columns": len(table.columns.columns) + 1,
+                         "mb": round(size / 2**20, 1)}
+            continue
         frame = getattr(table, "frame", None)
         if frame is None:
             continue
@@ -337,7 +345,7 @@ def step_calls(steps: Any, tables: dict[str, Any] | None = None) -> dict[str, Ca
     tables = {} if tables is None else tables
 
     def table(step: str, value: Any) -> Any:
-        tables[step] = value if step != "standardGeojson" else PointTable(value.frame, value.units)
+        tables[step] = value if step != "standardGeojson" else PointTable.of(value.frame, value.units)
         if step != "standardGeojson" or steps.schema_failure(value) is None:
             steps.write_table(step, tables[step])
             if step == "standardGeojson":  # the step's plausibility check runs with it in the pipeline

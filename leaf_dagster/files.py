@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from dataclasses import replace
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -26,7 +27,7 @@ from .derived.images import RAMP, aux_xml, covered_pixels, png_bytes, render, wi
 from .derived.raster import burn_index, covered_polygon, grid_for
 from .derived.plausibility import Plausibility, assess
 from .derived.summary import build_summary
-from .geoparquet import Geometry, GeoParquetWriter, rectangle_geometry, slice_geometry, wkb_geometry
+from .geoparquet import Geometry, GeoParquetWriter, rectangle_geometry, slice_geometry, take_geometry, wkb_geometry
 from .derived.unit_systems import convert_frame
 from .errors import DamagedShapefile, ReaderError, public_message
 from . import merge
@@ -112,17 +113,17 @@ class FileSteps:
     def write_table(self, step: str, table: SourceTable | PointTable) -> None:
         """The one write of a step's table: GeoParquet with this file's id on every row (raw records keep
         their CRS as read; standard and filtered points are CRS84)."""
-        if step == "rawGeojson":
+        if isinstance(table, SourceTable):
             self.write_geoparquet("raw", table.frame, table.frame.crs)
         else:
-            self.write_points(TABLES[step], table.frame)
+            self.write_geoparquet(TABLES[step], table.with_geometry(table.columns), CRS84, table.geometry, table.name)
 
     def load_table(self, step: str) -> SourceTable | PointTable:
         """A step's table read back from its GeoParquet and its record section."""
         frame = self.storage.read_geoparquet(TABLES[step], self.file_id).drop(columns=[FILE_ID_COLUMN])
         record = self.record
         if step != "rawGeojson":
-            return PointTable(frame, record.get("units") or {})
+            return PointTable.of(frame, record.get("units") or {})
         raw = record.get("raw") or {}
         return SourceTable(frame=frame, dialect=raw.get("dialect", "GENERIC"), source_crs=raw.get("sourceCrs"),
                            units=raw.get("units", {}), hints=raw.get("hints", {}), notes=list(raw.get("notes", [])))
@@ -133,23 +134,22 @@ class FileSteps:
         record = self.record
         return effective(self.storage, record.get("leafUserId"), owner_of(record))
 
-    def write_points(self, table: str, frame: gpd.GeoDataFrame, geometry: Geometry | None = None) -> None:
-        """GeoParquet 1.1 in CRS84 (lon/lat), with this file's id on every row."""
-        self.write_geoparquet(table, frame, CRS84, geometry)
-
-    def write_geoparquet(self, table: str, frame: gpd.GeoDataFrame, crs: Any, geometry: Geometry | None = None) -> Path:
+    def write_geoparquet(self, table: str, frame: pd.DataFrame, crs: Any, geometry: Geometry | None = None,
+                         name: str | None = None) -> Path:
         """lake/<table>/<file id>.parquet, atomically: `frame` with this file's id on every row as its first
-        column and `geometry` (WKB, bounds, types) as its geometry when given, else the frame's own. Written
-        `chunk_rows` rows at a time (one Parquet writer), so the Arrow copy of a big table is never whole."""
+        column and `geometry` (WKB, bounds, types) in its column `name` when given, else the frame's own
+        geometry. Written `chunk_rows` rows at a time (one Parquet writer), so the Arrow copy of a big table
+        is never whole."""
         target = self.storage.parquet_path(table, self.file_id)
-        with self.storage.atomic_path(target) as tmp, GeoParquetWriter(tmp, crs, frame.geometry.name) as writer:
+        name = name or frame.geometry.name
+        with self.storage.atomic_path(target) as tmp, GeoParquetWriter(tmp, crs, name) as writer:
             for start in range(0, max(len(frame), 1), self.chunk_rows):
                 stop = min(start + self.chunk_rows, len(frame))
                 self._write_rows(writer, frame.iloc[start:stop], None if geometry is None
                                  else slice_geometry(geometry, start, stop))
         return target
 
-    def _write_rows(self, writer: GeoParquetWriter, rows: gpd.GeoDataFrame, geometry: Geometry | None) -> None:
+    def _write_rows(self, writer: GeoParquetWriter, rows: pd.DataFrame, geometry: Geometry | None) -> None:
         columns = pd.DataFrame(rows.copy(deep=False))  # a new column list, no copy of the values
         if FILE_ID_COLUMN not in columns.columns:
             columns.insert(0, FILE_ID_COLUMN, self.file_id)
@@ -233,10 +233,11 @@ class FileSteps:
     def filter(self, standard: PointTable) -> PointTable:
         """filteredGeojson: standard points at 0.5 m/s or faster, and for harvest without yield outliers."""
         config = self.config
-        keep = filtered_mask(standard.frame, standard.units, remove_outliers=config["operationsRemoveOutliers"],
+        keep = filtered_mask(standard.columns, standard.units, remove_outliers=config["operationsRemoveOutliers"],
                              outliers_limit=float(config["operationsOutliersLimit"]))
-        filtered = PointTable(standard.frame[keep].reset_index(drop=True), standard.units)
-        self.put("filtered", {"filteredPointCount": len(filtered.frame)})
+        filtered = replace(standard, columns=standard.columns[keep].reset_index(drop=True),
+                           geometry=take_geometry(standard.geometry, keep))
+        self.put("filtered", {"filteredPointCount": filtered.point_count})
         return filtered
 
     def plausibility(self, standard: PointTable) -> Plausibility:
@@ -252,7 +253,7 @@ class FileSteps:
 
     def write_units(self, standard: PointTable) -> dict[str, str]:
         """The flat property -> unit map of the standard output."""
-        units = {k: v for k, v in standard.units.items() if k in standard.frame.columns}
+        units = {k: v for k, v in standard.units.items() if k in standard.columns.columns}
         self.put("units", {"unitMap": units})
         return units
 
@@ -288,7 +289,8 @@ class FileSteps:
 
     def render_images(self, filtered: PointTable, standard: PointTable) -> list[dict[str, Any]]:
         """propertiesPNGs from the filtered points (the standard ones when the filter left none)."""
-        frame, units = (filtered.frame, filtered.units) if len(filtered.frame) else (standard.frame, standard.units)
+        table = filtered if filtered.point_count else standard
+        frame, units = table.frame, table.units
         folder = self.storage.images_dir(self.file_id)
         if folder.exists():
             shutil.rmtree(folder)

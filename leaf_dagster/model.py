@@ -41,6 +41,9 @@ from .errors import QueryError
 
 if TYPE_CHECKING:
     import geopandas as gpd
+    import pandas as pd
+
+    from .geoparquet import Geometry
 
 # SQL types of the catalog's columns (DuckDB's names); JSON stays JSON: nested values whose keys come from
 # source files (units, steps) must not become struct columns that differ from file to file.
@@ -183,10 +186,62 @@ class SourceTable:
 @dataclass
 class PointTable:
     """The standard or filtered points of a file (without the file id column) and the unit of each property:
-    what the standard and filtered steps hand to the steps after them."""
+    what the standard and filtered steps hand to the steps after them.
 
-    frame: gpd.GeoDataFrame
+    The points are held encoded (`geoparquet.Geometry`: WKB, bounds, types), not as a shapely object per row:
+    a file's tables stay in memory for all its steps, and millions of geometry objects would weigh several
+    times its property columns. `columns` are the properties; a step that needs shapely geometry builds the
+    whole frame (`frame`) for its own use only."""
+
+    columns: pd.DataFrame
+    geometry: Geometry
     units: dict[str, str]
+    crs: Any
+    name: str  # the geometry column's name
+    position: int  # and its place among the columns
+
+    @classmethod
+    def of(cls, frame: gpd.GeoDataFrame, units: dict[str, str]) -> PointTable:
+        from .geoparquet import wkb_geometry
+
+        import pandas as pd
+
+        name = frame.geometry.name
+        columns = pd.DataFrame(frame.drop(columns=[name]))  # no copy of the values (copy-on-write)
+        return cls(columns, wkb_geometry(frame.geometry.to_numpy()), units, frame.crs, name,
+                   list(frame.columns).index(name))
+
+    @property
+    def point_count(self) -> int:
+        return len(self.columns)
+
+    def with_geometry(self, columns: pd.DataFrame) -> pd.DataFrame:
+        """`columns` (these properties, or some of their rows) with the geometry column back in its place, as
+        None: what the GeoParquet writer fills with the encoded geometry."""
+        columns = columns.copy(deep=False)
+        columns.insert(self.position, self.name, None)
+        return columns
+
+    def head(self, rows: int) -> gpd.GeoDataFrame:
+        """The first `rows` points as a GeoDataFrame."""
+        from dataclasses import replace
+
+        from .geoparquet import slice_geometry
+
+        first = replace(self, columns=self.columns.head(rows),
+                        geometry=slice_geometry(self.geometry, 0, min(rows, self.point_count)))
+        return first.frame
+
+    @property
+    def frame(self) -> gpd.GeoDataFrame:
+        """The points as a GeoDataFrame, a shapely geometry per row (built on each call: keep it for a step only)."""
+        import geopandas as gpd
+
+        from .geoparquet import geometry_objects
+
+        frame = self.columns.copy(deep=False)
+        frame.insert(self.position, self.name, gpd.GeoSeries(geometry_objects(self.geometry), index=frame.index))
+        return gpd.GeoDataFrame(frame, geometry=self.name, crs=self.crs)
 
 
 @dataclass
