@@ -207,7 +207,7 @@ class PointTable:
         import pandas as pd
 
         name = frame.geometry.name
-        columns = pd.DataFrame(frame.drop(columns=[name]))  # no copy of the values (copy-on-write)
+        columns = pd.DataFrame(frame, copy=False).drop(columns=[name])  # shares the values (a GeoDataFrame's drop copies)
         return cls(columns, wkb_geometry(frame.geometry.to_numpy()), units, frame.crs, name,
                    list(frame.columns).index(name))
 
@@ -240,8 +240,9 @@ class PointTable:
         from .geoparquet import geometry_objects
 
         frame = self.columns.copy(deep=False)
-        frame.insert(self.position, self.name, gpd.GeoSeries(geometry_objects(self.geometry), index=frame.index))
-        return gpd.GeoDataFrame(frame, geometry=self.name, crs=self.crs)
+        frame.insert(self.position, self.name, gpd.GeoSeries(geometry_objects(self.geometry), index=frame.index,
+                                                             crs=self.crs))
+        return gpd.GeoDataFrame(frame, geometry=self.name, copy=False)  # the crs given here would copy every column
 
 
 @dataclass
