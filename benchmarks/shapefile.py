@@ -315,16 +315,18 @@ class MemoryTrace:
 
 
 def retained_mb(tables: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The frames the steps hand on, as they stand after a step: rows, columns, and pandas' deep size (geometry
-    counted as Python wrappers only: the GEOS coordinates behind them are not included)."""
+    """The tables the steps hand on, as they stand after a step: rows, columns, and their size (pandas' deep
+    size of the properties, and of a GeoDataFrame's geometry the Python wrappers only: the GEOS coordinates
+    behind them are not included)."""
     from leaf_dagster.model import PointTable
 
     out: dict[str, dict[str, Any]] = {}
     for step, table in tables.items():
-        if isinstance(table, PointTable):  # properties, and the points encoded (WKB and bounds)
-            wkb, bounds, _ = table.geometry
-            size = float(table.columns.memory_usage(deep=True).sum()) + wkb.nbytes + bounds.nbytes
-            out[step] = {"rows": table.point_count, "columns": len(table.columns.columns) + 1,
+        if isinstance(table, PointTable):  # properties and encoded points, or the row mask of a subset
+            wkb, bounds, _ = table.points
+            size = float(table.properties.memory_usage(deep=True).sum()) + wkb.nbytes + bounds.nbytes \
+                if table.keep is None else float(table.keep.nbytes)  # a subset shares its table's values
+            out[step] = {"rows": table.point_count, "columns": len(table.properties.columns) + 1,
                          "mb": round(size / 2**20, 1)}
             continue
         frame = getattr(table, "frame", None)

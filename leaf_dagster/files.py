@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from dataclasses import replace
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +26,7 @@ from .derived.images import RAMP, aux_xml, covered_pixels, png_bytes, render, wi
 from .derived.raster import burn_index, covered_polygon, grid_for
 from .derived.plausibility import Plausibility, assess
 from .derived.summary import build_summary
-from .geoparquet import Geometry, GeoParquetWriter, rectangle_geometry, slice_geometry, take_geometry, wkb_geometry
+from .geoparquet import Geometry, GeoParquetWriter, rectangle_geometry, slice_geometry, wkb_geometry
 from .derived.unit_systems import convert_frame
 from .errors import DamagedShapefile, ReaderError, public_message
 from . import merge
@@ -235,8 +234,7 @@ class FileSteps:
         config = self.config
         keep = filtered_mask(standard.columns, standard.units, remove_outliers=config["operationsRemoveOutliers"],
                              outliers_limit=float(config["operationsOutliersLimit"]))
-        filtered = replace(standard, columns=standard.columns[keep].reset_index(drop=True),
-                           geometry=take_geometry(standard.geometry, keep))
+        filtered = standard.subset(keep)
         self.put("filtered", {"filteredPointCount": filtered.point_count})
         return filtered
 

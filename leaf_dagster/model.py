@@ -41,6 +41,7 @@ from .errors import QueryError
 
 if TYPE_CHECKING:
     import geopandas as gpd
+    import numpy as np
     import pandas as pd
 
     from .geoparquet import Geometry
@@ -188,32 +189,56 @@ class PointTable:
     """The standard or filtered points of a file (without the file id column) and the unit of each property:
     what the standard and filtered steps hand to the steps after them.
 
-    The points are held encoded (`geoparquet.Geometry`: WKB, bounds, types), not as a shapely object per row:
-    a file's tables stay in memory for all its steps, and millions of geometry objects would weigh several
-    times its property columns. `columns` are the properties; a step that needs shapely geometry builds the
-    whole frame (`frame`) for its own use only."""
+    A file's tables stay in memory for all its steps, so they are held lean: the points encoded
+    (`geoparquet.Geometry`: WKB, bounds, types), not as a shapely object per row, and the filtered table as
+    the standard table's rows it keeps (`keep`), not as a copy of them. `columns` and `geometry` are the
+    table's own rows; a step that needs shapely geometry builds the frame (`frame`) for its own use only."""
 
-    columns: pd.DataFrame
-    geometry: Geometry
+    properties: pd.DataFrame  # every row's properties, kept or not
+    points: Geometry  # every row's point, encoded
     units: dict[str, str]
     crs: Any
     name: str  # the geometry column's name
     position: int  # and its place among the columns
+    keep: np.ndarray | None = None  # the rows of `properties` and `points` in the table (None: all)
 
     @classmethod
     def of(cls, frame: gpd.GeoDataFrame, units: dict[str, str]) -> PointTable:
-        from .geoparquet import wkb_geometry
-
         import pandas as pd
+
+        from .geoparquet import wkb_geometry
 
         name = frame.geometry.name
         columns = pd.DataFrame(frame, copy=False).drop(columns=[name])  # shares the values (a GeoDataFrame's drop copies)
         return cls(columns, wkb_geometry(frame.geometry.to_numpy()), units, frame.crs, name,
                    list(frame.columns).index(name))
 
+    def subset(self, keep: np.ndarray) -> PointTable:
+        """The table's rows where the boolean `keep` holds, sharing this table's values."""
+        from dataclasses import replace
+
+        if self.keep is not None:
+            within, keep = keep, self.keep.copy()
+            keep[keep] = within
+        return replace(self, keep=None if keep.all() else keep)
+
     @property
     def point_count(self) -> int:
-        return len(self.columns)
+        return len(self.properties) if self.keep is None else int(self.keep.sum())
+
+    @property
+    def columns(self) -> pd.DataFrame:
+        """The properties of the table's rows (a copy of them for a subset: keep it for a step only)."""
+        if self.keep is None:
+            return self.properties
+        return self.properties[self.keep].reset_index(drop=True)
+
+    @property
+    def geometry(self) -> Geometry:
+        """The points of the table's rows, encoded."""
+        from .geoparquet import take_geometry
+
+        return self.points if self.keep is None else take_geometry(self.points, self.keep)
 
     def with_geometry(self, columns: pd.DataFrame) -> pd.DataFrame:
         """`columns` (these properties, or some of their rows) with the geometry column back in its place, as
@@ -226,11 +251,11 @@ class PointTable:
         """The first `rows` points as a GeoDataFrame."""
         from dataclasses import replace
 
-        from .geoparquet import slice_geometry
+        import numpy as np
 
-        first = replace(self, columns=self.columns.head(rows),
-                        geometry=slice_geometry(self.geometry, 0, min(rows, self.point_count)))
-        return first.frame
+        first = np.zeros(len(self.properties), dtype=bool)
+        first[slice(rows) if self.keep is None else np.flatnonzero(self.keep)[:rows]] = True
+        return replace(self, keep=first).frame
 
     @property
     def frame(self) -> gpd.GeoDataFrame:
