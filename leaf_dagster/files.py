@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 from shapely import MultiPolygon, Polygon
 
 from .config import effective
 from .derived.filters import cleanup_mask, filtered_mask
-from .derived.geometry import metric_crs, point_rectangles, swaths
+from .derived.geometry import SWATH_COLUMNS, metric_crs, point_rectangles, swaths
 from .derived.images import RAMP, aux_xml, covered_pixels, png_bytes, render, with_legend, zip_images
 from .derived.raster import burn_index, covered_polygon, grid_for
 from .derived.plausibility import Plausibility, assess
@@ -258,8 +259,8 @@ class FileSteps:
     def summarize(self, standard: PointTable) -> tuple[dict[str, Any], bytes | None]:
         """The summary Feature (coverage from the point rectangles) and a small map thumbnail PNG with its
         legend drawn under it; the legend (property, unit, ramp, range) is also stored as `mapLegend`."""
-        frame, units = standard.frame, standard.units
-        covers = swaths(frame, units)
+        frame, units = standard.columns, standard.units  # the standard table's own: no copy
+        covers = swaths(standard.points_with(SWATH_COLUMNS), units)
         geometry, area, thumbnail, legend = MultiPolygon(), 0.0, None, None
         if covers.valid.any():
             grid = grid_for(covers)
@@ -268,7 +269,7 @@ class FileSteps:
             geometry = to_wgs84(covered_polygon(index, grid).simplify(grid.resolution / 2), covers.crs)
             column = _thumbnail_property(frame)
             if column:
-                rgba, low, high = render(frame[column].to_numpy(dtype=float), index)
+                rgba, low, high = render(standard.values(column), index)
                 legend = {"property": column, "unit": units.get(column), "min": low, "max": high, "ramp": RAMP}
                 unit = f" ({units[column]})" if units.get(column) else ""
                 thumbnail = with_legend(rgba, f"{column}{unit}", low, high)
@@ -288,12 +289,12 @@ class FileSteps:
     def render_images(self, filtered: PointTable, standard: PointTable) -> list[dict[str, Any]]:
         """propertiesPNGs from the filtered points (the standard ones when the filter left none)."""
         table = filtered if filtered.point_count else standard
-        frame, units = table.frame, table.units
+        units = table.units
         folder = self.storage.images_dir(self.file_id)
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-        covers = swaths(frame, units)
+        covers = swaths(table.points_with(SWATH_COLUMNS), units)
         images: list[dict[str, Any]] = []
         if not covers.valid.any():
             self.put("images", {"images": images})
@@ -312,8 +313,8 @@ class FileSteps:
         # _IMAGES_IN_FLIGHT images wait, so memory stays a few images whatever the grid
         with ThreadPoolExecutor(max_workers=_IMAGES_IN_FLIGHT) as pool:
             pending: deque[Future[None]] = deque()
-            for column in numeric_properties(frame):
-                rgba, low, high = render(frame[column].to_numpy(dtype=float), index, pixels)
+            for column in numeric_properties(table):
+                rgba, low, high = render(table.values(column), index, pixels)
                 path = folder / f"{column}.png"
                 pending.append(pool.submit(write, path, rgba))
                 del rgba
@@ -346,10 +347,11 @@ class FileSteps:
         return None
 
 
-def numeric_properties(frame: gpd.GeoDataFrame) -> list[str]:
+def numeric_properties(table: PointTable) -> list[str]:
     """Properties that get an image: every numeric column with at least one value."""
+    frame = table.properties
     return [c for c in frame.columns if c != "geometry" and pd.api.types.is_numeric_dtype(frame[c])
-            and not pd.api.types.is_bool_dtype(frame[c]) and frame[c].notna().any()]
+            and not pd.api.types.is_bool_dtype(frame[c]) and not np.isnan(table.values(c)).all()]
 
 
 def _thumbnail_property(frame: gpd.GeoDataFrame) -> str | None:

@@ -41,6 +41,8 @@ from .errors import QueryError
 
 if TYPE_CHECKING:
     import geopandas as gpd
+    from collections.abc import Iterable
+
     import numpy as np
     import pandas as pd
 
@@ -239,6 +241,20 @@ class PointTable:
         from .geoparquet import take_geometry
 
         return self.points if self.keep is None else take_geometry(self.points, self.keep)
+
+    def values(self, column: str) -> np.ndarray:
+        """One property of the table's rows, as floats (taken from its rows only, not a copy of every column)."""
+        values = self.properties[column].to_numpy(dtype=float)
+        return values if self.keep is None else values[self.keep]
+
+    def points_with(self, columns: Iterable[str]) -> gpd.GeoDataFrame:
+        """The points as a GeoDataFrame with only those of `columns` the table has: what a step that needs
+        geometry and a few properties builds, rather than the whole frame."""
+        from dataclasses import replace
+
+        names = [c for c in self.properties.columns if c in set(columns)]
+        position = sum(1 for c in self.properties.columns[:self.position] if c in names)
+        return replace(self, properties=self.properties[names], position=position).frame
 
     def with_geometry(self, columns: pd.DataFrame) -> pd.DataFrame:
         """`columns` (these properties, or some of their rows) with the geometry column back in its place, as
