@@ -413,6 +413,8 @@ def run_steps(upload: str, data_dir: str, profile_dir: str | None = None, trace:
                 results[step] = calls[step]()
                 if step == "rawGeojson":  # its count is all the report needs: the table goes with its step
                     results[step] = results[step].point_count
+                if step == "standardGeojson":  # its gate is all the report needs: its points are handed on
+                    results[step] = FileSteps.schema_failure(results[step])  # in `tables`, as a run's are
             except Exception as exc:  # MemoryError too: the step's failure is the figure
                 timings[step] = {"seconds": None, "peak_rss_mb": peak_rss_mb() if per_step_peak else None,
                                  "error": error_line(exc)}
@@ -438,7 +440,7 @@ def run_steps(upload: str, data_dir: str, profile_dir: str | None = None, trace:
                            "steps": timings, "per_step_peak_rss": per_step_peak}
     if len(results) < len(STEPS):
         return out
-    failure = FileSteps.schema_failure(results["standardGeojson"])
+    failure = results["standardGeojson"]
     if failure:
         raise RuntimeError(f"standardGeojson failed its gate: {failure}")
     record = storage.records.get("files", file_id) or {}
