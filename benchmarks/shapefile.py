@@ -315,10 +315,20 @@ class MemoryTrace:
 
 
 def retained_mb(tables: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The frames the steps hand on, as they stand after a step: rows, columns, and pandas' deep size (geometry
-    counted as Python wrappers only: the GEOS coordinates behind them are not included)."""
+    """The tables the steps hand on, as they stand after a step: rows, columns, and their size (pandas' deep
+    size of the properties, and of a GeoDataFrame's geometry the Python wrappers only: the GEOS coordinates
+    behind them are not included)."""
+    from leaf_dagster.model import PointTable
+
     out: dict[str, dict[str, Any]] = {}
     for step, table in tables.items():
+        if isinstance(table, PointTable):  # properties and encoded points, or the row mask of a subset
+            wkb, bounds, _ = table.points
+            size = float(table.properties.memory_usage(deep=True).sum()) + wkb.nbytes + bounds.nbytes \
+                if table.keep is None else float(table.keep.nbytes)  # a subset shares its table's values
+            out[step] = {"rows": table.point_count, "columns": len(table.properties.columns) + 1,
+                         "mb": round(size / 2**20, 1)}
+            continue
         frame = getattr(table, "frame", None)
         if frame is None:
             continue
@@ -337,7 +347,7 @@ def step_calls(steps: Any, tables: dict[str, Any] | None = None) -> dict[str, Ca
     tables = {} if tables is None else tables
 
     def table(step: str, value: Any) -> Any:
-        tables[step] = value if step != "standardGeojson" else PointTable(value.frame, value.units)
+        tables[step] = value if step != "standardGeojson" else PointTable.of(value.frame, value.units)
         if step != "standardGeojson" or steps.schema_failure(value) is None:
             steps.write_table(step, tables[step])
             if step == "standardGeojson":  # the step's plausibility check runs with it in the pipeline
@@ -403,6 +413,8 @@ def run_steps(upload: str, data_dir: str, profile_dir: str | None = None, trace:
                 results[step] = calls[step]()
                 if step == "rawGeojson":  # its count is all the report needs: the table goes with its step
                     results[step] = results[step].point_count
+                if step == "standardGeojson":  # its gate is all the report needs: its points are handed on
+                    results[step] = FileSteps.schema_failure(results[step])  # in `tables`, as a run's are
             except Exception as exc:  # MemoryError too: the step's failure is the figure
                 timings[step] = {"seconds": None, "peak_rss_mb": peak_rss_mb() if per_step_peak else None,
                                  "error": error_line(exc)}
@@ -428,7 +440,7 @@ def run_steps(upload: str, data_dir: str, profile_dir: str | None = None, trace:
                            "steps": timings, "per_step_peak_rss": per_step_peak}
     if len(results) < len(STEPS):
         return out
-    failure = FileSteps.schema_failure(results["standardGeojson"])
+    failure = results["standardGeojson"]
     if failure:
         raise RuntimeError(f"standardGeojson failed its gate: {failure}")
     record = storage.records.get("files", file_id) or {}

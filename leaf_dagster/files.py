@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 from shapely import MultiPolygon, Polygon
 
 from .config import effective
 from .derived.filters import cleanup_mask, filtered_mask
-from .derived.geometry import metric_crs, point_rectangles, swaths
+from .derived.geometry import SWATH_COLUMNS, metric_crs, point_rectangles, swaths
 from .derived.images import RAMP, aux_xml, covered_pixels, png_bytes, render, with_legend, zip_images
 from .derived.raster import burn_index, covered_polygon, grid_for
 from .derived.plausibility import Plausibility, assess
@@ -112,17 +113,17 @@ class FileSteps:
     def write_table(self, step: str, table: SourceTable | PointTable) -> None:
         """The one write of a step's table: GeoParquet with this file's id on every row (raw records keep
         their CRS as read; standard and filtered points are CRS84)."""
-        if step == "rawGeojson":
+        if isinstance(table, SourceTable):
             self.write_geoparquet("raw", table.frame, table.frame.crs)
         else:
-            self.write_points(TABLES[step], table.frame)
+            self.write_geoparquet(TABLES[step], table.with_geometry(table.columns), CRS84, table.geometry, table.name)
 
     def load_table(self, step: str) -> SourceTable | PointTable:
         """A step's table read back from its GeoParquet and its record section."""
         frame = self.storage.read_geoparquet(TABLES[step], self.file_id).drop(columns=[FILE_ID_COLUMN])
         record = self.record
         if step != "rawGeojson":
-            return PointTable(frame, record.get("units") or {})
+            return PointTable.of(frame, record.get("units") or {})
         raw = record.get("raw") or {}
         return SourceTable(frame=frame, dialect=raw.get("dialect", "GENERIC"), source_crs=raw.get("sourceCrs"),
                            units=raw.get("units", {}), hints=raw.get("hints", {}), notes=list(raw.get("notes", [])))
@@ -133,23 +134,22 @@ class FileSteps:
         record = self.record
         return effective(self.storage, record.get("leafUserId"), owner_of(record))
 
-    def write_points(self, table: str, frame: gpd.GeoDataFrame, geometry: Geometry | None = None) -> None:
-        """GeoParquet 1.1 in CRS84 (lon/lat), with this file's id on every row."""
-        self.write_geoparquet(table, frame, CRS84, geometry)
-
-    def write_geoparquet(self, table: str, frame: gpd.GeoDataFrame, crs: Any, geometry: Geometry | None = None) -> Path:
+    def write_geoparquet(self, table: str, frame: pd.DataFrame, crs: Any, geometry: Geometry | None = None,
+                         name: str | None = None) -> Path:
         """lake/<table>/<file id>.parquet, atomically: `frame` with this file's id on every row as its first
-        column and `geometry` (WKB, bounds, types) as its geometry when given, else the frame's own. Written
-        `chunk_rows` rows at a time (one Parquet writer), so the Arrow copy of a big table is never whole."""
+        column and `geometry` (WKB, bounds, types) in its column `name` when given, else the frame's own
+        geometry. Written `chunk_rows` rows at a time (one Parquet writer), so the Arrow copy of a big table
+        is never whole."""
         target = self.storage.parquet_path(table, self.file_id)
-        with self.storage.atomic_path(target) as tmp, GeoParquetWriter(tmp, crs, frame.geometry.name) as writer:
+        name = name or frame.geometry.name
+        with self.storage.atomic_path(target) as tmp, GeoParquetWriter(tmp, crs, name) as writer:
             for start in range(0, max(len(frame), 1), self.chunk_rows):
                 stop = min(start + self.chunk_rows, len(frame))
                 self._write_rows(writer, frame.iloc[start:stop], None if geometry is None
                                  else slice_geometry(geometry, start, stop))
         return target
 
-    def _write_rows(self, writer: GeoParquetWriter, rows: gpd.GeoDataFrame, geometry: Geometry | None) -> None:
+    def _write_rows(self, writer: GeoParquetWriter, rows: pd.DataFrame, geometry: Geometry | None) -> None:
         columns = pd.DataFrame(rows.copy(deep=False))  # a new column list, no copy of the values
         if FILE_ID_COLUMN not in columns.columns:
             columns.insert(0, FILE_ID_COLUMN, self.file_id)
@@ -233,10 +233,10 @@ class FileSteps:
     def filter(self, standard: PointTable) -> PointTable:
         """filteredGeojson: standard points at 0.5 m/s or faster, and for harvest without yield outliers."""
         config = self.config
-        keep = filtered_mask(standard.frame, standard.units, remove_outliers=config["operationsRemoveOutliers"],
+        keep = filtered_mask(standard.columns, standard.units, remove_outliers=config["operationsRemoveOutliers"],
                              outliers_limit=float(config["operationsOutliersLimit"]))
-        filtered = PointTable(standard.frame[keep].reset_index(drop=True), standard.units)
-        self.put("filtered", {"filteredPointCount": len(filtered.frame)})
+        filtered = standard.subset(keep)
+        self.put("filtered", {"filteredPointCount": filtered.point_count})
         return filtered
 
     def plausibility(self, standard: PointTable) -> Plausibility:
@@ -252,15 +252,15 @@ class FileSteps:
 
     def write_units(self, standard: PointTable) -> dict[str, str]:
         """The flat property -> unit map of the standard output."""
-        units = {k: v for k, v in standard.units.items() if k in standard.frame.columns}
+        units = {k: v for k, v in standard.units.items() if k in standard.columns.columns}
         self.put("units", {"unitMap": units})
         return units
 
     def summarize(self, standard: PointTable) -> tuple[dict[str, Any], bytes | None]:
         """The summary Feature (coverage from the point rectangles) and a small map thumbnail PNG with its
         legend drawn under it; the legend (property, unit, ramp, range) is also stored as `mapLegend`."""
-        frame, units = standard.frame, standard.units
-        covers = swaths(frame, units)
+        frame, units = standard.columns, standard.units  # the standard table's own: no copy
+        covers = swaths(standard.points_with(SWATH_COLUMNS), units)
         geometry, area, thumbnail, legend = MultiPolygon(), 0.0, None, None
         if covers.valid.any():
             grid = grid_for(covers)
@@ -269,7 +269,7 @@ class FileSteps:
             geometry = to_wgs84(covered_polygon(index, grid).simplify(grid.resolution / 2), covers.crs)
             column = _thumbnail_property(frame)
             if column:
-                rgba, low, high = render(frame[column].to_numpy(dtype=float), index)
+                rgba, low, high = render(standard.values(column), index)
                 legend = {"property": column, "unit": units.get(column), "min": low, "max": high, "ramp": RAMP}
                 unit = f" ({units[column]})" if units.get(column) else ""
                 thumbnail = with_legend(rgba, f"{column}{unit}", low, high)
@@ -288,12 +288,13 @@ class FileSteps:
 
     def render_images(self, filtered: PointTable, standard: PointTable) -> list[dict[str, Any]]:
         """propertiesPNGs from the filtered points (the standard ones when the filter left none)."""
-        frame, units = (filtered.frame, filtered.units) if len(filtered.frame) else (standard.frame, standard.units)
+        table = filtered if filtered.point_count else standard
+        units = table.units
         folder = self.storage.images_dir(self.file_id)
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-        covers = swaths(frame, units)
+        covers = swaths(table.points_with(SWATH_COLUMNS), units)
         images: list[dict[str, Any]] = []
         if not covers.valid.any():
             self.put("images", {"images": images})
@@ -312,8 +313,8 @@ class FileSteps:
         # _IMAGES_IN_FLIGHT images wait, so memory stays a few images whatever the grid
         with ThreadPoolExecutor(max_workers=_IMAGES_IN_FLIGHT) as pool:
             pending: deque[Future[None]] = deque()
-            for column in numeric_properties(frame):
-                rgba, low, high = render(frame[column].to_numpy(dtype=float), index, pixels)
+            for column in numeric_properties(table):
+                rgba, low, high = render(table.values(column), index, pixels)
                 path = folder / f"{column}.png"
                 pending.append(pool.submit(write, path, rgba))
                 del rgba
@@ -346,10 +347,11 @@ class FileSteps:
         return None
 
 
-def numeric_properties(frame: gpd.GeoDataFrame) -> list[str]:
+def numeric_properties(table: PointTable) -> list[str]:
     """Properties that get an image: every numeric column with at least one value."""
+    frame = table.properties
     return [c for c in frame.columns if c != "geometry" and pd.api.types.is_numeric_dtype(frame[c])
-            and not pd.api.types.is_bool_dtype(frame[c]) and frame[c].notna().any()]
+            and not pd.api.types.is_bool_dtype(frame[c]) and not np.isnan(table.values(c)).all()]
 
 
 def _thumbnail_property(frame: gpd.GeoDataFrame) -> str | None:

@@ -72,6 +72,24 @@ def slice_geometry(geometry: Geometry, start: int, stop: int) -> Geometry:
     return wkb.slice(start, stop - start), bounds[start:stop], types
 
 
+def geometry_objects(geometry: Geometry) -> np.ndarray:
+    """The shapely geometries of an encoded column (`wkb_geometry`'s inverse): 2D points straight from their
+    bounds, which are their coordinates, anything else decoded from its WKB."""
+    wkb, bounds, types = geometry
+    if types == ["Point"] and not np.isnan(bounds[:, :2]).any():
+        return shapely.points(bounds[:, 0], bounds[:, 1])
+    return shapely.from_wkb(wkb.to_numpy(zero_copy_only=False))
+
+
+def take_geometry(geometry: Geometry, keep: np.ndarray) -> Geometry:
+    """The rows of an encoded column where the boolean `keep` holds, with the types of those rows."""
+    wkb, bounds, types = geometry
+    if types == ["Point"] and not np.isnan(bounds[:, :2]).any():  # 2D points: the kept rows are 2D points
+        kept = wkb.filter(pa.array(keep))
+        return kept, bounds[keep], types if len(kept) else []
+    return wkb_geometry(geometry_objects(geometry)[keep])
+
+
 def _without_member_ids(crs: dict[str, Any]) -> dict[str, Any]:
     """The CRS JSON without the ids of datum ensemble members (older PROJ versions do not know them; what
     GeoPandas and GDAL write in the `geo` metadata)."""

@@ -41,6 +41,12 @@ from .errors import QueryError
 
 if TYPE_CHECKING:
     import geopandas as gpd
+    from collections.abc import Iterable
+
+    import numpy as np
+    import pandas as pd
+
+    from .geoparquet import Geometry
 
 # SQL types of the catalog's columns (DuckDB's names); JSON stays JSON: nested values whose keys come from
 # source files (units, steps) must not become struct columns that differ from file to file.
@@ -183,10 +189,101 @@ class SourceTable:
 @dataclass
 class PointTable:
     """The standard or filtered points of a file (without the file id column) and the unit of each property:
-    what the standard and filtered steps hand to the steps after them."""
+    what the standard and filtered steps hand to the steps after them.
 
-    frame: gpd.GeoDataFrame
+    A file's tables stay in memory for all its steps, so they are held lean: the points encoded
+    (`geoparquet.Geometry`: WKB, bounds, types), not as a shapely object per row, and the filtered table as
+    the standard table's rows it keeps (`keep`), not as a copy of them. `columns` and `geometry` are the
+    table's own rows; a step that needs shapely geometry builds the frame (`frame`) for its own use only."""
+
+    properties: pd.DataFrame  # every row's properties, kept or not
+    points: Geometry  # every row's point, encoded
     units: dict[str, str]
+    crs: Any
+    name: str  # the geometry column's name
+    position: int  # and its place among the columns
+    keep: np.ndarray | None = None  # the rows of `properties` and `points` in the table (None: all)
+
+    @classmethod
+    def of(cls, frame: gpd.GeoDataFrame, units: dict[str, str]) -> PointTable:
+        import pandas as pd
+
+        from .geoparquet import wkb_geometry
+
+        name = frame.geometry.name
+        columns = pd.DataFrame(frame, copy=False).drop(columns=[name])  # shares the values (a GeoDataFrame's drop copies)
+        return cls(columns, wkb_geometry(frame.geometry.to_numpy()), units, frame.crs, name,
+                   list(frame.columns).index(name))
+
+    def subset(self, keep: np.ndarray) -> PointTable:
+        """The table's rows where the boolean `keep` holds, sharing this table's values."""
+        from dataclasses import replace
+
+        if self.keep is not None:
+            within, keep = keep, self.keep.copy()
+            keep[keep] = within
+        return replace(self, keep=None if keep.all() else keep)
+
+    @property
+    def point_count(self) -> int:
+        return len(self.properties) if self.keep is None else int(self.keep.sum())
+
+    @property
+    def columns(self) -> pd.DataFrame:
+        """The properties of the table's rows (a copy of them for a subset: keep it for a step only)."""
+        if self.keep is None:
+            return self.properties
+        return self.properties[self.keep].reset_index(drop=True)
+
+    @property
+    def geometry(self) -> Geometry:
+        """The points of the table's rows, encoded."""
+        from .geoparquet import take_geometry
+
+        return self.points if self.keep is None else take_geometry(self.points, self.keep)
+
+    def values(self, column: str) -> np.ndarray:
+        """One property of the table's rows, as floats (taken from its rows only, not a copy of every column)."""
+        values = self.properties[column].to_numpy(dtype=float)
+        return values if self.keep is None else values[self.keep]
+
+    def points_with(self, columns: Iterable[str]) -> gpd.GeoDataFrame:
+        """The points as a GeoDataFrame with only those of `columns` the table has: what a step that needs
+        geometry and a few properties builds, rather than the whole frame."""
+        from dataclasses import replace
+
+        names = [c for c in self.properties.columns if c in set(columns)]
+        position = sum(1 for c in self.properties.columns[:self.position] if c in names)
+        return replace(self, properties=self.properties[names], position=position).frame
+
+    def with_geometry(self, columns: pd.DataFrame) -> pd.DataFrame:
+        """`columns` (these properties, or some of their rows) with the geometry column back in its place, as
+        None: what the GeoParquet writer fills with the encoded geometry."""
+        columns = columns.copy(deep=False)
+        columns.insert(self.position, self.name, None)
+        return columns
+
+    def head(self, rows: int) -> gpd.GeoDataFrame:
+        """The first `rows` points as a GeoDataFrame."""
+        from dataclasses import replace
+
+        import numpy as np
+
+        first = np.zeros(len(self.properties), dtype=bool)
+        first[slice(rows) if self.keep is None else np.flatnonzero(self.keep)[:rows]] = True
+        return replace(self, keep=first).frame
+
+    @property
+    def frame(self) -> gpd.GeoDataFrame:
+        """The points as a GeoDataFrame, a shapely geometry per row (built on each call: keep it for a step only)."""
+        import geopandas as gpd
+
+        from .geoparquet import geometry_objects
+
+        frame = self.columns.copy(deep=False)
+        frame.insert(self.position, self.name, gpd.GeoSeries(geometry_objects(self.geometry), index=frame.index,
+                                                             crs=self.crs))
+        return gpd.GeoDataFrame(frame, geometry=self.name, copy=False)  # the crs given here would copy every column
 
 
 @dataclass

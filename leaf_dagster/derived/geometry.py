@@ -97,6 +97,10 @@ def _utm(epsg: int) -> CRS:
     return CRS.from_epsg(epsg)
 
 
+# The properties `swaths` reads, besides the points.
+SWATH_COLUMNS = ("equipmentWidth", "area", "distance", "heading")
+
+
 def swaths(frame: gpd.GeoDataFrame, units: dict[str, str], crs: CRS | None = None, heading: bool | None = None,
            before: Any = None) -> Swaths:
     """The swath of every point in the metric `crs` (the frame's own by default). Its direction is the

@@ -122,7 +122,7 @@ def standard_outcome(steps: FileSteps, raw: SourceTable) -> Outcome:
         "operation_type": result.operation_type, "evidence": result.evidence, "point_count": len(result.frame),
         "crop": result.crop or "unknown", "units": dg.MetadataValue.json(result.units),
         "preview": preview(result.frame), **time_span(result.frame)}
-    return Outcome(named(steps, **metadata, notes=notes), [check], PointTable(result.frame, result.units))
+    return Outcome(named(steps, **metadata, notes=notes), [check], PointTable.of(result.frame, result.units))
 
 
 @dg.asset(key="standardGeojson", ins={"raw": dg.AssetIn("rawGeojson")}, partitions_def=machine_files,
@@ -139,8 +139,8 @@ STANDARD = {"standard": dg.AssetIn("standardGeojson")}
 
 def filtered_outcome(steps: FileSteps, standard: PointTable) -> Outcome:
     filtered = steps.filter(standard)
-    kept = len(filtered.frame)
-    return Outcome(named(steps, point_count=kept, removed=len(standard.frame) - kept, preview=preview(filtered.frame)),
+    kept = filtered.point_count
+    return Outcome(named(steps, point_count=kept, removed=standard.point_count - kept, preview=preview(filtered.head(5))),
                    table=filtered)
 
 

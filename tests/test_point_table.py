@@ -1,0 +1,68 @@
+"""A PointTable holds its points encoded and a subset as a row mask: the frames it builds back are the frame
+it was made from (2D points, 3D points, missing and empty geometries), its subsets are that frame's rows."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from leaf_dagster.model import PointTable
+
+
+def _frame(points: list[object]) -> gpd.GeoDataFrame:
+    n = len(points)
+    frame = pd.DataFrame({"speed": np.linspace(0.0, 3.0, n), "crop": ["wheat"] * n,
+                          "elevation": [np.nan] * (n - 1) + [812.5]})
+    frame.insert(1, "geometry", gpd.GeoSeries(points, crs="EPSG:4326"))  # not the last column
+    return gpd.GeoDataFrame(frame, geometry="geometry")
+
+
+KINDS = {
+    "2D points": [shapely.Point(-111.0 + i * 1e-5, 45.5 + i * 1e-5) for i in range(6)],
+    "3D points": [shapely.Point(-111.0, 45.5 + i * 1e-5, 1000.0 + i) for i in range(6)],
+    "missing and empty": [shapely.Point(-111.0, 45.5), None, shapely.Point(), shapely.Point(-111.1, 45.6),
+                          shapely.Point(-111.2, 45.7), shapely.Point(-111.3, 45.8)],
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_frame_round_trip(kind: str) -> None:
+    frame = _frame(KINDS[kind])
+    table = PointTable.of(frame, {"speed": "m/s"})
+    assert table.point_count == 6
+    assert table.properties.columns.tolist() == ["speed", "crop", "elevation"]
+    back = table.frame
+    assert back.columns.tolist() == frame.columns.tolist() and back.crs == frame.crs
+    pd.testing.assert_frame_equal(pd.DataFrame(back.drop(columns="geometry")), pd.DataFrame(frame.drop(columns="geometry")))
+    assert back.geometry.to_wkb().tolist() == frame.geometry.to_wkb().tolist()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_subset_is_the_kept_rows(kind: str) -> None:
+    frame = _frame(KINDS[kind])
+    table = PointTable.of(frame, {})
+    keep = np.array([True, False, True, True, False, True])
+    part = table.subset(keep)
+    assert part.properties is table.properties  # the values are shared, not copied
+    expected = frame[keep].reset_index(drop=True)
+    assert part.point_count == 4
+    assert part.frame.geometry.to_wkb().tolist() == expected.geometry.to_wkb().tolist()
+    pd.testing.assert_frame_equal(part.columns, pd.DataFrame(expected.drop(columns="geometry")))
+    assert part.values("speed").tolist() == expected["speed"].tolist()
+    # a subset of a subset keeps rows of the first one
+    inner = part.subset(np.array([False, True, False, True]))
+    assert inner.values("speed").tolist() == expected["speed"].iloc[[1, 3]].tolist()
+    assert inner.head(1)["speed"].tolist() == expected["speed"].iloc[[1]].tolist()
+    assert table.subset(np.ones(6, dtype=bool)).keep is None  # all kept: the table itself
+    none = table.subset(np.zeros(6, dtype=bool))
+    assert none.point_count == 0 and none.geometry[2] == [] and len(none.frame) == 0
+
+
+def test_points_with_only_the_columns_asked() -> None:
+    frame = _frame(KINDS["2D points"])
+    points = PointTable.of(frame, {}).points_with(["elevation", "speed", "heading"])
+    assert points.columns.tolist() == ["speed", "geometry", "elevation"]
+    assert points.geometry.to_wkb().tolist() == frame.geometry.to_wkb().tolist()
