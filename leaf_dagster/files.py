@@ -22,12 +22,12 @@ from shapely import MultiPolygon, Polygon
 
 from .config import effective
 from .derived.filters import cleanup_mask, filtered_mask
-from .derived.geometry import SWATH_COLUMNS, metric_crs, point_rectangles, swaths
+from .derived.geometry import SWATH_COLUMNS, has_heading, metric_crs, point_rectangles, swaths
 from .derived.images import RAMP, aux_xml, covered_pixels, png_bytes, render, with_legend, zip_images
 from .derived.raster import burn_index, covered_polygon, grid_for
 from .derived.plausibility import Plausibility, assess
 from .derived.summary import build_summary
-from .geoparquet import Geometry, GeoParquetWriter, rectangle_geometry, slice_geometry, wkb_geometry
+from .geoparquet import Geometry, GeoParquetWriter, column_types, rectangle_geometry, slice_geometry, wkb_geometry
 from .derived.unit_systems import convert_frame
 from .errors import DamagedShapefile, ReaderError, public_message
 from . import merge
@@ -59,7 +59,7 @@ class FileSteps:
     def __init__(self, storage: Storage, file_id: str, chunk_rows: int = CHUNK_ROWS):
         self.storage = storage
         self.file_id = file_id
-        self.chunk_rows = max(chunk_rows, 2)  # a chunk's first point takes its direction from the next one
+        self.chunk_rows = max(chunk_rows, 2)  # the file's first point takes its direction from the second
 
     @property
     def record(self) -> dict[str, Any]:
@@ -142,7 +142,8 @@ class FileSteps:
         is never whole."""
         target = self.storage.parquet_path(table, self.file_id)
         name = name or frame.geometry.name
-        with self.storage.atomic_path(target) as tmp, GeoParquetWriter(tmp, crs, name) as writer:
+        types = column_types(frame, self.chunk_rows) if len(frame) > self.chunk_rows else None
+        with self.storage.atomic_path(target) as tmp, GeoParquetWriter(tmp, crs, name, types) as writer:
             for start in range(0, max(len(frame), 1), self.chunk_rows):
                 stop = min(start + self.chunk_rows, len(frame))
                 self._write_rows(writer, frame.iloc[start:stop], None if geometry is None
@@ -159,10 +160,11 @@ class FileSteps:
         """The polygon output: each standard point's swath rectangle, built and written a chunk of points at
         a time in the metric CRS and with the directions of the whole file."""
         crs = metric_crs(frame)
-        heading = "heading" in frame.columns and bool(frame["heading"].notna().any())
+        heading = has_heading(frame)
         points = frame.geometry.values
         target = self.storage.parquet_path("polygons", self.file_id)
-        with self.storage.atomic_path(target) as tmp, GeoParquetWriter(tmp, CRS84, frame.geometry.name) as writer:
+        types = column_types(frame, self.chunk_rows) if len(frame) > self.chunk_rows else None
+        with self.storage.atomic_path(target) as tmp, GeoParquetWriter(tmp, CRS84, frame.geometry.name, types) as writer:
             for start in range(0, len(frame), self.chunk_rows):
                 part = frame.iloc[start:start + self.chunk_rows]
                 rows, rings = point_rectangles(part, units, crs, heading, points[start - 1] if start else None)
@@ -252,7 +254,7 @@ class FileSteps:
 
     def write_units(self, standard: PointTable) -> dict[str, str]:
         """The flat property -> unit map of the standard output."""
-        units = {k: v for k, v in standard.units.items() if k in standard.columns.columns}
+        units = {k: v for k, v in standard.units.items() if k in standard.properties.columns}
         self.put("units", {"unitMap": units})
         return units
 
@@ -350,7 +352,7 @@ class FileSteps:
 def numeric_properties(table: PointTable) -> list[str]:
     """Properties that get an image: every numeric column with at least one value."""
     frame = table.properties
-    return [c for c in frame.columns if c != "geometry" and pd.api.types.is_numeric_dtype(frame[c])
+    return [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
             and not pd.api.types.is_bool_dtype(frame[c]) and not np.isnan(table.values(c)).all()]
 
 

@@ -1,5 +1,6 @@
-"""GeoParquet 1.1 tables built straight in Arrow, as `GeoDataFrame.to_parquet(schema_version="1.1.0",
-write_covering_bbox=True)` writes them (tested against it in tests/test_geoparquet.py).
+"""GeoParquet 1.1 tables built straight in Arrow, with the columns, values and `geo` metadata that
+`GeoDataFrame.to_parquet(schema_version="1.1.0", write_covering_bbox=True)` writes (tested against it in
+tests/test_geoparquet.py); the `geo` metadata is in the file's key-value metadata, not in the Arrow schema.
 
 Points and swath rectangles, millions per file, are encoded as WKB with numpy, with no geometry object per
 row; other geometries are encoded by shapely. The steps write their tables through this (`files.FileSteps`).
@@ -139,6 +140,21 @@ def _geo_metadata(crs: CRS | None, name: str, total: np.ndarray, types: list[str
     return json.dumps(geo).encode()
 
 
+def column_types(frame: pd.DataFrame, first_rows: int) -> dict[str, pa.DataType]:
+    """The Arrow types of the object columns whose first `first_rows` rows cannot tell them: all missing there,
+    or nested (lists, records), whose fields only the whole column shows. A file written in chunks gets these
+    from the whole table, as a file written at once would."""
+    types: dict[str, pa.DataType] = {}
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype != object or pd.api.types.infer_dtype(values.iloc[:first_rows], skipna=True) == "string":
+            continue
+        kind = pa.array(values.to_numpy(), from_pandas=True).type
+        if not pa.types.is_null(kind):
+            types[str(column)] = kind
+    return types
+
+
 class GeoParquetWriter:
     """One GeoParquet file written a chunk of rows at a time through one `pyarrow.parquet.ParquetWriter`, so
     memory holds one chunk's Arrow columns, not the whole table's.
@@ -146,10 +162,11 @@ class GeoParquetWriter:
     The `geo` metadata covers every chunk (bbox and geometry types), so it is only known when the last chunk is
     written: it goes into the file's key-value metadata at `close`, where the GeoParquet specification puts
     it (GeoPandas, DuckDB and GDAL read it there), and not into the Arrow schema stored at the first chunk.
-    A whole table written as one chunk is the same file as written in many, row groups aside."""
+    The first chunk fixes the columns' types; `types` gives those its rows cannot tell (`column_types`), so a
+    table written in many chunks has the columns of the same table written as one."""
 
-    def __init__(self, path: Any, crs: Any, name: str = "geometry"):
-        self.path, self.name = path, name
+    def __init__(self, path: Any, crs: Any, name: str = "geometry", types: dict[str, pa.DataType] | None = None):
+        self.path, self.name, self.types = path, name, types or {}
         self.crs = CRS.from_user_input(crs) if crs is not None else None
         self._writer: pq.ParquetWriter | None = None
         self._total = np.full(4, np.nan)
@@ -161,6 +178,8 @@ class GeoParquetWriter:
         if self._writer is None:
             schema = table.schema.remove_metadata().with_metadata(
                 {k: v for k, v in (table.schema.metadata or {}).items() if k != b"geo"})
+            for column, kind in self.types.items():
+                schema = schema.set(schema.get_field_index(column), pa.field(column, kind))
             # dictionary pages pay where values repeat (names, ids, times); for floats, WKB and boxes, nearly
             # unique per row, building one only to drop it costs a third of the write
             repeating = [f.name for f in schema if not (pa.types.is_floating(f.type) or pa.types.is_binary(f.type)

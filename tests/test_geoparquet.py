@@ -15,7 +15,7 @@ import pytest
 import shapely
 
 from leaf_dagster.files import CRS84
-from leaf_dagster.geoparquet import GeoParquetWriter, rectangle_geometry, slice_geometry, wkb_geometry
+from leaf_dagster.geoparquet import column_types, GeoParquetWriter, rectangle_geometry, slice_geometry, wkb_geometry
 
 
 def _frames(n: int = 50) -> dict[str, gpd.GeoDataFrame]:
@@ -84,3 +84,23 @@ def test_writer_in_chunks_matches_geopandas(tmp_path: Path, kind: str, chunk: in
     if len(frame) > chunk:
         assert pq.ParquetFile(tmp_path / "ours.parquet").num_row_groups > 1
     _same_file(tmp_path / "ours.parquet", tmp_path / "theirs.parquet")
+
+
+def test_columns_missing_in_the_first_chunk_keep_the_whole_tables_types(tmp_path: Path) -> None:
+    """A column that is empty in the first chunk (text, or products as lists of records with fields that
+    appear only later) takes the type the whole column gives, as GeoPandas writes it at once."""
+    frame = _frames()["points"].iloc[:20].copy()
+    frame["note"] = [None] * 9 + ["late"] * 11
+    frame["products"] = [None] * 9 + [[{"name": "urea"}]] * 5 + [[{"name": "seed", "rate": 1.5}]] * 6
+    frame.to_parquet(tmp_path / "theirs.parquet", index=False, compression="zstd", write_covering_bbox=True,
+                     schema_version="1.1.0")
+    geometry = wkb_geometry(frame.geometry.to_numpy())
+    types = column_types(pd.DataFrame(frame), 7)
+    assert set(types) == {"products"}  # the text column is typed by pandas already
+    with GeoParquetWriter(tmp_path / "ours.parquet", CRS84, types=types) as writer:
+        for start in range(0, len(frame), 7):
+            writer.write(pd.DataFrame(frame.iloc[start:start + 7]), slice_geometry(geometry, start, start + 7))
+    ours, theirs = pq.read_table(tmp_path / "ours.parquet"), pq.read_table(tmp_path / "theirs.parquet")
+    assert ours.schema.equals(theirs.schema, check_metadata=False) and ours.equals(theirs.replace_schema_metadata(
+        ours.schema.metadata))  # the pandas metadata is the first chunk's, which saw no products
+    pd.testing.assert_frame_equal(gpd.read_parquet(tmp_path / "ours.parquet"), gpd.read_parquet(tmp_path / "theirs.parquet"))

@@ -72,6 +72,12 @@ def metres(frame: gpd.GeoDataFrame, units: dict[str, str], prop: str) -> np.ndar
     return np.asarray(convert(frame[prop].to_numpy(dtype=float), units[prop], "m"), dtype=float)
 
 
+def has_heading(frame: gpd.GeoDataFrame) -> bool:
+    """Whether swaths point the way the heading column says (any heading logged), not from point to point: one
+    decision for the whole file, so its chunks' polygons and its swaths agree."""
+    return "heading" in frame.columns and bool(frame["heading"].notna().any())
+
+
 def projected_xy(frame: gpd.GeoDataFrame, crs: CRS) -> tuple[np.ndarray, np.ndarray]:
     """The points' coordinates in `crs`, as arrays: the numbers of GeoSeries.to_crs without a geometry per point."""
     lon, lat = shapely.get_x(frame.geometry.values._data), shapely.get_y(frame.geometry.values._data)
@@ -120,7 +126,7 @@ def swaths(frame: gpd.GeoDataFrame, units: dict[str, str], crs: CRS | None = Non
         length = np.where(np.isfinite(area) & (area > 0), area / width, width)
     length = np.where(np.isfinite(length), length, 0.0)
     if heading is None:
-        heading = "heading" in frame.columns and bool(frame["heading"].notna().any())
+        heading = has_heading(frame)
     if heading:
         theta = np.radians(frame["heading"].to_numpy(dtype=float))
     else:

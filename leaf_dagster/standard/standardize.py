@@ -281,8 +281,9 @@ def standardize(source: SourceTable, chunk_rows: int | None = None,
     """Map one machine file's raw records onto the standard schema of its operation type (the row-by-row
     columns built `chunk_rows` rows at a time: the same table as in one chunk, with less held at once).
 
-    `then`, when given, is applied to each chunk of standard rows and their units once its properties are
-    known present (the standard step's cleanup and unit system), so no whole-file copy is made for it."""
+    `then`, when given, is applied to each chunk of standard rows and their units as the chunk is built (the
+    standard step's cleanup and unit system), so no whole-file copy is made for it; on a file that then fails
+    its gate, its work is discarded with the rows."""
     placed = (source.frame.geometry.notna() & ~source.frame.geometry.is_empty).to_numpy()
     frame = source.frame if placed.all() else source.frame[placed]  # no copy of a big file's records when all have one
     columns = [c for c in frame.columns if c != frame.geometry.name]
