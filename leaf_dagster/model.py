@@ -31,7 +31,7 @@ imports go one way (detection, readers and standardisation import this module, n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -217,8 +217,6 @@ class PointTable:
 
     def subset(self, keep: np.ndarray) -> PointTable:
         """The table's rows where the boolean `keep` holds, sharing this table's values."""
-        from dataclasses import replace
-
         if self.keep is not None:
             within, keep = keep, self.keep.copy()
             keep[keep] = within
@@ -250,8 +248,6 @@ class PointTable:
     def points_with(self, columns: Iterable[str]) -> gpd.GeoDataFrame:
         """The points as a GeoDataFrame with only those of `columns` the table has: what a step that needs
         geometry and a few properties builds, rather than the whole frame."""
-        from dataclasses import replace
-
         names = [c for c in self.properties.columns if c in set(columns)]
         position = sum(1 for c in self.properties.columns[:self.position] if c in names)
         return replace(self, properties=self.properties[names], position=position).frame
@@ -265,8 +261,6 @@ class PointTable:
 
     def head(self, rows: int) -> gpd.GeoDataFrame:
         """The first `rows` points as a GeoDataFrame."""
-        from dataclasses import replace
-
         import numpy as np
 
         first = np.zeros(len(self.properties), dtype=bool)
