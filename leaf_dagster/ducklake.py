@@ -65,13 +65,15 @@ def ducklake_url() -> str | None:
         return None
     if not value.startswith("ducklake:"):
         raise CatalogError(f"{CATALOG_ENV} must be 'local' or a DuckLake such as "
-                           f"'ducklake:postgres:dbname=leaf host=db.example user=leaf', not {value!r}")
+                           f"'ducklake:postgres:dbname=leaf host=db.example user=leaf', not {_hidden(value)!r}")
     return value
 
 
-def _hidden(exc: Exception) -> str:
-    """An error's message without the password a connection string in it may hold (DuckDB quotes the string)."""
-    return re.sub(r"password\s*=\s*[^\s\"']+", "password=***", str(exc), flags=re.IGNORECASE)
+def _hidden(text: object) -> str:
+    """A message (or the error's) without the password a connection string in it may hold: libpq's keyword form
+    (`password=...`, quoted or not) and its URI form (`//user:...@`)."""
+    text = re.sub(r"password\s*=\s*('(?:[^'\\]|\\.)*'|[^\s\"']+)", "password=***", str(text), flags=re.IGNORECASE)
+    return re.sub(r"(//[^/:@\s]*):[^@\s]*@", r"\1:***@", text)
 
 
 def _literal(text: str) -> str:
@@ -138,7 +140,8 @@ def sync(url: str, storage: Storage, records: Path, record_tables: dict[str, Rec
                     done, more = _sync_once(con, storage, records, record_tables, point_tables)
                     total += done
                     if not more:
-                        _expire(con)
+                        if total:  # old snapshots go only when a refresh made new ones
+                            _expire(con)
                         return total
             except duckdb.TransactionException as exc:
                 if attempt == ATTEMPTS:

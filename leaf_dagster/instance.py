@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,10 @@ STORAGE_CLASSES = {"run_storage": ("dagster_postgres.run_storage", "PostgresRunS
 # Run queue limits from the environment: the variable, then the tag it limits (None: max_concurrent_runs).
 LIMITS_ENV = {"LEAF_MAX_CONCURRENT_RUNS": None, "LEAF_RUNS_PER_OWNER": "leaf/owner", "LEAF_RUNS_PER_BATCH": "leaf/batch_id"}
 CELERY_BROKER_ENV, CELERY_BACKEND_ENV, CELERY_QUEUE_ENV = "LEAF_CELERY_BROKER_URL", "LEAF_CELERY_BACKEND_URL", "LEAF_CELERY_QUEUE"
-# A worker's task outlives a RabbitMQ channel or a Redis visibility window only if these allow the longest run
-# (run_monitoring.max_runtime_seconds stops runs after 3 hours): past them the broker hands the task to a
-# second worker while the first still runs it.
+# A Redis broker hands an unacknowledged task to a second worker after its visibility timeout: it must outlast
+# the longest run (run_monitoring.max_runtime_seconds stops runs after 3 hours). RabbitMQ ignores it and closes
+# the channel of a task unacknowledged past its own `consumer_timeout` (a server setting, 30 minutes by default),
+# which must be raised the same way (README, "Running on several machines").
 CELERY_VISIBILITY_TIMEOUT_S = 4 * 3600
 CELERY_SETTINGS: dict[str, Any] = {
     # acknowledged when the run ends, and given back to the queue when the worker process is lost (SIGKILL,
@@ -172,9 +174,12 @@ def write(home: Path, env: Mapping[str, str] | None = None) -> Path:
     if target.exists() and target.read_text() == text:
         return target
     home.mkdir(parents=True, exist_ok=True)
-    partial = home / ".dagster.yaml.partial"
-    partial.write_text(text)
-    partial.replace(target)
+    # a temporary name of its own: every process of a shared DAGSTER_HOME may write the file at once
+    handle, partial = tempfile.mkstemp(dir=home, prefix=".dagster.yaml.")
+    with os.fdopen(handle, "w") as out:
+        out.write(text)
+    os.chmod(partial, 0o644)  # as a plain write would leave it: every Dagster process reads it
+    os.replace(partial, target)
     return target
 
 
@@ -197,7 +202,10 @@ def create_database(env: Mapping[str, str]) -> bool:
             cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if cursor.fetchone() is not None:
                 return False
-            cursor.execute(f'CREATE DATABASE "{name}"')
+            try:
+                cursor.execute(f'CREATE DATABASE "{name}"')
+            except psycopg2.errors.DuplicateDatabase:  # another process created it in between
+                return False
             return True
     finally:
         connection.close()
