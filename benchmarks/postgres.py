@@ -64,7 +64,18 @@ def scratch_database(prefix: str = "leaf") -> Iterator[str]:
         try:
             yield urlunsplit((PG_URL_SCHEME, parts.netloc, f"/{name}", parts.query, ""))
         finally:
-            with connection.cursor() as cursor:
-                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_database(name, connection)
     finally:
         connection.close()
+
+
+def drop_database(name: str, connection: Any = None) -> None:
+    """Drop the database `name` of the admin URL's server, closing whatever connections are left."""
+    own = connection is None
+    connection = _connect(admin_url()) if own else connection
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        if own:
+            connection.close()

@@ -22,7 +22,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 import pyarrow.parquet as pq
-import psycopg2
 import pytest
 import yaml
 
@@ -87,11 +86,7 @@ def test_make_cluster_creates_its_database_once() -> None:
         assert instance_settings.create_database(env) is True
         assert instance_settings.create_database(env) is False  # a second start finds it
     finally:
-        connection = psycopg2.connect(postgres.admin_url())
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        connection.close()
+        postgres.drop_database(name)
 
 
 # -- the workers ---------------------------------------------------------------------------------------------------

@@ -7,12 +7,11 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dagster as dg
-import duckdb
 import pytest
 
 from leaf_dagster.catalog import POINT_VIEWS, RECORD_KEYS
@@ -21,13 +20,19 @@ from leaf_dagster import ducklake
 from leaf_dagster.defs.in_process import load_definitions, process_upload, run_files
 from leaf_dagster.ducklake import CATALOG_ENV, DATA_PATH_ENV, ducklake_url
 from leaf_dagster.errors import CatalogError
-from leaf_dagster.extensions import load_extension
 from leaf_dagster.storage import DATA_DIR_ENV, Storage
+
+from benchmarks import postgres
 
 from .conftest import MONTANA, REPO, make_zip, require
 
-# The PostgreSQL server the tests create their database on (libpq keywords, no dbname).
-SERVER = os.environ.get("LEAF_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=postgres")
+def _libpq(url: str, dbname: str | None = None) -> str:
+    """A PostgreSQL URL (LEAF_PG_ADMIN_URL's server, as every PostgreSQL test's) as the libpq keywords
+    LEAF_CATALOG takes, naming `dbname` instead of the URL's database when given."""
+    parts = urlsplit(url)
+    keywords = {"host": parts.hostname, "port": parts.port, "user": parts.username, "password": parts.password,
+                "dbname": dbname or parts.path.lstrip("/") or None}
+    return " ".join(f"{key}={value}" for key, value in keywords.items() if value is not None)
 # Runs the catalog's SQL in a process of its own and prints every table's rows, each as JSON (columns by name,
 # so their order does not count), sorted.
 READER = """
@@ -45,30 +50,12 @@ REFRESH = "from leaf_dagster.catalog import refresh_catalog; from leaf_dagster.s
           "refresh_catalog(Storage(default_data_dir()))"
 
 
-def _admin() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    load_extension(con, "postgres_scanner")
-    con.execute(f"ATTACH '{SERVER} dbname=postgres connect_timeout=5' AS pg (TYPE postgres)")
-    return con
-
-
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
-    """A database of its own on the real PostgreSQL, dropped at the end. CI must reach the server: an
-    unreachable one fails loudly there and skips elsewhere."""
-    name = f"leaf_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = _admin()
-    except duckdb.Error as exc:
-        require(f"PostgreSQL not reachable at {SERVER!r} (set LEAF_TEST_POSTGRES): {exc}")
-    with admin:
-        admin.execute(f"CALL postgres_execute('pg', 'CREATE DATABASE {name}', use_transaction = false)")
-    try:
-        yield f"ducklake:postgres:{SERVER} dbname={name}"
-    finally:
-        with _admin() as admin:
-            admin.execute(f"CALL postgres_execute('pg', 'DROP DATABASE IF EXISTS {name} WITH (FORCE)', "
-                          "use_transaction = false)")
+    """A database of its own on the real PostgreSQL, dropped at the end (CI must reach the server)."""
+    require(postgres.reachable())
+    with postgres.scratch_database("leaf_test") as url:
+        yield f"ducklake:postgres:{_libpq(url)}"
 
 
 def _env(data: Path, catalog: str | None, mount: Path | None) -> dict[str, str]:
@@ -156,6 +143,6 @@ def test_a_misnamed_catalog_is_refused(value: str, monkeypatch: pytest.MonkeyPat
 
 def test_a_catalog_that_cannot_be_opened_is_named_without_its_password() -> None:
     with pytest.raises(CatalogError, match="cannot open the DuckLake catalog") as caught:
-        ducklake.query(f"ducklake:postgres:{SERVER} dbname=leaf_no_such_database password=sekrit", "SELECT 1")
+        ducklake.query(f"ducklake:postgres:{_libpq(postgres.admin_url(), 'leaf_no_such_database')} password=sekrit", "SELECT 1")
     assert "sekrit" not in str(caught.value) and "password=***" in str(caught.value)
     assert caught.value.__cause__ is None and caught.value.__suppress_context__  # nor in a chained error
