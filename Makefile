@@ -55,10 +55,12 @@ run: install $(DAGSTER_HOME)/dagster.yaml $(LEAF_DATA_DIR)/.samples-queued
 
 # `make cluster`: the layout of several machines, as processes on this one. Webserver and daemon on a PostgreSQL
 # instance (CLUSTER_PG_URL, its database created on first start), every run a Celery task (RabbitMQ broker, Redis
-# result backend) executed by one of two workers, each in a working folder of its own under .cluster/, and two API
+# result backend) executed by one of the workers (CLUSTER_WORKERS, two by default; each name is the worker's Celery
+# node name on this host, which must be unique on the broker, and its working folder under .cluster/), and two API
 # processes (API_PORT, API_PORT2), all sharing the database, the broker and the data directory. On real hosts each
 # of these commands runs on its own machine with the same environment (README: "Running on several machines").
 CLUSTER_DIR := $(CURDIR)/.cluster
+CLUSTER_WORKERS ?= worker1 worker2
 API_PORT2 ?= 8001
 CLUSTER_PG_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/leaf_dagster
 cluster: export DAGSTER_HOME := $(CLUSTER_DIR)/dagster_home
@@ -67,14 +69,13 @@ cluster: export LEAF_CELERY_BROKER_URL ?= pyamqp://guest:guest@127.0.0.1:5672//
 cluster: export LEAF_CELERY_BACKEND_URL ?= redis://127.0.0.1:6379/0
 cluster: install $(LEAF_DATA_DIR)/.samples-queued
 	@$(BIN)/python -m leaf_dagster.instance --create-database $(DAGSTER_HOME)
-	@mkdir -p $(CLUSTER_DIR)/worker1/tmp $(CLUSTER_DIR)/worker2/tmp
-	@echo "Dagster UI http://$(HOST):$(PORT)  API http://$(HOST):$(API_PORT)/docs and :$(API_PORT2)  2 Celery workers  data $(LEAF_DATA_DIR)  (Ctrl-C stops)"
+	@mkdir -p $(foreach worker,$(CLUSTER_WORKERS),$(CLUSTER_DIR)/$(worker)/tmp)
+	@echo "Dagster UI http://$(HOST):$(PORT)  API http://$(HOST):$(API_PORT)/docs and :$(API_PORT2)  Celery workers $(CLUSTER_WORKERS)  data $(LEAF_DATA_DIR)  (Ctrl-C stops)"
 	@exec $(BIN)/python scripts/supervise.py --first-ready 127.0.0.1:$(CODE_PORT) \
 	  "$(BIN)/dagster code-server start -m leaf_dagster.definitions --location-name leaf_dagster -h 127.0.0.1 -p $(CODE_PORT) --log-level $(LOG_LEVEL)" \
 	  "$(BIN)/dagster-webserver -w deploy/workspace.yaml -h $(HOST) -p $(PORT) --log-level warning --dagster-log-level $(LOG_LEVEL)" \
 	  "$(BIN)/dagster-daemon run -w deploy/workspace.yaml --log-level $(LOG_LEVEL)" \
-	  "env TMPDIR=$(CLUSTER_DIR)/worker1/tmp $(BIN)/celery --workdir $(CLUSTER_DIR)/worker1 -A leaf_dagster.worker worker --concurrency 1 --hostname worker1@%h --loglevel $(LOG_LEVEL)" \
-	  "env TMPDIR=$(CLUSTER_DIR)/worker2/tmp $(BIN)/celery --workdir $(CLUSTER_DIR)/worker2 -A leaf_dagster.worker worker --concurrency 1 --hostname worker2@%h --loglevel $(LOG_LEVEL)" \
+	  $(foreach worker,$(CLUSTER_WORKERS),"env TMPDIR=$(CLUSTER_DIR)/$(worker)/tmp $(BIN)/celery --workdir $(CLUSTER_DIR)/$(worker) -A leaf_dagster.worker worker --concurrency 1 --hostname $(worker)@%h --loglevel $(LOG_LEVEL)") \
 	  "$(BIN)/leaf-dagster serve --host $(HOST) --port $(API_PORT)" \
 	  "$(BIN)/leaf-dagster serve --host $(HOST) --port $(API_PORT2)"
 

@@ -112,13 +112,16 @@ def unreachable() -> str | None:
 
 
 def delete_queue(name: str) -> None:
+    """Delete the queue and its exchange (Celery names it after the queue)."""
     from kombu import Connection
 
     with Connection(BROKER_URL, connect_timeout=5) as connection:
-        try:
-            connection.default_channel.queue_delete(name)
-        except Exception:  # never declared (no run was launched): nothing to delete
-            pass
+        for delete in ("queue_delete", "exchange_delete"):
+            channel = connection.channel()  # one each: a failed delete closes its channel
+            try:
+                getattr(channel, delete)(name)
+            except Exception:  # never declared (no run was launched): nothing to delete
+                pass
 
 
 class Cluster:

@@ -14,12 +14,10 @@ import subprocess
 import sys
 import time
 import uuid
-import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
-import pyogrio
 import pytest
 import yaml
 
@@ -32,7 +30,8 @@ from leaf_dagster.defs.run_status import record_file_status
 from leaf_dagster.status import BATCH_JOB, FILE_JOB
 from leaf_dagster.storage import Storage
 
-from .conftest import JD_WHEAT_ZIP, MONTANA, REPO
+from .conftest import REPO
+from .uploads import wheat_fields
 
 FILES = 6
 POINTS = 400
@@ -85,24 +84,9 @@ def test_dead_runs_are_failed_and_queued_again_once(storage: Storage, instance: 
 
 
 def six_shapefiles(real: Path, tmp_path: Path) -> tuple[Path, dict[str, int]]:
-    """Six fields' worth of the real John Deere wheat export (400 points each, written back as 2D shapefiles
-    by GDAL), so each file run is short and the test is about the crash, not the reading. Also returns, per
-    file, the points Leaf's default cleanup keeps, counted from the source columns."""
-    source = pyogrio.read_dataframe(f"/vsizip/{real / MONTANA / JD_WHEAT_ZIP}/{Path(JD_WHEAT_ZIP).stem}.shp")
-    folder = tmp_path / "six"
-    folder.mkdir()
-    upload, kept = tmp_path / "six-fields.zip", {}
-    with zipfile.ZipFile(upload, "w", zipfile.ZIP_DEFLATED) as zf:
-        for field in range(FILES):
-            stem = f"FarmerB Farms Inc.-FarmerB Family LLC-field {field}-Wheat (Hrd Rd Wtr)-1"
-            part = source.iloc[field * POINTS:(field + 1) * POINTS]
-            part = part.set_geometry(part.geometry.force_2d())  # its elevation is NaN, which GDAL will not write
-            pyogrio.write_dataframe(part, folder / f"{stem}.shp")
-            kept[stem] = int(((part["Moisture"] > 0) & (part["Moisture"] < 100) & (part["WetMass"] > 0)
-                              & (part["DISTANCE"] * part["SWATHWIDTH"] > 0)).sum())
-            for member in sorted(folder.glob(f"{stem}.*")):
-                zf.write(member, member.name)
-    return upload, kept
+    """Six fields of 400 real points each (tests/uploads.py), so each file run is short and the test is about the
+    crash, not the reading; with the points Leaf's default cleanup keeps, per file."""
+    return wheat_fields(real, tmp_path, FILES, POINTS, "six-fields")
 
 
 class Daemon:
