@@ -40,7 +40,7 @@ FIELD_NAMESPACE = uuid.UUID("8a4e4c1e-8f8e-4c52-9d5b-3a7f2f6c0b11")
 
 def fields_dir(storage: Storage, leaf_user_id: str, owner: str = DEFAULT_OWNER) -> Path:
     migrate_legacy_fields(storage)
-    return storage.user_path(owner, leaf_user_id, "fields")
+    return storage.synced(storage.user_path(owner, leaf_user_id, "fields"))
 
 
 def migrate_legacy_fields(storage: Storage) -> None:
