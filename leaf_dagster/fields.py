@@ -138,6 +138,7 @@ def add_boundaries(storage: Storage, leaf_user_id: str, source: Path,
     folder.mkdir(parents=True, exist_ok=True)
     for member in members:
         shutil.copyfile(member, folder / member.name)
+        storage.publish(folder / member.name)
     return _added(storage, leaf_user_id, owner, source.name)
 
 

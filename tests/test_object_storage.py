@@ -16,12 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import geopandas as gpd
 import pandas as pd
 import pytest
 
 from leaf_dagster import run_requests
 from leaf_dagster.defs import sensors
 from leaf_dagster.defs.in_process import process_upload
+from leaf_dagster.fields import add_boundaries, load_fields
 from leaf_dagster.errors import InvalidIdentifier, PathOutsideDataDir
 from leaf_dagster.files import FileSteps
 from leaf_dagster.storage import DATA_DIR_ENV, WORK_DIR_ENV, Storage
@@ -131,6 +133,15 @@ def test_a_run_requested_on_one_host_is_pending_once_on_another(bucket: str, tmp
     run_requests.mark_done(daemon, path)
     assert run_requests.pending(daemon) == [] and run_requests.pending(api) == []
     assert list(_objects(bucket)) == [f"{PREFIX}/requests/done/{request_id}.json"]
+
+
+def test_fields_added_on_one_host_are_matched_on_another(real: Path, bucket: str, tmp_path: Path) -> None:
+    api, worker = _host(bucket, tmp_path / "api"), _host(bucket, tmp_path / "worker")
+    boundary = real / "carpentries-ohio-planting-nh3" / "boundary.gpkg"
+    (added,) = add_boundaries(api, "g-1", boundary, owner="alice")
+    fields = load_fields(worker, "g-1", "alice")
+    assert list(fields["id"]) == [added["id"]]
+    assert fields.geometry.iloc[0].equals(gpd.read_file(boundary).to_crs(4326).geometry.iloc[0])
 
 
 def test_keys_stay_inside_the_prefix(bucket: str, tmp_path: Path) -> None:
