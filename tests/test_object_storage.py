@@ -22,7 +22,7 @@ import pytest
 
 from leaf_dagster import run_requests
 from leaf_dagster.defs import sensors
-from leaf_dagster.defs.in_process import process_upload
+from leaf_dagster.defs.in_process import load_definitions, process_upload, run_files
 from leaf_dagster.fields import add_boundaries, load_fields
 from leaf_dagster.errors import InvalidIdentifier, PathOutsideDataDir
 from leaf_dagster.files import FileSteps
@@ -221,6 +221,12 @@ def test_an_upload_processed_on_object_storage_reads_the_same_on_another_host(
             assert sorted(z1.namelist()) == sorted(z2.namelist()) and len(z1.namelist()) > 0
             assert all(z1.read(n) == z2.read(n) for n in z1.namelist())
     assert remote.get(f"{BASE}/files/{fid}").json()["standardGeojson"].endswith(f"/files/{fid}/standardGeojson")
+
+    # the file run again on host B (a retry lands on any worker): its originals come from the bucket
+    assert not host_b.extracted_dir(shared["batch"]["id"]).exists()
+    with dg.instance_for_test() as third_instance:
+        (again,) = run_files(host_b, third_instance, load_definitions(host_b), [fid])
+    assert again["status"] == "processed" and again["pointCount"] == file["pointCount"]
 
 
 def test_an_upload_to_one_api_host_is_taken_by_the_daemon_of_another(

@@ -207,7 +207,7 @@ def ingest_batch(storage: Storage, batch_id: str) -> BatchOutcome:
 def link_members(storage: Storage, record: dict[str, Any]) -> list[Path]:
     """Place a file's members in its own original/ folder (hard links: no second copy on disk)."""
     extracted = storage.extracted_dir(record["batchId"])
-    target = storage.original_dir(record["id"])
+    target = storage.synced(storage.original_dir(record["id"]))  # placed by an earlier run, maybe on another host
     target.mkdir(parents=True, exist_ok=True)
     placed = []
     for member in record["members"]:
