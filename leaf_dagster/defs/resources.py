@@ -18,7 +18,8 @@ class LeafStorage(dg.ConfigurableResource):
         return Storage(self.data_dir, self.work_dir)
 
 
-def bound_to(data_dir: str, work_dir: str | None = None) -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOManager]:
+def bound_to(data_dir: str,
+             work_dir: str | None = None) -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOManager]:
     """The resources on one data directory: the storage, and the IO manager of step tables that uses it."""
     from .io_manager import StepTables  # it needs LeafStorage from here
 
