@@ -29,7 +29,7 @@ from .identifiers import check_id
 from .objects import batch_object, batch_status, file_object, outside_field_object, status_object, uncovered_files
 from .model import leaf_provider
 from .query import BATCH_FILTERS, FILE_FILTERS, list_batches, list_files
-from .storage import DEFAULT_OWNER, Storage, default_data_dir
+from .storage import DEFAULT_OWNER, Storage, data_url
 
 
 MIN_PREFIX = 8  # an id prefix must be this long to be looked up (a UUID's first group)
@@ -442,7 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _quiet_stderr(args.verbose) as progress:
             args.progress = (lambda _msg: None) if args.json else (lambda msg: print(msg, file=progress))
-            return args.run(args, Storage(default_data_dir()))
+            return args.run(args, Storage(data_url()))
     except tuple(EXPECTED_ERRORS) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return next(code for kind, code in EXPECTED_ERRORS.items() if isinstance(exc, kind))

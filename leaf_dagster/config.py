@@ -169,7 +169,7 @@ def _path(storage: Storage, owner: str, leaf_user_id: str | None) -> Path:
     unreadable = migrate_legacy(storage)
     if leaf_user_id in unreadable and owner in legacy_owners(storage, leaf_user_id):
         raise ConfigError(unreadable[leaf_user_id])
-    return _location(storage, owner, leaf_user_id)
+    return storage.fetch(_location(storage, owner, leaf_user_id))
 
 
 def legacy_owners(storage: Storage, leaf_user_id: str | None) -> set[str]:

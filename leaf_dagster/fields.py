@@ -40,7 +40,7 @@ FIELD_NAMESPACE = uuid.UUID("8a4e4c1e-8f8e-4c52-9d5b-3a7f2f6c0b11")
 
 def fields_dir(storage: Storage, leaf_user_id: str, owner: str = DEFAULT_OWNER) -> Path:
     migrate_legacy_fields(storage)
-    return storage.user_path(owner, leaf_user_id, "fields")
+    return storage.synced(storage.user_path(owner, leaf_user_id, "fields"))
 
 
 def migrate_legacy_fields(storage: Storage) -> None:
@@ -138,6 +138,7 @@ def add_boundaries(storage: Storage, leaf_user_id: str, source: Path,
     folder.mkdir(parents=True, exist_ok=True)
     for member in members:
         shutil.copyfile(member, folder / member.name)
+        storage.publish(folder / member.name)
     return _added(storage, leaf_user_id, owner, source.name)
 
 

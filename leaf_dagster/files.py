@@ -78,7 +78,7 @@ class FileSteps:
         return record, placed
 
     def _detected(self, record: dict[str, Any]) -> DetectedFile:
-        folder = self.storage.original_dir(self.file_id)
+        folder = self.storage.synced(self.storage.original_dir(self.file_id))
         members = [folder / Path(m).name for m in record["members"]]
         return DetectedFile(record["fileName"], record["fileFormat"], folder / Path(record["primary"]).name,
                             members, layer=record.get("layer"), unsupported_reason=record.get("unsupportedReason"),
@@ -310,6 +310,7 @@ class FileSteps:
             with self.storage.atomic_path(path) as tmp:
                 tmp.write_bytes(png_bytes(rgba))
             path.with_name(path.name + ".aux.xml").write_text(sidecar)
+            self.storage.publish(path.with_name(path.name + ".aux.xml"))
 
         # PNG encoding lets go of the GIL: the next image is coloured while the last ones are encoded; at most
         # _IMAGES_IN_FLIGHT images wait, so memory stays a few images whatever the grid
@@ -334,7 +335,7 @@ class FileSteps:
         images = (self.storage.records.section("files", self.file_id, "images") or {}).get("images") or []
         target = self.storage.images_dir(self.file_id) / "images.zip"
         with self.storage.atomic_path(target) as tmp:
-            zip_images([self.storage.root / image["path"] for image in images], tmp)
+            zip_images([self.storage.fetch(self.storage.root / image["path"]) for image in images], tmp)
         return target
 
     @staticmethod

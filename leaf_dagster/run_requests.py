@@ -8,7 +8,6 @@ moves the request to requests/done/.
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -89,13 +88,13 @@ def request_retry(storage: Storage, batch: dict[str, Any]) -> tuple[dict[str, An
 
 
 def pending(storage: Storage) -> list[tuple[Path, dict[str, Any]]]:
-    folder = storage.root / "requests"
+    folder = storage.synced(storage.root / "requests")
     if not folder.exists():
         return []
     return [(p, json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
 
 
-def mark_done(path: Path) -> None:
+def mark_done(storage: Storage, path: Path) -> None:
     done = path.parent / "done"
     done.mkdir(exist_ok=True)
-    shutil.move(path, done / path.name)
+    storage.move(path, done / path.name)

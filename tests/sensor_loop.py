@@ -18,7 +18,8 @@ class SensorLoop:
 
     def _evaluate(self, sensor: dg.SensorDefinition) -> int:
         context = dg.build_sensor_context(instance=self.instance, cursor=self.cursors.get(sensor.name),
-                                          resources={"storage": LeafStorage(data_dir=str(self.storage.root))})
+                                          resources={"storage": LeafStorage(data_dir=self.storage.url,
+                                                                         work_dir=self.storage.work_dir)})
         result = sensor(context)
         if not isinstance(result, dg.SensorResult):
             return 0

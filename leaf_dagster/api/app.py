@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..errors import (ConfigError, FieldError, InvalidIdentifier, MergeError, QueryError, UploadError,
                       UploadNotStored)
 from ..identifiers import check_id
-from ..storage import Storage, default_data_dir
+from ..storage import Storage, data_url
 from .deps import Settings
 from .models import Error
 from .partials import SWEEP_SECONDS, sweep
@@ -50,7 +50,7 @@ UPLOAD_IDLE_ENV = "LEAF_API_UPLOAD_IDLE_SECONDS"
 def load_tokens(storage: Storage) -> dict[str, str]:
     """token -> API owner, from <data>/config/api-tokens.json and LEAF_API_TOKENS (`token=owner,token2=owner2`)."""
     tokens: dict[str, str] = {}
-    path = storage.root / "config" / "api-tokens.json"
+    path = storage.fetch(storage.root / "config" / "api-tokens.json")
     if path.exists():
         tokens.update(json.loads(path.read_text()))
     for pair in filter(None, (p.strip() for p in os.environ.get(TOKENS_ENV, "").split(","))):
@@ -81,7 +81,7 @@ def _validation_message(exc: RequestValidationError) -> str:
 def create_app(storage: Storage | None = None, *, max_upload_bytes: int | None = None,
                tokens: dict[str, str] | None = None) -> FastAPI:
     """The API over `storage` (default: LEAF_DATA_DIR), with the tokens given (default: load_tokens)."""
-    storage = storage or Storage(default_data_dir())
+    storage = storage or Storage(data_url())
     known_tokens = tokens if tokens is not None else load_tokens(storage)
     for name in known_tokens.values():  # an owner names a folder of the data directory
         check_id("API owner", name)

@@ -125,10 +125,10 @@ def with_urls(request: Request, storage: Storage, record: dict[str, Any]) -> dic
     out = file_object(record)
     fid = record["id"]
     outputs = {"originalFile": record.get("origin") != "merged" and bool(record.get("members")),
-               "rawGeojson": storage.parquet_path("raw", fid).exists(),
-               "standardGeojson": storage.parquet_path("standard", fid).exists(),
-               "filteredGeojson": storage.parquet_path("filtered", fid).exists(),
-               "zippedPNGs": (storage.images_dir(fid) / "images.zip").exists()}
+               "rawGeojson": storage.exists(storage.parquet_path("raw", fid)),
+               "standardGeojson": storage.exists(storage.parquet_path("standard", fid)),
+               "filteredGeojson": storage.exists(storage.parquet_path("filtered", fid)),
+               "zippedPNGs": storage.exists(storage.images_dir(fid) / "images.zip")}
     for name, exists in outputs.items():
         if exists:
             out[name] = url(request, f"{BASE}/files/{fid}/{name}")

@@ -47,9 +47,9 @@ def instance_for_cli() -> DagsterInstance:
 
 
 def load_definitions(storage: Storage, progress: Progress | None = None) -> dg.Definitions:
-    """The code location's definitions with the storage resource on `storage`'s data directory (the code
-    location's own resource reads LEAF_DATA_DIR; an in-process caller names its directory explicitly), and
-    with `progress` as the `progress` logger, which `run_config` turns on."""
+    """The code location's definitions with the storage resource on `storage`'s data directory and working
+    folder (the code location's own resource reads LEAF_DATA_DIR; an in-process caller names its directory
+    explicitly), and with `progress` as the `progress` logger, which `run_config` turns on."""
     from ..definitions import defs
 
     loaded = defs()
@@ -57,7 +57,7 @@ def load_definitions(storage: Storage, progress: Progress | None = None) -> dg.D
     return dg.Definitions(assets=loaded.assets, asset_checks=loaded.asset_checks, jobs=loaded.jobs,
                           sensors=loaded.sensors, schedules=loaded.schedules, executor=loaded.executor,
                           loggers=loggers, metadata=loaded.metadata,
-                          resources={**(loaded.resources or {}), **bound_to(str(storage.root))})
+                          resources={**(loaded.resources or {}), **bound_to(storage.url, storage.work_dir)})
 
 
 def progress_logger(progress: Progress) -> dg.LoggerDefinition:

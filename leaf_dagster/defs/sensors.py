@@ -39,7 +39,7 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: LeafStorage):
     now = time.time()
     queue = FairQueue(context.instance)
     requests, new_keys = [], []
-    for upload in sorted(store.inbox.glob("*.zip")):
+    for upload in sorted(store.synced(store.inbox).glob("*.zip")):
         if upload.name.startswith(".") or now - upload.stat().st_mtime < SETTLE_SECONDS:
             continue
         meta = read_sidecar(upload)
@@ -85,7 +85,7 @@ def requested_runs_sensor(context: dg.SensorEvaluationContext, storage: LeafStor
             requests.append(dg.RunRequest(run_key=f"{request['id']}:{file_id}", job_name=FILE_JOB,
                                           partition_key=file_id,
                                           tags=file_run_tags(queue, store, file_id, **{"leaf/request": request["reason"]})))
-        run_requests.mark_done(path)
+        run_requests.mark_done(store, path)
     if not requests:
         return dg.SkipReason("no requested runs")
     return dg.SensorResult(run_requests=requests,

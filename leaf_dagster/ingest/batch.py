@@ -128,7 +128,7 @@ class BatchOutcome:
 def _store_upload(storage: Storage, batch: dict[str, Any]) -> Path:
     """Move the upload (and its sidecar) out of the inbox into the batch folder; idempotent."""
     stored = storage.upload_dir(batch["id"]) / batch.get("storedName", batch["fileName"])
-    inbox_path = Path(batch["inboxPath"])
+    inbox_path = storage.inbox_upload(batch["inboxPath"])
     if not stored.exists():
         if not inbox_path.exists():
             raise FileNotFoundError(f"{batch['fileName']}: the upload is neither in the inbox nor stored")
@@ -136,10 +136,10 @@ def _store_upload(storage: Storage, batch: dict[str, Any]) -> Path:
         with storage.atomic_path(stored) as tmp:
             shutil.copyfile(inbox_path, tmp)
         if batch.get("moveUpload", True):
-            inbox_path.unlink()
+            storage.discard(inbox_path)
     sidecar = sidecar_for(inbox_path)
     if sidecar.exists() and batch.get("moveUpload", True):
-        shutil.move(sidecar, stored.parent / sidecar.name)
+        storage.move(sidecar, stored.parent / sidecar.name)
     return stored
 
 
@@ -207,7 +207,7 @@ def ingest_batch(storage: Storage, batch_id: str) -> BatchOutcome:
 def link_members(storage: Storage, record: dict[str, Any]) -> list[Path]:
     """Place a file's members in its own original/ folder (hard links: no second copy on disk)."""
     extracted = storage.extracted_dir(record["batchId"])
-    target = storage.original_dir(record["id"])
+    target = storage.synced(storage.original_dir(record["id"]))  # placed by an earlier run, maybe on another host
     target.mkdir(parents=True, exist_ok=True)
     placed = []
     for member in record["members"]:
@@ -218,5 +218,6 @@ def link_members(storage: Storage, record: dict[str, Any]) -> list[Path]:
                 os.link(src, dst)
             except OSError:
                 shutil.copyfile(src, dst)
+            storage.publish(dst)
         placed.append(dst)
     return placed

@@ -81,6 +81,7 @@ async def upload(request: Request, who: Owner, storage: StorageDep, leafUserId: 
         with storage.atomic_path(sidecar_for(target)) as tmp:
             tmp.write_text(json.dumps(sidecar))
         os.replace(partial, target)
+        storage.publish(target)
     record = new_batch(storage, batch_id, target, user, source, file_format, file_name=received["fileName"], owner=who)
     return {k: record[k] for k in NewBatch.model_fields}
 

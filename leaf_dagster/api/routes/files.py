@@ -118,7 +118,7 @@ def standard_geoparquet(file_id: str, record: OwnedFile, request: Request, who: 
                         storage: StorageDep) -> dict[str, str]:
     if not configuration.effective(storage, record.get("leafUserId"), who)["enableGeoparquetOutput"]:
         raise HTTPException(400, "enableGeoparquetOutput is off for this user")
-    if not storage.parquet_path("standard", file_id).exists():
+    if not storage.exists(storage.parquet_path("standard", file_id)):
         raise HTTPException(404, f"file {file_id} has no standard output")
     return {"downloadStandardGeoparquet": url(request, f"{BASE}/files/{file_id}/standardGeoparquet/file")}
 
@@ -129,7 +129,7 @@ def polygon_geoparquet(file_id: str, record: OwnedFile, request: Request, who: O
     settings = configuration.effective(storage, record.get("leafUserId"), who)
     if not (settings["enableGeoparquetOutput"] and settings["enablePolygonOutput"]):
         raise HTTPException(400, "enablePolygonOutput and enableGeoparquetOutput must be on for this user")
-    if not storage.parquet_path("polygons", file_id).exists():
+    if not storage.exists(storage.parquet_path("polygons", file_id)):
         raise HTTPException(404, f"file {file_id} has no polygon output (re-process it after enabling it)")
     return {"downloadPolygonGeoparquet": url(request, f"{BASE}/files/{file_id}/polygonGeoparquet/file")}
 
@@ -140,7 +140,7 @@ def polygon_geoparquet(file_id: str, record: OwnedFile, request: Request, who: O
 def geoparquet_file(file_id: str, table: str, storage: StorageDep) -> FileResponse:
     path = {"standard": storage.parquet_path("standard", file_id),
             "polygon": storage.parquet_path("polygons", file_id)}.get(table)
-    if path is None or not path.exists():
+    if path is None or not storage.fetch(path).exists():
         raise HTTPException(404, "no such output")
     return FileResponse(path, media_type="application/vnd.apache.parquet",
                         headers=attachment(f"{file_id}-{table}.parquet"))
@@ -161,7 +161,7 @@ def outside(record: OwnedFile, request: Request) -> dict[str, Any]:
 def outside_file(file_id: str, record: OwnedFile, storage: StorageDep, download: bool = False) -> FileResponse:
     if not record.get("outsideField"):
         raise HTTPException(404, "no outside-field GeoJSON")
-    return FileResponse(storage.root / record["outsideField"]["path"], media_type="application/geo+json",
+    return FileResponse(storage.fetch(storage.root / record["outsideField"]["path"]), media_type="application/geo+json",
                         headers=attachment(f"{file_id}-outside-field.geojson") if download else None)
 
 
@@ -181,7 +181,7 @@ def images(file_id: str, request: Request, storage: StorageDep) -> list[dict[str
 def image_file(file_id: str, name: str, storage: StorageDep, download: bool = False) -> FileResponse:
     if not (name.endswith(".png") or name.endswith(".png.aux.xml")) or "/" in name or "\0" in name:
         raise HTTPException(404, "no such image")
-    path = storage.images_dir(file_id) / name
+    path = storage.fetch(storage.images_dir(file_id) / name)
     if not path.is_file():
         raise HTTPException(404, "no such image")
     return FileResponse(path, media_type="image/png" if name.endswith(".png") else "application/xml",
@@ -192,7 +192,7 @@ def image_file(file_id: str, name: str, storage: StorageDep, download: bool = Fa
             responses=binary("application/zip", "Every property PNG, zipped"),
             dependencies=[OWNED_FILE])
 def zipped(file_id: str, storage: StorageDep, download: bool = False) -> FileResponse:
-    path = storage.images_dir(file_id) / "images.zip"
+    path = storage.fetch(storage.images_dir(file_id) / "images.zip")
     if not path.is_file():
         raise HTTPException(404, "no zipped PNGs")
     return FileResponse(path, media_type="application/zip",
@@ -205,7 +205,7 @@ def zipped(file_id: str, storage: StorageDep, download: bool = False) -> FileRes
 def geojson(file_id: str, step: str, storage: StorageDep, download: bool = False) -> StreamingResponse:
     path = {"raw": storage.parquet_path("raw", file_id), "standard": storage.parquet_path("standard", file_id),
             "filtered": storage.parquet_path("filtered", file_id)}.get(step)
-    if path is None or not path.exists():
+    if path is None or not storage.fetch(path).exists():
         raise HTTPException(404, "no such output")
     return StreamingResponse(geojson_chunks(path), media_type="application/geo+json",
                              headers=attachment(f"{file_id}-{step}.geojson") if download else None)
@@ -214,7 +214,7 @@ def geojson(file_id: str, step: str, storage: StorageDep, download: bool = False
 @router.get("/{file_id}/originalFile", summary="Download the original file", response_class=Response,
             responses=binary("application/zip", "The file's original members, zipped"))
 def original(file_id: str, record: OwnedFile, storage: StorageDep, download: bool = False) -> Response:
-    folder = storage.original_dir(file_id)
+    folder = storage.synced(storage.original_dir(file_id))
     if not folder.exists():
         raise HTTPException(404, "no original file")
     buffer = io.BytesIO()

@@ -21,6 +21,6 @@ def thumbnail(file_id: str, token: str, storage: StorageDep) -> FileResponse:
     record = storage.records.get("files", file_id) if is_uuid(file_id) else None
     expected = (record or {}).get("thumbnailToken") or ""
     if not expected or not secrets.compare_digest(expected.encode(), token.encode()) \
-            or not (path := storage.file_dir(file_id) / "summary-map.png").is_file():
+            or not (path := storage.fetch(storage.file_dir(file_id) / "summary-map.png")).is_file():
         raise HTTPException(404, "no such thumbnail")
     return FileResponse(path, media_type="image/png")
