@@ -7,6 +7,7 @@ files, and the batch is settled, and its overview made, once."""
 from __future__ import annotations
 
 import json
+import time
 import zipfile
 from pathlib import Path
 
@@ -25,6 +26,10 @@ from leaf_dagster.storage import Storage
 from .conftest import REPO
 from .sensor_loop import SensorLoop
 from .test_batch_failures import drop_in_inbox
+from .test_celery_workers import DEADLINE, Cluster, all_settled, engine_messages, standard_rows
+from .test_celery_workers import batch_runs as celery_batch_runs
+from .test_celery_workers import cluster  # noqa: F401  (the fixture: the daemon and two workers)
+from .test_crash_recovery import FILES, six_shapefiles
 
 SAMPLES = REPO / "data" / "samples"
 # Four real samples, five machine files: one of them (the SMS CSV naming no crop) fails its filter.
@@ -142,3 +147,35 @@ def test_an_upload_split_over_runs_ends_as_in_one_run(tmp_path: Path, monkeypatc
         assert again.tags[SHARD_TAG] == "1/2" and again.tags[RECOVERS_TAG] == runs[1].run_id
         assert again.asset_selection == [dg.AssetKey("batchFiles")]
         assert all(is_latest(instance, run) for run in runs)
+
+
+def test_two_celery_workers_share_one_upload_split_over_runs(cluster: Cluster, real: Path,  # noqa: F811
+                                                            tmp_path: Path) -> None:
+    """The daemon and two Celery workers (tests/test_celery_workers.py) with LEAF_FILES_PER_RUN=3: the six-field
+    upload runs as two shard runs, each executed once by a worker, each file settled by its shard's run."""
+    deadline = time.monotonic() + DEADLINE
+    six, kept = six_shapefiles(real, tmp_path)
+    cluster.env["LEAF_FILES_PER_RUN"] = "3"  # read by the upload's run, in a worker
+    for name in ("w1", "w2"):
+        cluster.start_worker(name)
+    cluster.start_daemon()
+    cluster.drop(six)
+
+    cluster.wait_for("the upload settled", lambda: all_settled(cluster.data, 1, FILES), deadline)
+    with dg.DagsterInstance.from_config(str(cluster.home)) as instance:
+        cluster.wait_for("its runs to end", lambda: all(r.is_finished for r in celery_batch_runs(instance)), deadline)
+        runs = sorted(celery_batch_runs(instance), key=lambda r: r.tags[SHARD_TAG])
+        assert [(r.tags[SHARD_TAG], r.status) for r in runs] == [("0/2", dg.DagsterRunStatus.SUCCESS),
+                                                                  ("1/2", dg.DagsterRunStatus.SUCCESS)]
+        workers = []
+        for run in runs:
+            (executed,) = engine_messages(instance, run.run_id)  # each run executed once, by one worker
+            workers.append(cluster.worker_of(executed[1]))
+        assert set(workers) <= {"w1", "w2"}
+        print(f"shard runs executed by {workers}")
+    batch = next(iter(Storage(cluster.data).records.many("batches")))
+    assert batch["status"] == "PROCESSED"
+    for index, record in enumerate(Storage(cluster.data).records.many("files", batch["leafFiles"])):
+        assert record["lastRunId"] == runs[index % 2].run_id
+        assert record["status"] == "processed" and record["pointCount"] == kept[record["fileName"]]
+        assert standard_rows(cluster.data, record["id"]) == kept[record["fileName"]]
