@@ -25,7 +25,8 @@ deterministically, in a temporary folder:
 7. workers: the same upload through the daemon with runs executed by Celery workers, on one worker and then on
    two, split into runs of --files-per-run files (LEAF_FILES_PER_RUN, default 50), on PostgreSQL (LEAF_PG_ADMIN_URL),
    RabbitMQ and Redis (LEAF_CELERY_BROKER_URL, LEAF_CELERY_BACKEND_URL; default on this machine): seconds and
-   files/s for each, and `workers_speedup`, two workers' files/s over one's.
+   files/s for each, and `workers_speedup`, two workers' files/s over one's. Not with --no-daemon, nor with --quick
+   unless named in --only.
 
 Writes OUT/benchmarks.md and OUT/benchmarks.json; prints the table (or the JSON with --json). Performance is
 measured here, never in timed tests. Progress goes to stderr.
@@ -424,6 +425,10 @@ def plan_phases(args: argparse.Namespace, preset: dict[str, Any]) -> tuple[list[
     skipped.update({phase: f"--no-{phase}" for phase in args.skip or []})
     if "big" not in skipped and not preset["big_points"]:
         skipped["big"] = "--quick"
+    if "workers" not in skipped and args.no_daemon:
+        skipped["workers"] = "--no-daemon"
+    elif "workers" not in skipped and args.quick and "workers" not in (args.only or "").split(","):
+        skipped["workers"] = "--quick"
     return [phase for phase in PHASES if phase not in skipped], {p: skipped[p] for p in PHASES if p in skipped}
 
 

@@ -115,8 +115,8 @@ def parse_shard(name: str) -> tuple[int, int]:
 
 def shard_records(records: list[dict[str, Any]], name: str | None) -> list[dict[str, Any]]:
     """The file records of a batch (in `leafFiles` order) that one of its runs answers for: all of them for a
-    run of no shard (or of the one shard `0/1`); for shard i/n, every n-th runnable file from the i-th. Files in a format we cannot decode
-    are no shard's: the batch step settles them before it splits the upload."""
+    run of no shard (or of the one shard `0/1`); for shard i/n, every n-th runnable file from the i-th. Files
+    in a format we cannot decode are no shard's: the batch step settles them before it splits the upload."""
     index, count = parse_shard(name) if name else (0, 1)
     if count == 1:
         return list(records)

@@ -31,9 +31,10 @@ def batch(context: dg.AssetExecutionContext, storage: LeafStorage):
     """One upload: moved out of the inbox, extracted (nested zips, traversal and bomb checks) and scanned.
 
     Every decodable machine file becomes a `machine_files` partition, processed next in the same run
-    (`batchFiles`), or, past LEAF_FILES_PER_RUN files, shared with the shard runs it asks for. Files in a format we recognise but cannot decode are settled here (their
-    members kept, `originalFile` failed with the reason): a run each would only say the same, and an upload
-    of many such files would hold the run queue for nothing."""
+    (`batchFiles`), or, past LEAF_FILES_PER_RUN files, shared with the shard runs it asks for. Files in a
+    format we recognise but cannot decode are settled here (their members kept, `originalFile` failed with
+    the reason): a run each would only say the same, and an upload of many such files would hold the run
+    queue for nothing."""
     store = storage.store()
     outcome = ingest_batch(store, context.partition_key)
     runnable = [f["id"] for f in outcome.files if not f.get("unsupportedReason")]
@@ -72,7 +73,7 @@ def split(context: dg.AssetExecutionContext, store: Storage, runnable: int) -> i
         context.instance.add_run_tags(context.run_id, {SHARD_TAG: run_requests.shard_name(0, count)})
         origin = context.run.tags.get(RECOVERS_TAG) or context.run_id
         run_requests.request_shards(store, context.partition_key, count, origin)
-        context.log.info(f"{runnable} files in {count} runs of at most {-(-runnable // count)} files")
+        context.log.info(f"{runnable} files in {count} runs, this one and {count - 1} asked for")
     return count
 
 
@@ -110,8 +111,8 @@ def batch_files(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.M
         if failure:
             context.log.error(f"{record['fileName']} ({record['id']}): {failure[0]} failed: {failure[1]}")
     final = update_batch_status(store, context.partition_key) or batch
-    metadata = {"file_name": final.get("fileName", ""), "status": final.get("status", "unknown"), "shard": shard or "all",
-                "files_run": len(records), "processed": len(outcomes["processed"]), "failed": len(outcomes["failed"]),
+    metadata = {"file_name": final.get("fileName", ""), "status": final.get("status", "unknown"),
+                "shard": shard or "all", "files_run": len(records), "processed": len(outcomes["processed"]), "failed": len(outcomes["failed"]),
                 "failed_files": dg.MetadataValue.md("\n".join(f"- {name}" for name in outcomes["failed"]) or "none")}
     if outcomes["failed"]:
         # the run fails, so that each failed file's failed step shows failed in the UI (checks.plan)
