@@ -10,6 +10,11 @@ root in its own session (process group). The upload is dropped into the inbox on
 ticked; the clock stops when the batch record is PROCESSED/FAILED and every file record has a final status
 (both written by status_sensor). The daemon's whole process group is then stopped: SIGTERM, a grace period,
 then SIGKILL to every process left in the group or descended from the daemon, by pid.
+
+`workers` runs the same upload through the daemon with runs executed by Celery workers (`celery -A
+leaf_dagster.worker worker --concurrency 1`, as on several machines), on one worker and then on two, each time
+with LEAF_FILES_PER_RUN set so that the upload is split over several runs, on a PostgreSQL instance of its own,
+RabbitMQ with a queue of its own (deleted at the end) and Redis as the result backend.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,12 +33,17 @@ from typing import Any
 
 import yaml
 
-from leaf_dagster.instance import PG_PARTS_ENV, PG_URL_ENV
+from leaf_dagster.instance import (CELERY_BACKEND_ENV, CELERY_BROKER_ENV, CELERY_QUEUE_ENV, FILES_PER_RUN_ENV,
+                                   PG_PARTS_ENV, PG_URL_ENV)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout: dagster.yaml, workspace.yaml
 FINAL_FILE_STATES = {"processed", "failed"}
 FINAL_BATCH_STATES = {"PROCESSED", "FAILED"}
 READY_MARKERS = ("Checking for new runs for sensor: inbox_sensor", "Sensor inbox_sensor skipped")
+WORKER_READY = (" ready.",)  # celery's line once a worker consumes its queue
+# The broker and result backend of the workers' measurement: LEAF_CELERY_BROKER_URL and LEAF_CELERY_BACKEND_URL
+# when set, else RabbitMQ and Redis on this machine.
+LOCAL_BROKER, LOCAL_BACKEND = "pyamqp://guest:guest@127.0.0.1:5672//", "redis://127.0.0.1:6379/0"
 LEAF_USER, PROVIDER = "bench", "JohnDeere"
 
 Log = Callable[[str], None]
@@ -317,8 +328,86 @@ def through_daemon(upload: Path, work: Path, expected_files: int, timeout: float
     return result
 
 
+def through_workers(upload: Path, work: Path, expected_files: int, timeout: float, log: Log, workers: int,
+                    files_per_run: int) -> dict[str, Any]:
+    """The upload through the daemon, its runs executed by `workers` Celery workers, split into runs of
+    `files_per_run` files at most; on a PostgreSQL database and a broker queue of its own, both removed at the end."""
+    from .postgres import scratch_database
+
+    base = {k: v for k, v in os.environ.items() if k != PG_URL_ENV and k not in PG_PARTS_ENV.values()}
+    broker = base.get(CELERY_BROKER_ENV) or LOCAL_BROKER
+    queue = f"leaf_bench_{uuid.uuid4().hex[:12]}"
+    env = {**base, CELERY_BROKER_ENV: broker, CELERY_BACKEND_ENV: base.get(CELERY_BACKEND_ENV) or LOCAL_BACKEND,
+           CELERY_QUEUE_ENV: queue, FILES_PER_RUN_ENV: str(files_per_run)}
+    try:
+        with scratch_database("leaf_bench") as url:
+            result = _through_daemon(upload, work / f"workers-{workers}", expected_files, timeout, log,
+                                     {**env, PG_URL_ENV: url}, workers=workers)
+    finally:
+        delete_queue(broker, queue)
+    return {**result, "workers": workers, "files_per_run": files_per_run, "queue": queue}
+
+
+def delete_queue(broker: str, name: str) -> None:
+    """Delete the broker queue `name` (declared by the first worker; absent if none started)."""
+    from kombu import Connection
+
+    with Connection(broker, connect_timeout=5) as connection:
+        try:
+            connection.default_channel.queue_delete(name)
+        except Exception:  # never declared: nothing to delete
+            pass
+
+
+def _start_workers(count: int, work: Path, env: dict[str, str], log: Log) -> list[subprocess.Popen]:
+    """`count` Celery workers, one run at a time each, each in its own session and working folder; returned once
+    every one consumes its queue."""
+    processes = []
+    for number in range(1, count + 1):
+        folder = work / "workers" / f"w{number}"
+        (folder / "tmp").mkdir(parents=True)
+        command = [sys.executable, "-m", "celery", "-A", "leaf_dagster.worker", "worker", "--concurrency", "1",
+                   "--hostname", f"w{number}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+        with open(folder / "worker.log", "wb") as out:
+            processes.append(subprocess.Popen(command, cwd=folder, env={**env, "TMPDIR": str(folder / "tmp")},
+                                              stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                              start_new_session=True, preexec_fn=_die_with_parent))
+    for number, process in enumerate(processes, start=1):
+        if not _wait_for(work / "workers" / f"w{number}" / "worker.log", WORKER_READY, 300, process):
+            raise RuntimeError(f"Celery worker w{number} did not start (exit code {process.poll()}); see "
+                               f"{work / 'workers' / f'w{number}' / 'worker.log'}")
+    log(f"  {count} Celery worker(s) up")
+    return processes
+
+
+def worker_runs(home: Path, dropped_at: float) -> list[dict[str, Any]]:
+    """Each upload run: its shard, the Celery worker that executed it, and when it started and ended (seconds
+    after the drop), from the instance's run storage and event log."""
+    from dagster import DagsterEventType, DagsterInstance
+
+    from leaf_dagster.defs.recovery import SHARD_TAG
+    from leaf_dagster.status import BATCH_JOB
+
+    out = []
+    with DagsterInstance.from_config(str(home)) as instance:
+        for record in instance.get_run_records(ascending=True, order_by="create_timestamp"):
+            run = record.dagster_run
+            if run.job_name != BATCH_JOB:
+                continue
+            workers = []
+            for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT):
+                data = entry.dagster_event.engine_event_data if entry.dagster_event else None
+                worker = (data.metadata or {}).get("Celery worker") if data else None
+                if worker is not None:
+                    workers.append(str(getattr(worker, "value", worker)).split("@", 1)[0])
+            out.append({"shard": run.tags.get(SHARD_TAG, "all"), "workers": workers, "status": run.status.value,
+                        "started_s": record.start_time - dropped_at if record.start_time else None,
+                        "ended_s": record.end_time - dropped_at if record.end_time else None})
+    return out
+
+
 def _through_daemon(upload: Path, work: Path, expected_files: int, timeout: float, log: Log,
-                    env: dict[str, str]) -> dict[str, Any]:
+                    env: dict[str, str], workers: int = 0) -> dict[str, Any]:
     from leaf_dagster.instance import write
 
     home, data = work / "dagster_home", work / "data"
@@ -333,22 +422,30 @@ def _through_daemon(upload: Path, work: Path, expected_files: int, timeout: floa
     result: dict[str, Any] = {"command": " ".join(["dagster-daemon", *command[1:]]), "log": str(log_path)}
     with _environment(env):  # this process reads the same instance: its yaml refers to the environment
         result["storage"] = instance_storage(home)
+        pool: list[subprocess.Popen] = []
         with open(log_path, "wb") as log_file:
-            started = time.perf_counter()
-            process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True,
-                                       preexec_fn=_die_with_parent)
             try:
-                if not _wait_for(log_path, READY_MARKERS, 300, process):
-                    raise RuntimeError(f"dagster-daemon did not tick the inbox sensor (exit code {process.poll()}); "
-                                       f"see {log_path}")
-                result["startup_seconds"] = time.perf_counter() - started
-                log(f"  daemon up in {result['startup_seconds']:.1f} s (pid {process.pid}); dropping the upload")
-                result.update(_drop_and_wait(upload, storage, expected_files, timeout, log))
+                pool = _start_workers(workers, work, env, log) if workers else []
+                started = time.perf_counter()
+                process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log_file,
+                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                           preexec_fn=_die_with_parent)
+                try:
+                    if not _wait_for(log_path, READY_MARKERS, 300, process):
+                        raise RuntimeError(f"dagster-daemon did not tick the inbox sensor (exit code "
+                                           f"{process.poll()}); see {log_path}")
+                    result["startup_seconds"] = time.perf_counter() - started
+                    log(f"  daemon up in {result['startup_seconds']:.1f} s (pid {process.pid}); dropping the upload")
+                    result.update(_drop_and_wait(upload, storage, expected_files, timeout, log))
+                finally:
+                    result["stop"] = stop_daemon(process)
             finally:
-                result["stop"] = stop_daemon(process)
+                for worker in pool:
+                    stop_daemon(worker)
         result["launch"] = launch_settings(home)
         result["runs"] = run_timings(home)
+        if workers and "dropped_at" in result:
+            result["upload_runs"] = worker_runs(home, result["dropped_at"])
     if "dropped_at" in result:
         result["timeline"] = timeline(result)
     return result
@@ -469,4 +566,30 @@ def measure(upload: Path, work: Path, files: int, daemon: bool, timeout: float, 
         out["daemon"] = out["daemons"][chosen]
         if chosen in measured:
             out["overhead_s_per_file"] = measured[chosen]
+    return out
+
+
+def measure_workers(upload: Path, work: Path, files: int, timeout: float, log: Log, files_per_run: int,
+                    counts: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
+    """The upload through the daemon and Celery workers, on each number of workers of `counts`, one after the
+    other, with the same LEAF_FILES_PER_RUN: seconds and files/s for each, and how many times faster the most
+    workers were than one."""
+    out: dict[str, Any] = {"files": files, "files_per_run": files_per_run, "by_workers": {}}
+    for count in counts:
+        log(f"batch of {files} files through the daemon and {count} Celery worker(s), LEAF_FILES_PER_RUN="
+            f"{files_per_run} (timeout {timeout:.0f} s)")
+        try:
+            d = through_workers(upload, work, files, timeout, log, count, files_per_run)
+        except Exception as exc:  # a service down: reported, the other count still measured
+            out["by_workers"][count] = {"error": (str(exc).strip().splitlines() or [type(exc).__name__])[0]}
+            log(f"  failed: {out['by_workers'][count]['error']}")
+            continue
+        if not d["timed_out"] and d["seconds"]:
+            d["files_per_s"] = d["files"] / d["seconds"]
+        out["by_workers"][count] = d
+        log(f"  {d['seconds']:.1f} s, {d['processed']} processed, {d['failed']} failed"
+            + (" (TIMED OUT)" if d["timed_out"] else "") + f"; runs {d.get('upload_runs')}")
+    one, most = out["by_workers"].get(min(counts), {}), out["by_workers"].get(max(counts), {})
+    if one.get("files_per_s") and most.get("files_per_s") and len(counts) > 1:
+        out["speedup"] = most["files_per_s"] / one["files_per_s"]
     return out

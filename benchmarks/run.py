@@ -22,6 +22,11 @@ deterministically, in a temporary folder:
    of --instance (sqlite, postgres or both, one after the other; postgres in a database of its own on
    LEAF_PG_ADMIN_URL's server, created and dropped); overhead per file = (daemon end-to-end - FileSteps time) /
    files, for each; `dagster_overhead_s_per_file` is PostgreSQL's when it was measured, else SQLite's.
+7. workers: the same upload through the daemon with runs executed by Celery workers, on one worker and then on
+   two, split into runs of --files-per-run files (LEAF_FILES_PER_RUN, default 50), on PostgreSQL (LEAF_PG_ADMIN_URL),
+   RabbitMQ and Redis (LEAF_CELERY_BROKER_URL, LEAF_CELERY_BACKEND_URL; default on this machine): seconds and
+   files/s for each, and `workers_speedup`, two workers' files/s over one's. Not with --no-daemon, nor with --quick
+   unless named in --only.
 
 Writes OUT/benchmarks.md and OUT/benchmarks.json; prints the table (or the JSON with --json). Performance is
 measured here, never in timed tests. Progress goes to stderr.
@@ -57,8 +62,8 @@ QUICK = {"points": 100_000, "big_points": 0, "files": 20, "file_points": 504, "t
 TARGETS = {"shapefile_end_to_end_ratio": 3.0, "shapefile_peak_rss_mb": 3072.0, "big_file_ratio": 3.0,
            "big_file_peak_rss_mb": 3072.0, "tlg_records_per_s": 3_000_000.0, "dagster_overhead_s_per_file": 0.25}
 # What can be run on its own (--only, --no-PHASE): the big shapefile, the 5M one, TLG decoding, the ISOXML card,
-# GET /files, the batch (FileSteps, Dagster in-process, sensor + daemon).
-PHASES = ("shapefile", "big", "tlg", "isoxml", "listing", "batch")
+# GET /files, the batch (FileSteps, Dagster in-process, sensor + daemon), the batch on one and two Celery workers.
+PHASES = ("shapefile", "big", "tlg", "isoxml", "listing", "batch", "workers")
 PACKAGES = ("dagster", "geopandas", "shapely", "pyogrio", "pyarrow", "pandas", "numpy", "pyproj", "duckdb", "rasterio",
             "pillow", "pint")
 
@@ -234,8 +239,10 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# leaf-dagster benchmark ({'quick' if report['quick'] else 'full'} run)", "",
         f"Run {report['started']}; phases {', '.join(report['phases']) or 'none'} ("
-        + ", ".join(f"{count:,}-point shapefile" if phase != "batch" else f"{count}-file batch"
-                    for phase, count in (("shapefile", points), ("big", big_points), ("batch", files))
+        + ", ".join({"batch": f"{count}-file batch", "workers": f"{count}-file batch on Celery workers"}.get(
+                        phase, f"{count:,}-point shapefile")
+                    for phase, count in (("shapefile", points), ("big", big_points), ("batch", files),
+                                         ("workers", files))
                     if phase in report["phases"])
         + f"), seed {report['inputs']['seed']}; "
         f"the whole benchmark took {report['duration_s']:.0f} s. Load average (1/5/15 min) at start "
@@ -328,6 +335,8 @@ def markdown(report: dict[str, Any]) -> str:
                       f"tag limit {[(t['key'], t['limit']) for t in limits.get('tag_concurrency_limits', [])]}) hands "
                       f"queued runs to the {launch.get('run_launcher')}, which has the code server start one run worker "
                       f"process per run; the upload's run takes every file through its steps in that process."]
+    if report.get("workers"):
+        lines += ["", *workers_markdown(report["workers"], m)]
     lines += ["", "## Machine", "",
               f"- CPU: {m['cpu_model']}, nproc {m['nproc']}; memory {m['memory_gb']} GB; {m['os']}",
               f"- Python {m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v)]
@@ -336,6 +345,22 @@ def markdown(report: dict[str, Any]) -> str:
     if report.get("errors"):
         lines += ["", "## Errors", ""] + [f"- {k}: {v}" for k, v in report["errors"].items()]
     return "\n".join(lines) + "\n"
+
+
+def workers_markdown(w: dict[str, Any], machine: dict[str, Any]) -> list[str]:
+    """The batch on one and on two Celery workers: a row per number of workers, its runs, and the ratio."""
+    lines = [f"## {w['files']}-file batch on Celery workers (LEAF_FILES_PER_RUN={w['files_per_run']})", "",
+             "| workers | seconds (drop -> every status final) | files/s | runs: shard, worker, start -> end (s) |",
+             "|---:|---:|---:|---|"]
+    for count, part in w["by_workers"].items():
+        runs = "<br>".join(f"{r['shard']} {'+'.join(r['workers']) or '?'} {_num(r['started_s'], 1)} -> "
+                           f"{_num(r['ended_s'], 1)}" for r in part.get("upload_runs") or [])
+        lines.append(f"| {count} | {_num(part.get('seconds'), 1)} | {_num(part.get('files_per_s'), 2)} | "
+                     f"{runs or part.get('error', 'n/a')} |")
+    lines += ["", f"Two workers against one: **{_times(w.get('speedup'))}** the files/s, on a machine with "
+              f"{machine.get('nproc')} cores that the workers share with the daemon, its code server, PostgreSQL, "
+              "RabbitMQ and Redis."]
+    return lines
 
 
 # -- main -------------------------------------------------------------------------------------------------------
@@ -369,6 +394,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the Dagster instance(s) the daemon runs the batch on, comma-separated, of: "
                              + ", ".join(daemon_bench.INSTANCES) + " (default: both when PostgreSQL answers at "
                              "LEAF_PG_ADMIN_URL, else sqlite)")
+    parser.add_argument("--files-per-run", type=int, default=50, metavar="N",
+                        help="LEAF_FILES_PER_RUN of the workers phase: files of the upload per run (default 50)")
     parser.add_argument("--daemon-timeout", type=float, help="seconds to wait for the daemon (default 120 per file, "
                                                              "170 in total with --quick)")
     parser.add_argument("--memory-cap-mb", type=float, default=default_memory_cap_mb(),
@@ -398,6 +425,10 @@ def plan_phases(args: argparse.Namespace, preset: dict[str, Any]) -> tuple[list[
     skipped.update({phase: f"--no-{phase}" for phase in args.skip or []})
     if "big" not in skipped and not preset["big_points"]:
         skipped["big"] = "--quick"
+    if "workers" not in skipped and args.no_daemon:
+        skipped["workers"] = "--no-daemon"
+    elif "workers" not in skipped and args.quick and "workers" not in (args.only or "").split(","):
+        skipped["workers"] = "--quick"
     return [phase for phase in PHASES if phase not in skipped], {p: skipped[p] for p in PHASES if p in skipped}
 
 
@@ -485,6 +516,19 @@ def main(argv: list[str] | None = None) -> int:
                 report["errors"]["listing"] = _first_line(exc)
                 log(f"  listing measurement failed: {_first_line(exc)}")
 
+        timeout = args.daemon_timeout or (170.0 if args.quick else max(600.0, 120.0 * preset["files"]))
+        batch_zip: dict[str, Any] = {}
+
+        def batch_upload() -> Path:
+            """The batch's upload, generated once for the phases that run it."""
+            if not batch_zip:
+                log(f"generating the {preset['files']}-file batch")
+                made = shapefile_bench.in_child(batch_input, str(work / "batch"), preset["files"],
+                                                preset["file_points"], args.seed)
+                report["inputs"].update(batch_seconds=made["seconds"], batch_zip_bytes=made["zip_bytes"])
+                batch_zip.update(made)
+            return Path(batch_zip["zip"])
+
         if "batch" in phases:
             instances = args.instance.split(",") if args.instance else ["sqlite"]
             if not args.instance and not args.no_daemon:
@@ -493,13 +537,8 @@ def main(argv: list[str] | None = None) -> int:
                     report["skipped"]["batch on postgres"] = unreachable
                 else:
                     instances.append("postgres")
-            timeout = args.daemon_timeout or (170.0 if args.quick else max(600.0, 120.0 * preset["files"]))
             try:
-                log(f"generating the {preset['files']}-file batch")
-                batch = shapefile_bench.in_child(batch_input, str(work / "batch"), preset["files"],
-                                                 preset["file_points"], args.seed)
-                report["inputs"].update(batch_seconds=batch["seconds"], batch_zip_bytes=batch["zip_bytes"])
-                report["batch"] = daemon_bench.measure(Path(batch["zip"]), work, preset["files"],
+                report["batch"] = daemon_bench.measure(batch_upload(), work, preset["files"],
                                                        not args.no_daemon, timeout, log,
                                                        dagster_in_process=not args.quick,
                                                        instances=tuple(instances))
@@ -514,6 +553,17 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 report["errors"]["batch"] = _first_line(exc)
                 log(f"  batch measurement failed: {_first_line(exc)}")
+
+        if "workers" in phases:
+            try:
+                report["workers"] = measured_workers = daemon_bench.measure_workers(
+                    batch_upload(), work, preset["files"], timeout, log, args.files_per_run)
+                for count, part in measured_workers["by_workers"].items():
+                    if part.get("error") or part.get("timed_out"):
+                        report["errors"][f"workers_{count}"] = part.get("error") or f"timed out after {timeout:.0f} s"
+            except Exception as exc:
+                report["errors"]["workers"] = _first_line(exc)
+                log(f"  workers measurement failed: {_first_line(exc)}")
     finally:
         if args.keep:
             log(f"work folder kept: {work}")
@@ -550,6 +600,7 @@ def finish(report: dict[str, Any], duration_s: float) -> None:
     report["dagster_overhead_instance"] = (report.get("batch") or {}).get("overhead_instance")
     report["dagster_overhead_s_per_file_by_instance"] = (report.get("batch") or {}).get(
         "overhead_s_per_file_by_instance") or {}
+    report["workers_speedup"] = (report.get("workers") or {}).get("speedup")
     report["files_list_p50_ms"] = (report.get("listing") or {}).get("files_list_p50_ms")
     report["files_list_p95_ms"] = (report.get("listing") or {}).get("files_list_p95_ms")
     report["targets_met"] = {key: _met(key, report[key]) for key in TARGETS}

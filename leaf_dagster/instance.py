@@ -12,6 +12,8 @@ default, and then the file is copied byte for byte. Two things the environment m
   process reading the instance needs the same variables.
 - The run queue's limits: `LEAF_MAX_CONCURRENT_RUNS` (runs at a time), `LEAF_RUNS_PER_OWNER` and
   `LEAF_RUNS_PER_BATCH` (the `leaf/owner` and `leaf/batch_id` tag limits), sized to the machines' cores.
+  `LEAF_FILES_PER_RUN` is no setting of dagster.yaml but of the runs (`files_per_run`, read by the upload's run);
+  it is checked here too, so a bad value stops `make run` before any process starts.
 - Where runs execute. `LEAF_CELERY_BROKER_URL` (RabbitMQ, `pyamqp://user:password@host:5672/vhost`) makes every
   run a Celery task that any worker (`celery -A leaf_dagster.worker worker`, on any host) executes, instead of a
   process on the daemon's machine; `LEAF_CELERY_BACKEND_URL` (Redis, `redis://host:6379/0`) is where workers
@@ -52,6 +54,9 @@ STORAGE_CLASSES = {"run_storage": ("dagster_postgres.run_storage", "PostgresRunS
                    "schedule_storage": ("dagster_postgres.schedule_storage", "PostgresScheduleStorage")}
 # Run queue limits from the environment: the variable, then the tag it limits (None: max_concurrent_runs).
 LIMITS_ENV = {"LEAF_MAX_CONCURRENT_RUNS": None, "LEAF_RUNS_PER_OWNER": "leaf/owner", "LEAF_RUNS_PER_BATCH": "leaf/batch_id"}
+# Files of one upload per run: unset, an upload is one run; set, an upload of more runnable files is split into
+# that many files or fewer per run, so several workers share it (defs/assets/batch.py).
+FILES_PER_RUN_ENV = "LEAF_FILES_PER_RUN"
 CELERY_BROKER_ENV, CELERY_BACKEND_ENV, CELERY_QUEUE_ENV = "LEAF_CELERY_BROKER_URL", "LEAF_CELERY_BACKEND_URL", "LEAF_CELERY_QUEUE"
 # A Redis broker hands an unacknowledged task to a second worker after its visibility timeout: it must outlast
 # the longest run (run_monitoring.max_runtime_seconds stops runs after 3 hours). RabbitMQ ignores it and closes
@@ -130,20 +135,27 @@ def celery_launcher(env: Mapping[str, str]) -> dict[str, Any] | None:
     return {"module": "dagster_celery.launcher", "class": "CeleryRunLauncher", "config": config}
 
 
-def _positive_int(env: Mapping[str, str], name: str) -> int:
+def _positive_int(env: Mapping[str, str], name: str, unit: str = "runs") -> int:
     value = env[name]
     try:
         number = int(value)
     except ValueError:
         number = 0
     if number < 1:
-        raise InstanceConfigError(f"{name}={value!r}: expected a whole number of runs, at least 1")
+        raise InstanceConfigError(f"{name}={value!r}: expected a whole number of {unit}, at least 1")
     return number
+
+
+def files_per_run(env: Mapping[str, str] | None = None) -> int | None:
+    """LEAF_FILES_PER_RUN: the most files of one upload a run takes (None: unset, the whole upload in one run)."""
+    env = os.environ if env is None else env
+    return _positive_int(env, FILES_PER_RUN_ENV, "files") if env.get(FILES_PER_RUN_ENV) else None
 
 
 def settings(env: Mapping[str, str], template: Path = TEMPLATE) -> str:
     """The text of dagster.yaml for this environment: the template itself when nothing is asked of it."""
     text = template.read_text()
+    files_per_run(env)  # checked now, read by the runs
     storage = postgres_storage(env)
     launcher = celery_launcher(env)
     limits = {name: _positive_int(env, name) for name in LIMITS_ENV if env.get(name)}

@@ -2,7 +2,12 @@
 
 The API process writes <data>/requests/<id>.json naming the file ids (and batch ids) to run; the
 `requested_runs_sensor` adds their partitions, starts one run per file (and one batch run per batch) and
-moves the request to requests/done/.
+moves the request to requests/done/. An upload's run split over several runs (LEAF_FILES_PER_RUN) asks for
+its other shares the same way (`request_shards`).
+
+A share ("shard") of an upload is named `i/n`: the upload's runnable files (those not settled in the batch
+step, in `leafFiles` order) whose index modulo n is i. The name alone says which files a shard run takes, so a
+shard run resumed, queued again or re-run from the UI takes the same files whatever the setting is by then.
 """
 
 from __future__ import annotations
@@ -85,6 +90,50 @@ def request_retry(storage: Storage, batch: dict[str, Any]) -> tuple[dict[str, An
     if plan.runs:
         request_runs(storage, plan.file_ids, "retry", [batch["id"]] if plan.rerun_batch else [])
     return mark_retried(storage, batch, plan), plan
+
+
+def shard_count(files: int, per_run: int | None) -> int:
+    """Into how many runs an upload of `files` runnable files is split with `per_run` files at most per run."""
+    return max(1, -(-files // per_run)) if per_run else 1
+
+
+def shard_name(index: int, count: int) -> str:
+    return f"{index}/{count}"
+
+
+def parse_shard(name: str) -> tuple[int, int]:
+    """(i, n) of a shard name `i/n`; ValueError names the value when it is not one."""
+    try:
+        index, count = (int(part) for part in name.split("/"))
+    except ValueError:
+        index, count = -1, 0
+    if not 0 <= index < count:
+        raise ValueError(f"{name!r} is no shard name: expected i/n with 0 <= i < n")
+    return index, count
+
+
+def shard_records(records: list[dict[str, Any]], name: str | None) -> list[dict[str, Any]]:
+    """The file records of a batch (in `leafFiles` order) that one of its runs answers for: all of them for a
+    run of no shard (or of the one shard `0/1`); for shard i/n, every n-th runnable file from the i-th. Files
+    in a format we cannot decode are no shard's: the batch step settles them before it splits the upload."""
+    index, count = parse_shard(name) if name else (0, 1)
+    if count == 1:
+        return list(records)
+    return [r for r in records if not r.get("unsupportedReason")][index::count]
+
+
+def request_shards(storage: Storage, batch_id: str, count: int, origin: str) -> str:
+    """Ask for shards 1 to count-1 of the batch (the asking run does shard 0). `origin` names the upload's run
+    (its first attempt, for a run queued again): the request's id and the run keys derive from it, so asking
+    again for the same run writes the same request and starts no shard twice."""
+    request_id = f"shards-{batch_id}-{origin}"
+    target = storage.root / "requests" / f"{request_id}.json"
+    with storage.atomic_path(target) as tmp:
+        tmp.write_text(json.dumps({"id": request_id, "fileIds": [], "batchIds": [], "reason": "shard",
+                                   "shards": {"batchId": batch_id, "names": [shard_name(i, count)
+                                                                             for i in range(1, count)]},
+                                   "created": utc_now()}))
+    return request_id
 
 
 def pending(storage: Storage) -> list[tuple[Path, dict[str, Any]]]:

@@ -60,17 +60,37 @@ def batch_state(records: list[dict[str, Any]]) -> tuple[str, str | None]:
 
 def set_batch_state(storage: Storage, batch_id: str, status: str, details: str | None = None) -> dict[str, Any] | None:
     """Record a batch's status; a settled one (PROCESSED, FAILED) gets its processed time."""
-    storage.records.put("batches", batch_id, "state", {
-        "status": status, "statusDetails": details, "processedTimestamp": utc_now() if status in SETTLED else None})
+    storage.records.put("batches", batch_id, "state", _state(status, details))
     return storage.records.get("batches", batch_id)
 
 
+def _state(status: str, details: str | None) -> dict[str, Any]:
+    return {"status": status, "statusDetails": details, "processedTimestamp": utc_now() if status in SETTLED else None}
+
+
 def update_batch_status(storage: Storage, batch_id: str) -> dict[str, Any] | None:
-    """The batch's status from its files' (a batch that registered none keeps its own outcome)."""
-    batch = storage.records.get("batches", batch_id)
-    if batch is None or not batch.get("leafFiles"):
-        return batch
-    return set_batch_state(storage, batch_id, *batch_state(storage.records.many("files", batch["leafFiles"])))
+    """The batch's status from its files' (a batch that registered none keeps its own outcome).
+
+    Read and written under the record store's write lock, and a settled status already recorded is kept when
+    no file was settled since: the runs of an upload split over several (LEAF_FILES_PER_RUN) each update it as
+    they end, and however they interleave, the batch is PROCESSING until its last file is settled and is then
+    settled once (one `processedTimestamp`, one overview); a file run later settles it anew."""
+    with storage.records.connect() as con:
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            batch = storage.records.get("batches", batch_id)
+            if batch is not None and batch.get("leafFiles"):
+                files = storage.records.many("files", batch["leafFiles"])
+                status, details = batch_state(files)
+                settled = batch.get("processedTimestamp") or ""
+                if (batch.get("status"), batch.get("statusDetails")) != (status, details) \
+                        or any(f["updatedTime"] > settled for f in files):
+                    storage.records.put("batches", batch_id, "state", _state(status, details), con=con)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return storage.records.get("batches", batch_id)
 
 
 def failing_step(record: dict[str, Any]) -> tuple[str, str] | None:

@@ -30,7 +30,7 @@ class SensorLoop:
             job_name = run.job_name or sensor.job_name
             self.definitions.resolve_job_def(job_name).execute_in_process(
                 partition_key=run.partition_key, instance=self.instance, tags=run.tags, raise_on_error=False,
-                run_config=QUIET)
+                run_config=QUIET, asset_selection=run.asset_selection)
         return len(result.run_requests or [])
 
     def tick(self) -> int:

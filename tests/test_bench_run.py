@@ -117,15 +117,17 @@ def test_phases_follow_only_and_no_flags() -> None:
     assert _plan() == (list(run.PHASES), {})
     phases, skipped = _plan("--only", "shapefile,big")
     assert phases == ["shapefile", "big"]
-    assert skipped == {p: "not in --only" for p in ("tlg", "isoxml", "listing", "batch")}
+    assert skipped == {p: "not in --only" for p in ("tlg", "isoxml", "listing", "batch", "workers")}
     phases, skipped = _plan("--no-listing", "--no-batch")
-    assert phases == ["shapefile", "big", "tlg", "isoxml"]
+    assert phases == ["shapefile", "big", "tlg", "isoxml", "workers"]
     assert skipped == {"listing": "--no-listing", "batch": "--no-batch"}
+    assert _plan("--no-daemon")[1] == {"workers": "--no-daemon"}
+    assert _plan("--quick", "--only", "workers")[0] == ["workers"]
 
 
 def test_quick_skips_the_5m_case_unless_its_size_is_given() -> None:
     phases, skipped = _plan("--quick")
-    assert "big" not in phases and skipped == {"big": "--quick"}
+    assert "big" not in phases and skipped == {"big": "--quick", "workers": "--quick"}
     assert "big" in _plan("--quick", "--big-points", "1000")[0]
     assert run.FULL["big_points"] == 5_000_000
 
@@ -199,8 +201,10 @@ def test_only_the_shapefile_phases_run_and_the_big_case_is_reported(tmp_path: Pa
     code = run.main(["--only", "shapefile,big", "--points", "1600", "--big-points", "3200", "--out", str(out)])
     assert code == 0
     report = json.loads((out / "benchmarks.json").read_text())
-    assert report["phases"] == ["shapefile", "big"] and set(report["skipped"]) == {"tlg", "isoxml", "listing", "batch"}
-    for key in ("tlg_records_per_s", "dagster_overhead_s_per_file", "files_list_p50_ms", "files_list_p95_ms"):
+    assert report["phases"] == ["shapefile", "big"]
+    assert set(report["skipped"]) == {"tlg", "isoxml", "listing", "batch", "workers"}
+    for key in ("tlg_records_per_s", "dagster_overhead_s_per_file", "files_list_p50_ms", "files_list_p95_ms",
+                "workers_speedup"):
         assert report[key] is None
     big = report["big_file"]
     assert big["points"] == 3200 and report["inputs"]["big_file_points"] == 3200

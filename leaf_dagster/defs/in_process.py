@@ -18,12 +18,13 @@ from dagster import DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
 from .. import merge, run_requests
+from ..run_requests import shard_name
 from ..catalog import refresh_catalog
 from ..ingest.batch import batch_id_for, new_batch
 from ..objects import batch_object, file_object
 from ..status import BATCH_JOB, FILE_JOB, OVERVIEW_JOB, update_batch_status
 from ..storage import Storage
-from .recovery import settle_batch
+from .recovery import SHARD_TAG, settle_batch
 from .resources import bound_to
 from .run_status import record_file_status
 
@@ -98,11 +99,13 @@ def process_upload(upload: Path, storage: Storage, instance: DagsterInstance, *,
 
 def _run_batch(storage: Storage, instance: DagsterInstance, definitions: dg.Definitions, batch_id: str,
                progress: Progress) -> dict[str, Any]:
-    """The upload's run (the batch step and every step of its files). The batch's partition is added
-    first: a throwaway instance (no DAGSTER_HOME) knows no batch received before it."""
+    """The upload's run (the batch step and every step of its files), whole: tagged as the one shard of its
+    upload, as this one process would gain nothing from LEAF_FILES_PER_RUN's shards. The batch's partition is
+    added first: a throwaway instance (no DAGSTER_HOME) knows no batch received before it."""
     instance.add_dynamic_partitions("batches", [batch_id])
     result = definitions.resolve_job_def(BATCH_JOB).execute_in_process(
-        partition_key=batch_id, instance=instance, raise_on_error=False, tags={"leaf/batch_id": batch_id},
+        partition_key=batch_id, instance=instance, raise_on_error=False,
+        tags={"leaf/batch_id": batch_id, SHARD_TAG: shard_name(0, 1)},
         run_config=run_config(definitions))
     settle_batch(instance, storage, result.dagster_run)
     refresh_catalog(storage)  # a view for a point table that got its first output

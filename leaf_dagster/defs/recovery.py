@@ -16,6 +16,10 @@ A run is *lost* when it failed for a reason other than a failed step (its proces
 started, an error in Dagster's machinery): it is queued again once, with a run key naming the lost run
 so that repeated ticks, a restarted daemon or a lost cursor never queue it twice. A run that was itself
 such a second attempt is not queued again; its file then fails with the run's message.
+
+An upload split over several runs (LEAF_FILES_PER_RUN) has one run per shard on its batch partition, each tagged
+`leaf/shard`: a shard run is the latest of its partition and shard, is queued again with its shard and its asset
+selection (so it takes the same files), and when it fails it settles only its own files.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from dagster import DagsterEventType
 from dagster._core.events import JobFailureData, RunFailureReason
 from dagster._core.launcher import DefaultRunLauncher
 
+from ..run_requests import shard_records
 from ..status import BATCH_JOB, FILE_JOB, record_steps, set_batch_state, steps_without_run, update_batch_status
 from ..storage import Storage
 from .queue import BATCH_TAG, OWNER_TAG, PRIORITY_TAG
@@ -36,6 +41,7 @@ from .run_status import latest_run, run_failure_message
 
 JOBS = (FILE_JOB, BATCH_JOB)
 RECOVERS_TAG = "leaf/recovers"
+SHARD_TAG = "leaf/shard"  # `i/n`: the run takes shard i of its upload's n (run_requests.py)
 WORKER_GONE = "The run's process stopped unexpectedly (pid {pid} is gone: the daemon or the machine was " \
               "killed or restarted)"
 
@@ -115,8 +121,11 @@ def failure_reason(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunFailu
 
 
 def is_latest(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
-    partition = run.tags.get("dagster/partition", "")
-    newest = instance.get_runs(dg.RunsFilter(job_name=run.job_name, tags={"dagster/partition": partition}), limit=1)
+    """The newest run of its job on its partition (and shard: the shards of one upload run side by side)."""
+    tags = {"dagster/partition": run.tags.get("dagster/partition", "")}
+    if SHARD_TAG in run.tags:
+        tags[SHARD_TAG] = run.tags[SHARD_TAG]
+    newest = instance.get_runs(dg.RunsFilter(job_name=run.job_name, tags=tags), limit=1)
     return bool(newest) and newest[0].run_id == run.run_id
 
 
@@ -128,18 +137,28 @@ def will_requeue(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
 
 
 def requeue_request(run: dg.DagsterRun) -> dg.RunRequest:
-    """The same job and partition again, in the same place of the fair queue, naming the lost run."""
+    """The same job, partition and assets again (a shard run: its shard's files only), in the same place of the
+    fair queue, naming the lost run."""
     keep = (OWNER_TAG, BATCH_TAG, PRIORITY_TAG)
     tags = {k: v for k, v in run.tags.items() if k in keep or (k.startswith("leaf/") and k != RECOVERS_TAG)}
     return dg.RunRequest(run_key=f"recover:{run.run_id}", job_name=run.job_name,
-                         partition_key=run.tags["dagster/partition"], tags={**tags, RECOVERS_TAG: run.run_id})
+                         partition_key=run.tags["dagster/partition"], tags={**tags, RECOVERS_TAG: run.run_id},
+                         **selection_of(run))
+
+
+def selection_of(run: dg.DagsterRun) -> dict[str, Any]:
+    """The run's asset (and check) selection as RunRequest arguments; none for a run of the whole job."""
+    if not run.asset_selection:
+        return {}
+    return {"asset_selection": list(run.asset_selection), "asset_check_keys": list(run.asset_check_selection or [])}
 
 
 # -- batches of failed batch runs -----------------------------------------------------------------------------
 def settle_batch(instance: dg.DagsterInstance, storage: Storage, run: dg.DagsterRun) -> dict[str, Any] | None:
     """After a batch run failed or was canceled (and will not run again): its batch ends FAILED with the
     reason, so a retry re-runs it. Files it registered before failing that have no run of their own fail
-    with the same reason. Returns the batch record when it changed."""
+    with the same reason: for a shard run, only its shard's files (the other shards' runs settle theirs, and
+    the batch stays PROCESSING until they have). Returns the batch record when it changed."""
     if run.status not in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED) or not is_latest(instance, run):
         return None
     batch = storage.records.get("batches", run.tags.get("dagster/partition", ""))
@@ -150,7 +169,7 @@ def settle_batch(instance: dg.DagsterInstance, storage: Storage, run: dg.Dagster
         shutil.rmtree(storage.extracted_dir(batch["id"]), ignore_errors=True)  # the stored zip stays for a retry
         return set_batch_state(storage, batch["id"], "FAILED", f"{batch['fileName']}: the batch could not be "
                                f"processed ({reason}); retry the batch")
-    for record in storage.records.many("files", batch["leafFiles"]):
+    for record in shard_records(storage.records.many("files", batch["leafFiles"]), run.tags.get(SHARD_TAG)):
         file_id = record["id"]
         if record.get("status") == "processing" and latest_run(instance, FILE_JOB, file_id) is None:
             record_steps(storage, file_id, steps_without_run(f"the batch run failed ({reason})"), run.run_id,

@@ -23,7 +23,7 @@ from .jobs import batch_overview_job, ingest_batch_job, process_file_job
 from .partitions import batches, machine_files
 from .queue import BATCH_TAG, FairQueue
 from .run_status import record_file_status
-from .recovery import JOBS, fail_dead_runs, requeue_request, settle_batch, will_requeue
+from .recovery import JOBS, SHARD_TAG, fail_dead_runs, requeue_request, settle_batch, will_requeue
 from .resources import LeafStorage
 
 # An upload still being written must not be picked up: wait until it has not changed for this long.
@@ -69,7 +69,9 @@ def file_run_tags(queue: FairQueue, store: Storage, file_id: str, **extra: str) 
            default_status=dg.DefaultSensorStatus.RUNNING)
 def requested_runs_sensor(context: dg.SensorEvaluationContext, storage: LeafStorage):
     """Runs asked for over HTTP (merged files, batch retries): one run per file named in a request, and a
-    batch run for each batch whose own step must run again."""
+    batch run for each batch whose own step must run again; and the shard runs an upload's run asked for
+    (`batchFiles` alone, on the batch's partition, tagged with the shard; their run keys name the upload's
+    run, so a request written again starts nothing twice)."""
     store = storage.store()
     queue = FairQueue(context.instance)
     requests, keys = [], []
@@ -80,6 +82,14 @@ def requested_runs_sensor(context: dg.SensorEvaluationContext, storage: LeafStor
                                           partition_key=batch_id,
                                           tags=queue.tags(batch.get("apiOwnerUsername"), batch_id,
                                                           **{"leaf/request": request["reason"]})))
+        shards = request.get("shards") or {}
+        for name in shards.get("names", []):
+            batch = store.records.get("batches", shards["batchId"]) or {}
+            requests.append(dg.RunRequest(run_key=f"{request['id']}:{name}", job_name=BATCH_JOB,
+                                          partition_key=shards["batchId"], asset_selection=[dg.AssetKey("batchFiles")],
+                                          tags=queue.tags(batch.get("apiOwnerUsername"), shards["batchId"], **{
+                                              SHARD_TAG: name, "leaf/request": request["reason"],
+                                              "leaf/upload": str(batch.get("fileName"))[:200]})))
         for file_id in request["fileIds"]:
             keys.append(file_id)
             requests.append(dg.RunRequest(run_key=f"{request['id']}:{file_id}", job_name=FILE_JOB,

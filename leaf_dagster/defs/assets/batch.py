@@ -1,13 +1,25 @@
 """The upload's run: store the zip, extract it safely, detect machine files and register their partitions
-(`batch`), then every step of every file (`batchFiles`); and the batch's overview once its files are settled."""
+(`batch`), then every step of every file (`batchFiles`); and the batch's overview once its files are settled.
 
+With LEAF_FILES_PER_RUN set, an upload of more runnable files than that is split into shards (run_requests.py):
+the upload's run does shard 0 and asks for the others as runs of the same job on the same batch partition with
+only `batchFiles` selected, each tagged with its shard, so that several run workers share one upload. Every shard
+run settles its own files and then the batch's status, which stays PROCESSING until the last shard's files are
+settled."""
+
+
+from typing import Any
 
 import dagster as dg
 
+from ... import run_requests
 from ...ingest.batch import ingest_batch, link_members
+from ...instance import files_per_run
 from ...status import failing_step, overall, overview_rows, record_steps, steps_without_run, update_batch_status
+from ...storage import Storage
 from ..checks import fail, gate, gate_spec
 from ..partitions import batches, machine_files
+from ..recovery import RECOVERS_TAG, SHARD_TAG
 from ..resources import LeafStorage
 from .files import in_batch_run
 
@@ -19,9 +31,10 @@ def batch(context: dg.AssetExecutionContext, storage: LeafStorage):
     """One upload: moved out of the inbox, extracted (nested zips, traversal and bomb checks) and scanned.
 
     Every decodable machine file becomes a `machine_files` partition, processed next in the same run
-    (`batchFiles`). Files in a format we recognise but cannot decode are settled here (their
-    members kept, `originalFile` failed with the reason): a run each would only say the same, and an upload
-    of many such files would hold the run queue for nothing."""
+    (`batchFiles`), or, past LEAF_FILES_PER_RUN files, shared with the shard runs it asks for. Files in a
+    format we recognise but cannot decode are settled here (their members kept, `originalFile` failed with
+    the reason): a run each would only say the same, and an upload of many such files would hold the run
+    queue for nothing."""
     store = storage.store()
     outcome = ingest_batch(store, context.partition_key)
     runnable = [f["id"] for f in outcome.files if not f.get("unsupportedReason")]
@@ -32,6 +45,7 @@ def batch(context: dg.AssetExecutionContext, storage: LeafStorage):
                      update_batch=False)
     if runnable:
         context.instance.add_dynamic_partitions(machine_files.name, runnable)
+    shards = split(context, store, len(runnable))
     final = outcome.batch if outcome.error else update_batch_status(store, context.partition_key) or outcome.batch
     if outcome.error:
         yield from fail(context, gate("has_machine_files", outcome.error, status_details=final.get("statusDetails")),
@@ -40,11 +54,36 @@ def batch(context: dg.AssetExecutionContext, storage: LeafStorage):
         "file_name": final["fileName"], "size_bytes": final["size"],
         "leaf_user_id": final["leafUserId"], "provider": final["provider"],
         "status": final["status"], "machine_files": len(outcome.files), "files_to_run": len(runnable),
+        "runs": shards,
         "files": dg.MetadataValue.md("\n".join(
             f"- `{f['fileFormat']}` {f['fileName']} ({f['id']})" + (f": {f['unsupportedReason']}" if f.get("unsupportedReason") else "")
             for f in outcome.files) or "none"),
     })
     yield gate("has_machine_files", None)
+
+
+def split(context: dg.AssetExecutionContext, store: Storage, runnable: int) -> int:
+    """Into how many runs the upload's files go; past one, this run is tagged shard 0 and the others are asked
+    for. A run queued again after its first attempt was lost keeps that attempt's count (its tags) and asks
+    with that attempt's name, so no shard starts twice; a run of the whole job tagged `0/1` (the CLI's) is
+    never split."""
+    tagged = context.run.tags.get(SHARD_TAG)
+    count = run_requests.parse_shard(tagged)[1] if tagged else run_requests.shard_count(runnable, files_per_run())
+    if count > 1:
+        context.instance.add_run_tags(context.run_id, {SHARD_TAG: run_requests.shard_name(0, count)})
+        origin = context.run.tags.get(RECOVERS_TAG) or context.run_id
+        run_requests.request_shards(store, context.partition_key, count, origin)
+        context.log.info(f"{runnable} files in {count} runs, this one and {count - 1} asked for")
+    return count
+
+
+def shard_files(context: dg.AssetExecutionContext, store: Storage, batch: dict[str, Any]) -> tuple[str | None, list]:
+    """The run's shard (its tag, read from the instance: the batch step of this same run may have set it) and
+    the records of the files it takes: its share of the batch's runnable files, those not settled yet."""
+    run = context.instance.get_run_by_id(context.run_id)
+    shard = (run.tags if run else context.run.tags).get(SHARD_TAG)
+    records = run_requests.shard_records(store.records.many("files", batch.get("leafFiles", [])), shard)
+    return shard, [r for r in records if not r.get("unsupportedReason") and r.get("status", "processing") == "processing"]
 
 
 @dg.asset(key="batchFiles", deps=["batch"], partitions_def=batches, group_name="uploads", kinds={"geoparquet"})
@@ -56,12 +95,12 @@ def batch_files(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.M
     done. A file that fails stops only its own steps; the run then ends failed, naming how many files
     failed, so that each failed step shows failed on its file's partition (`checks.plan`). One run per
     upload instead of one per file saves the launch of a run process and a run's own events for every
-    file. Files already settled (by an earlier attempt of this run, cut short) are left as they are; a
-    single file runs on its own (`process_file`) for retries, merges and re-runs from the UI."""
+    file. A shard run (LEAF_FILES_PER_RUN) takes only its shard's files. Files already settled (by an earlier
+    attempt of this run, cut short) are left as they are; a single file runs on its own (`process_file`) for
+    retries, merges and re-runs from the UI."""
     store = storage.store()
     batch = store.records.get("batches", context.partition_key) or {}
-    records = [r for r in store.records.many("files", batch.get("leafFiles", []))
-               if not r.get("unsupportedReason") and r.get("status", "processing") == "processing"]
+    shard, records = shard_files(context, store, batch)
     outcomes: dict[str, list[str]] = {"processed": [], "failed": []}
     for number, record in enumerate(records, start=1):
         context.log.info(f"[{number}/{len(records)}] {record['fileFormat']} {record['fileName']}")
@@ -73,7 +112,7 @@ def batch_files(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.M
             context.log.error(f"{record['fileName']} ({record['id']}): {failure[0]} failed: {failure[1]}")
     final = update_batch_status(store, context.partition_key) or batch
     metadata = {"file_name": final.get("fileName", ""), "status": final.get("status", "unknown"),
-                "files_run": len(records), "processed": len(outcomes["processed"]), "failed": len(outcomes["failed"]),
+                "shard": shard or "all", "files_run": len(records), "processed": len(outcomes["processed"]), "failed": len(outcomes["failed"]),
                 "failed_files": dg.MetadataValue.md("\n".join(f"- {name}" for name in outcomes["failed"]) or "none")}
     if outcomes["failed"]:
         # the run fails, so that each failed file's failed step shows failed in the UI (checks.plan)
