@@ -19,7 +19,7 @@ import duckdb
 import pytest
 
 from leaf_dagster import ducklake
-from leaf_dagster.defs.in_process import process_upload
+from leaf_dagster.defs.in_process import load_definitions, process_upload, run_files
 from leaf_dagster.ducklake import CATALOG_ENV, DATA_PATH_ENV
 from leaf_dagster.storage import DATA_DIR_ENV, ENDPOINT_ENV, WORK_DIR_ENV, Storage
 
@@ -71,10 +71,26 @@ def test_the_catalog_of_an_upload_on_object_storage_reads_the_same_on_every_host
     assert len(local["standard_points"]) == file["pointCount"] == jd_valid_points(real / MONTANA / JD_WHEAT_ZIP)
     assert list(reader_dir.iterdir()) == []
 
-    data_files = [k for k in bucket_objects(bucket) if k.startswith(f"{PREFIX}/ducklake/")]
+    data_files = _data_files(bucket)
     assert data_files and all(k.endswith(".parquet") for k in data_files)
+
+    # the file run again on the worker, the DuckLake set: its run refreshes it, and once the replaced rows'
+    # snapshots expire their data files go from the bucket
+    monkeypatch.setenv(CATALOG_ENV, database)
+    monkeypatch.setattr(ducklake, "RETENTION", "INTERVAL '0 seconds'")
+    with dg.instance_for_test() as instance:
+        (again,) = run_files(worker, instance, load_definitions(worker), [file["id"]])
+    assert again["status"] == "processed"
+    shared = json.loads(_run(READER, reader_dir, **{CATALOG_ENV: database}))
+    assert shared == json.loads(_run(READER, worker_dir, **{DATA_DIR_ENV: url, WORK_DIR_ENV: str(worker_dir)}))
+    assert shared["files"] != local["files"]  # the records the run changed were taken
+    assert data_files - _data_files(bucket)
     for folder in (worker_dir, sensor_dir, reader_dir):
         assert not list(folder.rglob("ducklake-*")), folder  # DuckLake's data files are objects only
+
+
+def _data_files(bucket: str) -> set[str]:
+    return {k for k in bucket_objects(bucket) if k.startswith(f"{PREFIX}/ducklake/")}
 
 
 def _secret(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, str]:
