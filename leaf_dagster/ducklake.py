@@ -29,12 +29,13 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import duckdb
 
 from .errors import CatalogError
 from .extensions import load_extension
-from .storage import Storage
+from .storage import DATA_DIR_ENV, ENDPOINT_ENV, Storage
 
 CATALOG_ENV = "LEAF_CATALOG"
 DATA_PATH_ENV = "LEAF_CATALOG_DATA_PATH"
@@ -95,6 +96,8 @@ def connect(url: str, *, data_path: str | None = None, read_only: bool = False) 
         load_extension(con, "ducklake")
         if url.startswith("ducklake:postgres:"):
             load_extension(con, "postgres_scanner")
+        if _on_object_storage(data_path):
+            _s3_secret(con)
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 con.execute(attach)
@@ -111,8 +114,39 @@ def connect(url: str, *, data_path: str | None = None, read_only: bool = False) 
     raise AssertionError("unreachable")
 
 
+def _on_object_storage(data_path: str | None) -> bool:
+    """Whether this session reads or writes data files in object storage: its data path is an s3:// URL, or
+    the environment names object storage (the data directory, an endpoint or keys), as it does for a reader
+    on a host of its own, which learns the data path only from the catalog, after DuckDB needs httpfs."""
+    named = (os.environ.get(DATA_DIR_ENV, ""), data_path or "")
+    return any(value.startswith("s3://") for value in named) \
+        or any(os.environ.get(name) for name in (ENDPOINT_ENV, "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID"))
+
+
+def _s3_secret(con: duckdb.DuckDBPyConnection) -> None:
+    """Load httpfs and give this session an S3 secret made from the environment obstore reads (`storage.py`):
+    the endpoint of LEAF_S3_ENDPOINT or AWS_ENDPOINT_URL (path-style URLs, TLS as its scheme says), the
+    region and the keys of the AWS_* variables. The values are bound as parameters, so no SQL text, nor an
+    error quoting it, holds a key; the secret lives in this session only."""
+    load_extension(con, "httpfs")
+    options: dict[str, str | bool | None] = {
+        "KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID"), "SECRET": os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        "SESSION_TOKEN": os.environ.get("AWS_SESSION_TOKEN"),
+        "REGION": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")}
+    endpoint = os.environ.get(ENDPOINT_ENV) or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        parts = urlsplit(endpoint if "//" in endpoint else f"https://{endpoint}")
+        options |= {"ENDPOINT": parts.netloc + parts.path.rstrip("/"), "URL_STYLE": "path",
+                    "USE_SSL": parts.scheme != "http"}
+    named = {key: value for key, value in options.items() if value not in (None, "")}
+    con.execute(f"CREATE SECRET leaf_s3 (TYPE s3{''.join(f', {key} ?' for key in named)})", list(named.values()))
+
+
 def data_path(storage: Storage) -> str:
-    """Where a new DuckLake keeps its data files: ducklake/ in the data directory (the shared storage)."""
+    """Where a new DuckLake keeps its data files: ducklake/ in the data directory (the shared storage), in the
+    bucket itself with object storage."""
+    if storage.objects is not None:
+        return f"{storage.url.rstrip('/')}/ducklake/"
     folder = storage.ducklake_dir
     folder.mkdir(parents=True, exist_ok=True)
     return folder.as_posix().rstrip("/") + "/"
@@ -166,15 +200,11 @@ def _current(con: duckdb.DuckDBPyConnection, storage: Storage, records: Path, re
     output replaced meanwhile is read again at the next refresh."""
     sources, keys, stamps = [], [], []
     for table in point_tables.values():
-        folder = storage.table_dir(table)
-        for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
-            try:
-                stat = path.stat()
-            except FileNotFoundError:  # removed since listed
-                continue
-            sources.append(f"lake/{table}")
-            keys.append(path.stem)
-            stamps.append(f"{stat.st_size}:{stat.st_mtime_ns}")
+        for name, stamp in storage.stamps(storage.table_dir(table)).items():
+            if name.endswith(".parquet"):
+                sources.append(f"lake/{table}")
+                keys.append(name.removesuffix(".parquet"))
+                stamps.append(stamp)
     con.execute("CREATE OR REPLACE TEMP TABLE now_sources (source VARCHAR, key VARCHAR, stamp VARCHAR)")
     con.execute("INSERT INTO now_sources SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::VARCHAR[])",
                 [sources, keys, stamps])
@@ -231,8 +261,15 @@ def _replace(con: duckdb.DuckDBPyConnection, table: str, key: str, source: str, 
 def _outputs(con: duckdb.DuckDBPyConnection, storage: Storage, table: str, source: str, listing: str) -> str:
     """SQL reading the outputs of a lake/ table that the temp table `listing` names (empty if none)."""
     keys = [k for (k,) in con.execute(f"SELECT key FROM {listing} WHERE source = ? ORDER BY key", [source]).fetchall()]
-    paths = ", ".join(_literal(storage.parquet_path(table, k).as_posix()) for k in keys)
+    paths = ", ".join(_literal(_output_location(storage, table, k)) for k in keys)
     return f"SELECT * FROM read_parquet([{paths}], union_by_name = true)"
+
+
+def _output_location(storage: Storage, table: str, key: str) -> str:
+    """Where the refresh reads an output: its file, or with object storage its object (through httpfs), since
+    this host's working folder lacks the outputs that workers on other hosts wrote."""
+    path = storage.parquet_path(table, key)
+    return storage.object_url(path) or path.as_posix()
 
 
 def _sync_once(con: duckdb.DuckDBPyConnection, storage: Storage, records: Path, record_tables: dict[str, RecordTable],

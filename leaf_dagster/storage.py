@@ -38,7 +38,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +50,7 @@ from .identifiers import check_id
 if TYPE_CHECKING:
     import geopandas as gpd
 
+    from obstore import ObjectMeta
     from obstore.store import S3Store
 
     from .records import Records
@@ -215,6 +216,28 @@ class Storage:
         found = self._object(path)
         return found[0].exists(found[1]) if found else path.exists()
 
+    def object_url(self, path: Path) -> str | None:
+        """The s3:// URL of a path's object, for a reader that takes it from the store itself (DuckDB's
+        httpfs); None on a local data directory or for a local-only path."""
+        found = self._object(path)
+        return f"{self.url.rstrip('/')}/{found[1]}" if found else None
+
+    def stamps(self, folder: Path) -> dict[str, str]:
+        """Each file directly in `folder` by name, with a stamp that changes whenever the file does: its size and
+        modification time, or with object storage its object's size and ETag, listed from the store (nothing
+        fetched), so the files other hosts wrote are there too."""
+        if found := self._object(folder):
+            return {meta["path"].rsplit("/", 1)[-1]: f"{meta['size']}:{meta['e_tag']}"
+                    for meta in found[0].listed(found[1])}
+        stamps = {}
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # removed since listed
+                continue
+            stamps[path.name] = f"{stat.st_size}:{stat.st_mtime_ns}"
+        return stamps
+
     def synced(self, folder: Path) -> Path:
         """`folder` with the files of its store folder fetched and the ones gone from the store removed (files
         only this host has, such as an upload still being received, stay)."""
@@ -337,11 +360,8 @@ class ObjectStore:
 
     def sync(self, key: str, folder: Path) -> None:
         """Fetch the objects directly under `key/` that changed; remove copies whose object is gone."""
-        import obstore
-
-        listed = obstore.list_with_delimiter(self.store, key + "/")["objects"]
         names = set()
-        for meta in listed:
+        for meta in self.listed(key):
             name = meta["path"].rsplit("/", 1)[-1]
             names.add(name)
             self.fetch(meta["path"], folder / name, meta["e_tag"])
@@ -352,6 +372,12 @@ class ObjectStore:
             name = gone[len(key) + 1:]
             if "/" not in name and name not in names:
                 self._forget(gone, folder / name)
+
+    def listed(self, key: str) -> "Sequence[ObjectMeta]":
+        """The objects directly under `key/`."""
+        import obstore
+
+        return obstore.list_with_delimiter(self.store, key + "/")["objects"]
 
     def exists(self, key: str) -> bool:
         import obstore

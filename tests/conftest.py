@@ -4,6 +4,7 @@ Hypothesis profile of CI."""
 from __future__ import annotations
 
 import os
+import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,6 +75,43 @@ def storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Storage:
 def instance() -> Iterator[dg.DagsterInstance]:
     with dg.instance_for_test() as inst:
         yield inst
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on a free port of this machine, for the module's tests."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        require("moto's server is not installed (pip install -e '.[dev]')")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    _, port = server.get_host_and_port()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new bucket; returns its name. Endpoint, keys and region come from the environment, as on a real host."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    name = f"leaf-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    return name
+
+
+def bucket_objects(bucket: str) -> dict[str, bytes]:
+    """Every object of the bucket, by its full key."""
+    import boto3
+
+    s3 = boto3.client("s3")
+    listed = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+    return {o["Key"]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed}
 
 
 def make_zip(target: Path, members: dict[str, Path | bytes | str]) -> Path:

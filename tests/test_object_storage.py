@@ -10,9 +10,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import uuid
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -28,49 +26,12 @@ from leaf_dagster.errors import InvalidIdentifier, PathOutsideDataDir
 from leaf_dagster.files import FileSteps
 from leaf_dagster.storage import DATA_DIR_ENV, WORK_DIR_ENV, Storage
 
-from .conftest import JD_WHEAT_ZIP, MONTANA, make_zip, require
+from .conftest import JD_WHEAT_ZIP, MONTANA, bucket_objects, make_zip
 from .sensor_loop import SensorLoop
 from .test_pipeline import jd_valid_points
 
 BASE = "/services/operations/api"
 PREFIX = "data"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """moto's S3 server on a free port of this machine, for the module's tests."""
-    try:
-        from moto.server import ThreadedMotoServer
-    except ImportError:
-        require("moto's server is not installed (pip install -e '.[dev]')")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    _, port = server.get_host_and_port()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A new bucket; returns its name. Endpoint, keys and region come from the environment, as on a real host."""
-    import boto3
-
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    name = f"leaf-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
-    return name
-
-
-def _objects(bucket: str) -> dict[str, bytes]:
-    """Every object of the bucket, by its full key."""
-    import boto3
-
-    s3 = boto3.client("s3")
-    listed = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
-    return {o["Key"]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed}
 
 
 def _host(bucket: str, folder: Path) -> Storage:
@@ -83,10 +44,10 @@ def test_an_atomic_write_is_an_object_with_the_same_bytes(bucket: str, tmp_path:
     with a.atomic_path(target) as tmp:
         tmp.write_bytes(b"PAR1 one")
     assert target.read_bytes() == b"PAR1 one"
-    assert _objects(bucket) == {f"{PREFIX}/lake/standard/f-1.parquet": b"PAR1 one"}
+    assert bucket_objects(bucket) == {f"{PREFIX}/lake/standard/f-1.parquet": b"PAR1 one"}
     with pytest.raises(RuntimeError), a.atomic_path(a.parquet_path("standard", "f-2")):
         raise RuntimeError("the step failed")  # nothing in place, nothing put
-    assert list(_objects(bucket)) == [f"{PREFIX}/lake/standard/f-1.parquet"]
+    assert list(bucket_objects(bucket)) == [f"{PREFIX}/lake/standard/f-1.parquet"]
 
 
 def test_another_host_fetches_sees_an_overwrite_and_a_removal(bucket: str, tmp_path: Path) -> None:
@@ -122,7 +83,7 @@ def test_a_folder_others_write_into_is_synced(bucket: str, tmp_path: Path) -> No
     api.discard(api.inbox / "u1.zip")
     assert [p.name for p in daemon.synced(daemon.inbox).iterdir()] == [".token.part"]
     assert [p.name for p in api.synced(api.inbox).iterdir()] == []
-    assert set(_objects(bucket)) == {f"{PREFIX}/batches/b-1/upload/u1.json"}
+    assert set(bucket_objects(bucket)) == {f"{PREFIX}/batches/b-1/upload/u1.json"}
 
 
 def test_a_run_requested_on_one_host_is_pending_once_on_another(bucket: str, tmp_path: Path) -> None:
@@ -132,7 +93,7 @@ def test_a_run_requested_on_one_host_is_pending_once_on_another(bucket: str, tmp
     assert request["id"] == request_id and request["fileIds"] == ["f-1"]
     run_requests.mark_done(daemon, path)
     assert run_requests.pending(daemon) == [] and run_requests.pending(api) == []
-    assert list(_objects(bucket)) == [f"{PREFIX}/requests/done/{request_id}.json"]
+    assert list(bucket_objects(bucket)) == [f"{PREFIX}/requests/done/{request_id}.json"]
 
 
 def test_fields_added_on_one_host_are_matched_on_another(real: Path, bucket: str, tmp_path: Path) -> None:
@@ -158,7 +119,7 @@ def test_keys_stay_inside_the_prefix(bucket: str, tmp_path: Path) -> None:
     a.records.put("batches", "b-1", "registration", {"id": "b-1"})  # records are not objects
     with a.atomic_path(a.owner_path("alice", "config.json")) as tmp:
         tmp.write_text("{}")
-    assert list(_objects(bucket)) == [f"{PREFIX}/owners/alice/config.json"]
+    assert list(bucket_objects(bucket)) == [f"{PREFIX}/owners/alice/config.json"]
     assert a.fetch(outside).read_bytes() == b"mine"
 
 
@@ -195,7 +156,7 @@ def test_an_upload_processed_on_object_storage_reads_the_same_on_another_host(
     assert file["status"] == "processed" and file["pointCount"] == jd_valid_points(real / MONTANA / JD_WHEAT_ZIP)
     assert [f["id"] for f in local["files"]] == [file["id"]]
 
-    keys = set(_objects(bucket))
+    keys = set(bucket_objects(bucket))
     fid = file["id"]
     assert all(k.startswith(f"{PREFIX}/") for k in keys)
     assert {f"{PREFIX}/lake/{t}/{fid}.parquet" for t in ("raw", "standard", "filtered")} <= keys
@@ -256,10 +217,10 @@ def test_an_upload_to_one_api_host_is_taken_by_the_daemon_of_another(
     (record,) = daemon.records.many("files", batch["leafFiles"])
     assert record["status"] == "processed" and record["pointCount"] == jd_valid_points(real / MONTANA / JD_WHEAT_ZIP)
 
-    keys = set(_objects(bucket))
+    keys = set(bucket_objects(bucket))
     assert not any(k.startswith(f"{PREFIX}/inbox/") for k in keys)  # moved out of the inbox, on every host
     stored = {k for k in keys if k.startswith(f"{PREFIX}/batches/{batch_id}/upload/")}
     assert len(stored) == 2  # the zip and its sidecar
-    sidecar = json.loads(next(v for k, v in _objects(bucket).items() if k in stored and k.endswith(".json")))
+    sidecar = json.loads(next(v for k, v in bucket_objects(bucket).items() if k in stored and k.endswith(".json")))
     assert sidecar["batchId"] == batch_id and sidecar["fileName"] == JD_WHEAT_ZIP
     assert [p.name for p in api.synced(api.inbox).glob("*.zip")] == []
