@@ -1,5 +1,6 @@
 """The record store: each fact has one writer, concurrent writers lose nothing, a file's run reads its source
-once and writes each output once, and a data directory of the JSON layout keeps its records."""
+once and writes each output once, and a data directory of the JSON layout keeps its records. Every test runs
+with the records in SQLite and in PostgreSQL (`records_store`)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ from leaf_dagster.defs.in_process import load_definitions, process_upload, run_f
 from leaf_dagster.fields import add_geojson
 from leaf_dagster.model import FILE_SECTIONS, STEP_ORDER
 from leaf_dagster.objects import file_object
-from leaf_dagster.records import Records
+from leaf_dagster.records import PG_SCHEMA, Records
 from leaf_dagster.storage import Storage
 
 from .conftest import REPO
 
+pytestmark = pytest.mark.usefixtures("records_store")
 JD_SAMPLE = REPO / "data" / "samples" / "jd-wheat-yield-montana-2019.zip"
 
 
@@ -60,23 +62,25 @@ def test_a_field_rematch_during_a_files_run_loses_nothing(storage: Storage, inst
     assert file_object(after)["fields"] == rematched[0]
 
 
-def _write_sections(path: str, record_id: str, sections: list[str], rounds: int) -> None:
-    records = Records(Path(path))
+def _write_sections(path: str, url: str | None, record_id: str, sections: list[str], rounds: int) -> None:
+    records = Records(Path(path), url)
     for number in range(rounds):
         for section in sections:
             key = next(iter(FILE_SECTIONS[section]))
             records.put("files", record_id, section, {key: f"{section}-{number}"})
 
 
-def test_concurrent_writers_of_different_sections_lose_nothing(tmp_path: Path) -> None:
+def test_concurrent_writers_of_different_sections_lose_nothing(tmp_path: Path, records_store: str | None) -> None:
     """Four processes each rewrite their own sections of one record 50 times at once: every section ends
-    with its writer's last value (a read-modify-write of the whole record would drop some)."""
+    with its writer's last value (a read-modify-write of the whole record would drop some), and the list row
+    the triggers keep holds the last writes too."""
     path = tmp_path / "records.sqlite"
-    records = Records(path)
+    records = Records(path, records_store)
     records.put("files", "f", "registration", {"id": "f"})
     writers = [["raw", "standard"], ["filtered", "plausibility"], ["summary", "units"], ["fields", "status"]]
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_write_sections, args=(str(path), "f", sections, 50)) for sections in writers]
+    processes = [context.Process(target=_write_sections, args=(str(path), records_store, "f", sections, 50))
+                 for sections in writers]
     for process in processes:
         process.start()
     for process in processes:
@@ -86,19 +90,24 @@ def test_concurrent_writers_of_different_sections_lose_nothing(tmp_path: Path) -
         for section in sections:
             key = next(iter(FILE_SECTIONS[section]))
             assert records.section("files", "f", section) == {key: f"{section}-49"}
+    assert records.query('SELECT "operationType", "status" FROM file_list', []) == [("standard-49", "status-49")]
 
 
-def test_a_section_refuses_facts_it_does_not_own(tmp_path: Path) -> None:
-    records = Records(tmp_path / "records.sqlite")
+def test_a_section_refuses_facts_it_does_not_own(tmp_path: Path, records_store: str | None) -> None:
+    records = Records(tmp_path / "records.sqlite", records_store)
     with pytest.raises(KeyError, match="fields not in the standard section"):
         records.put("files", "f", "standard", {"pointCount": 3, "fields": []})
 
 
-def test_a_store_removed_while_a_process_lives_is_made_again(tmp_path: Path) -> None:
-    records = Records(tmp_path / "records.sqlite")
+def test_a_store_removed_while_a_process_lives_is_made_again(tmp_path: Path, records_store: str | None) -> None:
+    records = Records(tmp_path / "records.sqlite", records_store)
     records.put("files", "f", "standard", {"pointCount": 3})
-    for path in tmp_path.glob("records.sqlite*"):  # what `make clean-data` does beside a running API
-        path.unlink()
+    if records_store is None:
+        for path in tmp_path.glob("records.sqlite*"):  # what `make clean-data` does beside a running API
+            path.unlink()
+    else:  # the records' schema dropped on the server while this process keeps a connection to it
+        with records.connect() as con:
+            records.execute(con, f"DROP SCHEMA {PG_SCHEMA} CASCADE")
     records.put("files", "g", "standard", {"pointCount": 4})
     assert records.section("files", "g", "standard") == {"pointCount": 4}
     assert records.section("files", "f", "standard") is None
