@@ -346,6 +346,8 @@ class Records:
                     for statement in _list_schema(self._dialect, table):
                         self.execute(con, statement)
                 self.execute(con, "INSERT INTO meta VALUES ('schema', ?)", [str(SCHEMA_VERSION)])
+                if self.url is not None and self.path.exists():
+                    import_sqlite(self, con, Records(self.path))  # the data directory's records so far, once
                 import_json_layout(self, con, self.path.parent)  # the JSON layout's records, once
             self.execute(con, "COMMIT")
         except BaseException:
@@ -440,6 +442,16 @@ class Records:
         """Rows of a read-only query (`?` placeholders) over the tables and the list views."""
         with self.connect() as con:
             return list(self.execute(con, sql, params).fetchall())
+
+
+def import_sqlite(records: Records, con: Connection, source: Records) -> None:
+    """Copy every record of `source` (the SQLite file of a data directory moving to PostgreSQL) into the new store,
+    as stored: the sections' text and the times of their writes unchanged, the list rows made by the triggers.
+    The file is left as it was."""
+    for table, sections in SECTIONS.items():
+        names = ", ".join(["id", "updated_time", *sections])
+        for row in source.query(f"SELECT {names} FROM {table}", []):
+            records.execute(con, f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(row))})", row)
 
 
 # The JSON layout kept one file per record in lake/<table>/; its records move into the store once.
