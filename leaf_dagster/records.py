@@ -88,10 +88,15 @@ class _SQLite:
         return con.execute(sql, list(params))
 
     @staticmethod
-    def begin_create(con: Connection) -> None:
+    def begin(con: Connection) -> None:
+        """Start a write transaction, taking the write lock now (not at its first write, when a reader's snapshot
+        could make it fail)."""
+        con.execute("BEGIN IMMEDIATE")
+
+    def begin_create(self, con: Connection) -> None:
         """Start the transaction that makes the schema, one process at a time."""
         con.execute("PRAGMA journal_mode=WAL")
-        con.execute("BEGIN IMMEDIATE")
+        self.begin(con)
 
     @staticmethod
     def fact(section: str, path: str, kind: str) -> str:
@@ -209,10 +214,13 @@ class _Postgres:
         return cursor
 
     @staticmethod
-    def begin_create(con: Connection) -> None:
+    def begin(con: Connection) -> None:
+        con.cursor().execute("BEGIN")
+
+    def begin_create(self, con: Connection) -> None:
         """Start the transaction that makes the schema, one process at a time (a lock held until it ends)."""
+        self.begin(con)
         cursor = con.cursor()
-        cursor.execute("BEGIN")
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [PG_SCHEMA])
         cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {PG_SCHEMA}")
 
@@ -329,13 +337,31 @@ class Records:
         finally:
             self._dialect.release(con, reusable)
 
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A connection in one write transaction, committed when the block ends and rolled back if it raises: for
+        many records written at once (`put(..., con=...)`), each reader seeing all of them or none."""
+        with self.connect() as con:
+            self._dialect.begin(con)
+            with self._ended(con):
+                yield con
+
+    @contextmanager
+    def _ended(self, con: Connection) -> Iterator[None]:
+        try:
+            yield
+            self.execute(con, "COMMIT")
+        except BaseException:
+            self.execute(con, "ROLLBACK")
+            raise
+
     def execute(self, con: Connection, sql: str, params: Iterable[Any] = ()) -> Any:
         """Run one statement (`?` placeholders) on a connection of this store; returns its cursor."""
         return self._dialect.execute(con, sql, params)
 
     def _create(self, con: Connection) -> None:
         self._dialect.begin_create(con)
-        try:
+        with self._ended(con):
             self.execute(con, "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             row = self.execute(con, "SELECT value FROM meta WHERE key = 'schema'").fetchone()
             if row is None:
@@ -349,10 +375,6 @@ class Records:
                 if self.url is not None and self.path.exists():
                     import_sqlite(self, con, Records(self.path))  # the data directory's records so far, once
                 import_json_layout(self, con, self.path.parent)  # the JSON layout's records, once
-            self.execute(con, "COMMIT")
-        except BaseException:
-            self.execute(con, "ROLLBACK")
-            raise
 
     # -- writing -------------------------------------------------------------------------------
     def put(self, table: str, record_id: str, section: str, doc: dict[str, Any] | None, *,

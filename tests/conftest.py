@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -78,19 +79,29 @@ def records_url_of(scratch_url: str) -> str:
     return "postgresql" + scratch_url.removeprefix(PG_URL_SCHEME)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def records_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
-    """Run a test once with the records in SQLite and once in a PostgreSQL database of its own (LEAF_RECORDS_URL,
-    dropped after the test); yields that URL, or None for SQLite."""
-    if request.param == "sqlite":
+RECORD_STORES = ["sqlite", "postgresql"]
+
+
+@contextmanager
+def records_in(store: str) -> Iterator[str | None]:
+    """For the block, the records in SQLite (yields None) or in a PostgreSQL database of their own, named by
+    LEAF_RECORDS_URL and dropped after it (yields that URL)."""
+    if store == "sqlite":
         yield None
         return
     from benchmarks import postgres
 
     require(postgres.reachable())
-    with postgres.scratch_database("leaf_records") as url:
-        monkeypatch.setenv(RECORDS_URL_ENV, records_url_of(url))
+    with postgres.scratch_database("leaf_records") as url, pytest.MonkeyPatch.context() as patch:
+        patch.setenv(RECORDS_URL_ENV, records_url_of(url))
         yield records_url_of(url)
+
+
+@pytest.fixture(params=RECORD_STORES)
+def records_store(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """Run a test once with the records in SQLite and once in PostgreSQL (`records_in`)."""
+    with records_in(request.param) as url:
+        yield url
 
 
 @pytest.fixture

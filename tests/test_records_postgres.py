@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +17,10 @@ from leaf_dagster.ducklake import CATALOG_ENV
 from leaf_dagster.defs.in_process import process_upload
 from leaf_dagster.model import SECTIONS
 from leaf_dagster.query import list_batches, list_files
-from leaf_dagster.records import RECORDS_URL_ENV, Records
+from leaf_dagster.records import Records
 from leaf_dagster.storage import Storage
 
-from .conftest import REPO, records_url_of, require
+from .conftest import RECORD_STORES, REPO, records_in, records_url_of, require
 from .test_ducklake import _libpq
 
 SAMPLES = REPO / "data" / "samples"
@@ -30,16 +28,6 @@ SAMPLES = REPO / "data" / "samples"
 # tokens, the data directory.
 _VOLATILE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}(:\d{2})?)?|"
                        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\b[0-9a-f]{32}\b")
-
-
-@contextmanager
-def _records_in(store: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
-    """The records in SQLite, or in a PostgreSQL database of their own for the block (yields its scratch URL)."""
-    with postgres.scratch_database("leaf_records") if store == "postgresql" else nullcontext() as url:
-        with monkeypatch.context() as patch:
-            if url:
-                patch.setenv(RECORDS_URL_ENV, records_url_of(url))
-            yield url
 
 
 def _catalog(storage: Storage) -> dict[str, list[str]]:
@@ -89,9 +77,9 @@ def test_a_run_with_records_on_postgresql_shows_what_it_shows_on_sqlite(tmp_path
     require(postgres.reachable())
     uploads = [SAMPLES / "jd-wheat-yield-montana-2019.zip", SAMPLES / "ohio-corn-planting-and-nh3.zip"]
     outcomes = {}
-    for store in ("sqlite", "postgresql"):
+    for store in RECORD_STORES:
         storage = Storage(tmp_path / store)
-        with _records_in(store, monkeypatch) as url, dg.instance_for_test() as instance:
+        with records_in(store) as url, dg.instance_for_test() as instance:
             for upload in uploads:
                 process_upload(upload, storage, instance, leaf_user_id="grower", provider="Other")
             outcomes[store] = _outcome(storage)
