@@ -4,6 +4,7 @@ the same records, the same stored section text (what the API sends), the same li
 from __future__ import annotations
 
 import json
+import multiprocessing
 import re
 from pathlib import Path
 from typing import Any
@@ -114,3 +115,29 @@ def test_a_data_directory_moving_to_postgresql_keeps_its_records(tmp_path: Path)
         assert after.many("files") == before.many("files") and after.many("batches") == before.many("batches")
         after.put("files", "f3", "registration", {"id": "f3"})
     assert before.ids_starting("files", "f") == ["f1"]
+
+
+def _backend_of_a_child(path: str, url: str, answer: Any) -> None:
+    records = Records(Path(path), url)
+    records.put("files", "child", "registration", {"id": "child"})
+    answer.put(records.query("SELECT pg_backend_pid()", [])[0][0])
+
+
+def test_a_forked_child_never_uses_its_parents_connections(tmp_path: Path) -> None:
+    """A process forked (as Celery's workers and Dagster's subprocesses are) while its parent keeps idle connections
+    opens its own: the two never talk over one socket, and the parent's session outlives the child."""
+    require(postgres.reachable())
+    with postgres.scratch_database("leaf_records") as scratch:
+        url = records_url_of(scratch)
+        records = Records(tmp_path / "records.sqlite", url)
+        records.put("files", "parent", "registration", {"id": "parent"})
+        ((parent,),) = records.query("SELECT pg_backend_pid()", [])
+        context = multiprocessing.get_context("fork")
+        answer = context.Queue()
+        child = context.Process(target=_backend_of_a_child, args=(str(records.path), url, answer))
+        child.start()
+        child_backend = answer.get(timeout=60)
+        child.join(timeout=60)
+        assert child.exitcode == 0 and child_backend != parent
+        assert records.query("SELECT pg_backend_pid()", []) == [(parent,)]
+        assert records.ids_starting("files", "") == ["child", "parent"]
