@@ -2,13 +2,13 @@
 shared storage, so SQL users on every host see the same tables (`LEAF_CATALOG=ducklake:postgres:...`).
 
 The local catalog (`catalog.py`) is views over lake/ and the record store, which only the host holding those
-files can read (the records too, unless they are in PostgreSQL). A DuckLake holds tables, so this module copies into them what the local views show, under
-the same names and columns, and keeps the copy current: `sync` compares what the sources hold now (each
-lake/<table>/<id>.parquet by size and modification time, each record by its updated_time) with what the
-lake last took from them (the table leaf_sync.sources, in the same DuckLake), and for every source that
-changed it deletes the rows that source gave before and inserts its rows now, all in one DuckLake
-transaction: a SQL user sees a refresh whole or not at all, and a re-run file replaces its rows instead
-of adding to them.
+files (and records.sqlite, unless the records are in PostgreSQL) can read. A DuckLake holds tables, so this module
+copies into them what the local views show, under the same names and columns, and keeps the copy current:
+`sync` compares what the sources hold now (each lake/<table>/<id>.parquet by size and modification time, each
+record by its updated_time) with what the lake last took from them (the table leaf_sync.sources, in the same
+DuckLake), and for every source that changed it deletes the rows that source gave before and inserts its rows
+now, all in one DuckLake transaction: a SQL user sees a refresh whole or not at all, and a re-run file replaces
+its rows instead of adding to them.
 
 Rows are inserted rather than the Parquet outputs registered in place (`ducklake_add_data_files`): a re-run
 renames a new output over the same path, and DuckLake's metadata about a registered file (its size, row
