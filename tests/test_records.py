@@ -93,6 +93,21 @@ def test_concurrent_writers_of_different_sections_lose_nothing(tmp_path: Path, r
     assert records.query('SELECT "operationType", "status" FROM file_list', []) == [("standard-49", "status-49")]
 
 
+def test_a_reader_in_a_transaction_never_blocks_a_writer(tmp_path: Path, records_store: str | None) -> None:
+    """A reader that keeps its transaction open (a SQL user, a long list) while a record is written: the write
+    goes through at once (a blocked one would wait out its timeout and fail), and the reader goes on."""
+    records = Records(tmp_path / "records.sqlite", records_store)
+    records.put("files", "f", "registration", {"id": "f"})
+    with records.connect() as reader:
+        records.execute(reader, "BEGIN")
+        assert records.execute(reader, "SELECT count(*) FROM file_list").fetchone() == (1,)
+        records.put("files", "g", "registration", {"id": "g"})
+        records.put("files", "f", "status", {"status": "failed"})
+        assert records.execute(reader, "SELECT id FROM files WHERE id = 'f'").fetchone() == ("f",)
+        records.execute(reader, "COMMIT")
+    assert [r["status"] for r in records.many("files")] == ["failed", "processing"]
+
+
 def test_a_section_refuses_facts_it_does_not_own(tmp_path: Path, records_store: str | None) -> None:
     records = Records(tmp_path / "records.sqlite", records_store)
     with pytest.raises(KeyError, match="fields not in the standard section"):
