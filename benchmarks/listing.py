@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 
 from leaf_dagster.model import FILE_SECTIONS, STEP_ORDER
-from leaf_dagster.records import PG_SCHEMA, Records
 from leaf_dagster.storage import Storage
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -204,17 +203,7 @@ def build(sample: Sample, data: Path, facts: list[dict[str, Any]]) -> dict[str, 
     outputs_seconds = time.perf_counter() - started
     refresh_catalog(storage)
     return {"files": len(facts), "records_seconds": records_seconds, "records_per_s": len(facts) / records_seconds,
-            "outputs_seconds": outputs_seconds, "records_mb": _stored_mb(records),
-            "store": "records.sqlite" if records.url is None else "PostgreSQL"}
-
-
-def _stored_mb(records: Records) -> float:
-    """The record store's size: the SQLite file, or the tables and indexes of PostgreSQL's records schema."""
-    if records.url is None:
-        return records.path.stat().st_size / 2**20
-    ((size,),) = records.query("SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n "
-                               "ON n.oid = c.relnamespace WHERE n.nspname = ? AND c.relkind = 'r'", [PG_SCHEMA])
-    return float(size) / 2**20
+            "outputs_seconds": outputs_seconds, "records_mb": records.path.stat().st_size / 2**20}
 
 
 # -- the requests -------------------------------------------------------------------------------------------------
@@ -322,7 +311,7 @@ def markdown(result: dict[str, Any]) -> list[str]:
     lines.append(f"| **all {result['requests']} requests** | {overall} | |")
     made = "; ".join(
         f"{s['files']:,} records ({s['owned_files']:,} of them alice's) made in {s['records_seconds']:.1f} s "
-        f"({s['records_per_s']:,.0f}/s, one transaction; {s['store']} {s['records_mb']:.0f} MiB), outputs "
+        f"({s['records_per_s']:,.0f}/s, one transaction; records.sqlite {s['records_mb']:.0f} MiB), outputs "
         f"linked in {s['outputs_seconds']:.1f} s" for s in sizes)
     catalog = ("existed before and was neither rebuilt nor touched by any request (same size and mtime after)"
                if result["catalog_untouched"] else "**was created or changed during the listing**")
