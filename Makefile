@@ -54,7 +54,7 @@ run: install $(DAGSTER_HOME)/dagster.yaml $(LEAF_DATA_DIR)/.samples-queued
 	  "$(BIN)/leaf-dagster serve --host $(HOST) --port $(API_PORT)"
 
 # `make cluster`: the layout of several machines, as processes on this one. Webserver and daemon on a PostgreSQL
-# instance (CLUSTER_PG_URL, its database created on first start), every run a Celery task (RabbitMQ broker, Redis
+# instance (CLUSTER_PG_URL, its database created on first start, which holds the records too), every run a Celery task (RabbitMQ broker, Redis
 # result backend) executed by one of the workers (CLUSTER_WORKERS, two by default; each name is the worker's Celery
 # node name on this host, which must be unique on the broker, and its working folder under .cluster/), and two API
 # processes (API_PORT, API_PORT2), all sharing the database, the broker and the data directory. On real hosts each
@@ -65,6 +65,7 @@ API_PORT2 ?= 8001
 CLUSTER_PG_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/leaf_dagster
 cluster: export DAGSTER_HOME := $(CLUSTER_DIR)/dagster_home
 cluster: export DAGSTER_PG_URL ?= $(CLUSTER_PG_URL)
+cluster: export LEAF_RECORDS_URL ?= $(subst postgresql+psycopg2:,postgresql:,$(CLUSTER_PG_URL))
 cluster: export LEAF_CELERY_BROKER_URL ?= pyamqp://guest:guest@127.0.0.1:5672//
 cluster: export LEAF_CELERY_BACKEND_URL ?= redis://127.0.0.1:6379/0
 cluster: install $(LEAF_DATA_DIR)/.samples-queued

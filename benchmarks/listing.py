@@ -191,16 +191,10 @@ def build(sample: Sample, data: Path, facts: list[dict[str, Any]]) -> dict[str, 
         storage.table_dir(table).mkdir(parents=True, exist_ok=True)
     failed = failed_steps()
     started = time.perf_counter()
-    with records.connect() as con:
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            for one in facts:
-                for name, doc in _sections(sample, one, failed).items():
-                    records.put("files", one["id"], name, doc, con=con)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+    with records.transaction() as con:
+        for one in facts:
+            for name, doc in _sections(sample, one, failed).items():
+                records.put("files", one["id"], name, doc, con=con)
     records_seconds = time.perf_counter() - started
     started = time.perf_counter()
     source = Storage(sample.root)

@@ -1,7 +1,8 @@
 """The DuckDB catalog `leaf.duckdb`: SQL views over the GeoParquet outputs in lake/ and the record store.
 
-The catalog holds only view definitions, so it never goes stale: the record views read `records.sqlite`
-(through DuckDB's SQLite scanner) and the point views glob lake/<table>/*.parquet when they are queried,
+The catalog holds only view definitions, so it never goes stale: the record views read the record store
+(`records.sqlite` through DuckDB's SQLite scanner, or the PostgreSQL database of LEAF_RECORDS_URL through its
+PostgreSQL scanner) and the point views glob lake/<table>/*.parquet when they are queried,
 so a row appears as soon as the step that owns it has written. The file is rebuilt only when the set of
 views changes (a point table gets its first output), in a temporary file renamed over `leaf.duckdb`: a
 SQL user who has the old catalog open keeps reading it, new readers get the new one, and the pipeline
@@ -23,6 +24,7 @@ import duckdb
 from . import ducklake
 from .extensions import load_extension
 from .model import DEFAULTS, FLOAT, INT, JSON, ROW_FACTS, SECTIONS, TEXT, TEXTS, TS
+from .records import Records
 from .storage import Storage
 
 # point view -> lake table of GeoParquet outputs
@@ -48,18 +50,17 @@ def _fact(section: str, key: str, kind: str, default: object) -> str:
     return f'{value} AS "{key}"'
 
 
-def _record_views(records: Path) -> dict[str, str]:
+def _record_views(records: Records) -> dict[str, str]:
     """The views over the record store: one typed column per fact of `model.py`, and the status, summary,
     units and images of each file as rows."""
-    source = "sqlite_scan('{}', '{}')".format(records.as_posix().replace("'", "''"), "{table}")
     views = {}
     for table in ("files", "batches"):
         columns = ["id"] + [_fact(section, key, kind, DEFAULTS[table].get(key))
                             for section, keys in SECTIONS[table].items() for key, kind in keys.items() if key != "id"]
         columns += [f'TRY_CAST(updated_time AS {kind}) AS "{key}"' for key, kind in ROW_FACTS[table].items()]
-        views[table] = (f"SELECT {', '.join(columns)} FROM {source.format(table=table)} "
+        views[table] = (f"SELECT {', '.join(columns)} FROM {records.scan(table)} "
                         "WHERE registration IS NOT NULL")
-    files = f"{source.format(table='files')} AS f"
+    files = f"{records.scan('files')} AS f"
     views["file_status"] = (
         "SELECT f.id AS \"fileId\", json_extract_string(f.registration, '$.batchId') AS \"batchId\", s.key AS step, "
         "s.value->>'status' AS status, s.value->>'message' AS message, s.value->'details' AS details, "
@@ -96,22 +97,23 @@ def refresh_catalog(storage: Storage) -> None:
     """Make the catalog show the records and every point table with outputs: the DuckLake of LEAF_CATALOG
     when one is named, else leaf.duckdb. Cheap when nothing changed, so it is called after every run.
     Safe to call concurrently."""
-    with storage.records.connect():  # the record store exists before a view reads it
+    records = storage.records
+    with records.connect():  # the record store exists before a view reads it
         pass
     url = ducklake.ducklake_url()
     if url is not None:
-        views = _record_views(storage.records.path)
+        views = _record_views(records)
         tables = {name: ducklake.RecordTable(*RECORD_KEYS[name], sql) for name, sql in views.items()}
-        ducklake.sync(url, storage, storage.records.path, tables, POINT_VIEWS)
+        ducklake.sync(url, storage, records, tables, POINT_VIEWS)
         return
-    _refresh_local(storage)
+    _refresh_local(storage, records)
 
 
-def _refresh_local(storage: Storage) -> None:
+def _refresh_local(storage: Storage, records: Records) -> None:
     """leaf.duckdb: a view for the records and for every point table with outputs, rebuilt only when that
-    set changes."""
+    set changes (a store named by another LEAF_RECORDS_URL is another set)."""
     target = storage.catalog_path
-    views = {**_record_views(storage.records.path), **_point_views(storage)}
+    views = {**_record_views(records), **_point_views(storage)}
     listing = target.with_name(target.name + ".views")
     wanted = "\n".join(f"{name}: {sql}" for name, sql in sorted(views.items()))
     if target.exists() and listing.exists() and listing.read_text() == wanted:
@@ -123,7 +125,7 @@ def _refresh_local(storage: Storage) -> None:
     tmp.unlink()  # DuckDB creates the file itself
     try:
         with duckdb.connect(str(tmp)) as con:
-            load_extension(con, "sqlite_scanner")
+            load_extension(con, records.scanner)
             for name, sql in views.items():
                 con.execute(f"CREATE VIEW {name} AS {sql}")
         os.replace(tmp, target)

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .catalog import query
-from .errors import CatalogError, ConfigError, FieldError, InvalidIdentifier, MergeError, NotFound, QueryError, UsageError
+from .errors import (CatalogError, ConfigError, FieldError, InvalidIdentifier, MergeError, NotFound, QueryError,
+                     RecordsConfigError, UsageError)
 from .identifiers import check_id
 from .objects import batch_object, batch_status, file_object, outside_field_object, status_object, uncovered_files
 from .model import leaf_provider
@@ -417,7 +418,8 @@ def _quiet_stderr(verbose: bool) -> Iterator[TextIO]:
 
 # Errors a user can act on: one line on stderr, and the exit code.
 EXPECTED_ERRORS: dict[type[Exception], int] = {NotFound: 1, UsageError: 2, QueryError: 2, MergeError: 2,
-                                                FieldError: 2, ConfigError: 2, InvalidIdentifier: 2, CatalogError: 2}
+                                                FieldError: 2, ConfigError: 2, InvalidIdentifier: 2, CatalogError: 2,
+                                                RecordsConfigError: 2}
 
 
 def _bench(argv: list[str]) -> int:

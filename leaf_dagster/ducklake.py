@@ -1,14 +1,14 @@
 """The shared SQL catalog: a DuckLake whose metadata lives in PostgreSQL and whose data files live on the
 shared storage, so SQL users on every host see the same tables (`LEAF_CATALOG=ducklake:postgres:...`).
 
-The local catalog (`catalog.py`) is views over lake/ and records.sqlite, which only the host holding those
-files can read. A DuckLake holds tables, so this module copies into them what the local views show, under
-the same names and columns, and keeps the copy current: `sync` compares what the sources hold now (each
-lake/<table>/<id>.parquet by size and modification time, each record by its updated_time) with what the
-lake last took from them (the table leaf_sync.sources, in the same DuckLake), and for every source that
-changed it deletes the rows that source gave before and inserts its rows now, all in one DuckLake
-transaction: a SQL user sees a refresh whole or not at all, and a re-run file replaces its rows instead
-of adding to them.
+The local catalog (`catalog.py`) is views over lake/ and the record store, which only the host holding those
+files (and records.sqlite, unless the records are in PostgreSQL) can read. A DuckLake holds tables, so this module
+copies into them what the local views show, under the same names and columns, and keeps the copy current:
+`sync` compares what the sources hold now (each lake/<table>/<id>.parquet by size and modification time, each
+record by its updated_time) with what the lake last took from them (the table leaf_sync.sources, in the same
+DuckLake), and for every source that changed it deletes the rows that source gave before and inserts its rows
+now, all in one DuckLake transaction: a SQL user sees a refresh whole or not at all, and a re-run file replaces
+its rows instead of adding to them.
 
 Rows are inserted rather than the Parquet outputs registered in place (`ducklake_add_data_files`): a re-run
 renames a new output over the same path, and DuckLake's metadata about a registered file (its size, row
@@ -28,13 +28,13 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import duckdb
 
 from .errors import CatalogError
 from .extensions import load_extension
+from .records import Records
 from .storage import DATA_DIR_ENV, ENDPOINT_ENV, Storage
 
 CATALOG_ENV = "LEAF_CATALOG"
@@ -161,7 +161,7 @@ def query(url: str, sql: str) -> tuple[list[str], list[tuple]]:
         return columns, cursor.fetchall()
 
 
-def sync(url: str, storage: Storage, records: Path, record_tables: dict[str, RecordTable],
+def sync(url: str, storage: Storage, records: Records, record_tables: dict[str, RecordTable],
          point_tables: dict[str, str]) -> int:
     """Bring the DuckLake up to date with the record store `records` and the lake/ outputs; `point_tables`
     maps a table name to its lake/ folder. Returns how many sources (outputs and records) changed."""
@@ -169,7 +169,7 @@ def sync(url: str, storage: Storage, records: Path, record_tables: dict[str, Rec
     for attempt in range(1, ATTEMPTS + 1):
         with connect(url, data_path=data_path(storage)) as con:
             try:
-                load_extension(con, "sqlite_scanner")
+                load_extension(con, records.scanner)
                 while True:
                     done, more = _sync_once(con, storage, records, record_tables, point_tables)
                     total += done
@@ -194,7 +194,7 @@ def _prepare(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"INSERT INTO {SYNC}.state VALUES (0)")
 
 
-def _current(con: duckdb.DuckDBPyConnection, storage: Storage, records: Path, record_tables: dict[str, RecordTable],
+def _current(con: duckdb.DuckDBPyConnection, storage: Storage, records: Records, record_tables: dict[str, RecordTable],
              point_tables: dict[str, str]) -> None:
     """Temp table `now_sources`: every source as it is now. A file's stamp is taken before it is read, so an
     output replaced meanwhile is read again at the next refresh."""
@@ -209,8 +209,7 @@ def _current(con: duckdb.DuckDBPyConnection, storage: Storage, records: Path, re
     con.execute("INSERT INTO now_sources SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::VARCHAR[])",
                 [sources, keys, stamps])
     for source in sorted({t.source for t in record_tables.values()}):
-        con.execute(f"INSERT INTO now_sources SELECT 'records/{source}', id, updated_time "
-                    f"FROM sqlite_scan({_literal(records.as_posix())}, {_literal(source)})")
+        con.execute(f"INSERT INTO now_sources SELECT 'records/{source}', id, updated_time FROM {records.scan(source)}")
 
 
 def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, tuple[str, str]]:
@@ -272,7 +271,7 @@ def _output_location(storage: Storage, table: str, key: str) -> str:
     return storage.object_url(path) or path.as_posix()
 
 
-def _sync_once(con: duckdb.DuckDBPyConnection, storage: Storage, records: Path, record_tables: dict[str, RecordTable],
+def _sync_once(con: duckdb.DuckDBPyConnection, storage: Storage, records: Records, record_tables: dict[str, RecordTable],
                point_tables: dict[str, str]) -> tuple[int, bool]:
     """One commit: the records that changed and up to OUTPUTS_PER_COMMIT outputs, so a first refresh of a
     large lake is committed bit by bit and a refresh cut short keeps what it did. Returns how many sources

@@ -33,6 +33,11 @@ class CatalogError(RuntimeError):
     (CLI exit code 2 for `sql`; raised after a run, whose results are already recorded)."""
 
 
+class RecordsConfigError(ValueError):
+    """records.records_url: LEAF_RECORDS_URL names no PostgreSQL database (raised on the first use of the record
+    store: a CLI exit code 2, an API or step that cannot start)."""
+
+
 class ConfigError(ValueError):
     """config.validate: a configuration value Leaf would refuse (HTTP 400, CLI exit code 2)."""
 

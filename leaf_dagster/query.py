@@ -145,8 +145,9 @@ def list_files(storage: Storage, *, owner: str | None = None, page: Any = None, 
         value = str(filters["standard"]).lower()
         if value not in ("true", "false"):
             raise QueryError(f"standard must be true or false, not {filters['standard']!r}")
-        # a file processed out of standard (outOfStandardOperations) is not standard
-        where.append('coalesce("standardProcessed" and coalesce("standard", 1), 0) = ?')
+        # a file processed out of standard (outOfStandardOperations) is not standard; both are 0/1 columns, so
+        # their product is their AND in SQLite and PostgreSQL alike
+        where.append('coalesce("standardProcessed" * coalesce("standard", 1), 0) = ?')
         params.append(1 if value == "true" else 0)
     return _page(storage, "files", where, params, owner, _order(sort, FILE_SORT_FIELDS, "id"), page_n, size_n)
 

@@ -75,21 +75,15 @@ def update_batch_status(storage: Storage, batch_id: str) -> dict[str, Any] | Non
     no file was settled since: the runs of an upload split over several (LEAF_FILES_PER_RUN) each update it as
     they end, and however they interleave, the batch is PROCESSING until its last file is settled and is then
     settled once (one `processedTimestamp`, one overview); a file run later settles it anew."""
-    with storage.records.connect() as con:
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            batch = storage.records.get("batches", batch_id)
-            if batch is not None and batch.get("leafFiles"):
-                files = storage.records.many("files", batch["leafFiles"])
-                status, details = batch_state(files)
-                settled = batch.get("processedTimestamp") or ""
-                if (batch.get("status"), batch.get("statusDetails")) != (status, details) \
-                        or any(f["updatedTime"] > settled for f in files):
-                    storage.records.put("batches", batch_id, "state", _state(status, details), con=con)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+    with storage.records.locked("batches", batch_id) as con:
+        batch = storage.records.get("batches", batch_id)
+        if batch is not None and batch.get("leafFiles"):
+            files = storage.records.many("files", batch["leafFiles"])
+            status, details = batch_state(files)
+            settled = batch.get("processedTimestamp") or ""
+            if (batch.get("status"), batch.get("statusDetails")) != (status, details) \
+                    or any(f["updatedTime"] > settled for f in files):
+                storage.records.put("batches", batch_id, "state", _state(status, details), con=con)
     return storage.records.get("batches", batch_id)
 
 

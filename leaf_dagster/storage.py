@@ -163,10 +163,11 @@ class Storage:
 
     @property
     def records(self) -> "Records":
-        """The batch and file records (`records.sqlite` in the data directory)."""
-        from .records import Records
+        """The batch and file records: `records.sqlite` in the data directory, or the PostgreSQL database of
+        LEAF_RECORDS_URL when one is named."""
+        from .records import Records, records_url
 
-        return Records(self._inside("records.sqlite"))
+        return Records(self._inside("records.sqlite"), records_url())
 
     # -- atomic writes -------------------------------------------------------------------------
     @contextmanager

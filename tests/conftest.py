@@ -7,12 +7,15 @@ import os
 import uuid
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 import pytest
 from hypothesis import settings
 
+from leaf_dagster.instance import PG_URL_SCHEME
+from leaf_dagster.records import RECORDS_URL_ENV
 from leaf_dagster.storage import DATA_DIR_ENV, Storage
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,9 +29,10 @@ REAL2 = Path(os.environ.get("LEAF_REAL2_DATA", REAL.parent / "real2"))
 settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
-# Tests use the local catalog unless they name a DuckLake themselves: a LEAF_CATALOG of the shell that runs them
-# would otherwise send every test's catalog to that database.
-for _variable in ("LEAF_CATALOG", "LEAF_CATALOG_DATA_PATH"):
+# Tests use the local catalog and the SQLite record store unless they name a DuckLake or a PostgreSQL record store
+# themselves: a LEAF_CATALOG or LEAF_RECORDS_URL of the shell that runs them would otherwise send every test's
+# catalog or records to that database.
+for _variable in ("LEAF_CATALOG", "LEAF_CATALOG_DATA_PATH", "LEAF_RECORDS_URL"):
     os.environ.pop(_variable, None)
 
 # Real files several test modules use (paths relative to REAL).
@@ -69,6 +73,36 @@ def storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Storage:
     data.mkdir()
     monkeypatch.setenv(DATA_DIR_ENV, str(data))
     return Storage(data)
+
+
+def records_url_of(scratch_url: str) -> str:
+    """The libpq URL (LEAF_RECORDS_URL's form) of a scratch database, whose URL names SQLAlchemy's driver."""
+    return "postgresql" + scratch_url.removeprefix(PG_URL_SCHEME)
+
+
+RECORD_STORES = ["sqlite", "postgresql"]
+
+
+@contextmanager
+def records_in(store: str) -> Iterator[str | None]:
+    """For the block, the records in SQLite (yields None) or in a PostgreSQL database of their own, named by
+    LEAF_RECORDS_URL and dropped after it (yields that URL)."""
+    if store == "sqlite":
+        yield None
+        return
+    from benchmarks import postgres
+
+    require(postgres.reachable())
+    with postgres.scratch_database("leaf_records") as url, pytest.MonkeyPatch.context() as patch:
+        patch.setenv(RECORDS_URL_ENV, records_url_of(url))
+        yield records_url_of(url)
+
+
+@pytest.fixture(params=RECORD_STORES)
+def records_store(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """Run a test once with the records in SQLite and once in PostgreSQL (`records_in`)."""
+    with records_in(request.param) as url:
+        yield url
 
 
 @pytest.fixture

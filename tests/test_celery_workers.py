@@ -29,11 +29,12 @@ from benchmarks import postgres
 from benchmarks.daemon import _die_with_parent, stop_daemon
 from leaf_dagster import instance as instance_settings
 from leaf_dagster.defs.recovery import RECOVERS_TAG
+from leaf_dagster.records import RECORDS_URL_ENV
 from leaf_dagster.status import BATCH_JOB
 from leaf_dagster.storage import Storage
 from leaf_dagster.worker import EXECUTED_BY, RESUMED_BY
 
-from .conftest import REPO, require
+from .conftest import REPO, records_url_of, require
 from .test_crash_recovery import FILES, six_shapefiles
 from .test_postgres_instance import mixed_upload
 
@@ -134,7 +135,8 @@ class Cluster:
         self.env = {**os.environ, "DAGSTER_HOME": str(self.home), "LEAF_DATA_DIR": str(self.data),
                     "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
                     instance_settings.PG_URL_ENV: database_url, instance_settings.CELERY_BROKER_ENV: BROKER_URL,
-                    instance_settings.CELERY_BACKEND_ENV: BACKEND_URL, instance_settings.CELERY_QUEUE_ENV: queue}
+                    instance_settings.CELERY_BACKEND_ENV: BACKEND_URL, instance_settings.CELERY_QUEUE_ENV: queue,
+                    RECORDS_URL_ENV: records_url_of(database_url)}  # the records in the same database, as on hosts
         for name in list(self.env):
             if name in instance_settings.PG_PARTS_ENV.values():
                 del self.env[name]

@@ -24,7 +24,7 @@ from leaf_dagster.defs.in_process import merge_files, process_upload, retry_batc
 from leaf_dagster.query import FILE_SORT_FIELDS, list_batches, list_files
 from leaf_dagster.storage import Storage
 
-from .conftest import JD_WHEAT, MONTANA, REPO, make_zip
+from .conftest import JD_WHEAT, MONTANA, RECORD_STORES, REPO, make_zip, records_in
 
 YE = "FarmerB_YE_YLD_2014_sec1west"
 YL18 = "FarmerI_YL18_YLD_2018_henrys"
@@ -52,11 +52,13 @@ class World:
         return self.storage.records.get("files", self.results[key]["files"][0]["id"])
 
 
-@pytest.fixture(scope="module")
-def world(real: Path, tmp_path_factory: pytest.TempPathFactory):
-    w = World(real, tmp_path_factory.mktemp("query"))
-    yield w
-    w.instance_cm.__exit__(None, None, None)
+@pytest.fixture(scope="module", params=RECORD_STORES)
+def world(real: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """The files and fields every test here reads, with the records in SQLite and again in PostgreSQL."""
+    with records_in(request.param):
+        w = World(real, tmp_path_factory.mktemp("query"))
+        yield w
+        w.instance_cm.__exit__(None, None, None)
 
 
 def _boundary(world: World, name: str) -> gpd.GeoDataFrame:
@@ -128,6 +130,7 @@ def test_merge_refusals_name_the_rule(world: World, case: str, rule: str) -> Non
         merge_files(world.storage, world.instance, ids)
 
 
+@pytest.mark.usefixtures("records_store")
 def test_retry_reprocesses_only_what_failed(real: Path, tmp_path: Path) -> None:
     storage = Storage(tmp_path / "data")
     upload = make_zip(tmp_path / "mixed.zip", {

@@ -1,5 +1,6 @@
 """The record store: each fact has one writer, concurrent writers lose nothing, a file's run reads its source
-once and writes each output once, and a data directory of the JSON layout keeps its records."""
+once and writes each output once, and a data directory of the JSON layout keeps its records. Every test runs
+with the records in SQLite and in PostgreSQL (`records_store`)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ from leaf_dagster.defs.in_process import load_definitions, process_upload, run_f
 from leaf_dagster.fields import add_geojson
 from leaf_dagster.model import FILE_SECTIONS, STEP_ORDER
 from leaf_dagster.objects import file_object
-from leaf_dagster.records import Records
+from leaf_dagster.records import PG_SCHEMA, Records
 from leaf_dagster.storage import Storage
 
 from .conftest import REPO
 
+pytestmark = pytest.mark.usefixtures("records_store")
 JD_SAMPLE = REPO / "data" / "samples" / "jd-wheat-yield-montana-2019.zip"
 
 
@@ -60,23 +62,25 @@ def test_a_field_rematch_during_a_files_run_loses_nothing(storage: Storage, inst
     assert file_object(after)["fields"] == rematched[0]
 
 
-def _write_sections(path: str, record_id: str, sections: list[str], rounds: int) -> None:
-    records = Records(Path(path))
+def _write_sections(path: str, url: str | None, record_id: str, sections: list[str], rounds: int) -> None:
+    records = Records(Path(path), url)
     for number in range(rounds):
         for section in sections:
             key = next(iter(FILE_SECTIONS[section]))
             records.put("files", record_id, section, {key: f"{section}-{number}"})
 
 
-def test_concurrent_writers_of_different_sections_lose_nothing(tmp_path: Path) -> None:
+def test_concurrent_writers_of_different_sections_lose_nothing(tmp_path: Path, records_store: str | None) -> None:
     """Four processes each rewrite their own sections of one record 50 times at once: every section ends
-    with its writer's last value (a read-modify-write of the whole record would drop some)."""
+    with its writer's last value (a read-modify-write of the whole record would drop some), and the list row
+    the triggers keep holds the last writes too."""
     path = tmp_path / "records.sqlite"
-    records = Records(path)
+    records = Records(path, records_store)
     records.put("files", "f", "registration", {"id": "f"})
     writers = [["raw", "standard"], ["filtered", "plausibility"], ["summary", "units"], ["fields", "status"]]
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_write_sections, args=(str(path), "f", sections, 50)) for sections in writers]
+    processes = [context.Process(target=_write_sections, args=(str(path), records_store, "f", sections, 50))
+                 for sections in writers]
     for process in processes:
         process.start()
     for process in processes:
@@ -86,19 +90,63 @@ def test_concurrent_writers_of_different_sections_lose_nothing(tmp_path: Path) -
         for section in sections:
             key = next(iter(FILE_SECTIONS[section]))
             assert records.section("files", "f", section) == {key: f"{section}-49"}
+    assert records.query('SELECT "operationType", "status" FROM file_list', []) == [("standard-49", "status-49")]
 
 
-def test_a_section_refuses_facts_it_does_not_own(tmp_path: Path) -> None:
-    records = Records(tmp_path / "records.sqlite")
+def _count_under_lock(path: str, url: str | None, times: int) -> None:
+    records = Records(Path(path), url)
+    for _ in range(times):
+        with records.locked("batches", "b") as con:
+            seen = (records.section("batches", "b", "state") or {}).get("status") or "0"
+            records.put("batches", "b", "state", {"status": str(int(seen) + 1)}, con=con)
+
+
+def test_a_locked_record_is_read_and_written_by_one_process_at_a_time(tmp_path: Path, records_store: str | None) -> None:
+    """Three processes each read a batch's counter, on another connection, and write it plus one, 30 times,
+    under `locked` (as a batch's status is updated by the runs of a split upload): no increment is lost."""
+    path = tmp_path / "records.sqlite"
+    records = Records(path, records_store)
+    records.put("batches", "b", "state", {"status": "0"})
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_count_under_lock, args=(str(path), records_store, 30)) for _ in range(3)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+        assert process.exitcode == 0
+    assert records.section("batches", "b", "state") == {"status": "90"}
+
+
+def test_a_reader_in_a_transaction_never_blocks_a_writer(tmp_path: Path, records_store: str | None) -> None:
+    """A reader that keeps its transaction open (a SQL user, a long list) while a record is written: the write
+    goes through at once (a blocked one would wait out its timeout and fail), and the reader goes on."""
+    records = Records(tmp_path / "records.sqlite", records_store)
+    records.put("files", "f", "registration", {"id": "f"})
+    with records.connect() as reader:
+        records.execute(reader, "BEGIN")
+        assert records.execute(reader, "SELECT count(*) FROM file_list").fetchone() == (1,)
+        records.put("files", "g", "registration", {"id": "g"})
+        records.put("files", "f", "status", {"status": "failed"})
+        assert records.execute(reader, "SELECT id FROM files WHERE id = 'f'").fetchone() == ("f",)
+        records.execute(reader, "COMMIT")
+    assert [r["status"] for r in records.many("files")] == ["failed", "processing"]
+
+
+def test_a_section_refuses_facts_it_does_not_own(tmp_path: Path, records_store: str | None) -> None:
+    records = Records(tmp_path / "records.sqlite", records_store)
     with pytest.raises(KeyError, match="fields not in the standard section"):
         records.put("files", "f", "standard", {"pointCount": 3, "fields": []})
 
 
-def test_a_store_removed_while_a_process_lives_is_made_again(tmp_path: Path) -> None:
-    records = Records(tmp_path / "records.sqlite")
+def test_a_store_removed_while_a_process_lives_is_made_again(tmp_path: Path, records_store: str | None) -> None:
+    records = Records(tmp_path / "records.sqlite", records_store)
     records.put("files", "f", "standard", {"pointCount": 3})
-    for path in tmp_path.glob("records.sqlite*"):  # what `make clean-data` does beside a running API
-        path.unlink()
+    if records_store is None:
+        for path in tmp_path.glob("records.sqlite*"):  # what `make clean-data` does beside a running API
+            path.unlink()
+    else:  # the records' schema dropped on the server while this process keeps a connection to it
+        with records.connect() as con:
+            records.execute(con, f"DROP SCHEMA {PG_SCHEMA} CASCADE")
     records.put("files", "g", "standard", {"pointCount": 4})
     assert records.section("files", "g", "standard") == {"pointCount": 4}
     assert records.section("files", "f", "standard") is None
