@@ -19,6 +19,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,11 +37,12 @@ from leaf_dagster.catalog import query
 from leaf_dagster.defs.in_process import process_upload
 from leaf_dagster.defs.recovery import RECOVERS_TAG
 from leaf_dagster.objects import status_object
+from leaf_dagster.records import RECORDS_URL_ENV
 from leaf_dagster.status import BATCH_JOB, FILE_JOB, OVERVIEW_JOB
 from leaf_dagster.storage import DEFAULT_OWNER, Storage
 from leaf_dagster.worker import EXECUTED_BY
 
-from .conftest import REPO, require
+from .conftest import REPO, records_url_of, require
 from .test_api import BASE
 from .test_celery_workers import BACKEND_URL, BROKER_URL, delete_queue, engine_messages, unreachable
 from .test_make_run import free_port, kill_all, processes_with
@@ -127,6 +129,7 @@ def layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Layout]:
         for name in instance_settings.PG_PARTS_ENV.values():
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv(instance_settings.PG_URL_ENV, url)
+        monkeypatch.setenv(RECORDS_URL_ENV, records_url_of(url))  # the layout's records, in its database
         for name in (instance_settings.CELERY_BROKER_ENV, instance_settings.CELERY_BACKEND_ENV,
                      instance_settings.CELERY_QUEUE_ENV):
             monkeypatch.setenv(name, env[name])
@@ -144,6 +147,14 @@ def layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Layout]:
             process.wait(timeout=STOP_SECONDS)
             forget_results(cluster_dir / "dagster_home")
             delete_queue(queue)
+
+
+@contextmanager
+def one_machine() -> Iterator[None]:
+    """For the block, the single machine's default: records in the data directory's SQLite file."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(RECORDS_URL_ENV, raising=False)
+        yield
 
 
 def forget_results(home: Path) -> None:
@@ -231,7 +242,7 @@ def test_a_twenty_file_upload_through_make_cluster_is_processed_once_as_on_one_m
     # the single machine's run of the same upload, in this process while the cluster works on it, on the in-memory
     # instance `leaf-dagster process` uses without DAGSTER_HOME
     single = Storage(tmp_path / "single")
-    with dg.DagsterInstance.ephemeral() as instance:
+    with one_machine(), dg.DagsterInstance.ephemeral() as instance:
         alone = process_upload(upload, single, instance, leaf_user_id=USER, provider=PROVIDER)
         alone_labels = id_labels(single, alone["batch"]["id"])
         alone_materialized = materialized(instance, [r.run_id for r in instance.get_runs()], alone_labels)
@@ -305,7 +316,9 @@ def test_a_twenty_file_upload_through_make_cluster_is_processed_once_as_on_one_m
     assert httpx.get(f"{layout.ui}/server_info", timeout=10).status_code == 200  # the webserver of the layout
 
     # the SQL catalog: every table and row the same, but for ids (relabelled) and the IGNORED columns
-    on_cluster, on_one_machine = catalog(shared, labels), catalog(single, alone_labels)
+    on_cluster = catalog(shared, labels)
+    with one_machine():
+        on_one_machine = catalog(single, alone_labels)
     assert sorted(on_cluster) == sorted(on_one_machine)
     for table, rows in on_one_machine.items():
         assert on_cluster[table] == rows, table
