@@ -22,7 +22,7 @@ from shapely import MultiPolygon, Polygon
 
 from .config import effective
 from .derived.filters import cleanup_mask, filtered_mask
-from .derived.geometry import SWATH_COLUMNS, has_heading, metric_crs, point_rectangles, swaths
+from .derived.geometry import has_heading, metric_crs, point_rectangles, table_swaths, table_xy
 from .derived.images import RAMP, aux_xml, covered_pixels, png_bytes, render, with_legend, zip_images
 from .derived.raster import burn_index, covered_polygon, grid_for
 from .derived.plausibility import Plausibility, assess
@@ -246,7 +246,8 @@ class FileSteps:
         yields); the figures are stored on the record (the `files` view in SQL)."""
         crops = self.record.get("crops") or []
         try:
-            result = assess(standard.frame, standard.units, crops[0] if len(crops) == 1 else None)
+            x, y, _ = table_xy(standard)
+            result = assess(standard.columns, standard.units, crops[0] if len(crops) == 1 else None, xy=(x, y))
         except Exception as exc:  # a warning-only check must not fail the file's run
             result = Plausibility(findings=[f"plausibility could not be assessed: {type(exc).__name__}: {exc}"])
         self.put("plausibility", {"plausibility": {"figures": result.figures, "findings": result.findings}})
@@ -262,7 +263,7 @@ class FileSteps:
         """The summary Feature (coverage from the point rectangles) and a small map thumbnail PNG with its
         legend drawn under it; the legend (property, unit, ramp, range) is also stored as `mapLegend`."""
         frame, units = standard.columns, standard.units  # the standard table's own: no copy
-        covers = swaths(standard.points_with(SWATH_COLUMNS), units)
+        covers = table_swaths(standard, units)
         geometry, area, thumbnail, legend = MultiPolygon(), 0.0, None, None
         if covers.valid.any():
             grid = grid_for(covers)
@@ -296,7 +297,7 @@ class FileSteps:
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-        covers = swaths(table.points_with(SWATH_COLUMNS), units)
+        covers = table_swaths(table, units)
         images: list[dict[str, Any]] = []
         if not covers.valid.any():
             self.put("images", {"images": images})

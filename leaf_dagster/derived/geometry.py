@@ -11,14 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 from pyproj import CRS, Transformer
 
+from ..geoparquet import point_xy, total_bounds
 from ..standard.units import convert, is_known
+
+if TYPE_CHECKING:
+    from ..model import PointTable
 
 FALLBACK_WIDTH_M = 9.144  # 30 ft, Leaf's working width when none is known
 
@@ -65,14 +70,14 @@ class Swaths:
                 np.maximum(np.maximum(c[:, 0, 1], c[:, 1, 1]), np.maximum(c[:, 2, 1], c[:, 3, 1])))
 
 
-def metres(frame: gpd.GeoDataFrame, units: dict[str, str], prop: str) -> np.ndarray | None:
+def metres(frame: pd.DataFrame, units: dict[str, str], prop: str) -> np.ndarray | None:
     """A length property's values in metres, or None when the frame lacks it or its unit is unknown."""
     if prop not in frame.columns or not is_known(units.get(prop)):
         return None
     return np.asarray(convert(frame[prop].to_numpy(dtype=float), units[prop], "m"), dtype=float)
 
 
-def has_heading(frame: gpd.GeoDataFrame) -> bool:
+def has_heading(frame: pd.DataFrame) -> bool:
     """Whether swaths point the way the heading column says (any heading logged), not from point to point: one
     decision for the whole file, so its chunks' polygons and its swaths agree."""
     return "heading" in frame.columns and bool(frame["heading"].notna().any())
@@ -114,23 +119,46 @@ def swaths(frame: gpd.GeoDataFrame, units: dict[str, str], crs: CRS | None = Non
     before; for a frame that is a chunk of a file, `before` is the file's point before it (lon/lat), so the
     chunks get the directions of the whole file."""
     crs = crs or metric_crs(frame)
-    x, y = projected_xy(frame, crs)
-    n = len(frame)
-    width = metres(frame, units, "equipmentWidth")
-    area = frame["area"].to_numpy(dtype=float) if "area" in frame.columns else np.full(n, np.nan)
+    return _swaths(*projected_xy(frame, crs), crs, frame, units, frame.crs, heading, before)
+
+
+def table_xy(table: PointTable) -> tuple[np.ndarray, np.ndarray, CRS]:
+    """A point table's rows projected to their metric CRS (`metric_crs`), and that CRS, from the coordinates
+    its encoded points carry: no geometry object per point (building a million of them takes longer than
+    the arithmetic the steps do with them)."""
+    lon, lat = point_xy(table.geometry)
+    extent = shapely.box(*total_bounds(table.geometry[1]))  # what `metric_crs` reads of the points: their bounds
+    crs = metric_crs(gpd.GeoSeries([extent], crs=table.crs))
+    x, y = Transformer.from_crs(table.crs, crs, always_xy=True).transform(lon, lat)
+    return x, y, crs
+
+
+def table_swaths(table: PointTable, units: dict[str, str]) -> Swaths:
+    """`swaths` of a point table's rows, in their metric CRS."""
+    properties = table.properties[[c for c in SWATH_COLUMNS if c in table.properties.columns]]
+    return _swaths(*table_xy(table), properties if table.keep is None else properties[table.keep], units, table.crs)
+
+
+def _swaths(x: np.ndarray, y: np.ndarray, crs: CRS, properties: pd.DataFrame, units: dict[str, str], source_crs: Any,
+            heading: bool | None = None, before: Any = None) -> Swaths:
+    """`swaths` of the points at `x`, `y` (in the metric `crs`; `before` in `source_crs`) with these
+    `properties`, a row per point."""
+    n = len(properties)
+    width = metres(properties, units, "equipmentWidth")
+    area = properties["area"].to_numpy(dtype=float) if "area" in properties.columns else np.full(n, np.nan)
     if width is None:
         width = np.where(np.isfinite(area) & (area > 0), np.sqrt(area), FALLBACK_WIDTH_M)
     width = np.where(np.isfinite(width) & (width > 0), width, FALLBACK_WIDTH_M)
-    length = metres(frame, units, "distance")
+    length = metres(properties, units, "distance")
     if length is None:
         length = np.where(np.isfinite(area) & (area > 0), area / width, width)
     length = np.where(np.isfinite(length), length, 0.0)
     if heading is None:
-        heading = has_heading(frame)
+        heading = has_heading(properties)
     if heading:
-        theta = np.radians(frame["heading"].to_numpy(dtype=float))
+        theta = np.radians(properties["heading"].to_numpy(dtype=float))
     else:
-        x0, y0 = (np.nan, np.nan) if before is None else Transformer.from_crs(frame.crs, crs, always_xy=True).transform(
+        x0, y0 = (np.nan, np.nan) if before is None else Transformer.from_crs(source_crs, crs, always_xy=True).transform(
             np.array([shapely.get_x(before)]), np.array([shapely.get_y(before)]))
         theta = np.arctan2(np.diff(x, prepend=x0), np.diff(y, prepend=y0))
         if n > 1 and before is None:
