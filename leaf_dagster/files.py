@@ -284,9 +284,10 @@ class FileSteps:
                                 original_operation_data=self.config["originalOperationData"])
         worked = float(convert(frame["area"].sum(), units.get("area", "m2"), "m2")) if "area" in frame.columns else None
         # an unguessable name lets the Dagster UI show the map from the API without a token
-        self.put("summary", {"summary": summary, "areaM2": worked,
-                             "thumbnailToken": uuid.uuid4().hex if thumbnail else None, "mapLegend": legend})
-        match_file(self.storage, self.file_id)
+        section = {"summary": summary, "areaM2": worked, "thumbnailToken": uuid.uuid4().hex if thumbnail else None,
+                   "mapLegend": legend}
+        self.put("summary", section)
+        match_file(self.storage, self.file_id, record={**record, **section})
         return summary, thumbnail
 
     def render_images(self, filtered: PointTable, standard: PointTable) -> list[dict[str, Any]]:
