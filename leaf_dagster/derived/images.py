@@ -8,6 +8,7 @@ and points without a value are transparent (`nv`).
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 import zlib
 from pathlib import Path
@@ -22,6 +23,7 @@ RAMP: dict[str, list[int]] = {"0%": [200, 0, 0], "35%": [255, 40, 0], "45%": [25
                               "65%": [0, 230, 0], "75%": [0, 190, 0], "100%": [0, 130, 0], "nv": [0, 0, 0, 0]}
 _STOPS = np.array([float(k[:-1]) / 100 for k in RAMP if k != "nv"])
 _COLOURS = np.array([v for k, v in RAMP.items() if k != "nv"], dtype=float)
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def colours(fraction: np.ndarray) -> np.ndarray:
@@ -75,11 +77,23 @@ def aux_xml(grid: Grid) -> str:
 
 
 def png_bytes(rgba: np.ndarray) -> bytes:
-    image = Image.fromarray(rgba, mode="RGBA")
-    buffer = io.BytesIO()
-    # fast: run-length deflate suits rows of equal pixels (passes, gaps) and beats level 1 in time and size
-    image.save(buffer, format="PNG", compress_level=1, compress_type=zlib.Z_RLE)
-    return buffer.getvalue()
+    """An RGBA image as PNG, encoded here: each row filtered by PNG's Sub filter (a byte less the same byte of
+    the pixel to its left, so a run of one colour becomes zeros) and deflated run-length at level 1. Pillow
+    tries five filters on every row first, which took longer than the deflating; the pixels are the same."""
+    height, width, _ = rgba.shape
+    rows = np.empty((height, 1 + width * 4), dtype=np.uint8)
+    rows[:, 0] = 1  # the row's filter: Sub
+    pixels = rgba.reshape(height, width * 4)
+    rows[:, 1:5] = pixels[:, :4]
+    np.subtract(pixels[:, 4:], pixels[:, :-4], out=rows[:, 5:])  # modulo 256, as the filter is defined
+    deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    data = deflate.compress(rows.data) + deflate.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8 bits, RGBA, deflate, filters, no interlace
+    return b"".join([_PNG_SIGNATURE, _png_chunk(b"IHDR", header), _png_chunk(b"IDAT", data), _png_chunk(b"IEND", b"")])
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
 
 def with_legend(rgba: np.ndarray, title: str, low: float, high: float, max_side: int = 320) -> bytes:
