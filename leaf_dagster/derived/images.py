@@ -47,8 +47,9 @@ def render(values: np.ndarray, index: np.ndarray,
     """RGBA image of `values` (one per point) through the covering-point `index` raster (`pixels`:
     its `covered_pixels`, when already known).
 
-    Each point is coloured once and its colour, packed in 32 bits, copied to the pixels it covers: a
-    pixel's colour is a function of its point's value only."""
+    Each run of one value in point order is coloured once (the sections logged at one instant share the
+    machine's values: speed, heading, moisture) and its colour, packed in 32 bits, copied to its points and
+    from them to the pixels they cover: a pixel's colour is a function of its point's value only."""
     finite = np.isfinite(values)
     rgba = np.zeros(index.shape + (4,), dtype=np.uint8)
     if not finite.any():
@@ -57,14 +58,20 @@ def render(values: np.ndarray, index: np.ndarray,
     known = values if every else values[finite]
     low, high = float(known.min()), float(known.max())
     span = high - low
-    point_rgba = np.zeros((len(values), 4), dtype=np.uint8)  # transparent where the point has no value
-    rgb = colours((known - low) / span if span > 0 else np.ones(len(known)))
+    starts = np.flatnonzero(np.concatenate(([True], known[1:] != known[:-1])))
+    run_rgba = np.empty((len(starts), 4), dtype=np.uint8)
+    run_rgba[:, :3] = colours((known[starts] - low) / span if span > 0 else np.ones(len(starts)))
+    run_rgba[:, 3] = 255
+    known_colours = run_rgba.view(np.uint32).reshape(-1)
+    if len(starts) < len(known):
+        known_colours = np.repeat(known_colours, np.diff(starts, append=len(known)))
     if every:
-        point_rgba[:, :3], point_rgba[:, 3] = rgb, 255
+        point_colours = known_colours
     else:
-        point_rgba[finite, :3], point_rgba[finite, 3] = rgb, 255
+        point_colours = np.zeros(len(values), dtype=np.uint32)  # transparent where the point has no value
+        point_colours[finite] = known_colours
     positions, owners = pixels if pixels is not None else covered_pixels(index)
-    rgba.reshape(-1, 4).view(np.uint32)[positions, 0] = point_rgba.view(np.uint32)[owners, 0]
+    rgba.view(np.uint32).reshape(-1)[positions] = point_colours[owners]
     return rgba, low, high
 
 
