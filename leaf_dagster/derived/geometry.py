@@ -40,34 +40,34 @@ class Swaths:
     width: np.ndarray
     length: np.ndarray
 
-    @property
+    @cached_property
     def valid(self) -> np.ndarray:
+        """Whether each swath has an extent (computed once: the steps, the grid and the burn all ask)."""
         return np.isfinite(self.x) & np.isfinite(self.y) & np.isfinite(self.ux) & (self.length > 0) & (self.width > 0)
+
+    def _corner_columns(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The x and the y of the corners front-right, front-left, back-left, back-right, an array of each."""
+        hw = self.width / 2.0
+        bx, by = self.x - self.ux * self.length, self.y - self.uy * self.length
+        rx, ry = self.uy * hw, -self.ux * hw  # to the right of travel
+        return [self.x + rx, self.x - rx, bx - rx, bx + rx], [self.y + ry, self.y - ry, by - ry, by + ry]
 
     @cached_property
     def corners(self) -> np.ndarray:
-        """(n, 4, 2) corner coordinates: front-right, front-left, back-left, back-right (computed once: the
-        grid, the burn and the polygon output all read them)."""
-        px, py = self.uy, -self.ux  # to the right of travel
-        hw = self.width / 2.0
-        bx, by = self.x - self.ux * self.length, self.y - self.uy * self.length
-        rx, ry = px * hw, py * hw
+        """(n, 4, 2) corner coordinates: front-right, front-left, back-left, back-right (the polygon output's)."""
+        xs, ys = self._corner_columns()
         out = np.empty((len(self.x), 4, 2))  # written in place: no stack of stacks
-        out[:, 0, 0], out[:, 0, 1] = self.x + rx, self.y + ry
-        out[:, 1, 0], out[:, 1, 1] = self.x - rx, self.y - ry
-        out[:, 2, 0], out[:, 2, 1] = bx - rx, by - ry
-        out[:, 3, 0], out[:, 3, 1] = bx + rx, by + ry
+        for corner, (cx, cy) in enumerate(zip(xs, ys)):
+            out[:, corner, 0], out[:, corner, 1] = cx, cy
         return out
 
     @cached_property
     def bounds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Per swath xmin, ymin, xmax, ymax (element-wise over the four corners: a reduction along the short
-        corner axis is several times slower)."""
-        c = self.corners
-        return (np.minimum(np.minimum(c[:, 0, 0], c[:, 1, 0]), np.minimum(c[:, 2, 0], c[:, 3, 0])),
-                np.minimum(np.minimum(c[:, 0, 1], c[:, 1, 1]), np.minimum(c[:, 2, 1], c[:, 3, 1])),
-                np.maximum(np.maximum(c[:, 0, 0], c[:, 1, 0]), np.maximum(c[:, 2, 0], c[:, 3, 0])),
-                np.maximum(np.maximum(c[:, 0, 1], c[:, 1, 1]), np.maximum(c[:, 2, 1], c[:, 3, 1])))
+        """Per swath xmin, ymin, xmax, ymax (computed once, element-wise over the four corners' columns: no
+        (n, 4, 2) array of them to build and read across)."""
+        (x0, x1, x2, x3), (y0, y1, y2, y3) = self._corner_columns()
+        return (np.minimum(np.minimum(x0, x1), np.minimum(x2, x3)), np.minimum(np.minimum(y0, y1), np.minimum(y2, y3)),
+                np.maximum(np.maximum(x0, x1), np.maximum(x2, x3)), np.maximum(np.maximum(y0, y1), np.maximum(y2, y3)))
 
 
 def metres(frame: pd.DataFrame, units: dict[str, str], prop: str) -> np.ndarray | None:
