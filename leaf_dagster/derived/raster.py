@@ -54,9 +54,10 @@ def burn_index(s: Swaths, grid: Grid) -> np.ndarray:
     """int32 raster of the covering point's row number (-1 where nothing covers the pixel; where several
     do, the latest point's, the highest row).
 
-    Swaths are burnt in groups of one bounding-box shape (columns x rows of pixels), in point order within
-    a group: a group's candidate pixels are its columns broadcast against its rows, so a candidate needs no
-    lookup of its swath's numbers, and a pixel keeps the highest row over all groups."""
+    Swaths are burnt in groups of one bounding-box shape (columns x rows of pixels), and within a group a
+    chunk of swaths at a time, one pixel of their boxes (a column and row offset) at a time: the arithmetic
+    runs over the swaths, long arrays, not over a box's few pixels. A pixel keeps the highest row that covers
+    it over all writes."""
     index = np.full((grid.height, grid.width), -1, dtype=np.int32)
     rows_valid = np.flatnonzero(s.valid)
     if len(rows_valid) == 0:
@@ -68,8 +69,6 @@ def burn_index(s: Swaths, grid: Grid) -> np.ndarray:
     ncols = np.floor((xmax - t.c) / res).astype(np.int64) - col0 + 1
     nrows = np.floor((t.f - ymin) / res).astype(np.int64) - row0 + 1
     col0, row0 = col0.astype(np.int32), row0.astype(np.int32)  # the grid is at most MAX_PIXELS
-    x, y, ux, uy = s.x[rows_valid], s.y[rows_valid], s.ux[rows_valid], s.uy[rows_valid]
-    length, half = s.length[rows_valid], s.width[rows_valid] / 2
     owners = rows_valid.astype(np.int32)
     shape = ncols * (int(nrows.max()) + 1) + nrows
     order = np.argsort(shape, kind="stable")  # point order within a shape
@@ -80,21 +79,24 @@ def burn_index(s: Swaths, grid: Grid) -> np.ndarray:
         step = max(_CHUNK_CANDIDATES // (nc * nr), 1)
         for begin in range(first, end, step):
             m = order[begin:min(begin + step, end)]
-            col = col0[m][:, None] + np.arange(nc, dtype=np.int32)  # (swaths, nc)
-            row = row0[m][:, None] + np.arange(nr, dtype=np.int32)  # (swaths, nr)
-            dx = (t.c + (col + 0.5) * res - x[m][:, None])[:, None, :]
-            dy = (t.f - (row + 0.5) * res - y[m][:, None])[:, :, None]
-            sx, sy = ux[m][:, None, None], uy[m][:, None, None]
-            ahead = dx * sx + dy * sy  # minus the distance behind the front edge
-            across = dx * sy - dy * sx
-            inside = (ahead <= 0) & (ahead >= -length[m][:, None, None]) & (np.abs(across) <= half[m][:, None, None])
-            on_grid = ((row >= 0) & (row < grid.height))[:, :, None] & ((col >= 0) & (col < grid.width))[:, None, :]
-            if not on_grid.all():
-                inside &= on_grid
-            pixel = (row * grid.width)[:, :, None] + col[:, None, :]
-            # in point order: where one write covers a pixel twice, the later (higher) row is written last
-            at, by = pixel[inside], np.broadcast_to(owners[m][:, None, None], inside.shape)[inside]
-            flat[at] = np.maximum(flat[at], by)
+            rows = rows_valid[m]
+            x, y, sx, sy = s.x[rows], s.y[rows], s.ux[rows], s.uy[rows]
+            behind, half, who = -s.length[rows], s.width[rows] / 2, owners[m]
+            cols = [col0[m] + i for i in range(nc)]
+            dxs = [t.c + (col + 0.5) * res - x for col in cols]
+            along_x, across_x = [dx * sx for dx in dxs], [dx * sy for dx in dxs]
+            for j in range(nr):
+                row = row0[m] + j
+                dy = t.f - (row + 0.5) * res - y
+                along_y, across_y = dy * sy, dy * sx
+                for i, col in enumerate(cols):
+                    ahead = along_x[i] + along_y  # minus the distance behind the front edge
+                    across = across_x[i] - across_y
+                    inside = (ahead <= 0) & (ahead >= behind) & (np.abs(across) <= half)
+                    inside &= (row >= 0) & (row < grid.height) & (col >= 0) & (col < grid.width)
+                    # in point order: where one write covers a pixel twice, the later (higher) row is written last
+                    at = row[inside] * grid.width + col[inside]
+                    flat[at] = np.maximum(flat[at], who[inside])
     return index
 
 
