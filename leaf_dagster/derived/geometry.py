@@ -126,8 +126,11 @@ def table_xy(table: PointTable) -> tuple[np.ndarray, np.ndarray, CRS]:
     """A point table's rows projected to their metric CRS (`metric_crs`), and that CRS, from the coordinates
     its encoded points carry: no geometry object per point (building a million of them takes longer than
     the arithmetic the steps do with them)."""
-    lon, lat = point_xy(table.geometry)
-    extent = shapely.box(*total_bounds(table.geometry[1]))  # what `metric_crs` reads of the points: their bounds
+    lon, lat = point_xy(table.points)  # of every row, kept or not: no copy of a subset's encoded points
+    bounds = table.points[1]
+    if table.keep is not None:
+        lon, lat, bounds = lon[table.keep], lat[table.keep], bounds[table.keep]
+    extent = shapely.box(*total_bounds(bounds))  # what `metric_crs` reads of the points: their bounds
     crs = metric_crs(gpd.GeoSeries([extent], crs=table.crs))
     x, y = Transformer.from_crs(table.crs, crs, always_xy=True).transform(lon, lat)
     return x, y, crs
