@@ -45,7 +45,7 @@ class Swaths:
         """Whether each swath has an extent (computed once: the steps, the grid and the burn all ask)."""
         return np.isfinite(self.x) & np.isfinite(self.y) & np.isfinite(self.ux) & (self.length > 0) & (self.width > 0)
 
-    def _corner_columns(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def corner_columns(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """The x and the y of the corners front-right, front-left, back-left, back-right, an array of each."""
         hw = self.width / 2.0
         bx, by = self.x - self.ux * self.length, self.y - self.uy * self.length
@@ -53,19 +53,10 @@ class Swaths:
         return [self.x + rx, self.x - rx, bx - rx, bx + rx], [self.y + ry, self.y - ry, by - ry, by + ry]
 
     @cached_property
-    def corners(self) -> np.ndarray:
-        """(n, 4, 2) corner coordinates: front-right, front-left, back-left, back-right (the polygon output's)."""
-        xs, ys = self._corner_columns()
-        out = np.empty((len(self.x), 4, 2))  # written in place: no stack of stacks
-        for corner, (cx, cy) in enumerate(zip(xs, ys)):
-            out[:, corner, 0], out[:, corner, 1] = cx, cy
-        return out
-
-    @cached_property
     def bounds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per swath xmin, ymin, xmax, ymax (computed once, element-wise over the four corners' columns: no
         (n, 4, 2) array of them to build and read across)."""
-        (x0, x1, x2, x3), (y0, y1, y2, y3) = self._corner_columns()
+        (x0, x1, x2, x3), (y0, y1, y2, y3) = self.corner_columns()
         return (np.minimum(np.minimum(x0, x1), np.minimum(x2, x3)), np.minimum(np.minimum(y0, y1), np.minimum(y2, y3)),
                 np.maximum(np.maximum(x0, x1), np.maximum(x2, x3)), np.maximum(np.maximum(y0, y1), np.maximum(y2, y3)))
 
@@ -175,10 +166,13 @@ def point_rectangles(frame: gpd.GeoDataFrame, units: dict[str, str], crs: CRS | 
     frame's CRS (`crs`, `heading`, `before`: as `swaths`). Corners are projected back as arrays, so no polygon
     object is built per point (the writer encodes the rings as WKB directly)."""
     s = swaths(frame, units, crs, heading, before)
-    rows = np.flatnonzero(s.valid)
-    corners = s.corners[rows]
-    lon, lat = Transformer.from_crs(s.crs, frame.crs, always_xy=True).transform(corners[..., 0], corners[..., 1])
+    valid = s.valid
+    rows = np.flatnonzero(valid)
+    to_frame = Transformer.from_crs(s.crs, frame.crs, always_xy=True)
     rings = np.empty((len(rows), 5, 2))
-    rings[:, :4, 0], rings[:, :4, 1] = lon, lat
+    for corner, (x, y) in enumerate(zip(*s.corner_columns())):  # a corner of every swath at a time: no copies
+        if len(rows) < len(valid):
+            x, y = x[rows], y[rows]
+        rings[:, corner, 0], rings[:, corner, 1] = to_frame.transform(x, y)
     rings[:, 4] = rings[:, 0]
     return rows, rings
