@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -317,8 +318,8 @@ class FileSteps:
         # _IMAGES_IN_FLIGHT images wait, so memory stays a few images whatever the grid
         with ThreadPoolExecutor(max_workers=_IMAGES_IN_FLIGHT) as pool:
             pending: deque[Future[None]] = deque()
-            for column in numeric_properties(table):
-                rgba, low, high = render(table.values(column), index, pixels)
+            for column, values in numeric_properties(table):
+                rgba, low, high = render(values, index, pixels)
                 path = folder / f"{column}.png"
                 pending.append(pool.submit(write, path, rgba))
                 del rgba
@@ -351,11 +352,15 @@ class FileSteps:
         return None
 
 
-def numeric_properties(table: PointTable) -> list[str]:
-    """Properties that get an image: every numeric column with at least one value."""
+def numeric_properties(table: PointTable) -> Iterator[tuple[str, np.ndarray]]:
+    """Properties that get an image, each with its values: every numeric column with at least one value (a
+    column at a time, its values taken from the table's rows once)."""
     frame = table.properties
-    return [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
-            and not pd.api.types.is_bool_dtype(frame[c]) and not np.isnan(table.values(c)).all()]
+    for column in frame.columns:
+        if pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column]):
+            values = table.values(column)
+            if not np.isnan(values).all():
+                yield column, values
 
 
 def _thumbnail_property(frame: gpd.GeoDataFrame) -> str | None:
