@@ -247,8 +247,8 @@ class FileSteps:
         yields); the figures are stored on the record (the `files` view in SQL)."""
         crops = self.record.get("crops") or []
         try:
-            x, y, _ = table_xy(standard)
-            result = assess(standard.columns, standard.units, crops[0] if len(crops) == 1 else None, xy=(x, y))
+            xy = table_xy(standard)[:2] if standard.point_count else None
+            result = assess(standard.columns, standard.units, crops[0] if len(crops) == 1 else None, xy=xy)
         except Exception as exc:  # a warning-only check must not fail the file's run
             result = Plausibility(findings=[f"plausibility could not be assessed: {type(exc).__name__}: {exc}"])
         self.put("plausibility", {"plausibility": {"figures": result.figures, "findings": result.findings}})
