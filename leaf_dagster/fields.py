@@ -202,9 +202,12 @@ def field_object(row: Any) -> dict[str, Any]:
             "geometry": shapely.geometry.mapping(row.geometry)}
 
 
-def match_file(storage: Storage, file_id: str, fields: gpd.GeoDataFrame | None = None) -> None:
-    """Attach a processed file to its user's fields and write its outside-field points (when configured)."""
-    record = storage.records.get("files", file_id) or {}
+def match_file(storage: Storage, file_id: str, fields: gpd.GeoDataFrame | None = None,
+               record: dict[str, Any] | None = None) -> None:
+    """Attach a processed file to its user's fields and write its outside-field points (when configured).
+    `record` is the file's record when the caller holds it: a season-sized file's is megabytes of JSON to read."""
+    if record is None:
+        record = storage.records.get("files", file_id) or {}
     user = record.get("leafUserId")
     summary = record.get("summary")
     if not user or not summary:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from shapely import MultiPolygon, Polygon
 
 from .config import effective
 from .derived.filters import cleanup_mask, filtered_mask
-from .derived.geometry import SWATH_COLUMNS, has_heading, metric_crs, point_rectangles, swaths
+from .derived.geometry import has_heading, metric_crs, point_rectangles, table_swaths, table_xy
 from .derived.images import RAMP, aux_xml, covered_pixels, png_bytes, render, with_legend, zip_images
 from .derived.raster import burn_index, covered_polygon, grid_for
 from .derived.plausibility import Plausibility, assess
@@ -246,7 +247,8 @@ class FileSteps:
         yields); the figures are stored on the record (the `files` view in SQL)."""
         crops = self.record.get("crops") or []
         try:
-            result = assess(standard.frame, standard.units, crops[0] if len(crops) == 1 else None)
+            xy = table_xy(standard)[:2] if standard.point_count else None
+            result = assess(standard.columns, standard.units, crops[0] if len(crops) == 1 else None, xy=xy)
         except Exception as exc:  # a warning-only check must not fail the file's run
             result = Plausibility(findings=[f"plausibility could not be assessed: {type(exc).__name__}: {exc}"])
         self.put("plausibility", {"plausibility": {"figures": result.figures, "findings": result.findings}})
@@ -262,7 +264,7 @@ class FileSteps:
         """The summary Feature (coverage from the point rectangles) and a small map thumbnail PNG with its
         legend drawn under it; the legend (property, unit, ramp, range) is also stored as `mapLegend`."""
         frame, units = standard.columns, standard.units  # the standard table's own: no copy
-        covers = swaths(standard.points_with(SWATH_COLUMNS), units)
+        covers = table_swaths(standard, units)
         geometry, area, thumbnail, legend = MultiPolygon(), 0.0, None, None
         if covers.valid.any():
             grid = grid_for(covers)
@@ -283,9 +285,10 @@ class FileSteps:
                                 original_operation_data=self.config["originalOperationData"])
         worked = float(convert(frame["area"].sum(), units.get("area", "m2"), "m2")) if "area" in frame.columns else None
         # an unguessable name lets the Dagster UI show the map from the API without a token
-        self.put("summary", {"summary": summary, "areaM2": worked,
-                             "thumbnailToken": uuid.uuid4().hex if thumbnail else None, "mapLegend": legend})
-        match_file(self.storage, self.file_id)
+        section = {"summary": summary, "areaM2": worked, "thumbnailToken": uuid.uuid4().hex if thumbnail else None,
+                   "mapLegend": legend}
+        self.put("summary", section)
+        match_file(self.storage, self.file_id, record={**record, **section})
         return summary, thumbnail
 
     def render_images(self, filtered: PointTable, standard: PointTable) -> list[dict[str, Any]]:
@@ -296,7 +299,7 @@ class FileSteps:
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-        covers = swaths(table.points_with(SWATH_COLUMNS), units)
+        covers = table_swaths(table, units)
         images: list[dict[str, Any]] = []
         if not covers.valid.any():
             self.put("images", {"images": images})
@@ -316,8 +319,8 @@ class FileSteps:
         # _IMAGES_IN_FLIGHT images wait, so memory stays a few images whatever the grid
         with ThreadPoolExecutor(max_workers=_IMAGES_IN_FLIGHT) as pool:
             pending: deque[Future[None]] = deque()
-            for column in numeric_properties(table):
-                rgba, low, high = render(table.values(column), index, pixels)
+            for column, values in numeric_properties(table):
+                rgba, low, high = render(values, index, pixels)
                 path = folder / f"{column}.png"
                 pending.append(pool.submit(write, path, rgba))
                 del rgba
@@ -350,11 +353,15 @@ class FileSteps:
         return None
 
 
-def numeric_properties(table: PointTable) -> list[str]:
-    """Properties that get an image: every numeric column with at least one value."""
+def numeric_properties(table: PointTable) -> Iterator[tuple[str, np.ndarray]]:
+    """Properties that get an image, each with its values: every numeric column with at least one value (a
+    column at a time, its values taken from the table's rows once)."""
     frame = table.properties
-    return [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
-            and not pd.api.types.is_bool_dtype(frame[c]) and not np.isnan(table.values(c)).all()]
+    for column in frame.columns:
+        if pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column]):
+            values = table.values(column)
+            if not np.isnan(values).all():
+                yield column, values
 
 
 def _thumbnail_property(frame: gpd.GeoDataFrame) -> str | None:

@@ -82,6 +82,16 @@ def geometry_objects(geometry: Geometry) -> np.ndarray:
     return shapely.from_wkb(wkb.to_numpy(zero_copy_only=False))
 
 
+def point_xy(geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """The x and y of every row of an encoded column, as `shapely.get_x` / `get_y` give them (NaN for a row that
+    is no 2D point): 2D points straight from their bounds, with no geometry object per row."""
+    wkb, bounds, types = geometry
+    if types == ["Point"]:
+        return bounds[:, 0], bounds[:, 1]
+    objects = geometry_objects(geometry)
+    return shapely.get_x(objects), shapely.get_y(objects)
+
+
 def take_geometry(geometry: Geometry, keep: np.ndarray) -> Geometry:
     """The rows of an encoded column where the boolean `keep` holds, with the types of those rows."""
     wkb, bounds, types = geometry
@@ -120,7 +130,7 @@ def _columns_table(frame: pd.DataFrame, crs: CRS | None, geometry: Geometry, nam
     return table.append_column("bbox", pa.StructArray.from_arrays(boxes, names=["xmin", "ymin", "xmax", "ymax"]))
 
 
-def _total_bounds(bounds: np.ndarray) -> np.ndarray:
+def total_bounds(bounds: np.ndarray) -> np.ndarray:
     """xmin, ymin, xmax, ymax over every row (NaN where no row has a geometry)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN bounds: no bbox, as GeoPandas
@@ -189,7 +199,7 @@ class GeoParquetWriter:
         if not table.schema.equals(self._writer.schema):
             table = table.cast(self._writer.schema)  # a chunk whose column pandas typed otherwise (all missing)
         self._writer.write_table(table)
-        chunk = _total_bounds(geometry[1])
+        chunk = total_bounds(geometry[1])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             self._total = np.concatenate([np.fmin(self._total[:2], chunk[:2]), np.fmax(self._total[2:], chunk[2:])])

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 from pyproj import CRS, Transformer
 
+from ..geoparquet import point_xy, total_bounds
 from ..standard.units import convert, is_known
+
+if TYPE_CHECKING:
+    from ..model import PointTable
 
 FALLBACK_WIDTH_M = 9.144  # 30 ft, Leaf's working width when none is known
 
@@ -35,44 +40,35 @@ class Swaths:
     width: np.ndarray
     length: np.ndarray
 
-    @property
+    @cached_property
     def valid(self) -> np.ndarray:
+        """Whether each swath has an extent (computed once: the steps, the grid and the burn all ask)."""
         return np.isfinite(self.x) & np.isfinite(self.y) & np.isfinite(self.ux) & (self.length > 0) & (self.width > 0)
 
-    @cached_property
-    def corners(self) -> np.ndarray:
-        """(n, 4, 2) corner coordinates: front-right, front-left, back-left, back-right (computed once: the
-        grid, the burn and the polygon output all read them)."""
-        px, py = self.uy, -self.ux  # to the right of travel
+    def corner_columns(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The x and the y of the corners front-right, front-left, back-left, back-right, an array of each."""
         hw = self.width / 2.0
         bx, by = self.x - self.ux * self.length, self.y - self.uy * self.length
-        rx, ry = px * hw, py * hw
-        out = np.empty((len(self.x), 4, 2))  # written in place: no stack of stacks
-        out[:, 0, 0], out[:, 0, 1] = self.x + rx, self.y + ry
-        out[:, 1, 0], out[:, 1, 1] = self.x - rx, self.y - ry
-        out[:, 2, 0], out[:, 2, 1] = bx - rx, by - ry
-        out[:, 3, 0], out[:, 3, 1] = bx + rx, by + ry
-        return out
+        rx, ry = self.uy * hw, -self.ux * hw  # to the right of travel
+        return [self.x + rx, self.x - rx, bx - rx, bx + rx], [self.y + ry, self.y - ry, by - ry, by + ry]
 
     @cached_property
     def bounds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Per swath xmin, ymin, xmax, ymax (element-wise over the four corners: a reduction along the short
-        corner axis is several times slower)."""
-        c = self.corners
-        return (np.minimum(np.minimum(c[:, 0, 0], c[:, 1, 0]), np.minimum(c[:, 2, 0], c[:, 3, 0])),
-                np.minimum(np.minimum(c[:, 0, 1], c[:, 1, 1]), np.minimum(c[:, 2, 1], c[:, 3, 1])),
-                np.maximum(np.maximum(c[:, 0, 0], c[:, 1, 0]), np.maximum(c[:, 2, 0], c[:, 3, 0])),
-                np.maximum(np.maximum(c[:, 0, 1], c[:, 1, 1]), np.maximum(c[:, 2, 1], c[:, 3, 1])))
+        """Per swath xmin, ymin, xmax, ymax (computed once, element-wise over the four corners' columns: no
+        (n, 4, 2) array of them to build and read across)."""
+        (x0, x1, x2, x3), (y0, y1, y2, y3) = self.corner_columns()
+        return (np.minimum(np.minimum(x0, x1), np.minimum(x2, x3)), np.minimum(np.minimum(y0, y1), np.minimum(y2, y3)),
+                np.maximum(np.maximum(x0, x1), np.maximum(x2, x3)), np.maximum(np.maximum(y0, y1), np.maximum(y2, y3)))
 
 
-def metres(frame: gpd.GeoDataFrame, units: dict[str, str], prop: str) -> np.ndarray | None:
+def metres(frame: pd.DataFrame, units: dict[str, str], prop: str) -> np.ndarray | None:
     """A length property's values in metres, or None when the frame lacks it or its unit is unknown."""
     if prop not in frame.columns or not is_known(units.get(prop)):
         return None
     return np.asarray(convert(frame[prop].to_numpy(dtype=float), units[prop], "m"), dtype=float)
 
 
-def has_heading(frame: gpd.GeoDataFrame) -> bool:
+def has_heading(frame: pd.DataFrame) -> bool:
     """Whether swaths point the way the heading column says (any heading logged), not from point to point: one
     decision for the whole file, so its chunks' polygons and its swaths agree."""
     return "heading" in frame.columns and bool(frame["heading"].notna().any())
@@ -114,23 +110,49 @@ def swaths(frame: gpd.GeoDataFrame, units: dict[str, str], crs: CRS | None = Non
     before; for a frame that is a chunk of a file, `before` is the file's point before it (lon/lat), so the
     chunks get the directions of the whole file."""
     crs = crs or metric_crs(frame)
-    x, y = projected_xy(frame, crs)
-    n = len(frame)
-    width = metres(frame, units, "equipmentWidth")
-    area = frame["area"].to_numpy(dtype=float) if "area" in frame.columns else np.full(n, np.nan)
+    return _swaths(*projected_xy(frame, crs), crs, frame, units, frame.crs, heading, before)
+
+
+def table_xy(table: PointTable) -> tuple[np.ndarray, np.ndarray, CRS]:
+    """A point table's rows projected to their metric CRS (`metric_crs`), and that CRS, from the coordinates
+    its encoded points carry: no geometry object per point (building a million of them takes longer than
+    the arithmetic the steps do with them)."""
+    lon, lat = point_xy(table.points)  # of every row, kept or not: no copy of a subset's encoded points
+    bounds = table.points[1]
+    if table.keep is not None:
+        lon, lat, bounds = lon[table.keep], lat[table.keep], bounds[table.keep]
+    extent = shapely.box(*total_bounds(bounds))  # what `metric_crs` reads of the points: their bounds
+    crs = metric_crs(gpd.GeoSeries([extent], crs=table.crs))
+    x, y = Transformer.from_crs(table.crs, crs, always_xy=True).transform(lon, lat)
+    return x, y, crs
+
+
+def table_swaths(table: PointTable, units: dict[str, str]) -> Swaths:
+    """`swaths` of a point table's rows, in their metric CRS."""
+    properties = table.properties[[c for c in SWATH_COLUMNS if c in table.properties.columns]]
+    return _swaths(*table_xy(table), properties if table.keep is None else properties[table.keep], units, table.crs)
+
+
+def _swaths(x: np.ndarray, y: np.ndarray, crs: CRS, properties: pd.DataFrame, units: dict[str, str], source_crs: Any,
+            heading: bool | None = None, before: Any = None) -> Swaths:
+    """`swaths` of the points at `x`, `y` (in the metric `crs`; `before` in `source_crs`) with these
+    `properties`, a row per point."""
+    n = len(properties)
+    width = metres(properties, units, "equipmentWidth")
+    area = properties["area"].to_numpy(dtype=float) if "area" in properties.columns else np.full(n, np.nan)
     if width is None:
         width = np.where(np.isfinite(area) & (area > 0), np.sqrt(area), FALLBACK_WIDTH_M)
     width = np.where(np.isfinite(width) & (width > 0), width, FALLBACK_WIDTH_M)
-    length = metres(frame, units, "distance")
+    length = metres(properties, units, "distance")
     if length is None:
         length = np.where(np.isfinite(area) & (area > 0), area / width, width)
     length = np.where(np.isfinite(length), length, 0.0)
     if heading is None:
-        heading = has_heading(frame)
+        heading = has_heading(properties)
     if heading:
-        theta = np.radians(frame["heading"].to_numpy(dtype=float))
+        theta = np.radians(properties["heading"].to_numpy(dtype=float))
     else:
-        x0, y0 = (np.nan, np.nan) if before is None else Transformer.from_crs(frame.crs, crs, always_xy=True).transform(
+        x0, y0 = (np.nan, np.nan) if before is None else Transformer.from_crs(source_crs, crs, always_xy=True).transform(
             np.array([shapely.get_x(before)]), np.array([shapely.get_y(before)]))
         theta = np.arctan2(np.diff(x, prepend=x0), np.diff(y, prepend=y0))
         if n > 1 and before is None:
@@ -144,10 +166,13 @@ def point_rectangles(frame: gpd.GeoDataFrame, units: dict[str, str], crs: CRS | 
     frame's CRS (`crs`, `heading`, `before`: as `swaths`). Corners are projected back as arrays, so no polygon
     object is built per point (the writer encodes the rings as WKB directly)."""
     s = swaths(frame, units, crs, heading, before)
-    rows = np.flatnonzero(s.valid)
-    corners = s.corners[rows]
-    lon, lat = Transformer.from_crs(s.crs, frame.crs, always_xy=True).transform(corners[..., 0], corners[..., 1])
+    valid = s.valid
+    rows = np.flatnonzero(valid)
+    to_frame = Transformer.from_crs(s.crs, frame.crs, always_xy=True)
     rings = np.empty((len(rows), 5, 2))
-    rings[:, :4, 0], rings[:, :4, 1] = lon, lat
+    for corner, (x, y) in enumerate(zip(*s.corner_columns())):  # a corner of every swath at a time: no copies
+        if len(rows) < len(valid):
+            x, y = x[rows], y[rows]
+        rings[:, corner, 0], rings[:, corner, 1] = to_frame.transform(x, y)
     rings[:, 4] = rings[:, 0]
     return rows, rings

@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
@@ -64,9 +63,9 @@ class Plausibility:
         return not self.findings
 
 
-def _records(frame: gpd.GeoDataFrame, units: dict[str, str]) -> pd.DataFrame:
+def _records(frame: pd.DataFrame, units: dict[str, str], xy: tuple[np.ndarray, np.ndarray] | None) -> pd.DataFrame:
     """One row per logged instant in travel order: mean position of its sections, summed width, time."""
-    x, y = projected_xy(frame, metric_crs(frame))
+    x, y = xy if xy is not None else projected_xy(frame, metric_crs(frame))
     table = pd.DataFrame({"x": x, "y": y})
     width = metres(frame, units, "equipmentWidth")
     table["width"] = width if width is not None else np.nan
@@ -127,14 +126,16 @@ def _pass_spacing(records: pd.DataFrame) -> float | None:
     return float(nearest.quantile(0.75)) if len(nearest) >= 20 else None
 
 
-def assess(frame: gpd.GeoDataFrame, units: dict[str, str], crop: str | None = None,
-           now: pd.Timestamp | None = None) -> Plausibility:
-    """The plausibility figures of one file's standard points (in the units `units` gives)."""
+def assess(frame: pd.DataFrame, units: dict[str, str], crop: str | None = None, now: pd.Timestamp | None = None,
+           xy: tuple[np.ndarray, np.ndarray] | None = None) -> Plausibility:
+    """The plausibility figures of one file's standard points (in the units `units` gives); `xy`, when
+    given, are the points' coordinates in their metric CRS (`geometry.metric_crs`), and `frame` then needs
+    no geometry."""
     now = now or pd.Timestamp.now(tz="UTC")
     out = Plausibility()
     if len(frame) == 0:
         return out
-    records = _records(frame, units)
+    records = _records(frame, units, xy)
     width = float(np.nanmedian(records["width"])) if records["width"].notna().any() else None
     spacing = _pass_spacing(records)
     out.figures.update(working_width_m=_round(width), pass_spacing_m=_round(spacing),

@@ -3,7 +3,7 @@
 Every pixel records which point covers it (the latest point wins where passes overlap), so the
 coverage is the set of covered pixels and each property image is a lookup of values by that index.
 A pixel belongs to a swath when its centre lies inside the swath's rectangle, tested with numpy for
-all the pixels of each swath's bounding box at once.
+all the pixels of a swath's bounding box at once, for every swath of one bounding-box shape together.
 """
 
 from __future__ import annotations
@@ -51,7 +51,13 @@ def grid_for(s: Swaths, resolution: float = 1.0) -> Grid:
 
 
 def burn_index(s: Swaths, grid: Grid) -> np.ndarray:
-    """int32 raster of the covering point's row number (-1 where nothing covers the pixel)."""
+    """int32 raster of the covering point's row number (-1 where nothing covers the pixel; where several
+    do, the latest point's, the highest row).
+
+    Swaths are burnt in groups of one bounding-box shape (columns x rows of pixels), and within a group a
+    chunk of swaths at a time, one pixel of their boxes (a column and row offset) at a time: the arithmetic
+    runs over the swaths, long arrays, not over a box's few pixels. A pixel keeps the highest row that covers
+    it over all writes."""
     index = np.full((grid.height, grid.width), -1, dtype=np.int32)
     rows_valid = np.flatnonzero(s.valid)
     if len(rows_valid) == 0:
@@ -59,36 +65,38 @@ def burn_index(s: Swaths, grid: Grid) -> np.ndarray:
     t, res = grid.transform, grid.resolution
     xmin, ymin, xmax, ymax = (bound[rows_valid] for bound in s.bounds)
     col0 = np.floor((xmin - t.c) / res).astype(np.int64)
-    col1 = np.floor((xmax - t.c) / res).astype(np.int64)
     row0 = np.floor((t.f - ymax) / res).astype(np.int64)
-    row1 = np.floor((t.f - ymin) / res).astype(np.int64)
-    ncols, nrows = (col1 - col0 + 1).astype(np.int32), (row1 - row0 + 1).astype(np.int32)
+    ncols = np.floor((xmax - t.c) / res).astype(np.int64) - col0 + 1
+    nrows = np.floor((t.f - ymin) / res).astype(np.int64) - row0 + 1
     col0, row0 = col0.astype(np.int32), row0.astype(np.int32)  # the grid is at most MAX_PIXELS
-    # each swath's numbers gathered once, so a candidate pixel reads them by its swath's place in the chunk
-    x, y, ux, uy = s.x[rows_valid], s.y[rows_valid], s.ux[rows_valid], s.uy[rows_valid]
-    length, half = s.length[rows_valid], s.width[rows_valid] / 2
-    counts = ncols.astype(np.int64) * nrows
-    ends = np.cumsum(counts)
-    start = 0
-    while start < len(rows_valid):  # chunks of swaths in point order, so later points still win
-        stop = int(np.searchsorted(ends, (ends[start - 1] if start else 0) + _CHUNK_CANDIDATES, side="right"))
-        stop = max(stop, start + 1)
-        part = slice(start, stop)
-        c = counts[part]
-        owner = np.repeat(np.arange(stop - start, dtype=np.int32), c)
-        local = np.arange(int(c.sum()), dtype=np.int32) - np.repeat((np.cumsum(c) - c).astype(np.int32), c)
-        down, across_cols = np.divmod(local, ncols[part][owner])
-        col = col0[part][owner] + across_cols
-        row = row0[part][owner] + down
-        cx, cy = t.c + (col + 0.5) * res, t.f - (row + 0.5) * res
-        dx, dy = cx - x[part][owner], cy - y[part][owner]
-        sx, sy = ux[part][owner], uy[part][owner]
-        back = -(dx * sx + dy * sy)  # distance behind the front edge
-        across = dx * sy - dy * sx
-        inside = (back >= 0) & (back <= length[part][owner]) & (np.abs(across) <= half[part][owner])
-        inside &= (col >= 0) & (col < grid.width) & (row >= 0) & (row < grid.height)
-        index[row[inside], col[inside]] = rows_valid[start + owner[inside]]
-        start = stop
+    owners = rows_valid.astype(np.int32)
+    shape = ncols * (int(nrows.max()) + 1) + nrows
+    order = np.argsort(shape, kind="stable")  # point order within a shape
+    starts = np.flatnonzero(np.diff(shape[order], prepend=-1))
+    flat = index.reshape(-1)
+    for first, end in zip(starts, [*starts[1:], len(order)]):
+        nc, nr = int(ncols[order[first]]), int(nrows[order[first]])
+        step = max(_CHUNK_CANDIDATES // (nc * nr), 1)
+        for begin in range(first, end, step):
+            m = order[begin:min(begin + step, end)]
+            rows = rows_valid[m]
+            x, y, sx, sy = s.x[rows], s.y[rows], s.ux[rows], s.uy[rows]
+            behind, half, who = -s.length[rows], s.width[rows] / 2, owners[m]
+            cols = [col0[m] + i for i in range(nc)]
+            dxs = [t.c + (col + 0.5) * res - x for col in cols]
+            along_x, across_x = [dx * sx for dx in dxs], [dx * sy for dx in dxs]
+            for j in range(nr):
+                row = row0[m] + j
+                dy = t.f - (row + 0.5) * res - y
+                along_y, across_y = dy * sy, dy * sx
+                for i, col in enumerate(cols):
+                    ahead = along_x[i] + along_y  # minus the distance behind the front edge
+                    across = across_x[i] - across_y
+                    inside = (ahead <= 0) & (ahead >= behind) & (np.abs(across) <= half)
+                    inside &= (row >= 0) & (row < grid.height) & (col >= 0) & (col < grid.width)
+                    # in point order: where one write covers a pixel twice, the later (higher) row is written last
+                    at = row[inside] * grid.width + col[inside]
+                    flat[at] = np.maximum(flat[at], who[inside])
     return index
 
 

@@ -170,7 +170,8 @@ def summary_outcome(steps: FileSteps, standard: PointTable) -> Outcome:
                       "key_figures": dg.MetadataValue.md("\n".join(
                           f"- **{k}**: {v['value']:,.2f} {v['unit'] or ''}" for k, v in figures.items()
                           if v and v.get("value") is not None))}
-    token, legend = steps.record.get("thumbnailToken"), steps.record.get("mapLegend")
+    record = steps.record  # read once: it holds the coverage, megabytes of GeoJSON for a season-sized file
+    token, legend = record.get("thumbnailToken"), record.get("mapLegend")
     if thumbnail and token:
         # Dagster's Markdown only shows http(s) images: the map is served by the HTTP API
         api = os.environ.get("LEAF_API_URL", "http://127.0.0.1:8000").rstrip("/")
@@ -179,7 +180,7 @@ def summary_outcome(steps: FileSteps, standard: PointTable) -> Outcome:
     if legend:
         metadata.update({"map_property": legend["property"], "map_unit": legend["unit"] or "n/a",
                          "map_min": legend["min"], "map_max": legend["max"], "map_ramp": dg.MetadataValue.json(legend["ramp"])})
-    terminal = steps.record.get("terminalTotals")
+    terminal = record.get("terminalTotals")
     result = reconcile(props, terminal)
     return Outcome(named(steps, **metadata), [warning(
         "totals_match_terminal", result.passed, result.description,
