@@ -240,6 +240,21 @@ class PointTable:
 
         return self.points if self.keep is None else take_geometry(self.points, self.keep)
 
+    def lonlat(self) -> tuple[np.ndarray, np.ndarray]:
+        """The x and y of the table's points in their CRS, as arrays: a 2D point's bounds are its coordinates,
+        so no geometry object is built for them."""
+        import shapely
+
+        from .geoparquet import geometry_objects
+
+        wkb, bounds, types = self.points
+        if types == ["Point"]:
+            x, y = bounds[:, 0], bounds[:, 1]
+        else:
+            shapes = geometry_objects(self.points)
+            x, y = shapely.get_x(shapes), shapely.get_y(shapes)
+        return (x, y) if self.keep is None else (x[self.keep], y[self.keep])
+
     def values(self, column: str) -> np.ndarray:
         """One property of the table's rows, as floats (taken from its rows only, not a copy of every column)."""
         values = self.properties[column].to_numpy(dtype=float)

@@ -24,11 +24,12 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+from pyproj import Transformer
 
 from ..standard.crops import general_name
 from ..standard.units import convert, is_known
 from .filters import MIN_SPEED_M_S
-from .geometry import metres, metric_crs, projected_xy
+from .geometry import metres, metric_crs
 
 MAX_FIELD_SPEED_M_S = 15.0
 # GPS jumps and gaps make a few steps look fast; a tenth of them is a unit or clock error.
@@ -64,9 +65,10 @@ class Plausibility:
         return not self.findings
 
 
-def _records(frame: gpd.GeoDataFrame, units: dict[str, str]) -> pd.DataFrame:
+def _records(frame: pd.DataFrame, lon: np.ndarray, lat: np.ndarray, crs: Any,
+             units: dict[str, str]) -> pd.DataFrame:
     """One row per logged instant in travel order: mean position of its sections, summed width, time."""
-    x, y = projected_xy(frame, metric_crs(frame))
+    x, y = _metric_xy(lon, lat, crs)
     table = pd.DataFrame({"x": x, "y": y})
     width = metres(frame, units, "equipmentWidth")
     table["width"] = width if width is not None else np.nan
@@ -127,14 +129,29 @@ def _pass_spacing(records: pd.DataFrame) -> float | None:
     return float(nearest.quantile(0.75)) if len(nearest) >= 20 else None
 
 
+def _metric_xy(lon: np.ndarray, lat: np.ndarray, crs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The points in the metric CRS of their bounds (`geometry.metric_crs`), as arrays."""
+    corners = gpd.GeoSeries(shapely.points([np.nanmin(lon), np.nanmax(lon)], [np.nanmin(lat), np.nanmax(lat)]),
+                            crs=crs)
+    return Transformer.from_crs(crs, metric_crs(corners), always_xy=True).transform(lon, lat)
+
+
 def assess(frame: gpd.GeoDataFrame, units: dict[str, str], crop: str | None = None,
            now: pd.Timestamp | None = None) -> Plausibility:
     """The plausibility figures of one file's standard points (in the units `units` gives)."""
+    points = frame.geometry.values._data
+    return assess_points(frame, shapely.get_x(points), shapely.get_y(points), frame.crs, units, crop, now)
+
+
+def assess_points(frame: pd.DataFrame, lon: np.ndarray, lat: np.ndarray, crs: Any, units: dict[str, str],
+                  crop: str | None = None, now: pd.Timestamp | None = None) -> Plausibility:
+    """`assess` of points given as coordinates in `crs` beside their properties (`frame`): a big file's
+    points need no geometry object each."""
     now = now or pd.Timestamp.now(tz="UTC")
     out = Plausibility()
     if len(frame) == 0:
         return out
-    records = _records(frame, units)
+    records = _records(frame, lon, lat, crs, units)
     width = float(np.nanmedian(records["width"])) if records["width"].notna().any() else None
     spacing = _pass_spacing(records)
     out.figures.update(working_width_m=_round(width), pass_spacing_m=_round(spacing),
