@@ -220,8 +220,9 @@ class FileSteps:
 
         def finish(rows: gpd.GeoDataFrame, units: dict[str, str]) -> gpd.GeoDataFrame:
             counts[0] += len(rows)
-            if cleanup:
-                rows = rows[cleanup_mask(rows, config["cleanupRules"])].reset_index(drop=True)
+            keep = cleanup_mask(rows, config["cleanupRules"]) if cleanup else None
+            if keep is not None and not keep.all():  # a chunk the cleanup keeps whole is not copied
+                rows = rows[keep].reset_index(drop=True)
             counts[1] += len(rows)
             rows, found = convert_frame(rows, units, config["unitMeasurement"])
             converted.update(found)
@@ -304,6 +305,7 @@ class FileSteps:
         legend drawn under it; the legend (property, unit, ramp, range) is also stored as `mapLegend`."""
         frame, units = standard.columns, standard.units  # the standard table's own: no copy
         covers = swaths(standard.points_with(SWATH_COLUMNS), units)
+        release_memory()  # the point objects the swaths were measured from, before the grid is burnt
         geometry, area, thumbnail, legend = MultiPolygon(), 0.0, None, None
         if covers.valid.any():
             grid = grid_for(covers)
@@ -339,6 +341,7 @@ class FileSteps:
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
         covers = swaths(table.points_with(SWATH_COLUMNS), units)
+        release_memory()  # the point objects the swaths were measured from, before the grid is burnt
         images: list[dict[str, Any]] = []
         if not covers.valid.any():
             self.put("images", {"images": images})

@@ -354,7 +354,7 @@ def standardize(source: SourceTable, chunk_rows: int | None = None,
         new = part_notes if start == 0 else [n for n in part_notes if n not in first_notes]
         first_notes.extend(new)
         result.notes.extend(new)
-    standard = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    standard = parts[0] if len(parts) == 1 else _joined(parts)
     result.missing = [p for p in required if p not in present]
     if source.hints.get("noWork") and result.missing:
         # nothing was worked: the cleanup drops every point, which says more than the missing values
@@ -365,6 +365,25 @@ def standardize(source: SourceTable, chunk_rows: int | None = None,
     result.frame = standard
     result.units = {k: v for k, v in units.items() if k in names}
     return result
+
+
+def _joined(parts: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
+    """The chunks as one table (`pd.concat`'s), joined a column at a time and each column's chunks let go as
+    it is joined (`parts` is emptied): a whole copy of the chunks beside the table would double what the
+    standard step holds. Chunks keep a block per column (`_standard_rows`), so a column popped is freed."""
+    names = list(parts[0].columns)
+    if any(list(part.columns) != names for part in parts):
+        return pd.concat(parts, ignore_index=True)
+    geometry = parts[0].geometry.name
+    frames = [pd.DataFrame(part, copy=False) for part in parts]
+    parts.clear()
+    columns: dict[str, pd.Series] = {}
+    for name in names:
+        pieces = [frame.pop(name) for frame in frames]
+        columns[name] = pd.concat(pieces, ignore_index=True)
+        del pieces
+    # the GeoSeries carries its CRS: one given here would copy every column
+    return gpd.GeoDataFrame(columns, geometry=geometry, copy=False)
 
 
 @dataclass
@@ -451,7 +470,9 @@ def _standard_rows(frame: gpd.GeoDataFrame, start: int, plan: _RowPlan) -> tuple
                     result.notes.append("the source names no product; products are named 'unknown'")
 
     ordered = {k: out[k] for k in schema.COLUMN_ORDER if k in out}
-    standard = gpd.GeoDataFrame(ordered, geometry=points.to_numpy(), crs=WGS84, index=frame.index).reset_index(drop=True)
+    # a block per column (no consolidated copy of them), so the chunks are joined a column at a time (`_joined`)
+    standard = gpd.GeoDataFrame(ordered, geometry=points.to_numpy(), crs=WGS84, index=frame.index,
+                                copy=False).reset_index(drop=True)
     return standard, units, result.notes
 
 
