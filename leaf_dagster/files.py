@@ -8,10 +8,9 @@ facts. `load_table` reads a step's table back for a step run on its own, in anot
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import shutil
 import uuid
+from dataclasses import replace
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -20,14 +19,15 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pyarrow as pa
+import shapely
+from pyproj import Transformer
 from shapely import MultiPolygon, Polygon
 
 from .config import effective
 from .derived.filters import cleanup_mask, filtered_mask
-from .derived.geometry import SWATH_COLUMNS, has_heading, metric_crs, point_rectangles, swaths
+from .derived.geometry import SWATH_COLUMNS, Swaths, has_heading, metric_crs, point_rectangles, swaths
 from .derived.images import RAMP, aux_xml, covered_pixels, png_bytes, render, with_legend, zip_images
-from .derived.raster import burn_index, covered_polygon, grid_for
+from .derived.raster import Grid, burn_index, covered_polygon, grid_for
 from .derived.plausibility import Plausibility, assess_points
 from .derived.summary import build_summary
 from .geoparquet import (Geometry, GeoParquetWriter, column_types, rectangle_geometry, slice_geometry, take_geometry,
@@ -37,6 +37,7 @@ from .errors import DamagedShapefile, ReaderError, public_message
 from . import merge
 from .fields import match_file
 from .ingest.batch import link_members
+from .memory import release_memory
 from .model import DetectedFile, PointTable, SourceTable, StandardResult
 from .readers import read_machine_file
 from .standard.crops import crops_in
@@ -55,28 +56,6 @@ _IMAGES_IN_FLIGHT = 2
 CHUNK_ROWS = 1 << 19
 # The steps whose output is a table, and the lake/ table of each one's GeoParquet.
 TABLES = {"rawGeojson": "raw", "standardGeojson": "standard", "filteredGeojson": "filtered"}
-
-
-def _malloc_trim() -> Any:
-    """glibc's `malloc_trim`, or None where the C library has none (macOS, musl)."""
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-
-
-_MALLOC_TRIM = _malloc_trim()
-
-
-def release_memory() -> None:
-    """Hand the pages of what a step freed back to the system. A big file's steps free millions of small
-    objects (a GEOS point and its Python object per record, chunk arrays): glibc keeps their pages mapped,
-    scattered among live ones, and Arrow's pool keeps freed buffers for reuse, so the resident set would
-    stay at the step's high-water mark (1.6 GB more than the live tables after standardising 5,000,000
-    points) and count against every later step."""
-    pa.default_memory_pool().release_unused()
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
 
 
 class FileSteps:
@@ -206,12 +185,48 @@ class FileSteps:
                 part = frame.iloc[start:start + self.chunk_rows]
                 rows, rings = point_rectangles(part, units, crs, heading, points[start - 1] if start else None)
                 self._write_rows(writer, part if len(rows) == len(part) else part.take(rows), rectangle_geometry(rings))
+                del rows, rings
+                release_memory()  # the chunk's corners and rows
         return target
+
+    def _swaths(self, table: PointTable) -> Swaths:
+        """`swaths` of the table's points, measured `chunk_rows` points at a time in the metric CRS and with
+        the directions of the whole file (as the polygon output is), so a point object is built for one
+        chunk's rows at a time only."""
+        if table.point_count <= self.chunk_rows:
+            return swaths(table.points_with(SWATH_COLUMNS), table.units)
+        crs = table.metric_crs()
+        heading = "heading" in table.properties.columns and has_heading(pd.DataFrame({"heading": table.values("heading")}))
+        x, y = table.lonlat()
+        parts = []
+        for start in range(0, table.point_count, self.chunk_rows):
+            before = shapely.points(x[start - 1], y[start - 1]) if start else None
+            chunk = table.rows(start, start + self.chunk_rows).points_with(SWATH_COLUMNS)
+            parts.append(swaths(chunk, table.units, crs, heading, before))
+            del chunk
+            release_memory()  # the chunk's point objects
+        return Swaths(crs, *(np.concatenate(values) for values in zip(*map(_swath_arrays, parts))))
+
+    def _burn(self, covers: Swaths) -> tuple[Grid, np.ndarray]:
+        """The grid over the swaths and the covering-point index burnt on it (`burn_index`), `chunk_rows`
+        swaths at a time in point order, a later chunk's points winning where they overlap as later points
+        do within one: the same index, with the corners and the per-swath arrays of one chunk at a time."""
+        grid = grid_for(replace(covers))  # the corners it measures go with the copy
+        index = burn_index(Swaths(covers.crs, *(values[:self.chunk_rows] for values in _swath_arrays(covers))), grid)
+        for start in range(self.chunk_rows, len(covers.x), self.chunk_rows):
+            part = Swaths(covers.crs, *(values[start:start + self.chunk_rows] for values in _swath_arrays(covers)))
+            burnt = burn_index(part, grid)
+            covered = burnt >= 0
+            index[covered] = burnt[covered] + start
+            del part, burnt, covered
+            release_memory()
+        return grid, index
 
     def standardize(self, source: SourceTable) -> StandardResult:
         """Map to the standard schema, clean up invalid points, apply the unit system (and write the polygon
         output when enabled). Nothing is written for a file that fails its gate. The cleanup and the unit
-        system are applied a chunk of rows at a time, as the rows are standardised."""
+        system are applied a chunk of rows at a time, as the rows are standardised. No step reads the raw
+        records after this one, so `source` lets go of them (its frame is left empty)."""
         config = self.config
         record = self.record
         cleanup = bool(config["cleanupStandardGeojson"])
@@ -236,7 +251,8 @@ class FileSteps:
                                     crop=", ".join(kinds) or None, evidence="merged from " + ", ".join(record["sources"]))
             result.frame = finish(frame, units)
         else:
-            result = standardize(source, self.chunk_rows, finish)
+            # no step reads the raw records after this one: they are let go as they are standardised
+            result = standardize(source, self.chunk_rows, finish, let_go=True)
         changes: dict[str, Any] = {"operationType": result.operation_type,
                                    "originalOperationType": result.original_operation_type,
                                    "evidence": result.evidence, "pointCount": 0}
@@ -255,6 +271,7 @@ class FileSteps:
                     result.cleaned_out = True
             result.units = converted
             if len(frame) and config["enablePolygonOutput"]:
+                release_memory()  # the raw records and the chunks, let go
                 self.write_polygons(frame, result.units)
             stamps = frame["timestamp"].dropna()
             changes.update(
@@ -285,9 +302,9 @@ class FileSteps:
         yields); the figures are stored on the record (the `files` view in SQL)."""
         crops = self.record.get("crops") or []
         try:
-            lon, lat = standard.lonlat()
-            result = assess_points(standard.columns, lon, lat, standard.crs, standard.units,
-                                   crops[0] if len(crops) == 1 else None)
+            x, y = Transformer.from_crs(standard.crs, standard.metric_crs(), always_xy=True).transform(
+                *standard.lonlat())
+            result = assess_points(standard.columns, x, y, standard.units, crops[0] if len(crops) == 1 else None)
         except Exception as exc:  # a warning-only check must not fail the file's run
             result = Plausibility(findings=[f"plausibility could not be assessed: {type(exc).__name__}: {exc}"])
         self.put("plausibility", {"plausibility": {"figures": result.figures, "findings": result.findings}})
@@ -304,14 +321,13 @@ class FileSteps:
         """The summary Feature (coverage from the point rectangles) and a small map thumbnail PNG with its
         legend drawn under it; the legend (property, unit, ramp, range) is also stored as `mapLegend`."""
         frame, units = standard.columns, standard.units  # the standard table's own: no copy
-        covers = swaths(standard.points_with(SWATH_COLUMNS), units)
-        release_memory()  # the point objects the swaths were measured from, before the grid is burnt
+        covers = self._swaths(standard)
         geometry, area, thumbnail, legend = MultiPolygon(), 0.0, None, None
         if covers.valid.any():
-            grid = grid_for(covers)
-            index = burn_index(covers, grid)
+            grid, index = self._burn(covers)
             area = float((index >= 0).sum()) * grid.pixel_area
             geometry = to_wgs84(covered_polygon(index, grid).simplify(grid.resolution / 2), covers.crs)
+            release_memory()  # the coverage's rings
             column = _thumbnail_property(frame)
             if column:
                 rgba, low, high = render(standard.values(column), index)
@@ -340,14 +356,12 @@ class FileSteps:
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-        covers = swaths(table.points_with(SWATH_COLUMNS), units)
-        release_memory()  # the point objects the swaths were measured from, before the grid is burnt
+        covers = self._swaths(table)
         images: list[dict[str, Any]] = []
         if not covers.valid.any():
             self.put("images", {"images": images})
             return images
-        grid = grid_for(covers)
-        index = burn_index(covers, grid)
+        grid, index = self._burn(covers)
         sidecar = aux_xml(grid)
         pixels = covered_pixels(index)
 
@@ -393,6 +407,11 @@ class FileSteps:
         if result.cleaned_out:
             return NO_POINTS
         return None
+
+
+def _swath_arrays(covers: Swaths) -> tuple[np.ndarray, ...]:
+    """The per-point arrays of swaths, in `Swaths`' order after its CRS."""
+    return covers.x, covers.y, covers.ux, covers.uy, covers.width, covers.length
 
 
 def numeric_properties(table: PointTable) -> list[str]:

@@ -276,11 +276,28 @@ class PointTable:
 
     def head(self, rows: int) -> gpd.GeoDataFrame:
         """The first `rows` points as a GeoDataFrame."""
+        return self.rows(0, rows).frame
+
+    def rows(self, start: int, stop: int) -> PointTable:
+        """The table's rows `start` to `stop` (positions among its own rows), sharing this table's values."""
         import numpy as np
 
-        first = np.zeros(len(self.properties), dtype=bool)
-        first[slice(rows) if self.keep is None else np.flatnonzero(self.keep)[:rows]] = True
-        return replace(self, keep=first).frame
+        taken = np.zeros(len(self.properties), dtype=bool)
+        taken[slice(start, stop) if self.keep is None else np.flatnonzero(self.keep)[start:stop]] = True
+        return replace(self, keep=taken)
+
+    def metric_crs(self) -> Any:
+        """The metric CRS of the table's points (`geometry.metric_crs`: the UTM zone of their bounds' centre),
+        found from the corners of their bounds rather than a geometry object per point."""
+        import geopandas as gpd
+        import numpy as np
+        import shapely
+
+        from .derived.geometry import metric_crs
+
+        x, y = self.lonlat()
+        corners = shapely.points([np.nanmin(x), np.nanmax(x)], [np.nanmin(y), np.nanmax(y)])
+        return metric_crs(gpd.GeoSeries(corners, crs=self.crs))
 
     @property
     def frame(self) -> gpd.GeoDataFrame:

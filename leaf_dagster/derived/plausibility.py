@@ -65,10 +65,9 @@ class Plausibility:
         return not self.findings
 
 
-def _records(frame: pd.DataFrame, lon: np.ndarray, lat: np.ndarray, crs: Any,
-             units: dict[str, str]) -> pd.DataFrame:
-    """One row per logged instant in travel order: mean position of its sections, summed width, time."""
-    x, y = _metric_xy(lon, lat, crs)
+def _records(frame: pd.DataFrame, x: np.ndarray, y: np.ndarray, units: dict[str, str]) -> pd.DataFrame:
+    """One row per logged instant in travel order (`x`, `y`: the points in metres): mean position of its
+    sections, summed width, time."""
     table = pd.DataFrame({"x": x, "y": y})
     width = metres(frame, units, "equipmentWidth")
     table["width"] = width if width is not None else np.nan
@@ -129,29 +128,26 @@ def _pass_spacing(records: pd.DataFrame) -> float | None:
     return float(nearest.quantile(0.75)) if len(nearest) >= 20 else None
 
 
-def _metric_xy(lon: np.ndarray, lat: np.ndarray, crs: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The points in the metric CRS of their bounds (`geometry.metric_crs`), as arrays."""
-    corners = gpd.GeoSeries(shapely.points([np.nanmin(lon), np.nanmax(lon)], [np.nanmin(lat), np.nanmax(lat)]),
-                            crs=crs)
-    return Transformer.from_crs(crs, metric_crs(corners), always_xy=True).transform(lon, lat)
-
-
 def assess(frame: gpd.GeoDataFrame, units: dict[str, str], crop: str | None = None,
            now: pd.Timestamp | None = None) -> Plausibility:
     """The plausibility figures of one file's standard points (in the units `units` gives)."""
+    if len(frame) == 0:
+        return Plausibility()
     points = frame.geometry.values._data
-    return assess_points(frame, shapely.get_x(points), shapely.get_y(points), frame.crs, units, crop, now)
+    x, y = Transformer.from_crs(frame.crs, metric_crs(frame), always_xy=True).transform(
+        shapely.get_x(points), shapely.get_y(points))
+    return assess_points(frame, x, y, units, crop, now)
 
 
-def assess_points(frame: pd.DataFrame, lon: np.ndarray, lat: np.ndarray, crs: Any, units: dict[str, str],
+def assess_points(frame: pd.DataFrame, x: np.ndarray, y: np.ndarray, units: dict[str, str],
                   crop: str | None = None, now: pd.Timestamp | None = None) -> Plausibility:
-    """`assess` of points given as coordinates in `crs` beside their properties (`frame`): a big file's
-    points need no geometry object each."""
+    """`assess` of points given as their coordinates in metres (a metric CRS: `geometry.metric_crs`) beside
+    their properties (`frame`): a big file's points need no geometry object each."""
     now = now or pd.Timestamp.now(tz="UTC")
     out = Plausibility()
     if len(frame) == 0:
         return out
-    records = _records(frame, lon, lat, crs, units)
+    records = _records(frame, x, y, units)
     width = float(np.nanmedian(records["width"])) if records["width"].notna().any() else None
     spacing = _pass_spacing(records)
     out.figures.update(working_width_m=_round(width), pass_spacing_m=_round(spacing),
