@@ -251,6 +251,11 @@ class FileSteps:
                                     crop=", ".join(kinds) or None, evidence="merged from " + ", ".join(record["sources"]))
             result.frame = finish(frame, units)
         else:
+            if not source.point_count and (record.get("raw") or {}).get("recordCount"):
+                # its records were let go by this step's earlier run in this process: read them back
+                raw = self.load_table("rawGeojson")
+                assert isinstance(raw, SourceTable)
+                source = raw
             # no step reads the raw records after this one: they are let go as they are standardised
             result = standardize(source, self.chunk_rows, finish, let_go=True)
         changes: dict[str, Any] = {"operationType": result.operation_type,
