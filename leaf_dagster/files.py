@@ -28,12 +28,14 @@ from .derived.images import RAMP, aux_xml, covered_pixels, png_bytes, render, wi
 from .derived.raster import burn_index, covered_polygon, grid_for
 from .derived.plausibility import Plausibility, assess
 from .derived.summary import build_summary
-from .geoparquet import Geometry, GeoParquetWriter, column_types, rectangle_geometry, slice_geometry, wkb_geometry
+from .geoparquet import (Geometry, GeoParquetWriter, column_types, rectangle_geometry, slice_geometry, take_geometry,
+                         wkb_geometry)
 from .derived.unit_systems import convert_frame
 from .errors import DamagedShapefile, ReaderError, public_message
 from . import merge
 from .fields import match_file
 from .ingest.batch import link_members
+from .memory import release_memory
 from .model import DetectedFile, PointTable, SourceTable, StandardResult
 from .readers import read_machine_file
 from .standard.crops import crops_in
@@ -109,15 +111,20 @@ class FileSteps:
                                  "notes": source.notes, "warnings": detected.warnings, "sourceCrs": source.source_crs,
                                  "recordCount": source.point_count},
                          "terminalTotals": source.hints.get("terminalTotals")})
+        release_memory()  # the reader's record batches
         return source
 
     def write_table(self, step: str, table: SourceTable | PointTable) -> None:
         """The one write of a step's table: GeoParquet with this file's id on every row (raw records keep
-        their CRS as read; standard and filtered points are CRS84)."""
+        their CRS as read; standard and filtered points are CRS84). A subset's rows are taken a chunk at a
+        time, never copied whole."""
         if isinstance(table, SourceTable):
             self.write_geoparquet("raw", table.frame, table.frame.crs)
         else:
-            self.write_geoparquet(TABLES[step], table.with_geometry(table.columns), CRS84, table.geometry, table.name)
+            rows = None if table.keep is None else np.flatnonzero(table.keep)
+            self.write_geoparquet(TABLES[step], table.with_geometry(table.properties), CRS84, table.points,
+                                  table.name, rows)
+        release_memory()  # the Arrow chunks written
 
     def load_table(self, step: str) -> SourceTable | PointTable:
         """A step's table read back from its GeoParquet and its record section."""
@@ -136,19 +143,25 @@ class FileSteps:
         return effective(self.storage, record.get("leafUserId"), owner_of(record))
 
     def write_geoparquet(self, table: str, frame: pd.DataFrame, crs: Any, geometry: Geometry | None = None,
-                         name: str | None = None) -> Path:
-        """lake/<table>/<file id>.parquet, atomically: `frame` with this file's id on every row as its first
-        column and `geometry` (WKB, bounds, types) in its column `name` when given, else the frame's own
-        geometry. Written `chunk_rows` rows at a time (one Parquet writer), so the Arrow copy of a big table
-        is never whole."""
+                         name: str | None = None, rows: np.ndarray | None = None) -> Path:
+        """lake/<table>/<file id>.parquet, atomically: `frame` (its rows at the positions `rows`, when given)
+        with this file's id on every row as its first column and `geometry` (WKB, bounds, types) in its column
+        `name` when given, else the frame's own geometry. Written `chunk_rows` rows at a time (one Parquet
+        writer), so the Arrow copy of a big table, and the copy of a subset's rows, is never whole."""
         target = self.storage.parquet_path(table, self.file_id)
         name = name or frame.geometry.name
-        types = column_types(frame, self.chunk_rows) if len(frame) > self.chunk_rows else None
+        count = len(frame) if rows is None else len(rows)
+        types = column_types(frame, self.chunk_rows, rows) if count > self.chunk_rows else None
         with self.storage.atomic_path(target) as tmp, GeoParquetWriter(tmp, crs, name, types) as writer:
-            for start in range(0, max(len(frame), 1), self.chunk_rows):
-                stop = min(start + self.chunk_rows, len(frame))
-                self._write_rows(writer, frame.iloc[start:stop], None if geometry is None
-                                 else slice_geometry(geometry, start, stop))
+            for start in range(0, max(count, 1), self.chunk_rows):
+                stop = min(start + self.chunk_rows, count)
+                if rows is None:
+                    self._write_rows(writer, frame.iloc[start:stop], None if geometry is None
+                                     else slice_geometry(geometry, start, stop))
+                else:
+                    taken = rows[start:stop]
+                    self._write_rows(writer, frame.take(taken), None if geometry is None
+                                     else take_geometry(geometry, taken))
         return target
 
     def _write_rows(self, writer: GeoParquetWriter, rows: pd.DataFrame, geometry: Geometry | None) -> None:
@@ -170,12 +183,15 @@ class FileSteps:
                 part = frame.iloc[start:start + self.chunk_rows]
                 rows, rings = point_rectangles(part, units, crs, heading, points[start - 1] if start else None)
                 self._write_rows(writer, part if len(rows) == len(part) else part.take(rows), rectangle_geometry(rings))
+                del rows, rings
+                release_memory()  # the chunk's corners and rows
         return target
 
     def standardize(self, source: SourceTable) -> StandardResult:
         """Map to the standard schema, clean up invalid points, apply the unit system (and write the polygon
         output when enabled). Nothing is written for a file that fails its gate. The cleanup and the unit
-        system are applied a chunk of rows at a time, as the rows are standardised."""
+        system are applied a chunk of rows at a time, as the rows are standardised. No step reads the raw
+        records after this one, so `source` lets go of them (its frame is left empty)."""
         config = self.config
         record = self.record
         cleanup = bool(config["cleanupStandardGeojson"])
@@ -184,8 +200,9 @@ class FileSteps:
 
         def finish(rows: gpd.GeoDataFrame, units: dict[str, str]) -> gpd.GeoDataFrame:
             counts[0] += len(rows)
-            if cleanup:
-                rows = rows[cleanup_mask(rows, config["cleanupRules"])].reset_index(drop=True)
+            keep = cleanup_mask(rows, config["cleanupRules"]) if cleanup else None
+            if keep is not None and not keep.all():  # a chunk the cleanup keeps whole is not copied
+                rows = rows[keep].reset_index(drop=True)
             counts[1] += len(rows)
             rows, found = convert_frame(rows, units, config["unitMeasurement"])
             converted.update(found)
@@ -199,7 +216,13 @@ class FileSteps:
                                     crop=", ".join(kinds) or None, evidence="merged from " + ", ".join(record["sources"]))
             result.frame = finish(frame, units)
         else:
-            result = standardize(source, self.chunk_rows, finish)
+            if not source.point_count and (record.get("raw") or {}).get("recordCount"):
+                # its records were let go by this step's earlier run in this process: read them back
+                raw = self.load_table("rawGeojson")
+                assert isinstance(raw, SourceTable)
+                source = raw
+            # no step reads the raw records after this one: they are let go as they are standardised
+            result = standardize(source, self.chunk_rows, finish, let_go=True)
         changes: dict[str, Any] = {"operationType": result.operation_type,
                                    "originalOperationType": result.original_operation_type,
                                    "evidence": result.evidence, "pointCount": 0}
@@ -218,6 +241,7 @@ class FileSteps:
                     result.cleaned_out = True
             result.units = converted
             if len(frame) and config["enablePolygonOutput"]:
+                release_memory()  # the raw records and the chunks, let go
                 self.write_polygons(frame, result.units)
             stamps = frame["timestamp"].dropna()
             changes.update(
@@ -231,6 +255,7 @@ class FileSteps:
         changes["notes"] = result.notes
         changes["missingInputs"] = result.missing_inputs if result.missing else None
         self.put("standard", changes)
+        release_memory()  # the chunks' intermediate columns and polygons
         return result
 
     def filter(self, standard: PointTable) -> PointTable:
@@ -252,6 +277,7 @@ class FileSteps:
         except Exception as exc:  # a warning-only check must not fail the file's run
             result = Plausibility(findings=[f"plausibility could not be assessed: {type(exc).__name__}: {exc}"])
         self.put("plausibility", {"plausibility": {"figures": result.figures, "findings": result.findings}})
+        release_memory()
         return result
 
     def write_units(self, standard: PointTable) -> dict[str, str]:
@@ -271,6 +297,7 @@ class FileSteps:
             index = burn_index(covers, grid)
             area = float((index >= 0).sum()) * grid.pixel_area
             geometry = to_wgs84(covered_polygon(index, grid).simplify(grid.resolution / 2), covers.crs)
+            release_memory()  # the coverage's rings
             column = _thumbnail_property(frame)
             if column:
                 rgba, low, high = render(standard.values(column), index)
@@ -332,6 +359,7 @@ class FileSteps:
             for done in pending:
                 done.result()
         self.put("images", {"images": images})
+        release_memory()  # the swaths, the grid and the images
         return images
 
     def zip_images(self) -> Path:

@@ -92,13 +92,15 @@ def point_xy(geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
     return shapely.get_x(objects), shapely.get_y(objects)
 
 
-def take_geometry(geometry: Geometry, keep: np.ndarray) -> Geometry:
-    """The rows of an encoded column where the boolean `keep` holds, with the types of those rows."""
+def take_geometry(geometry: Geometry, rows: np.ndarray) -> Geometry:
+    """The rows of an encoded column at the positions `rows` (or where a boolean `rows` holds), with the types
+    of those rows."""
     wkb, bounds, types = geometry
-    if types == ["Point"] and not np.isnan(bounds[:, :2]).any():  # 2D points: the kept rows are 2D points
-        kept = wkb.filter(pa.array(keep))
-        return kept, bounds[keep], types if len(kept) else []
-    return wkb_geometry(geometry_objects(geometry)[keep])
+    positions = np.flatnonzero(rows) if rows.dtype == bool else rows
+    taken = bounds[positions]
+    if types == ["Point"] and not np.isnan(taken[:, :2]).any():  # 2D points: the taken rows are 2D points
+        return wkb.take(pa.array(positions)), taken, types if len(positions) else []
+    return wkb_geometry(shapely.from_wkb(wkb.take(pa.array(positions)).to_numpy(zero_copy_only=False)))
 
 
 def _without_member_ids(crs: dict[str, Any]) -> dict[str, Any]:
@@ -150,16 +152,20 @@ def _geo_metadata(crs: CRS | None, name: str, total: np.ndarray, types: list[str
     return json.dumps(geo).encode()
 
 
-def column_types(frame: pd.DataFrame, first_rows: int) -> dict[str, pa.DataType]:
+def column_types(frame: pd.DataFrame, first_rows: int, rows: np.ndarray | None = None) -> dict[str, pa.DataType]:
     """The Arrow types of the object columns whose first `first_rows` rows cannot tell them: all missing there,
     or nested (lists, records), whose fields only the whole column shows. A file written in chunks gets these
-    from the whole table, as a file written at once would."""
+    from the whole table, as a file written at once would. `rows`: the positions of the table's rows in
+    `frame` (None: every row)."""
     types: dict[str, pa.DataType] = {}
     for column in frame.columns:
         values = frame[column]
-        if values.dtype != object or pd.api.types.infer_dtype(values.iloc[:first_rows], skipna=True) == "string":
+        if values.dtype != object:
             continue
-        kind = pa.array(values.to_numpy(), from_pandas=True).type
+        head = values.iloc[:first_rows] if rows is None else values.take(rows[:first_rows])
+        if pd.api.types.infer_dtype(head, skipna=True) == "string":
+            continue
+        kind = pa.array((values if rows is None else values.take(rows)).to_numpy(), from_pandas=True).type
         if not pa.types.is_null(kind):
             types[str(column)] = kind
     return types

@@ -41,7 +41,6 @@ from .errors import QueryError
 
 if TYPE_CHECKING:
     import geopandas as gpd
-    from collections.abc import Iterable
 
     import numpy as np
     import pandas as pd
@@ -245,13 +244,6 @@ class PointTable:
         values = self.properties[column].to_numpy(dtype=float)
         return values if self.keep is None else values[self.keep]
 
-    def points_with(self, columns: Iterable[str]) -> gpd.GeoDataFrame:
-        """The points as a GeoDataFrame with only those of `columns` the table has: what a step that needs
-        geometry and a few properties builds, rather than the whole frame."""
-        names = [c for c in self.properties.columns if c in set(columns)]
-        position = sum(1 for c in self.properties.columns[:self.position] if c in names)
-        return replace(self, properties=self.properties[names], position=position).frame
-
     def with_geometry(self, columns: pd.DataFrame) -> pd.DataFrame:
         """`columns` (these properties, or some of their rows) with the geometry column back in its place, as
         None: what the GeoParquet writer fills with the encoded geometry."""
@@ -261,11 +253,15 @@ class PointTable:
 
     def head(self, rows: int) -> gpd.GeoDataFrame:
         """The first `rows` points as a GeoDataFrame."""
+        return self.rows(0, rows).frame
+
+    def rows(self, start: int, stop: int) -> PointTable:
+        """The table's rows `start` to `stop` (positions among its own rows), sharing this table's values."""
         import numpy as np
 
-        first = np.zeros(len(self.properties), dtype=bool)
-        first[slice(rows) if self.keep is None else np.flatnonzero(self.keep)[:rows]] = True
-        return replace(self, keep=first).frame
+        taken = np.zeros(len(self.properties), dtype=bool)
+        taken[slice(start, stop) if self.keep is None else np.flatnonzero(self.keep)[start:stop]] = True
+        return replace(self, keep=taken)
 
     @property
     def frame(self) -> gpd.GeoDataFrame:

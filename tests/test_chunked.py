@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -111,6 +112,26 @@ def test_generated_harvest(tmp_path: Path) -> None:
     upload, _ = write_harvest_zip(tmp_path / "generated", 3_001, keep_shapefile=False)
     _compare(upload, tmp_path)
     shutil.rmtree(tmp_path / "generated")
+
+
+def test_standard_step_again_reads_back_the_records_it_let_go(tmp_path: Path) -> None:
+    """The standard step lets go of the raw records it standardises (no later step reads them); run again in the
+    same process on the same table, as the IO manager keeps it, it reads them back from the raw GeoParquet and
+    gives the same points."""
+    upload, _ = write_harvest_zip(tmp_path / "generated", 1_001, keep_shapefile=False)
+    storage = Storage(tmp_path / "data")
+    batch_id = batch_id_for(upload, "again", "JohnDeere")
+    new_batch(storage, batch_id, upload, "again", "JohnDeere", move=False)
+    (file,) = ingest_batch(storage, batch_id).files
+    steps = FileSteps(storage, file["id"], chunk_rows=TINY)
+    steps.store_original()
+    source = steps.read_raw()
+    steps.write_table("rawGeojson", source)
+    first = steps.standardize(source)
+    assert source.point_count == 0
+    again = steps.standardize(source)
+    assert first.frame is not None and again.frame is not None and len(first.frame) > 800
+    pd.testing.assert_frame_equal(pd.DataFrame(again.frame), pd.DataFrame(first.frame))
 
 
 def test_reader_batches_match_pyogrio_dataframe(real: Path, tmp_path: Path) -> None:

@@ -61,8 +61,3 @@ def test_subset_is_the_kept_rows(kind: str) -> None:
     assert none.point_count == 0 and none.geometry[2] == [] and len(none.frame) == 0
 
 
-def test_points_with_only_the_columns_asked() -> None:
-    frame = _frame(KINDS["2D points"])
-    points = PointTable.of(frame, {}).points_with(["elevation", "speed", "heading"])
-    assert points.columns.tolist() == ["speed", "geometry", "elevation"]
-    assert points.geometry.to_wkb().tolist() == frame.geometry.to_wkb().tolist()

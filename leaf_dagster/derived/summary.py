@@ -19,6 +19,9 @@ from ..standard.units import convert, is_known
 _NOT_STATS = {"sectionId"}
 _TOTALS = {"wetMass": "totalWetMass", "dryMass": "totalDryMass", "wetVolume": "totalWetVolume",
            "dryVolume": "totalDryVolume", "distance": "totalDistance", "fuelUsed": "totalFuelUsed"}
+# The columns a variety's figures read.
+_PLANTED_VARIETY = ("seedRate", "seedRateTarget", "area")
+_HARVEST_VARIETY = ("harvestMoisture", "wetMass", "dryMass", "wetVolume", "dryVolume", "area")
 
 
 def _number(value: float) -> float | None:
@@ -47,10 +50,13 @@ def rate_total(frame: pd.DataFrame, rate: str, units: dict[str, str], area_unit:
     return {"value": float(np.nansum(frame[rate].to_numpy(dtype=float) * area)), "unit": numerator}
 
 
-def _groups(frame: pd.DataFrame, column: str) -> list[tuple[str, pd.DataFrame]]:
+def _groups(frame: pd.DataFrame, column: str, needed: tuple[str, ...]) -> list[tuple[str, pd.DataFrame]]:
+    """The rows of each value of `column`, with only the `needed` columns: a group is a copy of its rows, and
+    a file's one variety is every row."""
     if column not in frame.columns:
         return []
-    return [(str(name), group) for name, group in frame.groupby(frame[column].astype("string"), dropna=True)]
+    columns = frame[[c for c in frame.columns if c in needed]]
+    return [(str(name), group) for name, group in columns.groupby(frame[column].astype("string"), dropna=True)]
 
 
 def build_summary(frame: pd.DataFrame, units: dict[str, str], record: dict[str, Any], geometry: shapely.MultiPolygon,
@@ -74,14 +80,16 @@ def build_summary(frame: pd.DataFrame, units: dict[str, str], record: dict[str, 
             props[_TOTALS[column]] = total(frame[column], units.get(column))
     if operation == "planted":
         props["totalPlanted"] = rate_total(frame, "seedRate", units, area_unit)
-        props["varieties"] = [_planted_variety(name, g, units, area_unit) for name, g in _groups(frame, "variety")]
+        props["varieties"] = [_planted_variety(name, g, units, area_unit)
+                              for name, g in _groups(frame, "variety", _PLANTED_VARIETY)]
     elif operation == "applied":
         props["totalApplied"] = rate_total(frame, "appliedRate", units, area_unit)
         props["products"] = _products(frame, units, area_unit)
         props["tankMix"] = bool(frame["products"].map(lambda p: len(p) > 1 if p is not None else False).any()) \
             if "products" in frame.columns else False
     elif operation == "harvested":
-        props["varieties"] = [_harvest_variety(name, g, units, area_unit) for name, g in _groups(frame, "variety")]
+        props["varieties"] = [_harvest_variety(name, g, units, area_unit)
+                              for name, g in _groups(frame, "variety", _HARVEST_VARIETY)]
     props["machinery"] = record.get("machinery") or []
     if original_operation_data:
         props["originalOperationData"] = {k: v for k, v in {

@@ -90,7 +90,8 @@ def _read_frame(path: Path, layer: str | int | None) -> gpd.GeoDataFrame:
         schema = reader.schema.remove(reader.schema.get_field_index(name))
     table = pa.Table.from_batches(batches, schema)
     del batches
-    frame = table.to_pandas(self_destruct=True)
+    # a column at a time, each one's Arrow buffers let go as it is converted (no consolidated copy of them all)
+    frame = table.to_pandas(self_destruct=True, split_blocks=True)
     del table
     for dtype, column in zip(meta["dtypes"], meta["fields"], strict=True):
         if dtype is not None and dtype.startswith("datetime") and dtype != "datetime64[D]":
@@ -99,7 +100,7 @@ def _read_frame(path: Path, layer: str | int | None) -> gpd.GeoDataFrame:
         if subtype == "OFSTJSON" and pd.api.types.infer_dtype(frame[column]) == "string":
             frame[column] = frame[column].map(json.loads, na_action="ignore")
     geometry = np.concatenate(geometries) if geometries else np.empty(0, dtype=object)
-    return gpd.GeoDataFrame(frame, geometry=geometry, crs=meta["crs"])
+    return gpd.GeoDataFrame(frame, geometry=geometry, crs=meta["crs"], copy=False)  # the columns as converted
 
 
 def read_vector(detected: DetectedFile) -> SourceTable:

@@ -20,6 +20,7 @@ import pandas as pd
 import shapely
 
 from ..derived.geometry import metric_crs
+from ..memory import release_memory
 from ..model import WGS84, SourceTable, StandardResult
 from . import crops, evidence, schema, times
 from .columns import Match, match_columns
@@ -44,6 +45,8 @@ _HARVEST_EVIDENCE = ("wetMassPerArea", "dryMassPerArea", "wetVolumePerArea", "dr
 _NAME_TOKENS = (("asapplied", "applied"), ("application", "applied"), ("applied", "applied"), ("yield", "harvested"),
                 ("harvest", "harvested"), ("seeding", "planted"), ("planting", "planted"), ("planted", "planted"))
 _STRONG, _MEDIUM, _WEAK = 2.0, 1.0, 0.5
+# Properties read by the whole-file decisions only (times, the crop), never by the rows' columns (`_standard_rows`).
+_WHOLE_FILE_PROPERTIES = {"datetime", "date", "time", "gpsTime", "unixTime", "excelTime", "crop", "cropCode"}
 _COUNT = dimension("seeds/ac")
 
 
@@ -277,13 +280,16 @@ def _points_and_area(frame: gpd.GeoDataFrame, metric: Any) -> tuple[gpd.GeoSerie
 
 
 def standardize(source: SourceTable, chunk_rows: int | None = None,
-                then: Callable[[gpd.GeoDataFrame, dict[str, str]], gpd.GeoDataFrame] | None = None) -> StandardResult:
+                then: Callable[[gpd.GeoDataFrame, dict[str, str]], gpd.GeoDataFrame] | None = None,
+                let_go: bool = False) -> StandardResult:
     """Map one machine file's raw records onto the standard schema of its operation type (the row-by-row
     columns built `chunk_rows` rows at a time: the same table as in one chunk, with less held at once).
 
     `then`, when given, is applied to each chunk of standard rows and their units as the chunk is built (the
     standard step's cleanup and unit system), so no whole-file copy is made for it; on a file that then fails
-    its gate, its work is discarded with the rows."""
+    its gate, its work is discarded with the rows. With `let_go`, the source's records are its own: its frame
+    is emptied once the whole-file decisions are taken, and the columns only those decisions read (times,
+    crops, unmapped ones) are let go before the rows are built."""
     placed = (source.frame.geometry.notna() & ~source.frame.geometry.is_empty).to_numpy()
     frame = source.frame if placed.all() else source.frame[placed]  # no copy of a big file's records when all have one
     columns = [c for c in frame.columns if c != frame.geometry.name]
@@ -336,6 +342,11 @@ def standardize(source: SourceTable, chunk_rows: int | None = None,
     polygons = _has_polygons(frame)
     plan = _RowPlan(m, resolution.unresolved, operation, crop, source.dialect, dict(units), fixed=out,
                     polygons=polygons, metric=metric_crs(frame) if polygons else None)
+    if let_go:
+        source.frame = source.frame.iloc[:0]
+        read = {match.column for prop, match in m.items() if prop not in _WHOLE_FILE_PROPERTIES} | {"products"}
+        frame = frame[[c for c in frame.columns if c in read or c == frame.geometry.name]]
+        release_memory()
     step = chunk_rows or max(len(frame), 1)
     parts: list[gpd.GeoDataFrame] = []
     first_notes: list[str] = []
@@ -350,11 +361,12 @@ def standardize(source: SourceTable, chunk_rows: int | None = None,
         units.update(part_units)
         parts.append(part if then is None else then(part, {k: v for k, v in units.items() if k in names}))
         del part
+        release_memory()  # the chunk's intermediate columns
         # the notes of the rows say which way a column was made, the same for every chunk: said once
         new = part_notes if start == 0 else [n for n in part_notes if n not in first_notes]
         first_notes.extend(new)
         result.notes.extend(new)
-    standard = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    standard = parts[0] if len(parts) == 1 else _joined(parts)
     result.missing = [p for p in required if p not in present]
     if source.hints.get("noWork") and result.missing:
         # nothing was worked: the cleanup drops every point, which says more than the missing values
@@ -365,6 +377,26 @@ def standardize(source: SourceTable, chunk_rows: int | None = None,
     result.frame = standard
     result.units = {k: v for k, v in units.items() if k in names}
     return result
+
+
+def _joined(parts: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
+    """The chunks as one table (`pd.concat`'s), joined a column at a time and each column's chunks let go as
+    it is joined (`parts` is emptied): a whole copy of the chunks beside the table would double what the
+    standard step holds. Chunks keep a block per column (`_standard_rows`), so a column popped is freed."""
+    names = list(parts[0].columns)
+    if any(list(part.columns) != names for part in parts):
+        return pd.concat(parts, ignore_index=True)
+    geometry = parts[0].geometry.name
+    frames = [pd.DataFrame(part, copy=False) for part in parts]
+    parts.clear()
+    columns: dict[str, pd.Series] = {}
+    for name in names:
+        pieces = [frame.pop(name) for frame in frames]
+        columns[name] = pd.concat(pieces, ignore_index=True)
+        del pieces
+        release_memory()
+    # the GeoSeries carries its CRS: one given here would copy every column
+    return gpd.GeoDataFrame(columns, geometry=geometry, copy=False)
 
 
 @dataclass
@@ -451,7 +483,9 @@ def _standard_rows(frame: gpd.GeoDataFrame, start: int, plan: _RowPlan) -> tuple
                     result.notes.append("the source names no product; products are named 'unknown'")
 
     ordered = {k: out[k] for k in schema.COLUMN_ORDER if k in out}
-    standard = gpd.GeoDataFrame(ordered, geometry=points.to_numpy(), crs=WGS84, index=frame.index).reset_index(drop=True)
+    # a block per column (no consolidated copy of them), so the chunks are joined a column at a time (`_joined`)
+    standard = gpd.GeoDataFrame(ordered, geometry=points.to_numpy(), crs=WGS84, index=frame.index,
+                                copy=False).reset_index(drop=True)
     return standard, units, result.notes
 
 
