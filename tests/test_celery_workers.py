@@ -28,6 +28,7 @@ import yaml
 from benchmarks import postgres
 from benchmarks.daemon import _die_with_parent, stop_daemon
 from leaf_dagster import instance as instance_settings
+from leaf_dagster.catalog import query
 from leaf_dagster.defs.recovery import RECOVERS_TAG
 from leaf_dagster.records import RECORDS_URL_ENV
 from leaf_dagster.status import BATCH_JOB
@@ -334,3 +335,7 @@ def test_a_killed_worker_s_run_is_resumed_by_the_other_and_each_file_lands_once(
     for output in (cluster.data / "lake").rglob("*.parquet"):
         if not output.name.startswith("."):
             pq.read_metadata(output)
+    # and the SQL catalog holds each file's points once
+    _, rows = query(Storage(cluster.data), "SELECT file_id, count(*) FROM standard_points GROUP BY file_id")
+    names = {r["id"]: name for name, r in records.items()}
+    assert {names[file_id]: points for file_id, points in rows} == kept
