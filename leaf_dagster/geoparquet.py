@@ -83,10 +83,11 @@ def geometry_objects(geometry: Geometry) -> np.ndarray:
 
 
 def point_xy(geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
-    """The x and y of every row of an encoded column, as `shapely.get_x` / `get_y` give them (NaN for a row that
-    is no 2D point): 2D points straight from their bounds, with no geometry object per row."""
+    """The x and y of every row of an encoded column, as `shapely.get_x` / `get_y` give them: a column of points
+    (2D or 3D) straight from their bounds, with no geometry object per row (NaN for an empty point, whose bounds
+    are NaN)."""
     wkb, bounds, types = geometry
-    if types == ["Point"]:
+    if set(types) <= {"Point", "Point Z"}:
         return bounds[:, 0], bounds[:, 1]
     objects = geometry_objects(geometry)
     return shapely.get_x(objects), shapely.get_y(objects)
@@ -98,7 +99,8 @@ def take_geometry(geometry: Geometry, rows: np.ndarray) -> Geometry:
     wkb, bounds, types = geometry
     positions = np.flatnonzero(rows) if rows.dtype == bool else rows
     taken = bounds[positions]
-    if types == ["Point"] and not np.isnan(taken[:, :2]).any():  # 2D points: the taken rows are 2D points
+    if len(types) == 1 and types[0] in ("Point", "Point Z") and not np.isnan(taken[:, :2]).any():
+        # points, none empty: the taken rows are points of the same kind
         return wkb.take(pa.array(positions)), taken, types if len(positions) else []
     return wkb_geometry(shapely.from_wkb(wkb.take(pa.array(positions)).to_numpy(zero_copy_only=False)))
 

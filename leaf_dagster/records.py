@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from .errors import RecordsConfigError
 from .model import BOOL, DEFAULTS, FLOAT, INT, JSON, SECTIONS, TEXT, TEXTS, TS, section_of, utc_now
@@ -50,6 +51,11 @@ def records_url() -> str | None:
     if not url.startswith(("postgresql://", "postgres://")):
         raise RecordsConfigError(f"{RECORDS_URL_ENV} must be a libpq URL such as postgresql://leaf@db.example/leaf, "
                                  f"not one starting {url.split(':', 1)[0]}:")
+    parts = urlsplit(url)
+    if parts.password is not None or "password" in parse_qs(parts.query):
+        # the catalog's record views hold this URL, and any SQL user can read a view's definition
+        raise RecordsConfigError(f"{RECORDS_URL_ENV} must not hold a password (the SQL catalog's views show the URL): "
+                                 "give it through ~/.pgpass or PGPASSWORD")
     return url
 
 

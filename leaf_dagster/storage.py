@@ -300,8 +300,10 @@ class ObjectStore:
         finally:
             db.close()
 
-    def _note(self, key: str, etag: str | None, path: Path) -> None:
-        stat = path.stat()
+    def _note(self, key: str, etag: str | None, path: Path, stat: os.stat_result | None = None) -> None:
+        """Record that the local copy of `key` is the object with `etag`; `stat`, when given, is the copy as it
+        was when that held (a copy replaced since then no longer matches, and is fetched again)."""
+        stat = stat or path.stat()
         with self._db() as db:
             db.execute("INSERT OR REPLACE INTO copies VALUES (?, ?, ?, ?)", (key, etag, stat.st_size, stat.st_mtime_ns))
 
@@ -324,7 +326,8 @@ class ObjectStore:
     def put(self, key: str, path: Path) -> None:
         import obstore
 
-        self._note(key, obstore.put(self.store, key, path)["e_tag"], path)
+        stat = path.stat()  # the file put: another process of this host may rename its own fetch over it meanwhile
+        self._note(key, obstore.put(self.store, key, path)["e_tag"], path, stat)
 
     def fetch(self, key: str, path: Path, etag: str | None = None) -> None:
         """Get `key` into `path` unless the local copy has its ETag (`etag` when the caller listed it)."""

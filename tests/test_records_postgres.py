@@ -18,7 +18,8 @@ from leaf_dagster.ducklake import CATALOG_ENV
 from leaf_dagster.defs.in_process import process_upload
 from leaf_dagster.model import SECTIONS
 from leaf_dagster.query import list_batches, list_files
-from leaf_dagster.records import Records
+from leaf_dagster.errors import RecordsConfigError
+from leaf_dagster.records import RECORDS_URL_ENV, Records, records_url
 from leaf_dagster.storage import Storage
 
 from .conftest import RECORD_STORES, REPO, records_in, records_url_of, require
@@ -141,3 +142,16 @@ def test_a_forked_child_never_uses_its_parents_connections(tmp_path: Path) -> No
         assert child.exitcode == 0 and child_backend != parent
         assert records.query("SELECT pg_backend_pid()", []) == [(parent,)]
         assert records.ids_starting("files", "") == ["child", "parent"]
+
+
+@pytest.mark.parametrize("url", ["postgresql://leaf:secret@db.example/leaf",
+                                 "postgresql://leaf@db.example/leaf?password=secret",
+                                 "mysql://leaf@db.example/leaf"])
+def test_a_records_url_with_a_password_or_of_another_database_is_refused(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The catalog's record views hold LEAF_RECORDS_URL, and a SQL user can read a view's definition: a password
+    in it is refused with where to give it instead, and so is a URL that is not PostgreSQL's."""
+    monkeypatch.setenv(RECORDS_URL_ENV, url)
+    with pytest.raises(RecordsConfigError) as refused:
+        records_url()
+    assert "secret" not in str(refused.value)
+    assert ("PGPASSWORD" in str(refused.value)) == url.startswith("postgresql")

@@ -16,6 +16,7 @@ from pyproj import CRS
 
 from leaf_dagster.derived.geometry import Swaths
 from leaf_dagster.derived.images import colours, png_bytes, render
+from leaf_dagster.derived import raster
 from leaf_dagster.derived.raster import Grid, burn_index, grid_for
 
 
@@ -25,10 +26,19 @@ def _swaths(n: int, seed: int) -> Swaths:
     width = rng.choice([0.7, 1.25, 3.0, 9.144], n)
     length = rng.uniform(0.3, 6.0, n)
     length[::17] = 0.0  # no extent: never burnt
+    width[5::97], length[5::97] = 75.0, 90.0  # outliers (a width in the wrong unit): boxes past BIG_BOX_PIXELS
     return Swaths(CRS.from_epsg(32612), rng.uniform(0, 40, n), rng.uniform(0, 40, n), np.sin(theta), np.cos(theta),
                   width, length)
 
 
+@pytest.fixture(params=["pixel offsets", "big boxes"])
+def burn_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The burn as it runs, and with every box taken as big (`raster._burn_big`): each must give the pixels."""
+    if request.param == "big boxes":
+        monkeypatch.setattr(raster, "BIG_BOX_PIXELS", 0)
+
+
+@pytest.mark.usefixtures("burn_path")
 def test_burn_keeps_the_latest_swath_covering_each_pixel_centre() -> None:
     s = _swaths(400, 7)
     grid = grid_for(s)
@@ -44,6 +54,7 @@ def test_burn_keeps_the_latest_swath_covering_each_pixel_centre() -> None:
     assert np.array_equal(index.ravel(), expected)
 
 
+@pytest.mark.usefixtures("burn_path")
 def test_burn_leaves_out_what_lies_outside_the_grid() -> None:
     s = _swaths(200, 11)
     whole = grid_for(s)

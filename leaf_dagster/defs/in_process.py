@@ -18,7 +18,6 @@ from dagster import DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
 from .. import merge, run_requests
-from ..run_requests import shard_name
 from ..catalog import refresh_catalog
 from ..ingest.batch import batch_id_for, new_batch
 from ..objects import batch_object, file_object
@@ -105,7 +104,7 @@ def _run_batch(storage: Storage, instance: DagsterInstance, definitions: dg.Defi
     instance.add_dynamic_partitions("batches", [batch_id])
     result = definitions.resolve_job_def(BATCH_JOB).execute_in_process(
         partition_key=batch_id, instance=instance, raise_on_error=False,
-        tags={"leaf/batch_id": batch_id, SHARD_TAG: shard_name(0, 1)},
+        tags={"leaf/batch_id": batch_id, SHARD_TAG: run_requests.shard_name(0, 1)},
         run_config=run_config(definitions))
     settle_batch(instance, storage, result.dagster_run)
     refresh_catalog(storage)  # a view for a point table that got its first output

@@ -20,6 +20,9 @@ from .geometry import Swaths
 
 MAX_PIXELS = 40_000_000
 _CHUNK_CANDIDATES = 2_000_000  # candidate pixels tested per pass (bounds memory: ~10 arrays of this length)
+# Boxes of more pixels than this are burnt swath by swath, their pixels as arrays: one loop turn per pixel offset
+# would make a single outlier swath (a width in the wrong unit) cost millions of turns.
+BIG_BOX_PIXELS = 4096
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,10 @@ def burn_index(s: Swaths, grid: Grid) -> np.ndarray:
     flat = index.reshape(-1)
     for first, end in zip(starts, [*starts[1:], len(order)]):
         nc, nr = int(ncols[order[first]]), int(nrows[order[first]])
+        if nc * nr > BIG_BOX_PIXELS:
+            m = order[first:end]
+            _burn_big(s, grid, flat, rows_valid[m], owners[m], col0[m], row0[m], nc, nr)
+            continue
         step = max(_CHUNK_CANDIDATES // (nc * nr), 1)
         for begin in range(first, end, step):
             m = order[begin:min(begin + step, end)]
@@ -98,6 +105,31 @@ def burn_index(s: Swaths, grid: Grid) -> np.ndarray:
                     at = row[inside] * grid.width + col[inside]
                     flat[at] = np.maximum(flat[at], who[inside])
     return index
+
+
+def _burn_big(s: Swaths, grid: Grid, flat: np.ndarray, rows: np.ndarray, who: np.ndarray, col0: np.ndarray,
+              row0: np.ndarray, nc: int, nr: int) -> None:
+    """`burn_index` for swaths whose boxes are `nc` x `nr` pixels, too many for a loop turn per pixel offset:
+    one swath at a time in point order, its box's pixels as arrays, a block of box rows per pass (bounded
+    memory); the same arithmetic, so the same pixels."""
+    t, res = grid.transform, grid.resolution
+    block = max(_CHUNK_CANDIDATES // nc, 1)
+    for k, point in enumerate(rows):
+        x, y, sx, sy = s.x[point], s.y[point], s.ux[point], s.uy[point]
+        behind, half = -s.length[point], s.width[point] / 2
+        col = (col0[k] + np.arange(nc, dtype=np.int32))[None, :]
+        dx = t.c + (col + 0.5) * res - x
+        along_x, across_x = dx * sx, dx * sy
+        for j in range(0, nr, block):
+            row = (row0[k] + np.arange(j, min(j + block, nr), dtype=np.int32))[:, None]
+            dy = t.f - (row + 0.5) * res - y
+            ahead = along_x + dy * sy
+            across = across_x - dy * sx
+            inside = (ahead <= 0) & (ahead >= behind) & (np.abs(across) <= half)
+            inside &= (row >= 0) & (row < grid.height) & (col >= 0) & (col < grid.width)
+            rr, cc = np.nonzero(inside)
+            at = (row[rr, 0].astype(np.int64)) * grid.width + col[0, cc]
+            flat[at] = np.maximum(flat[at], who[k])
 
 
 def covered_polygon(index: np.ndarray, grid: Grid) -> shapely.MultiPolygon:

@@ -129,7 +129,7 @@ def _store_upload(storage: Storage, batch: dict[str, Any]) -> Path:
     """Move the upload (and its sidecar) out of the inbox into the batch folder; idempotent."""
     stored = storage.upload_dir(batch["id"]) / batch.get("storedName", batch["fileName"])
     inbox_path = storage.inbox_upload(batch["inboxPath"])
-    if not stored.exists():
+    if not storage.fetch(stored).exists():  # stored by an earlier attempt, maybe on another host
         if not inbox_path.exists():
             raise FileNotFoundError(f"{batch['fileName']}: the upload is neither in the inbox nor stored")
         stored.parent.mkdir(parents=True, exist_ok=True)

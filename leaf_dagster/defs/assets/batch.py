@@ -39,13 +39,14 @@ def batch(context: dg.AssetExecutionContext, storage: LeafStorage):
     outcome = ingest_batch(store, context.partition_key)
     runnable = [f["id"] for f in outcome.files if not f.get("unsupportedReason")]
     unsupported = [f for f in outcome.files if f.get("unsupportedReason")]
+    for record in outcome.files:  # every file's members in its own folder (the shared store's too) before any
+        link_members(store, record)  # of its runs, which may be on a host that did not extract the upload
     for record in unsupported:
-        link_members(store, record)
         record_steps(store, record["id"], steps_without_run(record["unsupportedReason"]), context.run_id,
                      update_batch=False)
     if runnable:
         context.instance.add_dynamic_partitions(machine_files.name, runnable)
-    shards = split(context, store, len(runnable))
+    shards = split(context, store, len(runnable)) if runnable and not outcome.error else 1
     final = outcome.batch if outcome.error else update_batch_status(store, context.partition_key) or outcome.batch
     if outcome.error:
         yield from fail(context, gate("has_machine_files", outcome.error, status_details=final.get("statusDetails")),
@@ -70,9 +71,12 @@ def split(context: dg.AssetExecutionContext, store: Storage, runnable: int) -> i
     tagged = context.run.tags.get(SHARD_TAG)
     count = run_requests.parse_shard(tagged)[1] if tagged else run_requests.shard_count(runnable, files_per_run())
     if count > 1:
-        context.instance.add_run_tags(context.run_id, {SHARD_TAG: run_requests.shard_name(0, count)})
-        origin = context.run.tags.get(RECOVERS_TAG) or context.run_id
+        # named after the first attempt (a requeued run's, a run re-executed from the UI's root), so the runs
+        # asked for again have the same run keys and none starts twice; asked for before this run is tagged
+        # shard 0, so a run that could not ask still settles every file if it fails
+        origin = context.run.tags.get(RECOVERS_TAG) or context.run.root_run_id or context.run_id
         run_requests.request_shards(store, context.partition_key, count, origin)
+        context.instance.add_run_tags(context.run_id, {SHARD_TAG: run_requests.shard_name(0, count)})
         context.log.info(f"{runnable} files in {count} runs, this one and {count - 1} asked for")
     return count
 
