@@ -342,20 +342,26 @@ def standardize(source: SourceTable, chunk_rows: int | None = None,
     polygons = _has_polygons(frame)
     plan = _RowPlan(m, resolution.unresolved, operation, crop, source.dialect, dict(units), fixed=out,
                     polygons=polygons, metric=metric_crs(frame) if polygons else None)
+    step = chunk_rows or max(len(frame), 1)
+    rows = max(len(frame), 1)
     if let_go:
         source.frame = source.frame.iloc[:0]
         read = {match.column for prop, match in m.items() if prop not in _WHOLE_FILE_PROPERTIES} | {"products"}
-        frame = frame[[c for c in frame.columns if c in read or c == frame.geometry.name]]
+        held = [frame[[c for c in frame.columns if c in read or c == frame.geometry.name]]]
+        del frame
         release_memory()
-    step = chunk_rows or max(len(frame), 1)
+        chunks = _split(held, step)  # each chunk of records let go once standardised
+    else:
+        chunks = [frame.iloc[start:start + step] for start in range(0, rows, step)]
     parts: list[gpd.GeoDataFrame] = []
     first_notes: list[str] = []
     required = schema.required_properties(operation, crop is not None and crop.density_lb_per_bu is not None
                                           and "sugar" not in crop.name)
     names: list[str] = []  # the standard columns
     present: set[str] = set()  # required properties with a value on some row
-    for start in range(0, max(len(frame), 1), step):
-        part, part_units, part_notes = _standard_rows(frame.iloc[start:start + step], start, plan)
+    chunks.reverse()  # popped from the end: the first chunk first
+    for start in range(0, rows, step):
+        part, part_units, part_notes = _standard_rows(chunks.pop(), start, plan)
         names = list(part.columns)
         present.update(c for c in required if c in part.columns and part[c].notna().any())
         units.update(part_units)
@@ -377,6 +383,27 @@ def standardize(source: SourceTable, chunk_rows: int | None = None,
     result.frame = standard
     result.units = {k: v for k, v in units.items() if k in names}
     return result
+
+
+def _split(held: list[gpd.GeoDataFrame], step: int) -> list[gpd.GeoDataFrame]:
+    """The one frame in `held` (which is emptied: the frame is the chunks' own) as chunks of `step` rows, each
+    owning its columns, split a column at a time and each column let go once split: a chunk's records are then
+    let go once the chunk is standardised, not only once the whole file is (shapely points shared with the
+    standard rows stay). A chunk keeps a block per column (no consolidated copy of them)."""
+    table = held.pop()
+    geometry = table.geometry.name
+    frame = pd.DataFrame(table, copy=False)
+    del table
+    starts = range(0, max(len(frame), 1), step)
+    pieces: list[dict[str, pd.Series]] = [{} for _ in starts]
+    for name in list(frame.columns):
+        column = frame.pop(name)
+        for piece, start in zip(pieces, starts):
+            piece[name] = column.iloc[start:start + step].copy()
+        del column
+        release_memory()
+    # the GeoSeries carries its CRS: one given here would copy every column
+    return [gpd.GeoDataFrame(piece, geometry=geometry, copy=False) for piece in pieces]
 
 
 def _joined(parts: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
