@@ -342,12 +342,11 @@ def step_calls(steps: Any, tables: dict[str, Any] | None = None) -> dict[str, Ca
     `tables`, when given, to see what is held) as the IO manager does (`defs/io_manager.py`), and the
     standard step's plausibility check run after it, as the pipeline runs it; a step's call returns what the
     step returns. The raw records are let go once standardised, as the upload's run lets them go."""
-    from leaf_dagster.model import PointTable
 
     tables = {} if tables is None else tables
 
     def table(step: str, value: Any) -> Any:
-        tables[step] = value if step != "standardGeojson" else PointTable.of(value.frame, value.units)
+        tables[step] = value if step != "standardGeojson" else value.table
         if step != "standardGeojson" or steps.schema_failure(value) is None:
             steps.write_table(step, tables[step])
             if step == "standardGeojson":  # the step's plausibility check runs with it in the pipeline

@@ -12,6 +12,7 @@ import shutil
 import uuid
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import replace
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from shapely import MultiPolygon, Polygon
 
 from .config import effective
 from .derived.filters import cleanup_mask, filtered_mask
-from .derived.geometry import has_heading, metric_crs, point_rectangles, table_swaths, table_xy
+from .derived.geometry import point_rectangles, table_swaths, table_xy
 from .derived.images import RAMP, aux_xml, covered_pixels, png_bytes, render, with_legend, zip_images
 from .derived.raster import burn_index, covered_polygon, grid_for
 from .derived.plausibility import Plausibility, assess
@@ -170,20 +171,17 @@ class FileSteps:
             columns.insert(0, FILE_ID_COLUMN, self.file_id)
         writer.write(columns, wkb_geometry(rows.geometry.to_numpy()) if geometry is None else geometry)
 
-    def write_polygons(self, frame: gpd.GeoDataFrame, units: dict[str, str]) -> Path:
+    def write_polygons(self, table: PointTable) -> Path:
         """The polygon output: each standard point's swath rectangle, built and written a chunk of points at
         a time in the metric CRS and with the directions of the whole file."""
-        crs = metric_crs(frame)
-        heading = has_heading(frame)
-        points = frame.geometry.values
         target = self.storage.parquet_path("polygons", self.file_id)
+        frame = table.with_geometry(table.properties)
         types = column_types(frame, self.chunk_rows) if len(frame) > self.chunk_rows else None
-        with self.storage.atomic_path(target) as tmp, GeoParquetWriter(tmp, CRS84, frame.geometry.name, types) as writer:
-            for start in range(0, len(frame), self.chunk_rows):
-                part = frame.iloc[start:start + self.chunk_rows]
-                rows, rings = point_rectangles(part, units, crs, heading, points[start - 1] if start else None)
+        with self.storage.atomic_path(target) as tmp, GeoParquetWriter(tmp, CRS84, table.name, types) as writer:
+            for chunk, rows, rings in point_rectangles(table, table.units, self.chunk_rows):
+                part = frame.iloc[chunk]
                 self._write_rows(writer, part if len(rows) == len(part) else part.take(rows), rectangle_geometry(rings))
-                del rows, rings
+                del part, rows, rings
                 release_memory()  # the chunk's corners and rows
         return target
 
@@ -198,23 +196,25 @@ class FileSteps:
         counts = [0, 0]  # rows standardised, rows kept by the cleanup
         converted: dict[str, str] = {}
 
-        def finish(rows: gpd.GeoDataFrame, units: dict[str, str]) -> gpd.GeoDataFrame:
-            counts[0] += len(rows)
-            keep = cleanup_mask(rows, config["cleanupRules"]) if cleanup else None
+        def finish(rows: PointTable, units: dict[str, str]) -> PointTable:
+            counts[0] += rows.point_count
+            keep = cleanup_mask(rows.properties, config["cleanupRules"]) if cleanup else None
             if keep is not None and not keep.all():  # a chunk the cleanup keeps whole is not copied
-                rows = rows[keep].reset_index(drop=True)
-            counts[1] += len(rows)
-            rows, found = convert_frame(rows, units, config["unitMeasurement"])
+                rows = replace(rows, properties=rows.properties[keep].reset_index(drop=True),
+                               points=take_geometry(rows.points, keep))
+            counts[1] += rows.point_count
+            properties, found = convert_frame(rows.properties, units, config["unitMeasurement"])
             converted.update(found)
-            return rows
+            return replace(rows, properties=properties)
 
         if record.get("origin") == "merged":
             frame, units = merge.combine(merge.source_points(self.storage, record, "standard"),
                                          merge.source_units(self.storage, record))
             kinds = crops_in(frame["crop"]) if "crop" in frame.columns else []
-            result = StandardResult(merge.operation_type(self.storage, record), None, frame=frame, units=units,
+            result = StandardResult(merge.operation_type(self.storage, record), None, units=units,
                                     crop=", ".join(kinds) or None, evidence="merged from " + ", ".join(record["sources"]))
-            result.frame = finish(frame, units)
+            result.table = finish(PointTable.of(frame, units), units)
+            del frame
         else:
             if not source.point_count and (record.get("raw") or {}).get("recordCount"):
                 # its records were let go by this step's earlier run in this process: read them back
@@ -233,16 +233,16 @@ class FileSteps:
         if out_of_standard:
             result.notes.append(f"non-standard: missing required properties: {', '.join(missing)} "
                                 "(processed because outOfStandardOperations is on)")
-        if result.frame is not None and self.schema_failure(result) is None:
-            frame = result.frame
+        if result.table is not None and self.schema_failure(result) is None:
+            result.table.units = result.units = converted
+            frame = result.table.properties
             if cleanup:
                 result.notes.append(f"cleanup kept {counts[1]} of {counts[0]} points")
                 if len(frame) == 0:
                     result.cleaned_out = True
-            result.units = converted
             if len(frame) and config["enablePolygonOutput"]:
                 release_memory()  # the raw records and the chunks, let go
-                self.write_polygons(frame, result.units)
+                self.write_polygons(result.table)
             stamps = frame["timestamp"].dropna()
             changes.update(
                 pointCount=len(frame), crops=crops_in(frame["crop"]) if "crop" in frame.columns else [],
@@ -295,8 +295,9 @@ class FileSteps:
         if covers.valid.any():
             grid = grid_for(covers)
             index = burn_index(covers, grid)
+            del covers  # the swaths are in the index now
             area = float((index >= 0).sum()) * grid.pixel_area
-            geometry = to_wgs84(covered_polygon(index, grid).simplify(grid.resolution / 2), covers.crs)
+            geometry = to_wgs84(covered_polygon(index, grid).simplify(grid.resolution / 2), grid.crs)
             release_memory()  # the coverage's rings
             column = _thumbnail_property(frame)
             if column:
@@ -316,6 +317,7 @@ class FileSteps:
                    "mapLegend": legend}
         self.put("summary", section)
         match_file(self.storage, self.file_id, record={**record, **section})
+        release_memory()  # the index raster and the coverage
         return summary, thumbnail
 
     def render_images(self, filtered: PointTable, standard: PointTable) -> list[dict[str, Any]]:
@@ -333,6 +335,8 @@ class FileSteps:
             return images
         grid = grid_for(covers)
         index = burn_index(covers, grid)
+        del covers  # the swaths are in the index now: the images need their memory
+        release_memory()
         sidecar = aux_xml(grid)
         pixels = covered_pixels(index)
 

@@ -73,6 +73,15 @@ def slice_geometry(geometry: Geometry, start: int, stop: int) -> Geometry:
     return wkb.slice(start, stop - start), bounds[start:stop], types
 
 
+def concat_geometry(parts: list[Geometry]) -> Geometry:
+    """Encoded columns one after the other (their WKB chunks kept as they are), with the types of them all."""
+    if not parts:
+        return pa.chunked_array([], pa.binary()), np.empty((0, 4)), []
+    wkb = pa.chunked_array([chunk for part in parts for chunk in part[0].chunks], pa.binary())
+    bounds = np.concatenate([part[1] for part in parts]) if len(parts) > 1 else parts[0][1]
+    return wkb, bounds, sorted(set().union(*(part[2] for part in parts)))
+
+
 def geometry_objects(geometry: Geometry) -> np.ndarray:
     """The shapely geometries of an encoded column (`wkb_geometry`'s inverse): 2D points straight from their
     bounds, which are their coordinates, anything else decoded from its WKB."""

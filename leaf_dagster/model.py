@@ -26,7 +26,8 @@ imports go one way (detection, readers and standardisation import this module, n
 
     DetectedFile     ingest.detect -> readers     one machine file found in an upload: format and members
     SourceTable      readers -> standard          its raw records, source names and units kept, in WGS84
-    StandardResult   standard -> files.py         its standard points, units, crop and what is missing
+    StandardResult   standard -> files.py         its standard points (a PointTable), units, crop, what is missing
+    PointTable       files.py -> the next steps   standard or filtered points, encoded
 """
 
 from __future__ import annotations
@@ -214,6 +215,31 @@ class PointTable:
         return cls(columns, wkb_geometry(frame.geometry.to_numpy()), units, frame.crs, name,
                    list(frame.columns).index(name))
 
+    @classmethod
+    def joined(cls, parts: list[PointTable], units: dict[str, str]) -> PointTable:
+        """Whole tables (chunks of one file, in order) as one, with these `units`; `parts` is emptied. The
+        properties are joined a column at a time and each column's chunks let go as it is joined, so no whole
+        copy of the chunks stands beside the table. Chunks whose columns differ are joined as `pd.concat`
+        joins them, the geometry kept last (where the standard schema has it)."""
+        import pandas as pd
+
+        from .geoparquet import concat_geometry
+
+        first = parts[0]
+        names = list(first.properties.columns)
+        frames = [part.properties for part in parts]
+        points = concat_geometry([part.points for part in parts])
+        same = all(list(frame.columns) == names and part.position == first.position
+                   for frame, part in zip(frames, parts))
+        parts.clear()
+        if not same:
+            properties = pd.concat(frames, ignore_index=True)
+            return cls(properties, points, units, first.crs, first.name, len(properties.columns))
+        joined: dict[str, pd.Series] = {}
+        for name in names:
+            joined[name] = pd.concat([frame.pop(name) for frame in frames], ignore_index=True)
+        return cls(pd.DataFrame(joined, copy=False), points, units, first.crs, first.name, first.position)
+
     def subset(self, keep: np.ndarray) -> PointTable:
         """The table's rows where the boolean `keep` holds, sharing this table's values."""
         if self.keep is not None:
@@ -284,7 +310,7 @@ class StandardResult:
 
     operation_type: str
     original_operation_type: str | None
-    frame: gpd.GeoDataFrame | None = None
+    table: PointTable | None = None  # the standard points, encoded (None when the file has none to give)
     units: dict[str, str] = field(default_factory=dict)
     crop: str | None = None
     missing: list[str] = field(default_factory=list)
@@ -298,3 +324,9 @@ class StandardResult:
     @property
     def supported(self) -> bool:
         return self.operation_type in OPERATION_TYPES
+
+    @property
+    def frame(self) -> gpd.GeoDataFrame | None:
+        """The standard points as a GeoDataFrame, a shapely point per row (built on each call: a look at the
+        rows, not what the steps pass on)."""
+        return None if self.table is None else self.table.frame

@@ -134,6 +134,33 @@ def test_standard_step_again_reads_back_the_records_it_let_go(tmp_path: Path) ->
     pd.testing.assert_frame_equal(pd.DataFrame(again.frame), pd.DataFrame(first.frame))
 
 
+def _root(array: np.ndarray) -> object:
+    while getattr(array, "base", None) is not None:
+        array = array.base
+    return array
+
+
+def test_standard_step_holds_nothing_of_the_records_it_let_go(tmp_path: Path) -> None:
+    """Once standardised, the raw records are gone: every shapely point of them let go as its chunk was
+    encoded, and the source's emptied frame no view of their columns (an empty view still holds every row)."""
+    upload, _ = write_harvest_zip(tmp_path / "generated", 1_001, keep_shapefile=False)
+    storage = Storage(tmp_path / "data")
+    batch_id = batch_id_for(upload, "gone", "JohnDeere")
+    new_batch(storage, batch_id, upload, "gone", "JohnDeere", move=False)
+    (file,) = ingest_batch(storage, batch_id).files
+    steps = FileSteps(storage, file["id"], chunk_rows=TINY)
+    steps.store_original()
+    source = steps.read_raw()
+    points = source.frame.geometry.values._data
+    columns = {c: _root(source.frame[c].to_numpy()) for c in source.frame.columns if c != "geometry"}
+    result = steps.standardize(source)
+    assert result.table is not None and result.table.point_count > 800
+    assert all(point is None for point in points)
+    assert len(source.frame) == 0
+    for column, root in columns.items():
+        assert _root(source.frame[column].to_numpy()) is not root, column
+
+
 def test_reader_batches_match_pyogrio_dataframe(real: Path, tmp_path: Path) -> None:
     """The shapefile reader decodes record batches of 65,536 records; its frame is pyogrio's whole-file
     `read_dataframe` (2D), column for column and geometry for geometry, for a file of several batches."""

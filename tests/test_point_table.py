@@ -61,3 +61,31 @@ def test_subset_is_the_kept_rows(kind: str) -> None:
     assert none.point_count == 0 and none.geometry[2] == [] and len(none.frame) == 0
 
 
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_chunks_joined_are_the_table(kind: str) -> None:
+    """What the standard step does with its chunks: each encoded as it is made, then joined, gives the table
+    the whole frame makes (values, column order, geometry place, WKB and types)."""
+    frame = _frame(KINDS[kind])
+    whole = PointTable.of(frame, {"speed": "m/s"})
+    parts = [PointTable.of(frame.iloc[start:start + 4].reset_index(drop=True), {}) for start in (0, 4)]
+    joined = PointTable.joined(parts, {"speed": "m/s"})
+    assert parts == []  # the chunks are the table's now
+    assert joined.units == {"speed": "m/s"} and joined.position == whole.position == 1
+    pd.testing.assert_frame_equal(joined.properties, whole.properties)
+    assert joined.geometry[0].to_pylist() == whole.geometry[0].to_pylist()
+    np.testing.assert_array_equal(joined.geometry[1], whole.geometry[1])
+    assert joined.geometry[2] == whole.geometry[2]
+    assert joined.frame.geometry.to_wkb().tolist() == frame.geometry.to_wkb().tolist()
+
+
+def test_chunks_with_other_columns_are_joined_as_concat_joins_them() -> None:
+    frame = _frame(KINDS["2D points"])
+    first = PointTable.of(frame.iloc[:3].reset_index(drop=True), {})
+    second = PointTable.of(frame.iloc[3:].drop(columns="crop").reset_index(drop=True), {})
+    joined = PointTable.joined([first, second], {})
+    assert joined.properties.columns.tolist() == ["speed", "crop", "elevation"]
+    assert joined.properties["crop"].isna().tolist() == [False] * 3 + [True] * 3
+    assert joined.frame.columns.tolist() == ["speed", "crop", "elevation", "geometry"]  # the geometry last
+    assert joined.frame.geometry.to_wkb().tolist() == frame.geometry.to_wkb().tolist()

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
@@ -103,25 +104,16 @@ def _utm(epsg: int) -> CRS:
 SWATH_COLUMNS = ("equipmentWidth", "area", "distance", "heading")
 
 
-def swaths(frame: gpd.GeoDataFrame, units: dict[str, str], crs: CRS | None = None, heading: bool | None = None,
-           before: Any = None) -> Swaths:
-    """The swath of every point in the metric `crs` (the frame's own by default). Its direction is the
-    heading column's when `heading` (by default: when the frame has headings), else the way from the point
-    before; for a frame that is a chunk of a file, `before` is the file's point before it (lon/lat), so the
-    chunks get the directions of the whole file."""
-    crs = crs or metric_crs(frame)
-    return _swaths(*projected_xy(frame, crs), crs, frame, units, frame.crs, heading, before)
-
-
 def table_xy(table: PointTable) -> tuple[np.ndarray, np.ndarray, CRS]:
     """A point table's rows projected to their metric CRS (`metric_crs`), and that CRS, from the coordinates
     its encoded points carry: no geometry object per point (building a million of them takes longer than
     the arithmetic the steps do with them)."""
     lon, lat = point_xy(table.points)  # of every row, kept or not: no copy of a subset's encoded points
-    bounds = table.points[1]
     if table.keep is not None:
-        lon, lat, bounds = lon[table.keep], lat[table.keep], bounds[table.keep]
-    extent = shapely.box(*total_bounds(bounds))  # what `metric_crs` reads of the points: their bounds
+        lon, lat = lon[table.keep], lat[table.keep]
+    # what `metric_crs` reads of the points: their bounds, which for points are their coordinates' extent
+    extent = shapely.box(*total_bounds(np.array([[np.nanmin(lon), np.nanmin(lat), np.nanmax(lon), np.nanmax(lat)]])
+                                       if np.isfinite(lon).any() else np.empty((0, 4))))
     crs = metric_crs(gpd.GeoSeries([extent], crs=table.crs))
     x, y = Transformer.from_crs(table.crs, crs, always_xy=True).transform(lon, lat)
     return x, y, crs
@@ -130,13 +122,15 @@ def table_xy(table: PointTable) -> tuple[np.ndarray, np.ndarray, CRS]:
 def table_swaths(table: PointTable, units: dict[str, str]) -> Swaths:
     """`swaths` of a point table's rows, in their metric CRS."""
     properties = table.properties[[c for c in SWATH_COLUMNS if c in table.properties.columns]]
-    return _swaths(*table_xy(table), properties if table.keep is None else properties[table.keep], units, table.crs)
+    return _swaths(*table_xy(table), properties if table.keep is None else properties[table.keep], units)
 
 
-def _swaths(x: np.ndarray, y: np.ndarray, crs: CRS, properties: pd.DataFrame, units: dict[str, str], source_crs: Any,
-            heading: bool | None = None, before: Any = None) -> Swaths:
-    """`swaths` of the points at `x`, `y` (in the metric `crs`; `before` in `source_crs`) with these
-    `properties`, a row per point."""
+def _swaths(x: np.ndarray, y: np.ndarray, crs: CRS, properties: pd.DataFrame, units: dict[str, str],
+            heading: bool | None = None, before: tuple[float, float] | None = None) -> Swaths:
+    """The swath of every point at `x`, `y` (in the metric `crs`) with these `properties`, a row per point.
+    Its direction is the heading column's when `heading` (by default: when the rows have headings), else the
+    way from the point before; for rows that are a chunk of a file, `before` is the file's point before them
+    (x, y in `crs`), so the chunks get the directions of the whole file."""
     n = len(properties)
     width = metres(properties, units, "equipmentWidth")
     area = properties["area"].to_numpy(dtype=float) if "area" in properties.columns else np.full(n, np.nan)
@@ -152,27 +146,36 @@ def _swaths(x: np.ndarray, y: np.ndarray, crs: CRS, properties: pd.DataFrame, un
     if heading:
         theta = np.radians(properties["heading"].to_numpy(dtype=float))
     else:
-        x0, y0 = (np.nan, np.nan) if before is None else Transformer.from_crs(source_crs, crs, always_xy=True).transform(
-            np.array([shapely.get_x(before)]), np.array([shapely.get_y(before)]))
+        x0, y0 = (np.nan, np.nan) if before is None else before
         theta = np.arctan2(np.diff(x, prepend=x0), np.diff(y, prepend=y0))
         if n > 1 and before is None:
             theta[0] = theta[1]
     return Swaths(crs, x, y, np.sin(theta), np.cos(theta), width, length)
 
 
-def point_rectangles(frame: gpd.GeoDataFrame, units: dict[str, str], crs: CRS | None = None,
-                     heading: bool | None = None, before: Any = None) -> tuple[np.ndarray, np.ndarray]:
-    """The polygon output: the rows whose swath has an extent, and each one's closed ring (m, 5, 2) in the
-    frame's CRS (`crs`, `heading`, `before`: as `swaths`). Corners are projected back as arrays, so no polygon
-    object is built per point (the writer encodes the rings as WKB directly)."""
-    s = swaths(frame, units, crs, heading, before)
-    valid = s.valid
-    rows = np.flatnonzero(valid)
-    to_frame = Transformer.from_crs(s.crs, frame.crs, always_xy=True)
-    rings = np.empty((len(rows), 5, 2))
-    for corner, (x, y) in enumerate(zip(*s.corner_columns())):  # a corner of every swath at a time: no copies
-        if len(rows) < len(valid):
-            x, y = x[rows], y[rows]
-        rings[:, corner, 0], rings[:, corner, 1] = to_frame.transform(x, y)
-    rings[:, 4] = rings[:, 0]
-    return rows, rings
+def point_rectangles(table: PointTable, units: dict[str, str],
+                     rows_per_chunk: int) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+    """The polygon output, `rows_per_chunk` of the table's rows at a time: each chunk's rows, those of them whose
+    swath has an extent (positions in the chunk), and each one's closed ring (m, 5, 2) in the table's CRS. The
+    points are projected once and the directions are the whole table's, so the chunks make the rectangles
+    one chunk would. Corners are projected back as arrays: no polygon object per point (the writer encodes
+    the rings as WKB directly)."""
+    x, y, crs = table_xy(table)
+    properties = table.properties[[c for c in SWATH_COLUMNS if c in table.properties.columns]]
+    if table.keep is not None:
+        properties = properties[table.keep]
+    heading = has_heading(properties)
+    to_table = Transformer.from_crs(crs, table.crs, always_xy=True)
+    for start in range(0, len(x), rows_per_chunk):
+        chunk = slice(start, start + rows_per_chunk)
+        s = _swaths(x[chunk], y[chunk], crs, properties.iloc[chunk], units, heading,
+                    (x[start - 1], y[start - 1]) if start else None)
+        valid = s.valid
+        rows = np.flatnonzero(valid)
+        rings = np.empty((len(rows), 5, 2))
+        for corner, (cx, cy) in enumerate(zip(*s.corner_columns())):  # a corner of every swath at a time
+            if len(rows) < len(valid):
+                cx, cy = cx[rows], cy[rows]
+            rings[:, corner, 0], rings[:, corner, 1] = to_table.transform(cx, cy)
+        rings[:, 4] = rings[:, 0]
+        yield chunk, rows, rings

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import geopandas as gpd
@@ -20,8 +20,9 @@ import pandas as pd
 import shapely
 
 from ..derived.geometry import metric_crs
+from ..geoparquet import concat_geometry, geometry_objects, slice_geometry, wkb_geometry
 from ..memory import release_memory
-from ..model import WGS84, SourceTable, StandardResult
+from ..model import WGS84, PointTable, SourceTable, StandardResult
 from . import crops, evidence, schema, times
 from .columns import Match, match_columns
 from .units import convert, dimension, factor, is_known, system_of
@@ -269,9 +270,9 @@ def _has_polygons(frame: gpd.GeoDataFrame) -> bool:
     return bool(np.isin(shapely.get_type_id(frame.geometry.values._data), (3, 6)).any())
 
 
-def _points_and_area(frame: gpd.GeoDataFrame, metric: Any) -> tuple[gpd.GeoSeries, np.ndarray]:
+def _points_and_area(shapes: gpd.GeoSeries, metric: Any) -> tuple[gpd.GeoSeries, np.ndarray]:
     """Point per record (polygon centroids in the file's `metric` CRS) and their area in m2."""
-    projected = frame.geometry.to_crs(metric)
+    projected = shapes.to_crs(metric)
     centroids = projected.centroid
     # a concave or sliver polygon's centroid can fall outside it; then take a point that is inside
     inside = centroids.within(projected)
@@ -280,16 +281,21 @@ def _points_and_area(frame: gpd.GeoDataFrame, metric: Any) -> tuple[gpd.GeoSerie
 
 
 def standardize(source: SourceTable, chunk_rows: int | None = None,
-                then: Callable[[gpd.GeoDataFrame, dict[str, str]], gpd.GeoDataFrame] | None = None,
+                then: Callable[[PointTable, dict[str, str]], PointTable] | None = None,
                 let_go: bool = False) -> StandardResult:
     """Map one machine file's raw records onto the standard schema of its operation type (the row-by-row
     columns built `chunk_rows` rows at a time: the same table as in one chunk, with less held at once).
 
     `then`, when given, is applied to each chunk of standard rows and their units as the chunk is built (the
     standard step's cleanup and unit system), so no whole-file copy is made for it; on a file that then fails
-    its gate, its work is discarded with the rows. With `let_go`, the source's records are its own: its frame
-    is emptied once the whole-file decisions are taken, and the columns only those decisions read (times,
-    crops, unmapped ones) are let go before the rows are built."""
+    its gate, its work is discarded with the rows.
+
+    The records' points are encoded once the operation is known (WKB and bounds, as `PointTable` holds
+    them): the whole-file decisions read columns only, and a point record's encoded point is its standard
+    point, so no shapely point per record is held past that (polygon records are decoded a chunk at a
+    time for their centroids). With `let_go`, the source's records are its own: its frame is emptied there,
+    and the columns only the whole-file decisions read (times, crops, unmapped ones) are let go before the
+    rows are built."""
     placed = (source.frame.geometry.notna() & ~source.frame.geometry.is_empty).to_numpy()
     frame = source.frame if placed.all() else source.frame[placed]  # no copy of a big file's records when all have one
     columns = [c for c in frame.columns if c != frame.geometry.name]
@@ -305,6 +311,15 @@ def standardize(source: SourceTable, chunk_rows: int | None = None,
         return result
     if len(frame) < len(source.frame):
         result.notes.append(f"{len(source.frame) - len(frame)} records without a position are not points")
+    polygons = _has_polygons(frame)
+    metric = metric_crs(frame) if polygons else None
+    step = chunk_rows or max(len(frame), 1)
+    records = _records(frame, step, let_go)
+    del frame
+    if let_go:
+        source.frame = source.frame.iloc[:0].copy()  # a view of no rows would still hold every record
+    release_memory()  # the records' shapely points, when they were the source's own
+    frame = records.properties
 
     out: dict[str, Any] = {}  # output column -> its values: arrays, series or one value for every point
     units: dict[str, str] = {}
@@ -339,21 +354,19 @@ def standardize(source: SourceTable, chunk_rows: int | None = None,
 
     # Every decision that needs the whole file is taken above (mapping, units, times, crop); the columns
     # below are row by row, so they are built `chunk_rows` rows at a time and the chunks make the same table
-    polygons = _has_polygons(frame)
     plan = _RowPlan(m, resolution.unresolved, operation, crop, source.dialect, dict(units), fixed=out,
-                    polygons=polygons, metric=metric_crs(frame) if polygons else None)
-    step = chunk_rows or max(len(frame), 1)
+                    polygons=polygons, metric=metric)
     rows = max(len(frame), 1)
     if let_go:
-        source.frame = source.frame.iloc[:0]
         read = {match.column for prop, match in m.items() if prop not in _WHOLE_FILE_PROPERTIES} | {"products"}
-        held = [frame[[c for c in frame.columns if c in read or c == frame.geometry.name]]]
+        records.properties = frame[[c for c in frame.columns if c in read]]
         del frame
         release_memory()
-        chunks = _split(held, step)  # each chunk of records let go once standardised
+        chunks = _split(records, step)  # each chunk of records let go once standardised
     else:
-        chunks = [frame.iloc[start:start + step] for start in range(0, rows, step)]
-    parts: list[gpd.GeoDataFrame] = []
+        chunks = [_rows(records, start, start + step) for start in range(0, rows, step)]
+    del records
+    parts: list[PointTable] = []
     first_notes: list[str] = []
     required = schema.required_properties(operation, crop is not None and crop.density_lb_per_bu is not None
                                           and "sugar" not in crop.name)
@@ -362,8 +375,8 @@ def standardize(source: SourceTable, chunk_rows: int | None = None,
     chunks.reverse()  # popped from the end: the first chunk first
     for start in range(0, rows, step):
         part, part_units, part_notes = _standard_rows(chunks.pop(), start, plan)
-        names = list(part.columns)
-        present.update(c for c in required if c in part.columns and part[c].notna().any())
+        names = list(part.properties.columns)
+        present.update(c for c in required if c in names and part.properties[c].notna().any())
         units.update(part_units)
         parts.append(part if then is None else then(part, {k: v for k, v in units.items() if k in names}))
         del part
@@ -372,7 +385,8 @@ def standardize(source: SourceTable, chunk_rows: int | None = None,
         new = part_notes if start == 0 else [n for n in part_notes if n not in first_notes]
         first_notes.extend(new)
         result.notes.extend(new)
-    standard = parts[0] if len(parts) == 1 else _joined(parts)
+    result.units = {k: v for k, v in units.items() if k in names}
+    result.table = PointTable.joined(parts, result.units)
     result.missing = [p for p in required if p not in present]
     if source.hints.get("noWork") and result.missing:
         # nothing was worked: the cleanup drops every point, which says more than the missing values
@@ -380,21 +394,36 @@ def standardize(source: SourceTable, chunk_rows: int | None = None,
         result.missing = []
     if result.missing:
         result.missing_inputs = missing_inputs(operation, m, result.unresolved, crop, set(units))
-    result.frame = standard
-    result.units = {k: v for k, v in units.items() if k in names}
     return result
 
 
-def _split(held: list[gpd.GeoDataFrame], step: int) -> list[gpd.GeoDataFrame]:
-    """The one frame in `held` (which is emptied: the frame is the chunks' own) as chunks of `step` rows, each
-    owning its columns, split a column at a time and each column let go once split: a chunk's records are then
-    let go once the chunk is standardised, not only once the whole file is (shapely points shared with the
-    standard rows stay). A chunk keeps a block per column (no consolidated copy of them)."""
-    table = held.pop()
-    geometry = table.geometry.name
-    frame = pd.DataFrame(table, copy=False)
-    del table
-    starts = range(0, max(len(frame), 1), step)
+def _records(frame: gpd.GeoDataFrame, step: int, let_go: bool) -> PointTable:
+    """The records' columns (a row index from 0) and their points encoded, `step` rows at a time. With
+    `let_go`, each chunk's shapely points are let go once encoded (the frame's geometry is emptied as it
+    goes), so the file's points are never held twice."""
+    name = frame.geometry.name
+    shapes = frame.geometry.values._data
+    parts = []
+    for start in range(0, max(len(shapes), 1), step):
+        parts.append(wkb_geometry(shapes[start:start + step]))
+        if let_go:
+            shapes[start:start + step] = None
+    properties = pd.DataFrame(frame, copy=False).drop(columns=[name]).reset_index(drop=True)
+    return PointTable(properties, concat_geometry(parts), {}, frame.crs, name, list(frame.columns).index(name))
+
+
+def _rows(table: PointTable, start: int, stop: int) -> PointTable:
+    """Rows `start` to `stop` of a whole table, sharing its values."""
+    return replace(table, properties=table.properties.iloc[start:stop], points=slice_geometry(table.points, start, stop))
+
+
+def _split(table: PointTable, step: int) -> list[PointTable]:
+    """A whole table of records as chunks of `step` rows, each owning its columns, split a column at a time
+    and each column popped from the table once split: a chunk's records are then let go once the chunk is
+    standardised, not only once the whole file is. A chunk keeps a block per column (no consolidated copy of
+    them); its points are a slice of the table's (WKB and bounds are compact: they stay whole)."""
+    frame = table.properties
+    starts = range(0, max(len(table.points[1]), 1), step)
     pieces: list[dict[str, pd.Series]] = [{} for _ in starts]
     for name in list(frame.columns):
         column = frame.pop(name)
@@ -402,28 +431,12 @@ def _split(held: list[gpd.GeoDataFrame], step: int) -> list[gpd.GeoDataFrame]:
             piece[name] = column.iloc[start:start + step].copy()
         del column
         release_memory()
-    # the GeoSeries carries its CRS: one given here would copy every column
-    return [gpd.GeoDataFrame(piece, geometry=geometry, copy=False) for piece in pieces]
-
-
-def _joined(parts: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
-    """The chunks as one table (`pd.concat`'s), joined a column at a time and each column's chunks let go as
-    it is joined (`parts` is emptied): a whole copy of the chunks beside the table would double what the
-    standard step holds. Chunks keep a block per column (`_standard_rows`), so a column popped is freed."""
-    names = list(parts[0].columns)
-    if any(list(part.columns) != names for part in parts):
-        return pd.concat(parts, ignore_index=True)
-    geometry = parts[0].geometry.name
-    frames = [pd.DataFrame(part, copy=False) for part in parts]
-    parts.clear()
-    columns: dict[str, pd.Series] = {}
-    for name in names:
-        pieces = [frame.pop(name) for frame in frames]
-        columns[name] = pd.concat(pieces, ignore_index=True)
-        del pieces
-        release_memory()
-    # the GeoSeries carries its CRS: one given here would copy every column
-    return gpd.GeoDataFrame(columns, geometry=geometry, copy=False)
+    chunks = []
+    for piece, start in zip(pieces, starts):
+        points = slice_geometry(table.points, start, start + step)
+        index = pd.RangeIndex(start, start + len(points[1]))  # the rows', also when no column is read
+        chunks.append(replace(table, properties=pd.DataFrame(piece, index=index, copy=False), points=points))
+    return chunks
 
 
 @dataclass
@@ -442,9 +455,10 @@ class _RowPlan:
     metric: Any = None
 
 
-def _standard_rows(frame: gpd.GeoDataFrame, start: int, plan: _RowPlan) -> tuple[gpd.GeoDataFrame, dict[str, str], list[str]]:
-    """The standard table of the rows `frame` (from row `start` of the file), their units and the notes."""
+def _standard_rows(records: PointTable, start: int, plan: _RowPlan) -> tuple[PointTable, dict[str, str], list[str]]:
+    """The standard table of the rows `records` (from row `start` of the file), their units and the notes."""
     m, operation, crop = plan.m, plan.operation, plan.crop
+    frame = records.properties
     out: dict[str, Any] = {name: value.iloc[start:start + len(frame)].set_axis(frame.index)
                            if isinstance(value, pd.Series) else value for name, value in plan.fixed.items()}
     units = dict(plan.units)
@@ -468,8 +482,12 @@ def _standard_rows(frame: gpd.GeoDataFrame, start: int, plan: _RowPlan) -> tuple
     if "recordingStatus" in m:
         put("recordingStatus", _text(frame, m["recordingStatus"].column))
 
-    points, polygon_area = _points_and_area(frame, plan.metric) if plan.polygons else (frame.geometry, None)
-    area = polygon_area
+    points, area = records.points, None
+    if plan.polygons:  # decoded a chunk at a time: a point per record, its polygon's
+        shapes = gpd.GeoSeries(geometry_objects(points), index=frame.index, crs=records.crs)
+        centroids, area = _points_and_area(shapes, plan.metric)
+        points = wkb_geometry(centroids.to_numpy())
+        del shapes, centroids
     if area is None and {"distance", "equipmentWidth"} <= units.keys() and is_known(units["distance"]) \
             and is_known(units["equipmentWidth"]):
         area = np.asarray(convert(out["distance"], units["distance"], "m")
@@ -510,10 +528,9 @@ def _standard_rows(frame: gpd.GeoDataFrame, start: int, plan: _RowPlan) -> tuple
                     result.notes.append("the source names no product; products are named 'unknown'")
 
     ordered = {k: out[k] for k in schema.COLUMN_ORDER if k in out}
-    # a block per column (no consolidated copy of them), so the chunks are joined a column at a time (`_joined`)
-    standard = gpd.GeoDataFrame(ordered, geometry=points.to_numpy(), crs=WGS84, index=frame.index,
-                                copy=False).reset_index(drop=True)
-    return standard, units, result.notes
+    # a block per column (no consolidated copy of them), so the chunks are joined a column at a time (`PointTable.joined`)
+    standard = pd.DataFrame(ordered, index=frame.index, copy=False).reset_index(drop=True)
+    return PointTable(standard, points, {}, WGS84, "geometry", len(standard.columns)), units, result.notes
 
 
 def missing_inputs(operation: str, m: dict[str, Match], unresolved: dict[str, str], crop: crops.Crop | None,

@@ -117,12 +117,13 @@ def standard_outcome(steps: FileSteps, raw: SourceTable) -> Outcome:
     if not check.passed:
         return Outcome({"file_name": steps.record["fileName"], "operation_type": result.operation_type, "notes": notes},
                        failed=check)
-    assert result.frame is not None  # a result without points fails its gate above
+    table = result.table
+    assert table is not None  # a result without points fails its gate above
     metadata: dict[str, Any] = {
-        "operation_type": result.operation_type, "evidence": result.evidence, "point_count": len(result.frame),
+        "operation_type": result.operation_type, "evidence": result.evidence, "point_count": table.point_count,
         "crop": result.crop or "unknown", "units": dg.MetadataValue.json(result.units),
-        "preview": preview(result.frame), **time_span(result.frame)}
-    return Outcome(named(steps, **metadata, notes=notes), [check], PointTable.of(result.frame, result.units))
+        "preview": preview(table.head(5)), **time_span(table.properties)}
+    return Outcome(named(steps, **metadata, notes=notes), [check], table)
 
 
 @dg.asset(key="standardGeojson", ins={"raw": dg.AssetIn("rawGeojson")}, partitions_def=machine_files,
