@@ -297,7 +297,9 @@ class FileSteps:
             index = burn_index(covers, grid)
             del covers  # the swaths are in the index now
             area = float((index >= 0).sum()) * grid.pixel_area
-            geometry = to_wgs84(covered_polygon(index, grid).simplify(grid.resolution / 2), grid.crs)
+            # not simplified: its rings turn only at pixel corners (a half-pixel simplify took 7 s at 5M points
+            # and removed under 1 % of the vertices)
+            geometry = to_wgs84(covered_polygon(index, grid), grid.crs)
             release_memory()  # the coverage's rings
             column = _thumbnail_property(frame)
             if column:

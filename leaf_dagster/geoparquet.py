@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import geopandas as gpd
@@ -190,7 +191,10 @@ class GeoParquetWriter:
     written: it goes into the file's key-value metadata at `close`, where the GeoParquet specification puts
     it (GeoPandas, DuckDB and GDAL read it there), and not into the Arrow schema stored at the first chunk.
     The first chunk fixes the columns' types; `types` gives those its rows cannot tell (`column_types`), so a
-    table written in many chunks has the columns of the same table written as one."""
+    table written in many chunks has the columns of the same table written as one.
+
+    A chunk is compressed and written by a thread of the writer's own while the caller makes the next one
+    (pyarrow lets go of the GIL as it writes): at most one chunk waits, so memory holds two chunks' columns."""
 
     def __init__(self, path: Any, crs: Any, name: str = "geometry", types: dict[str, pa.DataType] | None = None):
         self.path, self.name, self.types = path, name, types or {}
@@ -198,6 +202,8 @@ class GeoParquetWriter:
         self._writer: pq.ParquetWriter | None = None
         self._total = np.full(4, np.nan)
         self._types: set[str] = set()
+        self._thread: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
 
     def write(self, frame: pd.DataFrame, geometry: Geometry) -> None:
         """Append `frame`'s rows with their `geometry` (the first chunk fixes the schema)."""
@@ -215,15 +221,30 @@ class GeoParquetWriter:
         table = table.replace_schema_metadata(self._writer.schema.metadata)
         if not table.schema.equals(self._writer.schema):
             table = table.cast(self._writer.schema)  # a chunk whose column pandas typed otherwise (all missing)
-        self._writer.write_table(table)
+        self._wait()
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoparquet")
+        self._pending = self._thread.submit(self._writer.write_table, table)
         chunk = total_bounds(geometry[1])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             self._total = np.concatenate([np.fmin(self._total[:2], chunk[:2]), np.fmax(self._total[2:], chunk[2:])])
         self._types.update(geometry[2])
 
+    def _wait(self) -> None:
+        """Wait for the chunk being written (raising its error)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
     def close(self) -> None:
         """Finish the file with its `geo` metadata; a writer given no chunk writes nothing."""
+        self._stop()  # the chunk in flight is written first
+        try:
+            self._wait()
+        except BaseException:
+            self._abandon()
+            raise
         if self._writer is None:
             return
         self._writer.add_key_value_metadata(
@@ -231,11 +252,23 @@ class GeoParquetWriter:
         self._writer.close()
         self._writer = None
 
+    def _stop(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
+
+    def _abandon(self) -> None:
+        """Close the file unfinished (the caller's temporary file is dropped with the error)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
     def __enter__(self) -> "GeoParquetWriter":
         return self
 
     def __exit__(self, *exc: object) -> None:
         if exc[0] is None:
             self.close()
-        elif self._writer is not None:
-            self._writer.close()  # the caller's temporary file is dropped with the error
+            return
+        self._stop()  # the chunk in flight ends first (its own error, if any, goes with the caller's)
+        self._abandon()

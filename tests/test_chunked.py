@@ -25,6 +25,7 @@ from benchmarks.shapefile import step_calls
 from leaf_dagster.config import save
 from leaf_dagster.files import FileSteps
 from leaf_dagster.ingest.batch import batch_id_for, ingest_batch, new_batch
+from leaf_dagster.model import SourceTable
 from leaf_dagster.storage import Storage
 
 from .conftest import JD_WHEAT, MONTANA
@@ -114,18 +115,23 @@ def test_generated_harvest(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "generated")
 
 
+def _read_generated(tmp_path: Path) -> tuple[FileSteps, SourceTable]:
+    """The steps of a generated 1,001-point harvest in 97-row chunks, and its raw records as read."""
+    upload, _ = write_harvest_zip(tmp_path / "generated", 1_001, keep_shapefile=False)
+    storage = Storage(tmp_path / "data")
+    batch_id = batch_id_for(upload, "letgo", "JohnDeere")
+    new_batch(storage, batch_id, upload, "letgo", "JohnDeere", move=False)
+    (file,) = ingest_batch(storage, batch_id).files
+    steps = FileSteps(storage, file["id"], chunk_rows=TINY)
+    steps.store_original()
+    return steps, steps.read_raw()
+
+
 def test_standard_step_again_reads_back_the_records_it_let_go(tmp_path: Path) -> None:
     """The standard step lets go of the raw records it standardises (no later step reads them); run again in the
     same process on the same table, as the IO manager keeps it, it reads them back from the raw GeoParquet and
     gives the same points."""
-    upload, _ = write_harvest_zip(tmp_path / "generated", 1_001, keep_shapefile=False)
-    storage = Storage(tmp_path / "data")
-    batch_id = batch_id_for(upload, "again", "JohnDeere")
-    new_batch(storage, batch_id, upload, "again", "JohnDeere", move=False)
-    (file,) = ingest_batch(storage, batch_id).files
-    steps = FileSteps(storage, file["id"], chunk_rows=TINY)
-    steps.store_original()
-    source = steps.read_raw()
+    steps, source = _read_generated(tmp_path)
     steps.write_table("rawGeojson", source)
     first = steps.standardize(source)
     assert source.point_count == 0
@@ -143,14 +149,7 @@ def _root(array: np.ndarray) -> object:
 def test_standard_step_holds_nothing_of_the_records_it_let_go(tmp_path: Path) -> None:
     """Once standardised, the raw records are gone: every shapely point of them let go as its chunk was
     encoded, and the source's emptied frame no view of their columns (an empty view still holds every row)."""
-    upload, _ = write_harvest_zip(tmp_path / "generated", 1_001, keep_shapefile=False)
-    storage = Storage(tmp_path / "data")
-    batch_id = batch_id_for(upload, "gone", "JohnDeere")
-    new_batch(storage, batch_id, upload, "gone", "JohnDeere", move=False)
-    (file,) = ingest_batch(storage, batch_id).files
-    steps = FileSteps(storage, file["id"], chunk_rows=TINY)
-    steps.store_original()
-    source = steps.read_raw()
+    steps, source = _read_generated(tmp_path)
     points = source.frame.geometry.values._data
     columns = {c: _root(source.frame[c].to_numpy()) for c in source.frame.columns if c != "geometry"}
     result = steps.standardize(source)

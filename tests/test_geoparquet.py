@@ -10,6 +10,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import shapely
@@ -104,3 +105,27 @@ def test_columns_missing_in_the_first_chunk_keep_the_whole_tables_types(tmp_path
     assert ours.schema.equals(theirs.schema, check_metadata=False) and ours.equals(theirs.replace_schema_metadata(
         ours.schema.metadata))  # the pandas metadata is the first chunk's, which saw no products
     pd.testing.assert_frame_equal(gpd.read_parquet(tmp_path / "ours.parquet"), gpd.read_parquet(tmp_path / "theirs.parquet"))
+
+
+@pytest.mark.parametrize("failing", [1, 3])
+def test_a_chunk_the_writer_thread_fails_on_is_the_writers_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  failing: int) -> None:
+    """Chunks are written by the writer's own thread: a chunk that fails there (the disk full, say) fails the
+    write or the close that follows it, not silently, whether it is the last chunk or not."""
+    frame = _frames()["points"]
+    written: list[int] = []
+    original = pq.ParquetWriter.write_table
+
+    def write_table(self: pq.ParquetWriter, table: pa.Table, *args: object, **kwargs: object) -> None:
+        written.append(len(table))
+        if len(written) == failing:
+            raise OSError("No space left on device")
+        original(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", write_table)
+    with pytest.raises(OSError, match="No space left"):
+        with GeoParquetWriter(tmp_path / "ours.parquet", CRS84) as writer:
+            for start in range(0, 3 * 5, 5):
+                part = frame.iloc[start:start + 5]
+                writer.write(pd.DataFrame(part), wkb_geometry(part.geometry.to_numpy()))
+    assert len(written) == failing  # nothing is written after the failed chunk
