@@ -444,9 +444,15 @@ class Records:
             row = self.execute(con, f"SELECT {section} FROM {table} WHERE id = ?", [record_id]).fetchone()
         return json.loads(row[0]) if row and row[0] else None
 
-    def many(self, table: str, ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        """Registered records in the order of `ids` (all of them, by id, when `ids` is None)."""
-        sections = list(SECTIONS[table])
+    def many(self, table: str, ids: Iterable[str] | None = None,
+             sections: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Registered records in the order of `ids` (all of them, by id, when `ids` is None), with the facts
+        of `sections` only when given (a file's summary holds its coverage polygon: megabytes for a season's
+        file, which a caller that wants its status should not read)."""
+        sections = list(SECTIONS[table]) if sections is None else list(sections)
+        unknown = set(sections) - set(SECTIONS[table])
+        if unknown:
+            raise KeyError(f"{sorted(unknown)} are not sections of {table}")
         select = f"SELECT id, updated_time, {', '.join(sections)} FROM {table} WHERE registration IS NOT NULL"
         with self.connect() as con:
             if ids is None:

@@ -74,11 +74,12 @@ def update_batch_status(storage: Storage, batch_id: str) -> dict[str, Any] | Non
     Read and written under the record store's write lock, and a settled status already recorded is kept when
     no file was settled since: the runs of an upload split over several (LEAF_FILES_PER_RUN) each update it as
     they end, and however they interleave, the batch is PROCESSING until its last file is settled and is then
-    settled once (one `processedTimestamp`, one overview); a file run later settles it anew."""
+    settled once (one `processedTimestamp`, one overview); a file run later settles it anew. Only the files'
+    registration and status are read under the lock (`batch_state` reads nothing else)."""
     with storage.records.locked("batches", batch_id) as con:
         batch = storage.records.get("batches", batch_id)
         if batch is not None and batch.get("leafFiles"):
-            files = storage.records.many("files", batch["leafFiles"])
+            files = storage.records.many("files", batch["leafFiles"], sections=("registration", "status"))
             status, details = batch_state(files)
             settled = batch.get("processedTimestamp") or ""
             if (batch.get("status"), batch.get("statusDetails")) != (status, details) \

@@ -138,6 +138,20 @@ def test_a_section_refuses_facts_it_does_not_own(tmp_path: Path, records_store: 
         records.put("files", "f", "standard", {"pointCount": 3, "fields": []})
 
 
+def test_records_read_with_some_sections_have_only_their_facts(tmp_path: Path, records_store: str | None) -> None:
+    """What the batch status reads under its lock: the files' registration and status, not their summaries."""
+    records = Records(tmp_path / "records.sqlite", records_store)
+    records.put("files", "f", "registration", {"id": "f", "fileName": "a.zip", "batchId": "b"})
+    records.put("files", "f", "summary", {"summary": {"type": "Feature"}, "areaM2": 12.5})
+    records.put("files", "f", "status", {"status": "processed", "steps": {}})
+    (whole,) = records.many("files", ["f"])
+    (some,) = records.many("files", ["f"], sections=("registration", "status"))
+    assert whole["areaM2"] == 12.5 and "areaM2" not in some and "summary" not in some
+    assert some == {k: v for k, v in whole.items() if k not in ("summary", "areaM2")}
+    with pytest.raises(KeyError, match="not sections of files"):
+        records.many("files", ["f"], sections=("status", "secrets"))
+
+
 def test_a_store_removed_while_a_process_lives_is_made_again(tmp_path: Path, records_store: str | None) -> None:
     records = Records(tmp_path / "records.sqlite", records_store)
     records.put("files", "f", "standard", {"pointCount": 3})
