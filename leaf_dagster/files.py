@@ -175,7 +175,7 @@ class FileSteps:
         """The polygon output: each standard point's swath rectangle, built and written a chunk of points at
         a time in the metric CRS and with the directions of the whole file."""
         target = self.storage.parquet_path("polygons", self.file_id)
-        frame = table.with_geometry(table.properties)
+        frame = table.with_geometry(table.columns)  # the table's own rows, as `point_rectangles` counts them
         types = column_types(frame, self.chunk_rows) if len(frame) > self.chunk_rows else None
         with self.storage.atomic_path(target) as tmp, GeoParquetWriter(tmp, CRS84, table.name, types) as writer:
             for chunk, rows, rings in point_rectangles(table, table.units, self.chunk_rows):
@@ -365,7 +365,7 @@ class FileSteps:
             for done in pending:
                 done.result()
         self.put("images", {"images": images})
-        release_memory()  # the swaths, the grid and the images
+        release_memory()  # the grid and the images
         return images
 
     def zip_images(self) -> Path:

@@ -258,10 +258,14 @@ class GeoParquetWriter:
             self._thread = None
 
     def _abandon(self) -> None:
-        """Close the file unfinished (the caller's temporary file is dropped with the error)."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        """Close the file unfinished (the caller's temporary file is dropped with the error); an error of the
+        close itself is not raised over the one that ended the writing."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            except Exception:  # the error being raised says what went wrong
+                pass
 
     def __enter__(self) -> "GeoParquetWriter":
         return self
@@ -270,5 +274,5 @@ class GeoParquetWriter:
         if exc[0] is None:
             self.close()
             return
-        self._stop()  # the chunk in flight ends first (its own error, if any, goes with the caller's)
+        self._stop()  # the chunk in flight ends first; the caller's error is the one raised
         self._abandon()

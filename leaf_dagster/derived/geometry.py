@@ -20,7 +20,7 @@ import pandas as pd
 import shapely
 from pyproj import CRS, Transformer
 
-from ..geoparquet import point_xy, total_bounds
+from ..geoparquet import point_xy
 from ..standard.units import convert, is_known
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ def _utm(epsg: int) -> CRS:
     return CRS.from_epsg(epsg)
 
 
-# The properties `swaths` reads, besides the points.
+# The properties a swath is made from, besides its point.
 SWATH_COLUMNS = ("equipmentWidth", "area", "distance", "heading")
 
 
@@ -112,15 +112,15 @@ def table_xy(table: PointTable) -> tuple[np.ndarray, np.ndarray, CRS]:
     if table.keep is not None:
         lon, lat = lon[table.keep], lat[table.keep]
     # what `metric_crs` reads of the points: their bounds, which for points are their coordinates' extent
-    extent = shapely.box(*total_bounds(np.array([[np.nanmin(lon), np.nanmin(lat), np.nanmax(lon), np.nanmax(lat)]])
-                                       if np.isfinite(lon).any() else np.empty((0, 4))))
+    placed = np.isfinite(lon).any()  # none placed: no extent, and `metric_crs` says so
+    extent = shapely.box(*(np.nanmin(lon), np.nanmin(lat), np.nanmax(lon), np.nanmax(lat)) if placed else [np.nan] * 4)
     crs = metric_crs(gpd.GeoSeries([extent], crs=table.crs))
     x, y = Transformer.from_crs(table.crs, crs, always_xy=True).transform(lon, lat)
     return x, y, crs
 
 
 def table_swaths(table: PointTable, units: dict[str, str]) -> Swaths:
-    """`swaths` of a point table's rows, in their metric CRS."""
+    """The swath of every row of a point table, in its metric CRS (`_swaths`)."""
     properties = table.properties[[c for c in SWATH_COLUMNS if c in table.properties.columns]]
     return _swaths(*table_xy(table), properties if table.keep is None else properties[table.keep], units)
 

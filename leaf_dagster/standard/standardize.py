@@ -293,9 +293,10 @@ def standardize(source: SourceTable, chunk_rows: int | None = None,
     The records' points are encoded once the operation is known (WKB and bounds, as `PointTable` holds
     them): the whole-file decisions read columns only, and a point record's encoded point is its standard
     point, so no shapely point per record is held past that (polygon records are decoded a chunk at a
-    time for their centroids). With `let_go`, the source's records are its own: its frame is emptied there,
-    and the columns only the whole-file decisions read (times, crops, unmapped ones) are let go before the
-    rows are built."""
+    time for their centroids). The columns only the whole-file decisions read (times, crops, unmapped
+    ones) are dropped before the rows are built, and each chunk of records once it is standardised. With
+    `let_go`, the source's records are its own: its points are let go as they are encoded and its frame is
+    emptied (also when encoding fails, so a re-run reads the records back rather than finding them gone)."""
     placed = (source.frame.geometry.notna() & ~source.frame.geometry.is_empty).to_numpy()
     frame = source.frame if placed.all() else source.frame[placed]  # no copy of a big file's records when all have one
     columns = [c for c in frame.columns if c != frame.geometry.name]
@@ -314,10 +315,12 @@ def standardize(source: SourceTable, chunk_rows: int | None = None,
     polygons = _has_polygons(frame)
     metric = metric_crs(frame) if polygons else None
     step = chunk_rows or max(len(frame), 1)
-    records = _records(frame, step, let_go)
+    try:
+        records = _records(frame, step, let_go)
+    finally:
+        if let_go:
+            source.frame = source.frame.iloc[:0].copy()  # a view of no rows would still hold every record
     del frame
-    if let_go:
-        source.frame = source.frame.iloc[:0].copy()  # a view of no rows would still hold every record
     release_memory()  # the records' shapely points, when they were the source's own
     frame = records.properties
 
@@ -357,14 +360,12 @@ def standardize(source: SourceTable, chunk_rows: int | None = None,
     plan = _RowPlan(m, resolution.unresolved, operation, crop, source.dialect, dict(units), fixed=out,
                     polygons=polygons, metric=metric)
     rows = max(len(frame), 1)
-    if let_go:
-        read = {match.column for prop, match in m.items() if prop not in _WHOLE_FILE_PROPERTIES} | {"products"}
-        records.properties = frame[[c for c in frame.columns if c in read]]
-        del frame
-        release_memory()
-        chunks = _split(records, step)  # each chunk of records let go once standardised
-    else:
-        chunks = [_rows(records, start, start + step) for start in range(0, rows, step)]
+    # the rows read only the mapped columns the whole-file decisions did not take (times, crops are in `out`)
+    read = {match.column for prop, match in m.items() if prop not in _WHOLE_FILE_PROPERTIES} | {"products"}
+    records.properties = frame[[c for c in frame.columns if c in read]]
+    del frame
+    release_memory()
+    chunks = _split(records, step)  # each chunk of records let go once standardised
     del records
     parts: list[PointTable] = []
     first_notes: list[str] = []
@@ -410,11 +411,6 @@ def _records(frame: gpd.GeoDataFrame, step: int, let_go: bool) -> PointTable:
             shapes[start:start + step] = None
     properties = pd.DataFrame(frame, copy=False).drop(columns=[name]).reset_index(drop=True)
     return PointTable(properties, concat_geometry(parts), {}, frame.crs, name, list(frame.columns).index(name))
-
-
-def _rows(table: PointTable, start: int, stop: int) -> PointTable:
-    """Rows `start` to `stop` of a whole table, sharing its values."""
-    return replace(table, properties=table.properties.iloc[start:stop], points=slice_geometry(table.points, start, stop))
 
 
 def _split(table: PointTable, step: int) -> list[PointTable]:
