@@ -35,7 +35,7 @@ class CatalogError(RuntimeError):
 
 class RecordsConfigError(ValueError):
     """records.records_url: LEAF_RECORDS_URL names no PostgreSQL database (raised on the first use of the record
-    store: a CLI exit code 2, an API or step that cannot start)."""
+    store: a CLI exit code 2, a failed step, an API request answered 500)."""
 
 
 class ConfigError(ValueError):

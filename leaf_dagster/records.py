@@ -235,9 +235,8 @@ class _Postgres:
     def begin_create(self, con: Connection) -> None:
         """Start the transaction that makes the schema, one process at a time (a lock held until it ends)."""
         self.begin(con)
-        cursor = con.cursor()
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [PG_SCHEMA])
-        cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {PG_SCHEMA}")
+        self.lock(con, PG_SCHEMA)
+        con.cursor().execute(f"CREATE SCHEMA IF NOT EXISTS {PG_SCHEMA}")
 
     @staticmethod
     def fact(section: str, path: str, kind: str) -> str:
@@ -364,7 +363,9 @@ class Records:
     @contextmanager
     def locked(self, table: str, record_id: str) -> Iterator[Connection]:
         """A write transaction holding one record to itself until it ends, so processes that read, decide and
-        write it (a batch's status from its files') take turns; the record is read on any connection."""
+        write it (a batch's status from its files') take turns; the record is read on any connection. On
+        PostgreSQL that is an advisory lock on the record; on SQLite it is the store's write lock, which every
+        writer waits for (up to its busy timeout): keep what is done under it small."""
         with self.transaction() as con:
             self._dialect.lock(con, f"{table}/{record_id}")
             yield con

@@ -169,7 +169,8 @@ def settle_batch(instance: dg.DagsterInstance, storage: Storage, run: dg.Dagster
         shutil.rmtree(storage.extracted_dir(batch["id"]), ignore_errors=True)  # the stored zip stays for a retry
         return set_batch_state(storage, batch["id"], "FAILED", f"{batch['fileName']}: the batch could not be "
                                f"processed ({reason}); retry the batch")
-    for record in shard_records(storage.records.many("files", batch["leafFiles"]), run.tags.get(SHARD_TAG)):
+    listed = storage.records.many("files", batch["leafFiles"], sections=("registration", "status"))
+    for record in shard_records(listed, run.tags.get(SHARD_TAG)):
         file_id = record["id"]
         if record.get("status") == "processing" and latest_run(instance, FILE_JOB, file_id) is None:
             record_steps(storage, file_id, steps_without_run(f"the batch run failed ({reason})"), run.run_id,

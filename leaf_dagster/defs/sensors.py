@@ -83,8 +83,9 @@ def requested_runs_sensor(context: dg.SensorEvaluationContext, storage: LeafStor
                                           tags=queue.tags(batch.get("apiOwnerUsername"), batch_id,
                                                           **{"leaf/request": request["reason"]})))
         shards = request.get("shards") or {}
-        for name in shards.get("names", []):
-            batch = store.records.get("batches", shards["batchId"]) or {}
+        names = shards.get("names", [])
+        batch = (store.records.get("batches", shards["batchId"]) or {}) if names else {}
+        for name in names:
             requests.append(dg.RunRequest(run_key=f"{request['id']}:{name}", job_name=BATCH_JOB,
                                           partition_key=shards["batchId"], asset_selection=[dg.AssetKey("batchFiles")],
                                           tags=queue.tags(batch.get("apiOwnerUsername"), shards["batchId"], **{

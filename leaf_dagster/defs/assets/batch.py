@@ -86,7 +86,9 @@ def shard_files(context: dg.AssetExecutionContext, store: Storage, batch: dict[s
     the records of the files it takes: its share of the batch's runnable files, those not settled yet."""
     run = context.instance.get_run_by_id(context.run_id)
     shard = (run.tags if run else context.run.tags).get(SHARD_TAG)
-    records = run_requests.shard_records(store.records.many("files", batch.get("leafFiles", [])), shard)
+    # registration and status only: a big file's summary is megabytes, and every shard reads the whole batch
+    listed = store.records.many("files", batch.get("leafFiles", []), sections=("registration", "status"))
+    records = run_requests.shard_records(listed, shard)
     return shard, [r for r in records if not r.get("unsupportedReason") and r.get("status", "processing") == "processing"]
 
 
