@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from leaf_dagster.records import RECORDS_URL_ENV
 from leaf_dagster.storage import DATA_DIR_ENV, Storage
 
 REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "data" / "samples"  # the sample uploads kept in the repository
 REAL = Path(os.environ.get("LEAF_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 # The second corpus (AGPL sets among them: read in place as test fixtures, never copied into the repo).
 REAL2 = Path(os.environ.get("LEAF_REAL2_DATA", REAL.parent / "real2"))
@@ -86,9 +87,12 @@ RECORD_STORES = ["sqlite", "postgresql"]
 @contextmanager
 def records_in(store: str) -> Iterator[str | None]:
     """For the block, the records in SQLite (yields None) or in a PostgreSQL database of their own, named by
-    LEAF_RECORDS_URL and dropped after it (yields that URL)."""
+    LEAF_RECORDS_URL and dropped after it (yields that URL). SQLite is the single machine's default, so the
+    block runs without LEAF_RECORDS_URL even inside a PostgreSQL block (a module fixture's, say)."""
     if store == "sqlite":
-        yield None
+        with pytest.MonkeyPatch.context() as patch:
+            patch.delenv(RECORDS_URL_ENV, raising=False)
+            yield None
         return
     from benchmarks import postgres
 
@@ -157,4 +161,16 @@ def make_zip(target: Path, members: dict[str, Path | bytes | str]) -> Path:
                 zf.write(value, name)
             else:
                 zf.writestr(name, value)
+    return target
+
+
+def samples_zip(target: Path, samples: Iterable[str], in_folders: bool = False) -> Path:
+    """One upload holding the files of several sample uploads (macOS resource forks left out), each sample's in a
+    folder named after it when `in_folders`."""
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as out:
+        for sample in samples:
+            with zipfile.ZipFile(SAMPLES / sample) as source:
+                for member in source.namelist():
+                    if not member.startswith("__MACOSX/"):
+                        out.writestr(f"{Path(sample).stem}/{member}" if in_folders else member, source.read(member))
     return target

@@ -19,7 +19,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -42,7 +41,7 @@ from leaf_dagster.status import BATCH_JOB, FILE_JOB, OVERVIEW_JOB
 from leaf_dagster.storage import DEFAULT_OWNER, Storage
 from leaf_dagster.worker import EXECUTED_BY
 
-from .conftest import REPO, records_url_of, require
+from .conftest import REPO, records_in, records_url_of, require
 from .test_api import BASE
 from .test_celery_workers import BACKEND_URL, BROKER_URL, delete_queue, engine_messages, unreachable
 from .test_make_run import free_port, kill_all, processes_with
@@ -149,14 +148,6 @@ def layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Layout]:
             delete_queue(queue)
 
 
-@contextmanager
-def one_machine() -> Iterator[None]:
-    """For the block, the single machine's default: records in the data directory's SQLite file."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv(RECORDS_URL_ENV, raising=False)
-        yield
-
-
 def forget_results(home: Path) -> None:
     """Delete the task states the runs left in the result backend (kept a week for run monitoring)."""
     if not (home / "dagster.yaml").exists():  # make stopped before writing it: no run was launched
@@ -242,7 +233,7 @@ def test_a_twenty_file_upload_through_make_cluster_is_processed_once_as_on_one_m
     # the single machine's run of the same upload, in this process while the cluster works on it, on the in-memory
     # instance `leaf-dagster process` uses without DAGSTER_HOME
     single = Storage(tmp_path / "single")
-    with one_machine(), dg.DagsterInstance.ephemeral() as instance:
+    with records_in("sqlite"), dg.DagsterInstance.ephemeral() as instance:
         alone = process_upload(upload, single, instance, leaf_user_id=USER, provider=PROVIDER)
         alone_labels = id_labels(single, alone["batch"]["id"])
         alone_materialized = materialized(instance, [r.run_id for r in instance.get_runs()], alone_labels)
@@ -317,7 +308,7 @@ def test_a_twenty_file_upload_through_make_cluster_is_processed_once_as_on_one_m
 
     # the SQL catalog: every table and row the same, but for ids (relabelled) and the IGNORED columns
     on_cluster = catalog(shared, labels)
-    with one_machine():
+    with records_in("sqlite"):
         on_one_machine = catalog(single, alone_labels)
     assert sorted(on_cluster) == sorted(on_one_machine)
     for table, rows in on_one_machine.items():

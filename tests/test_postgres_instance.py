@@ -22,9 +22,8 @@ from benchmarks import postgres
 from leaf_dagster import instance
 from leaf_dagster.storage import Storage
 
-from .conftest import REPO, require
+from .conftest import REPO, require, samples_zip
 
-SAMPLES = REPO / "data" / "samples"
 # A John Deere yield shapefile (processed) and the SMS yield CSV, which names no crop, so Leaf's default cleanup
 # drops every point (failed at standardGeojson): one upload whose files end both ways.
 PROCESSED_SAMPLE, FAILED_SAMPLE = "jd-wheat-yield-montana-2019.zip", "sms-yield-csv-victoria.zip"
@@ -84,15 +83,8 @@ def postgres_server() -> str:
 
 
 def mixed_upload(tmp_path: Path) -> Path:
-    """One zip holding both samples' files (macOS resource forks left out)."""
-    upload = tmp_path / "two-samples.zip"
-    with zipfile.ZipFile(upload, "w", zipfile.ZIP_DEFLATED) as out:
-        for sample in (PROCESSED_SAMPLE, FAILED_SAMPLE):
-            with zipfile.ZipFile(SAMPLES / sample) as source:
-                for member in source.namelist():
-                    if not member.startswith("__MACOSX/"):
-                        out.writestr(member, source.read(member))
-    return upload
+    """One zip holding both samples' files."""
+    return samples_zip(tmp_path / "two-samples.zip", (PROCESSED_SAMPLE, FAILED_SAMPLE))
 
 
 def files_by_name(data: Path) -> dict[str, dict[str, Any]]:

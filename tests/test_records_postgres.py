@@ -22,10 +22,9 @@ from leaf_dagster.errors import RecordsConfigError
 from leaf_dagster.records import RECORDS_URL_ENV, Records, records_url
 from leaf_dagster.storage import Storage
 
-from .conftest import RECORD_STORES, REPO, records_in, records_url_of, require
+from .conftest import RECORD_STORES, SAMPLES, records_in, records_url_of, require
 from .test_ducklake import _libpq
 
-SAMPLES = REPO / "data" / "samples"
 # What differs from one run to the next whatever the store: the clock, Dagster's run ids, the random thumbnail
 # tokens, the data directory.
 _VOLATILE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}(:\d{2})?)?|"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-import zipfile
 from pathlib import Path
 
 import dagster as dg
@@ -20,24 +19,24 @@ from leaf_dagster.defs.in_process import process_upload
 from leaf_dagster.defs.recovery import RECOVERS_TAG, SHARD_TAG, is_latest, requeue_request
 from leaf_dagster.defs.sensors import inbox_sensor, requested_runs_sensor, status_sensor
 from leaf_dagster.model import STEP_ORDER
-from leaf_dagster.status import BATCH_JOB, OVERVIEW_JOB
+from leaf_dagster.status import OVERVIEW_JOB
 from leaf_dagster.storage import Storage
 
-from .conftest import REPO
+from .conftest import REPO, samples_zip
 from .sensor_loop import SensorLoop
 from .test_batch_failures import drop_in_inbox
 from .test_celery_workers import DEADLINE, Cluster, all_settled, engine_messages, standard_rows
-from .test_celery_workers import batch_runs as celery_batch_runs
+from .test_celery_workers import batch_runs  # newest first
+from .test_postgres_instance import VOLATILE as POSTGRES_VOLATILE
 from .test_celery_workers import cluster  # noqa: F401  (the fixture: the daemon and two workers)
 from .test_crash_recovery import FILES, six_shapefiles
 
-SAMPLES = REPO / "data" / "samples"
 # Four real samples, five machine files: one of them (the SMS CSV naming no crop) fails its filter.
 UPLOADS = ("sms-yield-csv-victoria.zip", "jd-wheat-yield-montana-2019.zip", "ohio-corn-planting-and-nh3.zip",
            "agleader-text-soybeans.zip")
 # what differs between the two uploads whatever the runs: times, ids, run ids and the API owner (the inbox
 # drop names one, the CLI acts as `local`)
-VOLATILE = {"createdTime", "updatedTime", "lastRunId", "thumbnailToken", "apiOwnerUsername"}
+VOLATILE = POSTGRES_VOLATILE | {"apiOwnerUsername"}
 
 
 def test_shards_are_named_and_split_by_index() -> None:
@@ -58,17 +57,6 @@ def test_shards_are_named_and_split_by_index() -> None:
     assert instance_settings.settings({"LEAF_FILES_PER_RUN": "25"}) == (REPO / "deploy" / "dagster.yaml").read_text()
 
 
-def samples_upload(tmp_path: Path) -> Path:
-    upload = tmp_path / "four-samples.zip"
-    with zipfile.ZipFile(upload, "w", zipfile.ZIP_DEFLATED) as out:
-        for sample in UPLOADS:
-            with zipfile.ZipFile(SAMPLES / sample) as source:
-                for member in source.namelist():
-                    if not member.startswith("__MACOSX/"):
-                        out.writestr(f"{Path(sample).stem}/{member}", source.read(member))
-    return upload
-
-
 def comparable(records: list[dict]) -> dict[str, dict]:
     """Each file's record by name, without what differs between two uploads of the same zip, its own and its
     batch's ids (in its output paths) named alike."""
@@ -79,12 +67,8 @@ def comparable(records: list[dict]) -> dict[str, dict]:
     return out
 
 
-def batch_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
-    return list(reversed(instance.get_runs(dg.RunsFilter(job_name=BATCH_JOB))))
-
-
 def test_an_upload_split_over_runs_ends_as_in_one_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    upload = samples_upload(tmp_path)
+    upload = samples_zip(tmp_path / "four-samples.zip", UPLOADS, in_folders=True)
     # the upload in one run, as without the setting
     whole = Storage(tmp_path / "whole")
     with dg.instance_for_test() as instance:
@@ -119,7 +103,7 @@ def test_an_upload_split_over_runs_ends_as_in_one_run(tmp_path: Path, monkeypatc
         loop.tick()
         loop.tick()
 
-        runs = batch_runs(instance)
+        runs = list(reversed(batch_runs(instance)))
         assert [r.tags.get(SHARD_TAG) for r in runs] == ["0/2", "1/2"]
         assert all(r.asset_selection == {dg.AssetKey("batchFiles")} for r in runs[1:])
         assert runs[1].status == dg.DagsterRunStatus.SUCCESS
@@ -163,8 +147,8 @@ def test_two_celery_workers_share_one_upload_split_over_runs(cluster: Cluster, r
 
     cluster.wait_for("the upload settled", lambda: all_settled(cluster.data, 1, FILES), deadline)
     with dg.DagsterInstance.from_config(str(cluster.home)) as instance:
-        cluster.wait_for("its runs to end", lambda: all(r.is_finished for r in celery_batch_runs(instance)), deadline)
-        runs = sorted(celery_batch_runs(instance), key=lambda r: r.tags[SHARD_TAG])
+        cluster.wait_for("its runs to end", lambda: all(r.is_finished for r in batch_runs(instance)), deadline)
+        runs = sorted(batch_runs(instance), key=lambda r: r.tags[SHARD_TAG])
         assert [(r.tags[SHARD_TAG], r.status) for r in runs] == [("0/2", dg.DagsterRunStatus.SUCCESS),
                                                                   ("1/2", dg.DagsterRunStatus.SUCCESS)]
         workers = []

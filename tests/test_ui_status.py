@@ -29,10 +29,9 @@ from leaf_dagster.defs.in_process import QUIET, process_upload
 from leaf_dagster.status import OVERVIEW_JOB
 from leaf_dagster.storage import DATA_DIR_ENV, Storage
 
-from .conftest import JD_WHEAT_ZIP, MONTANA, REPO, make_zip
+from .conftest import JD_WHEAT_ZIP, MONTANA, REPO, SAMPLES, make_zip
 from .test_pipeline import jd_valid_points
 
-SAMPLES = REPO / "data" / "samples"
 SMS = "area2_yield_ISO-8859-1"  # an SMS yield export whose every point the default cleanup removes
 NO_POINTS = "no points passed the filter"
 SKIPPED = ["filteredGeojson", "summary", "units", "propertiesPNGs", "zippedPNGs"]
