@@ -28,10 +28,14 @@ from .resources import LeafStorage
 
 # An upload still being written must not be picked up: wait until it has not changed for this long.
 SETTLE_SECONDS = 2.0
+# The daemon evaluates sensors once per loop of 5 s at the most. A sensor's interval of 5 s would skip every
+# other loop whenever a loop comes a moment early (an upload then waited 10 s for its run); asking for less
+# than the loop, the inbox, requested-runs and status sensors tick on every loop.
+EVERY_LOOP = 1
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
 
-@dg.sensor(job=ingest_batch_job, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(job=ingest_batch_job, minimum_interval_seconds=EVERY_LOOP, default_status=dg.DefaultSensorStatus.RUNNING)
 def inbox_sensor(context: dg.SensorEvaluationContext, storage: LeafStorage):
     """A new zip in data/inbox/ becomes a batch partition and a batch run (once, whatever the ticks)."""
     store = storage.store()
@@ -65,7 +69,7 @@ def file_run_tags(queue: FairQueue, store: Storage, file_id: str, **extra: str) 
         **extra})
 
 
-@dg.sensor(jobs=[ingest_batch_job, process_file_job], minimum_interval_seconds=5,
+@dg.sensor(jobs=[ingest_batch_job, process_file_job], minimum_interval_seconds=EVERY_LOOP,
            default_status=dg.DefaultSensorStatus.RUNNING)
 def requested_runs_sensor(context: dg.SensorEvaluationContext, storage: LeafStorage):
     """Runs asked for over HTTP (merged files, batch retries): one run per file named in a request, and a
@@ -103,7 +107,7 @@ def requested_runs_sensor(context: dg.SensorEvaluationContext, storage: LeafStor
                            dynamic_partitions_requests=[machine_files.build_add_request(keys)] if keys else [])
 
 
-@dg.sensor(job=batch_overview_job, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(job=batch_overview_job, minimum_interval_seconds=EVERY_LOOP, default_status=dg.DefaultSensorStatus.RUNNING)
 def status_sensor(context: dg.SensorEvaluationContext, storage: LeafStorage):
     """Record Leaf's status of every finished file run, settle the batch of every failed batch run, refresh
     the SQL catalog, and request the overview of every batch these runs left PROCESSED or FAILED. Runs the
