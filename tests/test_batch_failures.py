@@ -26,7 +26,7 @@ from leaf_dagster.status import BATCH_JOB
 from leaf_dagster.records import Records
 from leaf_dagster.storage import Storage
 
-from .conftest import JD_WHEAT_ZIP, MONTANA, make_zip
+from .conftest import JD_WHEAT_ZIP, MONTANA, make_zip, samples_zip
 from .sensor_loop import SensorLoop
 
 OWNER = "alice"
@@ -207,3 +207,57 @@ def test_a_run_that_fails_outside_its_steps_names_its_own_error(instance: dg.Dag
     instance.add_run(bare)
     instance.report_run_failed(bare, message="the run's process was killed")
     assert run_failure_message(instance, bare) == "the run's process was killed"
+
+
+def test_a_file_whose_events_cannot_be_recorded_is_not_reported_processed(
+        storage: Storage, instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upload's run records each file (its events, then its status) while it makes the next one: a file whose
+    events fail to be written never gets a `processed` status, the run fails with the error, and the files
+    recorded before it keep their status and their materialisations."""
+    from leaf_dagster.defs.assets import batch as batch_asset
+    from leaf_dagster.defs.in_process import process_upload
+
+    upload = samples_zip(tmp_path / "two.zip", ["jd-wheat-yield-montana-2019.zip", "sms-yield-csv-victoria.zip"])
+    logged: list[str] = []
+    log_events = batch_asset.log_file_events
+
+    def event_log_down_at_second_file(context: Any, file_id: str, events: list[Any]) -> None:
+        if logged:
+            raise ConnectionError("the event log's database is unreachable")
+        logged.append(file_id)
+        log_events(context, file_id, events)
+
+    monkeypatch.setattr(batch_asset, "log_file_events", event_log_down_at_second_file)
+    result = process_upload(upload, storage, instance, leaf_user_id="grower", provider="JohnDeere")
+
+    files = {f["id"]: f for f in result["files"]}
+    assert len(files) == 2 and len(logged) == 1
+    assert files[logged[0]]["status"] == "processed"
+    others = [f for file_id, f in files.items() if file_id != logged[0]]
+    assert all(f["status"] == "failed" for f in others)
+    assert all(f["steps"]["originalFile"]["message"] == "the batch run failed (the event log's database is "
+               "unreachable)" for f in others)
+    (run,) = instance.get_runs(dg.RunsFilter(job_name=BATCH_JOB))
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    materialised = instance.get_materialized_partitions(dg.AssetKey("zippedPNGs"))
+    assert materialised == {logged[0]}
+
+
+def test_the_recorder_fails_the_run_with_the_last_files_error() -> None:
+    """The thread recording files hands its error to the run: at the next file, or at the end for the last."""
+    from leaf_dagster.defs.assets.batch import Recorder
+
+    def broken(name: str) -> None:
+        raise ValueError(f"cannot record {name}")
+
+    done: list[str] = []
+    with pytest.raises(ValueError, match="cannot record first"):
+        with Recorder() as recorder:
+            recorder.submit(broken, "first")
+            recorder.submit(done.append, "second")
+    assert done == []
+    with pytest.raises(ValueError, match="cannot record last"):
+        with Recorder() as recorder:
+            recorder.submit(done.append, "one")
+            recorder.submit(broken, "last")
+    assert done == ["one"]

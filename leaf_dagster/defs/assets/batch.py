@@ -8,6 +8,8 @@ run settles its own files and then the batch's status, which stays PROCESSING un
 settled."""
 
 
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import dagster as dg
@@ -21,7 +23,7 @@ from ..checks import fail, gate, gate_spec
 from ..partitions import batches, machine_files
 from ..recovery import RECOVERS_TAG, SHARD_TAG
 from ..resources import LeafStorage
-from .files import in_batch_run
+from .files import FileRun, in_batch_run, log_file_events
 
 
 @dg.asset(key="batch", partitions_def=batches, group_name="uploads", kinds={"zip"},
@@ -108,14 +110,15 @@ def batch_files(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.M
     batch = store.records.get("batches", context.partition_key) or {}
     shard, records = shard_files(context, store, batch)
     outcomes: dict[str, list[str]] = {"processed": [], "failed": []}
-    for number, record in enumerate(records, start=1):
-        context.log.info(f"[{number}/{len(records)}] {record['fileFormat']} {record['fileName']}")
-        steps = in_batch_run(context, store, record["id"])
-        record_steps(store, record["id"], steps, context.run_id, update_batch=False)
-        outcomes.setdefault(overall(steps), []).append(record["fileName"])
-        failure = failing_step({"steps": steps})
-        if failure:
-            context.log.error(f"{record['fileName']} ({record['id']}): {failure[0]} failed: {failure[1]}")
+    with Recorder() as recorder:
+        for number, record in enumerate(records, start=1):
+            context.log.info(f"[{number}/{len(records)}] {record['fileFormat']} {record['fileName']}")
+            run = in_batch_run(context, store, record["id"])
+            recorder.submit(record_file, context, store, record["id"], run)
+            outcomes.setdefault(overall(run.status), []).append(record["fileName"])
+            failure = failing_step({"steps": run.status})
+            if failure:
+                context.log.error(f"{record['fileName']} ({record['id']}): {failure[0]} failed: {failure[1]}")
     final = update_batch_status(store, context.partition_key) or batch
     metadata = {"file_name": final.get("fileName", ""), "status": final.get("status", "unknown"),
                 "shard": shard or "all", "files_run": len(records), "processed": len(outcomes["processed"]), "failed": len(outcomes["failed"]),
@@ -125,6 +128,41 @@ def batch_files(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.M
         raise dg.Failure(description=f"{len(outcomes['failed'])} of {len(records)} files failed; each file's "
                                      "status and the batch overview say why", metadata=metadata, allow_retries=False)
     return dg.MaterializeResult(metadata=metadata)
+
+
+def record_file(context: dg.AssetExecutionContext, store: Storage, file_id: str, run: FileRun) -> None:
+    """A file's events, then its Leaf status: a status says the file's events are all in the event log."""
+    log_file_events(context, file_id, run.events)
+    record_steps(store, file_id, run.status, context.run_id, update_batch=False)
+
+
+class Recorder:
+    """Records each file on a thread of its own while the run makes the next file: an event is mostly a
+    wait on the event log's database and on serialising it. At most one file waits, so a run that dies
+    loses one file's records at most (it is then still `processing`, and recovery runs it again); an error
+    recording it fails the run at the next file or at the end."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leaf-recorder")
+        self._pending: Future[None] | None = None
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        self._wait()
+        self._pending = self._pool.submit(fn, *args)
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def __enter__(self) -> "Recorder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._wait()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 OVERVIEW_COLUMNS = [("file_name", "string"), ("format", "string"), ("operation_type", "string"), ("status", "string"),

@@ -250,15 +250,29 @@ LAST_READER = {table: max(i for i, (asset, make) in enumerate(FILE_STEPS) if tab
                for asset, make in FILE_STEPS for table in step_inputs(asset, make).values()}
 
 
-def in_batch_run(context: dg.AssetExecutionContext, store: Storage, file_id: str) -> dict[str, dict[str, Any]]:
-    """Every step of one file inside its upload's run: each step's outcome logged against the file's partition
-    (its materialisation and check evaluations, as the file's own run records them), its table written as
-    the IO manager writes it and handed to the later steps in memory. A step whose gate fails, or that
-    raises, stops the steps after it, not the run: the upload's other files go on. Returns the file's
-    per-step status, read from the same outcomes as `run_status.run_steps` reads a file run's events."""
+# What an upload's run records for one file, in order: a step's materialisation or check evaluation, or the
+# key of a step it planned and did not materialise (`checks.plan`).
+FileEvent = dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.AssetKey
+
+
+@dataclass
+class FileRun:
+    """One file's steps in its upload's run: Leaf's per-step status and the events to record for them."""
+    status: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: list[FileEvent] = field(default_factory=list)
+
+
+def in_batch_run(context: dg.AssetExecutionContext, store: Storage, file_id: str) -> FileRun:
+    """Every step of one file inside its upload's run: each step's outcome as the events of the file's
+    partition (its materialisation and check evaluations, as the file's own run records them, logged by
+    `log_file_events`), its table written as the IO manager writes it and handed to the later steps in
+    memory. A step whose gate fails, or that raises, stops the steps after it, not the run: the upload's other
+    files go on. The per-step status is read from the same outcomes as `run_status.run_steps` reads a file
+    run's events."""
     steps = FileSteps(store, file_id)
     tables: dict[str, Any] = {}
-    status: dict[str, dict[str, Any]] = {}
+    run = FileRun()
+    status = run.status
     for number, (asset, make) in enumerate(FILE_STEPS):
         for table in [t for t, last in LAST_READER.items() if last < number]:
             tables.pop(table, None)
@@ -276,19 +290,28 @@ def in_batch_run(context: dg.AssetExecutionContext, store: Storage, file_id: str
             error = serializable_error_info_from_exc_info(sys.exc_info())
             status[name] = step_error(error)
             context.log.error(f"{file_id}: {name} raised\n{error.to_string()}")
-            plan(context, asset.key, file_id)
+            run.events.append(asset.key)
             continue
         if outcome.failed is None:
-            context.log_event(dg.AssetMaterialization(asset_key=name, partition=file_id, metadata=outcome.metadata))
+            run.events.append(dg.AssetMaterialization(asset_key=name, partition=file_id, metadata=outcome.metadata))
             tables[name] = outcome.table
         else:
-            plan(context, asset.key, file_id)
+            run.events.append(asset.key)
         status[name] = {"status": "processed", "message": "ok"}
         for check in [*outcome.checks, *later, *([outcome.failed] if outcome.failed else [])]:
             evaluation = dg.AssetCheckEvaluation(
                 asset_key=asset.key, check_name=check.check_name or "", passed=check.passed, severity=check.severity,
                 description=check.description, metadata=check.metadata, partition=file_id)
-            context.log_event(evaluation)
+            run.events.append(evaluation)
             failed = failed_check_step(evaluation)
             status[name] = failed if failed else status[name]
-    return status
+    return run
+
+
+def log_file_events(context: dg.AssetExecutionContext, file_id: str, events: list[FileEvent]) -> None:
+    """Record one file's events of an upload's run against its partition, in the order its steps made them."""
+    for event in events:
+        if isinstance(event, dg.AssetKey):
+            plan(context, event, file_id)
+        else:
+            context.log_event(event)
