@@ -13,6 +13,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import replace
+from functools import cached_property
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,11 @@ class FileSteps:
         if record is None:
             raise KeyError(f"machine file {self.file_id} is not registered")
         return record
+
+    @cached_property
+    def file_name(self) -> str:
+        """The file's name as registered, which never changes: read once, not for every step's metadata."""
+        return str(self.record["fileName"])
 
     def put(self, section: str, doc: dict[str, Any]) -> None:
         """Write this step's section of the file's record (whole: the step is its only writer)."""

@@ -83,7 +83,7 @@ def raw_outcome(steps: FileSteps) -> Outcome:
     try:
         source = steps.read_raw()
     except ReaderError as exc:
-        return Outcome({"file_name": steps.record["fileName"]},
+        return Outcome({"file_name": steps.file_name},
                        [intact_check(exc.problems if isinstance(exc, DamagedShapefile) else [])],
                        failed=gate("converted", CONVERSION_FAILED, reason=str(exc)))
     return Outcome(named(
@@ -115,7 +115,7 @@ def standard_outcome(steps: FileSteps, raw: SourceTable) -> Outcome:
                  missing=", ".join(result.missing) or None,
                  missing_inputs=dg.MetadataValue.json(result.missing_inputs) if result.missing else None)
     if not check.passed:
-        return Outcome({"file_name": steps.record["fileName"], "operation_type": result.operation_type, "notes": notes},
+        return Outcome({"file_name": steps.file_name, "operation_type": result.operation_type, "notes": notes},
                        failed=check)
     table = result.table
     assert table is not None  # a result without points fails its gate above
@@ -228,7 +228,7 @@ def zipped_pngs(context: dg.AssetExecutionContext, storage: LeafStorage):
 
 def named(steps: FileSteps, **metadata: Any) -> dict[str, Any]:
     """A materialisation's metadata, naming its file: partitions are ids, users know files by name."""
-    return {"file_name": steps.record["fileName"], **metadata}
+    return {"file_name": steps.file_name, **metadata}
 
 
 # Every step in run order with the function making its outcome, and the checks evaluated outside it.
