@@ -21,7 +21,7 @@ from dagster._serdes import ConfigurableClassData
 from dagster_postgres.event_log import PostgresEventLogStorage
 from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
 
-POOL_SIZE = 2  # kept open: a run worker writes its events one after the other, an event on two connections
+POOL_SIZE = 2  # kept open: a run worker writes an event on two connections, one after the other (its recorder thread)
 MAX_OVERFLOW = 4  # more for threads writing at the same moment (the daemon's), closed once returned
 RECYCLE_SECONDS = 3600  # opened again after an hour, before a server or proxy idle timeout drops it
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -42,3 +43,23 @@ def test_the_preview_shows_the_first_rows_of_a_real_export_as_read(real: Path) -
                 assert float(cell) == pytest.approx(float(value), rel=1e-5)
     assert rows[1][shown.index("VARIETY")] == "" and rows[2][shown.index("VARIETY")] == "W" * 40
     assert rows[0][shown.index("VARIETY")] == "Brawl CLP" and "IsoTime" not in header
+
+
+def test_the_preview_shows_every_kind_of_cell_a_reader_hands_over() -> None:
+    """GDAL list fields arrive as arrays, binary fields as bytes; missing values of every kind show blank, and
+    two columns of one name both show."""
+    frame = pd.DataFrame({
+        "sections": [np.array([1, 2, 3]), np.array([], dtype=int)],
+        "blob": [b"raw", None],
+        "count": pd.array([7, None], dtype="Int64"),
+        "when": pd.to_datetime(["2019-08-16 18:52:48", None]),
+        "attrs": [{"a": 1}, [1, 2]],
+        "name": ["x" * 45, float("nan")],
+    })
+    frame.insert(1, "name", ["first", "second"], allow_duplicates=True)
+
+    header, _, first, second = _rows(preview(frame).value)
+
+    assert header == ["sections", "name", "blob", "count", "when", "attrs", "name"]
+    assert first == ["[1 2 3]", "first", "raw", "7", "2019-08-16 18:52:48", "{'a': 1}", "x" * 40]
+    assert second == ["[]", "second", "", "", "", "[1, 2]", ""]

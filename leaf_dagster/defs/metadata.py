@@ -12,18 +12,23 @@ from tabulate import tabulate
 
 def preview(frame: pd.DataFrame, rows: int = 5, columns: int = 12) -> dg.MetadataValue:
     """The first rows as a Markdown table (geometry as WKT, long values cut). Built from the few cells it
-    shows, not through a frame of strings: three previews per file are a part of an upload's run to keep small."""
+    shows, not through a frame of strings: three previews per file are a part of an upload's run to keep small.
+    Columns are taken by position, so a source with two columns of one name shows both."""
     head = frame.head(rows)
     geometry = frame.geometry.name if isinstance(frame, gpd.GeoDataFrame) else None
-    names = list(head.columns[:columns])
-    values = [head[name].to_wkt().tolist() if name == geometry else head[name].tolist() for name in names]
+    shown = min(columns, head.shape[1])
+    values = [head.iloc[:, i].to_wkt().tolist() if head.columns[i] == geometry else head.iloc[:, i].tolist()
+              for i in range(shown)]
     cells = [[_cell(value) for value in row] for row in zip(*values)]
-    return dg.MetadataValue.md(tabulate(cells, headers=[str(name) for name in names], tablefmt="pipe"))
+    return dg.MetadataValue.md(tabulate(cells, headers=[str(name) for name in head.columns[:shown]], tablefmt="pipe"))
 
 
 def _cell(value: Any) -> str:
-    """A value as the preview shows it: missing values blank, long ones cut."""
-    return "" if value is None or (not isinstance(value, (list, tuple, dict)) and pd.isna(value)) else str(value)[:40]
+    """A value as the preview shows it: missing values blank, bytes as text, lists and arrays (a GDAL list field)
+    as printed, long values cut."""
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return ""
+    return (value.decode(errors="replace") if isinstance(value, bytes) else str(value))[:40]
 
 
 def time_span(frame: pd.DataFrame) -> dict[str, Any]:

@@ -99,8 +99,8 @@ def batch_files(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.M
     """Every step of every machine file of the upload, in this run, one file after another.
 
     Each file keeps its own partition of every step's asset: its materialisations, checks and Leaf status
-    are recorded per file as its own run would record them, and its status is written as soon as it is
-    done. A file that fails stops only its own steps; the run then ends failed, naming how many files
+    are recorded per file as its own run would record them, by a thread while the run makes the next file
+    (`Recorder`), and its status is written as soon as its events are. A file that fails stops only its own steps; the run then ends failed, naming how many files
     failed, so that each failed step shows failed on its file's partition (`checks.plan`). One run per
     upload instead of one per file saves the launch of a run process and a run's own events for every
     file. A shard run (LEAF_FILES_PER_RUN) takes only its shard's files. Files already settled (by an earlier
@@ -114,11 +114,8 @@ def batch_files(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.M
         for number, record in enumerate(records, start=1):
             context.log.info(f"[{number}/{len(records)}] {record['fileFormat']} {record['fileName']}")
             run = in_batch_run(context, store, record["id"])
-            recorder.submit(record_file, context, store, record["id"], run)
+            recorder.submit(record_file, context, store, record, run)
             outcomes.setdefault(overall(run.status), []).append(record["fileName"])
-            failure = failing_step({"steps": run.status})
-            if failure:
-                context.log.error(f"{record['fileName']} ({record['id']}): {failure[0]} failed: {failure[1]}")
     final = update_batch_status(store, context.partition_key) or batch
     metadata = {"file_name": final.get("fileName", ""), "status": final.get("status", "unknown"),
                 "shard": shard or "all", "files_run": len(records), "processed": len(outcomes["processed"]), "failed": len(outcomes["failed"]),
@@ -130,17 +127,23 @@ def batch_files(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.M
     return dg.MaterializeResult(metadata=metadata)
 
 
-def record_file(context: dg.AssetExecutionContext, store: Storage, file_id: str, run: FileRun) -> None:
-    """A file's events, then its Leaf status: a status says the file's events are all in the event log."""
-    log_file_events(context, file_id, run.events)
-    record_steps(store, file_id, run.status, context.run_id, update_batch=False)
+def record_file(context: dg.AssetExecutionContext, store: Storage, record: dict[str, Any], run: FileRun) -> None:
+    """A file's events, then its Leaf status (a status says the file's events are all in the event log), then
+    the line naming its failed step, after its events in the run's log."""
+    log_file_events(context, record["id"], run.events)
+    record_steps(store, record["id"], run.status, context.run_id, update_batch=False)
+    failure = failing_step({"steps": run.status})
+    if failure:
+        context.log.error(f"{record['fileName']} ({record['id']}): {failure[0]} failed: {failure[1]}")
 
 
 class Recorder:
-    """Records each file on a thread of its own while the run makes the next file: an event is mostly a
-    wait on the event log's database and on serialising it. At most one file waits, so a run that dies
-    loses one file's records at most (it is then still `processing`, and recovery runs it again); an error
-    recording it fails the run at the next file or at the end."""
+    """Records each file on a thread of its own while the run makes the next file: writing an event partly
+    waits on the event log's database, and the thread overlaps that wait with the next file's work. At most
+    one file waits, so a run that dies loses one file's records at most (the file is then still `processing`,
+    as any file the run did not finish). An error recording a file fails the run at the next file or at the
+    end; when the run is already failing (or interrupted), its own error is the one raised, and the file
+    whose recording failed keeps `processing` until the run is settled."""
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leaf-recorder")
@@ -158,9 +161,10 @@ class Recorder:
     def __enter__(self) -> "Recorder":
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, failing: type[BaseException] | None, *_: object) -> None:
         try:
-            self._wait()
+            if failing is None:
+                self._wait()
         finally:
             self._pool.shutdown(wait=True)
 

@@ -10,8 +10,9 @@ Steps can be re-run one at a time from the UI (their inputs are then read back).
 (`leaf/file_name`) and the batch's `batchOverview`.
 
 Each step's work is a function of the file's steps and its input tables that returns an `Outcome`: the
-asset yields it (its table, metadata and checks, or a failed gate), and an upload's run (`in_batch_run`)
-logs the same outcomes per file partition, so a batch of files costs one run, not one per file.
+asset yields it (its table, metadata and checks, or a failed gate), and an upload's run makes the same
+outcomes per file partition (`in_batch_run`) and logs them (`assets/batch.py`), so a batch of files costs one
+run, not one per file.
 """
 
 import inspect
