@@ -191,6 +191,22 @@ HARVEST_VARIANTS = {
 }
 
 
+def test_jd_harvest_as_geojson_with_object_and_list_properties(jd_sources: dict, tmp_path: Path) -> None:
+    """The Montana wheat export saved as GeoJSON by a tool that adds an object and a list to every feature
+    (GDAL reads them as a JSON field and a list field): read, and the same standard values."""
+    src, _ = jd_sources["wheat"]
+    collection = json.loads(src.set_geometry(src.geometry.force_2d()).to_json())
+    for feature in collection["features"]:
+        feature["properties"]["Controller"] = {"serial": "PC12345", "firmware": [5, 2]}
+        feature["properties"]["SectionStates"] = [1, 1, 0, 1]
+    (tmp_path / f"{JD_WHEAT}.geojson").write_text(json.dumps(collection))
+
+    result = standard_of(tmp_path)
+
+    std = processed(result, "harvested", len(src))
+    check_harvest(std, result.units, _harvest_oracle(src))
+
+
 @pytest.mark.parametrize("variant", list(HARVEST_VARIANTS))
 @pytest.mark.parametrize("kind", ["wheat", "harvest"])
 def test_jd_harvest_variants(jd_sources: dict, tmp_path: Path, kind: str, variant: str) -> None:

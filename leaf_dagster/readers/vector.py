@@ -90,6 +90,10 @@ def _read_frame(path: Path, layer: str | int | None) -> gpd.GeoDataFrame:
         schema = reader.schema.remove(reader.schema.get_field_index(name))
     table = pa.Table.from_batches(batches, schema)
     del batches
+    for index, field in enumerate(table.schema):  # GDAL's JSON fields (`arrow.json`), which pandas cannot convert,
+        if isinstance(field.type, pa.BaseExtensionType):  # are read as their text, parsed below as read_dataframe does
+            storage = pa.chunked_array([chunk.storage for chunk in table.column(index).chunks], field.type.storage_type)
+            table = table.set_column(index, field.name, storage)
     # a column at a time, each one's Arrow buffers let go as it is converted (no consolidated copy of them all)
     frame = table.to_pandas(self_destruct=True, split_blocks=True)
     del table
