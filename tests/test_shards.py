@@ -12,14 +12,15 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.test_utils import create_run_for_test
 
 from leaf_dagster import instance as instance_settings
 from leaf_dagster import run_requests
 from leaf_dagster.defs.in_process import process_upload
-from leaf_dagster.defs.recovery import RECOVERS_TAG, SHARD_TAG, is_latest, requeue_request
+from leaf_dagster.defs.recovery import RECOVERS_TAG, SHARD_TAG, first_attempt, is_latest, requeue_request
 from leaf_dagster.defs.sensors import inbox_sensor, requested_runs_sensor, status_sensor
 from leaf_dagster.model import STEP_ORDER
-from leaf_dagster.status import OVERVIEW_JOB
+from leaf_dagster.status import BATCH_JOB, OVERVIEW_JOB
 from leaf_dagster.storage import Storage
 
 from .conftest import REPO, samples_zip
@@ -55,6 +56,30 @@ def test_shards_are_named_and_split_by_index() -> None:
     with pytest.raises(instance_settings.InstanceConfigError, match="LEAF_FILES_PER_RUN='0': expected a whole number of files"):
         instance_settings.settings({"LEAF_FILES_PER_RUN": "0"})
     assert instance_settings.settings({"LEAF_FILES_PER_RUN": "25"}) == (REPO / "deploy" / "dagster.yaml").read_text()
+
+
+def test_the_upload_run_and_its_shards_each_judge_their_own_attempts(instance: dg.DagsterInstance) -> None:
+    """An upload's run asks for its shards before it tags itself shard 0: if it dies in between, the shard runs
+    it asked for must not make it look superseded (it would then be neither queued again nor settled, and its
+    files would stay processing). A run re-executed from the UI, lost and queued again, asks for the shards of
+    the first attempt, under the same run keys."""
+    partition = {"dagster/partition": "an-upload"}
+    upload = create_run_for_test(instance, job_name=BATCH_JOB, tags=partition)  # died before tagging itself
+    shards = [create_run_for_test(instance, job_name=BATCH_JOB, tags={**partition, SHARD_TAG: f"{i}/3"})
+              for i in (1, 2)]
+    assert is_latest(instance, upload) and all(is_latest(instance, shard) for shard in shards)
+
+    again = create_run_for_test(instance, job_name=BATCH_JOB, tags={**partition, **requeue_request(upload).tags})
+    assert not is_latest(instance, upload) and is_latest(instance, again)
+    assert first_attempt(instance, again) == upload.run_id
+    third = create_run_for_test(instance, job_name=BATCH_JOB, tags={**partition, SHARD_TAG: "1/3"})
+    assert is_latest(instance, third) and not is_latest(instance, shards[0]) and is_latest(instance, again)
+
+    rerun = create_run_for_test(instance, job_name=BATCH_JOB, tags=partition, root_run_id=upload.run_id,
+                                parent_run_id=upload.run_id)
+    lost_rerun_again = create_run_for_test(instance, job_name=BATCH_JOB,
+                                           tags={**partition, **requeue_request(rerun).tags})
+    assert {first_attempt(instance, run) for run in (upload, rerun, lost_rerun_again)} == {upload.run_id}
 
 
 def comparable(records: list[dict]) -> dict[str, dict]:

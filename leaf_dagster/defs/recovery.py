@@ -33,7 +33,7 @@ from dagster import DagsterEventType
 from dagster._core.events import JobFailureData, RunFailureReason
 from dagster._core.launcher import DefaultRunLauncher
 
-from ..run_requests import shard_records
+from ..run_requests import parse_shard, shard_records
 from ..status import BATCH_JOB, FILE_JOB, record_steps, set_batch_state, steps_without_run, update_batch_status
 from ..storage import Storage
 from .queue import BATCH_TAG, OWNER_TAG, PRIORITY_TAG
@@ -121,12 +121,36 @@ def failure_reason(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunFailu
 
 
 def is_latest(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
-    """The newest run of its job on its partition (and shard: the shards of one upload run side by side)."""
-    tags = {"dagster/partition": run.tags.get("dagster/partition", "")}
-    if SHARD_TAG in run.tags:
-        tags[SHARD_TAG] = run.tags[SHARD_TAG]
-    newest = instance.get_runs(dg.RunsFilter(job_name=run.job_name, tags=tags), limit=1)
-    return bool(newest) and newest[0].run_id == run.run_id
+    """The newest run of its job on its partition doing the same share of it: a shard run (`i/n`, i > 0) among
+    that shard's runs; an upload's own run (untagged, or tagged `0/n` once it has split the upload) among the
+    upload's own runs, so that the shard runs it asked for before tagging itself do not hide it."""
+    partition = {"dagster/partition": run.tags.get("dagster/partition", "")}
+    if _shard_index(run) > 0:
+        newest = instance.get_runs(dg.RunsFilter(job_name=run.job_name, tags={**partition, SHARD_TAG: run.tags[SHARD_TAG]}),
+                                   limit=1)
+        return bool(newest) and newest[0].run_id == run.run_id
+    own = next((other for other in instance.get_runs(dg.RunsFilter(job_name=run.job_name, tags=partition))
+                if _shard_index(other) <= 0), None)
+    return own is not None and own.run_id == run.run_id
+
+
+def _shard_index(run: dg.DagsterRun) -> int:
+    """The run's shard index; -1 for a run without a shard tag, or with one that is no shard name."""
+    try:
+        return parse_shard(run.tags[SHARD_TAG])[0] if SHARD_TAG in run.tags else -1
+    except ValueError:
+        return -1
+
+
+def first_attempt(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
+    """The id of the first attempt of `run`, which names its upload's shard requests: a run queued again after
+    its attempt was lost, or re-executed from the UI (and then perhaps lost and queued again), asks for the
+    shards that first attempt asked for, under the same run keys, so none starts twice."""
+    lost_id = run.tags.get(RECOVERS_TAG)
+    lost = instance.get_run_by_id(lost_id) if lost_id else None
+    if lost is not None:
+        return first_attempt(instance, lost)
+    return lost_id or run.root_run_id or run.run_id
 
 
 def will_requeue(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:

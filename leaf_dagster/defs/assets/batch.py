@@ -21,7 +21,7 @@ from ...status import failing_step, overall, overview_rows, record_steps, steps_
 from ...storage import Storage
 from ..checks import fail, gate, gate_spec
 from ..partitions import batches, machine_files
-from ..recovery import RECOVERS_TAG, SHARD_TAG
+from ..recovery import SHARD_TAG, first_attempt
 from ..resources import LeafStorage
 from .files import FileRun, in_batch_run, log_file_events
 
@@ -76,7 +76,7 @@ def split(context: dg.AssetExecutionContext, store: Storage, runnable: int) -> i
         # named after the first attempt (a requeued run's, a run re-executed from the UI's root), so the runs
         # asked for again have the same run keys and none starts twice; asked for before this run is tagged
         # shard 0, so a run that could not ask still settles every file if it fails
-        origin = context.run.tags.get(RECOVERS_TAG) or context.run.root_run_id or context.run_id
+        origin = first_attempt(context.instance, context.run)
         run_requests.request_shards(store, context.partition_key, count, origin)
         context.instance.add_run_tags(context.run_id, {SHARD_TAG: run_requests.shard_name(0, count)})
         context.log.info(f"{runnable} files in {count} runs, this one and {count - 1} asked for")
