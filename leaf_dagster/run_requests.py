@@ -126,7 +126,7 @@ def request_shards(storage: Storage, batch_id: str, count: int, origin: str) -> 
     """Ask for shards 1 to count-1 of the batch (the asking run does shard 0). `origin` names the upload's run
     (its first attempt, for a run queued again): the request's id and the run keys derive from it, so asking
     again for the same run writes the same request and starts no shard twice."""
-    request_id = f"shards-{batch_id}-{origin}"
+    request_id = _shard_request_id(batch_id, origin)
     target = storage.root / "requests" / f"{request_id}.json"
     with storage.atomic_path(target) as tmp:
         tmp.write_text(json.dumps({"id": request_id, "fileIds": [], "batchIds": [], "reason": "shard",
@@ -134,6 +134,22 @@ def request_shards(storage: Storage, batch_id: str, count: int, origin: str) -> 
                                                                              for i in range(1, count)]},
                                    "created": utc_now()}))
     return request_id
+
+
+def asked_shards(storage: Storage, batch_id: str, origin: str) -> int:
+    """Into how many runs the upload's run named `origin` split the batch: its shard request's names and its own
+    shard, whether the request waits or was turned into runs; 1 when it asked for none. An upload's run that
+    asked and died before tagging itself answers for shard 0 alone."""
+    name = f"{_shard_request_id(batch_id, origin)}.json"
+    for folder in (storage.root / "requests", storage.root / "requests" / "done"):
+        path = storage.synced(folder) / name
+        if path.exists():
+            return len(json.loads(path.read_text())["shards"]["names"]) + 1
+    return 1
+
+
+def _shard_request_id(batch_id: str, origin: str) -> str:
+    return f"shards-{batch_id}-{origin}"
 
 
 def pending(storage: Storage) -> list[tuple[Path, dict[str, Any]]]:

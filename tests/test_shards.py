@@ -17,7 +17,9 @@ from dagster._core.test_utils import create_run_for_test
 from leaf_dagster import instance as instance_settings
 from leaf_dagster import run_requests
 from leaf_dagster.defs.in_process import process_upload
-from leaf_dagster.defs.recovery import RECOVERS_TAG, SHARD_TAG, first_attempt, is_latest, requeue_request
+from leaf_dagster.defs.recovery import (RECOVERS_TAG, SHARD_TAG, first_attempt, is_latest, requeue_request,
+                                        settle_batch)
+from leaf_dagster.ingest.batch import batch_id_for, ingest_batch, new_batch
 from leaf_dagster.defs.sensors import inbox_sensor, requested_runs_sensor, status_sensor
 from leaf_dagster.model import STEP_ORDER
 from leaf_dagster.status import BATCH_JOB, OVERVIEW_JOB
@@ -80,6 +82,25 @@ def test_the_upload_run_and_its_shards_each_judge_their_own_attempts(instance: d
     lost_rerun_again = create_run_for_test(instance, job_name=BATCH_JOB,
                                            tags={**partition, **requeue_request(rerun).tags})
     assert {first_attempt(instance, run) for run in (upload, rerun, lost_rerun_again)} == {upload.run_id}
+
+
+def test_an_upload_run_that_failed_before_tagging_itself_settles_only_shard_0(
+        instance: dg.DagsterInstance, storage: Storage, tmp_path: Path) -> None:
+    """The upload's run asked for two shards and failed before tagging itself shard 0: it settles the files of
+    shard 0, and leaves shard 1's to the run it asked for."""
+    upload = samples_zip(tmp_path / "two.zip", ["jd-wheat-yield-montana-2019.zip", "sms-yield-csv-victoria.zip"])
+    batch_id = batch_id_for(upload, "grower", "JohnDeere")
+    new_batch(storage, batch_id, upload, "grower", "JohnDeere", move=False)
+    files = [record["id"] for record in ingest_batch(storage, batch_id).files]
+    run = create_run_for_test(instance, job_name=BATCH_JOB, tags={"dagster/partition": batch_id},
+                              status=dg.DagsterRunStatus.FAILURE)
+    run_requests.request_shards(storage, batch_id, 2, run.run_id)
+
+    settle_batch(instance, storage, run)
+
+    statuses = [storage.records.get("files", file_id)["status"] for file_id in files]
+    assert len(files) == 2 and statuses == ["failed", "processing"]
+    assert storage.records.get("batches", batch_id)["status"] == "PROCESSING"
 
 
 def comparable(records: list[dict]) -> dict[str, dict]:

@@ -33,7 +33,7 @@ from dagster import DagsterEventType
 from dagster._core.events import JobFailureData, RunFailureReason
 from dagster._core.launcher import DefaultRunLauncher
 
-from ..run_requests import parse_shard, shard_records
+from ..run_requests import asked_shards, parse_shard, shard_name, shard_records
 from ..status import BATCH_JOB, FILE_JOB, record_steps, set_batch_state, steps_without_run, update_batch_status
 from ..storage import Storage
 from .queue import BATCH_TAG, OWNER_TAG, PRIORITY_TAG
@@ -182,7 +182,8 @@ def settle_batch(instance: dg.DagsterInstance, storage: Storage, run: dg.Dagster
     """After a batch run failed or was canceled (and will not run again): its batch ends FAILED with the
     reason, so a retry re-runs it. Files it registered before failing that have no run of their own fail
     with the same reason: for a shard run, only its shard's files (the other shards' runs settle theirs, and
-    the batch stays PROCESSING until they have). Returns the batch record when it changed."""
+    the batch stays PROCESSING until they have), as for an upload's run that asked for its shards and failed
+    before tagging itself shard 0. Returns the batch record when it changed."""
     if run.status not in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED) or not is_latest(instance, run):
         return None
     batch = storage.records.get("batches", run.tags.get("dagster/partition", ""))
@@ -194,7 +195,11 @@ def settle_batch(instance: dg.DagsterInstance, storage: Storage, run: dg.Dagster
         return set_batch_state(storage, batch["id"], "FAILED", f"{batch['fileName']}: the batch could not be "
                                f"processed ({reason}); retry the batch")
     listed = storage.records.many("files", batch["leafFiles"], sections=("registration", "status"))
-    for record in shard_records(listed, run.tags.get(SHARD_TAG)):
+    shard = run.tags.get(SHARD_TAG)
+    if shard is None and run.job_name == BATCH_JOB:  # an upload's run that split the upload and died untagged
+        count = asked_shards(storage, batch["id"], first_attempt(instance, run))
+        shard = shard_name(0, count) if count > 1 else None
+    for record in shard_records(listed, shard):
         file_id = record["id"]
         if record.get("status") == "processing" and latest_run(instance, FILE_JOB, file_id) is None:
             record_steps(storage, file_id, steps_without_run(f"the batch run failed ({reason})"), run.run_id,
