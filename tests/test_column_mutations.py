@@ -16,6 +16,7 @@ import json
 import re
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import pandas as pd
@@ -329,6 +330,57 @@ def test_ohio_geopackage_variants(real: Path, tmp_path: Path, variant: str) -> N
             assert std["seedRateTarget"].mean() == pytest.approx(src["Tgt_Rate_k"].mean() * 1000, rel=1e-9)
         else:
             assert std["appliedRate"].mean() == pytest.approx(src["Rt_Apd_Ms_"].mean(), rel=1e-9)
+
+
+def _planting_geojson(src: gpd.GeoDataFrame, folder: Path, change: Any) -> Path:
+    """The Ohio as-planted points as a GeoJSON some other writer made: `change(index, feature)` edits each."""
+    collection = json.loads(src.to_json())
+    for index, feature in enumerate(collection["features"]):
+        change(index, feature)
+    folder.mkdir()
+    (folder / "asplanted.geojson").write_text(json.dumps(collection))
+    return folder
+
+
+def _one_point_multipoint(index: int, feature: dict) -> None:
+    if index % 3 == 0:
+        feature["geometry"] = {"type": "MultiPoint", "coordinates": [feature["geometry"]["coordinates"]]}
+
+
+def _rate_not_applicable(index: int, feature: dict) -> None:
+    if index % 10 == 0:
+        feature["properties"]["Rt_Apd_Ct_"] = "n/a"
+
+
+def test_ohio_planting_as_geojson_from_other_writers(real: Path, tmp_path: Path) -> None:
+    """Every third point written as a multi-point of one point reads as the same points (not as records
+    without a position); a rate column holding "n/a" in some features reads as text, its numbers kept."""
+    src = pyogrio.read_dataframe(real / "carpentries-ohio-planting-nh3" / "asplanted.gpkg")
+
+    std = processed(standard_of(_planting_geojson(src, tmp_path / "multi", _one_point_multipoint)), "planted", len(src))
+    assert (std.geometry.geom_type == "Point").all()
+    assert std.geometry.x.to_numpy() == pytest.approx(src.geometry.x.to_numpy(), abs=1e-12)
+    assert std["seedRate"].mean() == pytest.approx(src["Rt_Apd_Ct_"].mean(), rel=1e-9)
+
+    std = processed(standard_of(_planting_geojson(src, tmp_path / "na", _rate_not_applicable)), "planted", len(src))
+    kept = src["Rt_Apd_Ct_"].where(src.index % 10 != 0)
+    assert std["seedRate"].isna().sum() == kept.isna().sum()
+    assert std["seedRate"].mean() == pytest.approx(kept.mean(), rel=1e-9)
+
+
+def test_ohio_planting_dissolved_or_without_positions_fails_saying_why(real: Path, tmp_path: Path) -> None:
+    """Points dissolved into multi-points share one record's values, and features without a geometry have no
+    position: both are refused with the reason, not read as something else."""
+    src = pyogrio.read_dataframe(real / "carpentries-ohio-planting-nh3" / "asplanted.gpkg")
+
+    def dissolved(index: int, feature: dict) -> None:
+        if index < 10:
+            feature["geometry"] = {"type": "MultiPoint", "coordinates": [feature["geometry"]["coordinates"]] * 3}
+
+    with pytest.raises(ReaderError, match=r"10 features are multi-points of several points \(up to 3\)"):
+        standard_of(_planting_geojson(src, tmp_path / "dissolved", dissolved))
+    with pytest.raises(ReaderError, match=f"has no position: all {len(src)} features have an empty geometry"):
+        standard_of(_planting_geojson(src, tmp_path / "none", lambda _, feature: feature.update(geometry=None)))
 
 
 # ---------------------------------------------------------------- the SMS CSV

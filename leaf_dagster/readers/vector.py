@@ -102,9 +102,37 @@ def _read_frame(path: Path, layer: str | int | None) -> gpd.GeoDataFrame:
             frame[column] = _try_parse_datetime(frame[column], False, True)  # read_dataframe's defaults
     for subtype, column in zip(meta["ogr_subtypes"], meta["fields"], strict=True):
         if subtype == "OFSTJSON" and pd.api.types.infer_dtype(frame[column]) == "string":
-            frame[column] = frame[column].map(json.loads, na_action="ignore")
+            frame[column] = _parsed_json(frame[column])
     geometry = np.concatenate(geometries) if geometries else np.empty(0, dtype=object)
     return gpd.GeoDataFrame(frame, geometry=geometry, crs=meta["crs"], copy=False)  # the columns as converted
+
+
+def _parsed_json(column: pd.Series) -> pd.Series:
+    """A JSON field's values parsed, as read_dataframe parses them; GDAL also gives that type to a GeoJSON
+    property holding numbers in some features and text in others ("n/a"), which is kept as text for the
+    standardiser to read what numbers it can."""
+    try:
+        return column.map(json.loads, na_action="ignore")
+    except ValueError:
+        return column
+
+
+def _single_points(frame: gpd.GeoDataFrame, name: str) -> list[str]:
+    """Multi-points of one point (some writers store every point so) as points; a feature of several points
+    shares one record's values among them (a dissolved export), so its points are not machine records."""
+    kinds = shapely.get_type_id(frame.geometry.values)
+    multi = kinds == shapely.GeometryType.MULTIPOINT
+    if not multi.any():
+        return []
+    parts = shapely.get_num_geometries(frame.geometry.values[multi])
+    if (parts > 1).any():
+        raise ReaderError(name, f"{int((parts > 1).sum())} features are multi-points of several points (up to "
+                                f"{int(parts.max())}), which share one record's values (a dissolved export): "
+                                "export one point per record")
+    geometry = frame.geometry.values.copy()
+    geometry[multi] = shapely.get_geometry(geometry[multi], 0)
+    frame[frame.geometry.name] = geometry
+    return [f"{int(multi.sum())} multi-points of one point read as points"]
 
 
 def read_vector(detected: DetectedFile) -> SourceTable:
@@ -120,8 +148,10 @@ def read_vector(detected: DetectedFile) -> SourceTable:
         raise ReaderError(name, f"cannot be read as {detected.file_format.lower()}: {exc}") from exc
     if len(frame) == 0:
         raise ReaderError(name, "contains no features")
+    if (frame.geometry.isna() | frame.geometry.is_empty).all():
+        raise ReaderError(name, f"has no position: all {len(frame)} features have an empty geometry")
 
-    notes: list[str] = []
+    notes = _single_points(frame, name)
     source_crs = info.get("crs")
     if frame.crs is None:
         bounds = np.asarray(frame.total_bounds, dtype=float)
