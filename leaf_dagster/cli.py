@@ -92,14 +92,24 @@ def _record(storage: Storage, table: str, given: str) -> dict[str, Any]:
     return storage.records.get(table, _full_id(storage, table, given)) or {}
 
 
-def _file_rows(files: list[dict[str, Any]]) -> list[list[Any]]:
-    """Table rows of file objects, the failing step and Leaf's message in the last column."""
+def _file_rows(storage: Storage, files: list[dict[str, Any]]) -> list[list[Any]]:
+    """Table rows of file objects, the failing step and Leaf's message in the last column, with the reason its
+    gate recorded when it recorded one (Leaf's "Failed to convert file" says nothing of why)."""
+    failed = [f["id"] for f in files if f.get("status") == "failed"]
+    recorded = {r["id"]: r.get("steps") or {} for r in storage.records.many("files", failed, sections=("registration", "status"))} \
+        if failed else {}
     rows = []
     for f in files:
-        failed = next((f"{step}: {s['message']}" for step, s in f.get("steps", {}).items() if s["status"] == "failed"), "")
+        steps = recorded.get(f["id"]) or f.get("steps", {})
+        failure = next((_failure(step, s) for step, s in steps.items() if s["status"] == "failed"), "")
         rows.append([f["id"], f.get("fileFormat"), f.get("operationType") or "", f.get("pointCount") or "",
-                     f.get("status"), f.get("fileName"), failed])
+                     f.get("status"), f.get("fileName"), failure])
     return rows
+
+
+def _failure(step: str, status: dict[str, Any]) -> str:
+    reason = (status.get("details") or {}).get("reason")
+    return f"{step}: {status['message']}" + (f" ({reason})" if reason else "")
 
 
 FILE_COLUMNS = ["id", "format", "operation", "points", "status", "file", "failure"]
@@ -110,19 +120,19 @@ def _files_exit_code(files: list[dict[str, Any]]) -> int:
     return 1 if any(f.get("status") != "processed" for f in files) else 0
 
 
-def _print_files(args: argparse.Namespace, files: list[dict[str, Any]]) -> int:
-    _emit(args, files, FILE_COLUMNS, _file_rows, width=None)
+def _print_files(args: argparse.Namespace, storage: Storage, files: list[dict[str, Any]]) -> int:
+    _emit(args, files, FILE_COLUMNS, lambda items: _file_rows(storage, items), width=None)
     return _files_exit_code(files)
 
 
-def _print_batch_result(args: argparse.Namespace, result: dict[str, Any]) -> int:
+def _print_batch_result(args: argparse.Namespace, storage: Storage, result: dict[str, Any]) -> int:
     if args.json:
         _out(json.dumps(result, indent=2, default=str))
     else:
         batch = result["batch"]
         _out(f"batch {batch['id']}  {batch['fileName']}  {batch['status']}"
              + (f"  ({batch['statusDetails']})" if batch.get("statusDetails") else ""))
-        _out(_table(FILE_COLUMNS, _file_rows(result["files"]), width=None))
+        _out(_table(FILE_COLUMNS, _file_rows(storage, result["files"]), width=None))
     return 1 if result["batch"]["status"] == "FAILED" else _files_exit_code(result["files"])
 
 
@@ -132,7 +142,7 @@ def cmd_process(args: argparse.Namespace, storage: Storage) -> int:
     upload = Path(args.zip)
     if not upload.is_file():
         raise NotFound(f"{upload}: no such file")
-    return _print_batch_result(args, process_upload(upload, storage, instance_for_cli(), leaf_user_id=args.leaf_user_id,
+    return _print_batch_result(args, storage, process_upload(upload, storage, instance_for_cli(), leaf_user_id=args.leaf_user_id,
                                                     provider=args.provider, progress=args.progress))
 
 
@@ -152,7 +162,7 @@ def cmd_files_list(args: argparse.Namespace, storage: Storage) -> int:
         _out(json.dumps({"operations": page.items, "totalCount": page.total, "page": page.page, "size": page.size},
                         indent=2, default=str))
     else:
-        _out(_table(FILE_COLUMNS, _file_rows(page.items), width=None))
+        _out(_table(FILE_COLUMNS, _file_rows(storage, page.items), width=None))
         _out(f"{page.total} files in all (page {page.page}, size {page.size})")
     return 0
 
@@ -211,7 +221,7 @@ def cmd_files_merge(args: argparse.Namespace, storage: Storage) -> int:
     from .defs.in_process import instance_for_cli, merge_files
 
     merged = merge_files(storage, instance_for_cli(), [_full_id(storage, "files", i) for i in args.ids])
-    _emit(args, merged, FILE_COLUMNS, lambda f: _file_rows([f]), width=None)
+    _emit(args, merged, FILE_COLUMNS, lambda f: _file_rows(storage, [f]), width=None)
     return _files_exit_code([merged])
 
 
@@ -226,7 +236,7 @@ def cmd_files_reprocess(args: argparse.Namespace, storage: Storage) -> int:
             raise UsageError(f"file {record['id']} ({record.get('fileName')}) cannot be processed: "
                              f"{record['unsupportedReason']}")
     ids = list(dict.fromkeys(r["id"] for r in records))
-    return _print_files(args, run_files(storage, instance_for_cli(), load_definitions(storage), ids, args.progress))
+    return _print_files(args, storage, run_files(storage, instance_for_cli(), load_definitions(storage), ids, args.progress))
 
 
 def cmd_batch_list(args: argparse.Namespace, storage: Storage) -> int:
@@ -252,7 +262,7 @@ def cmd_batch_retry(args: argparse.Namespace, storage: Storage) -> int:
     from .defs.in_process import instance_for_cli, retry_batch
 
     batch_id = _full_id(storage, "batches", args.id)
-    return _print_batch_result(args, retry_batch(storage, instance_for_cli(), batch_id, progress=args.progress))
+    return _print_batch_result(args, storage, retry_batch(storage, instance_for_cli(), batch_id, progress=args.progress))
 
 
 def cmd_serve(args: argparse.Namespace, storage: Storage) -> int:

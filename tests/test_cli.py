@@ -245,3 +245,24 @@ def test_one_flag_style_with_camel_case_aliases() -> None:
                                     "--minArea", "2"])
     assert vars(by_kebab) == vars(by_camel) and by_kebab.leafUserId == "g" and by_kebab.minArea == "2"
     assert parser().parse_args(["process", "x.zip", "--leafUserId", "g", "--provider", "agleader"]).provider == "AgLeader"
+
+
+def test_a_file_that_cannot_be_read_says_why_on_its_line(tmp_path: Path) -> None:
+    """Leaf's "Failed to convert file" names no cause: the line adds the reason the reader gave."""
+    with zipfile.ZipFile(SMS) as zf:
+        header, *rows = csv.reader(io.StringIO(zf.read(f"{SMS_FILE}.csv").decode("latin-1")))
+    lon, lat = header.index("Longitude"), header.index("Latitude")
+    for row in rows:
+        row[lon:lon + 1], row[lat:lat + 1] = [""], [""]  # the positions the monitor did not log
+    text = io.StringIO()
+    csv.writer(text).writerows([header, *rows])
+    upload = tmp_path / "no-positions.zip"
+    with zipfile.ZipFile(upload, "w") as zf:
+        zf.writestr(f"{SMS_FILE}.csv", text.getvalue().encode("latin-1"))
+
+    done = _cli(tmp_path / "data", "process", str(upload), "--leaf-user-id", "grower-1", "--provider", "AgLeader")
+
+    assert done.returncode == 1
+    (row,) = [line for line in done.stdout.splitlines() if SMS_FILE in line]
+    assert row.endswith(f"rawGeojson: Failed to convert file on provider batch processing ({SMS_FILE}.csv: no row "
+                        "has a valid position in 'Longitude'/'Latitude')"), row
