@@ -383,6 +383,25 @@ def test_ohio_planting_dissolved_or_without_positions_fails_saying_why(real: Pat
         standard_of(_planting_geojson(src, tmp_path / "none", lambda _, feature: feature.update(geometry=None)))
 
 
+def test_ohio_planting_shapefile_whose_cpg_names_the_wrong_encoding(real: Path, tmp_path: Path) -> None:
+    """Re-saved in the Windows code page with its .cpg still saying UTF-8: the text is read as Windows-1252,
+    with a note saying so, rather than failing the file on bytes pandas cannot take."""
+    src = pyogrio.read_dataframe(real / "carpentries-ohio-planting-nh3" / "asplanted.gpkg")
+    text = next(c for c in src.columns if c != "geometry" and str(src[c].dtype) in ("object", "str"))
+    frame = src.assign(**{text: "Maïs DKC61-54 Ébène"})
+    pyogrio.write_dataframe(frame, tmp_path / "asplanted.shp", encoding="cp1252")
+    (tmp_path / "asplanted.cpg").write_text("UTF-8")
+    assert "Maïs".encode("cp1252") in (tmp_path / "asplanted.dbf").read_bytes()
+
+    found = [d for d in detect_machine_files(tmp_path) if not d.unsupported_reason]
+    source = read_machine_file(found[0])
+
+    assert (source.frame[text[:10]] == "Maïs DKC61-54 Ébène").all()
+    assert any("is not the UTF-8 its .cpg or language driver names; read as CP1252" in n for n in source.notes)
+    std = processed(standardize(source), "planted", len(src))
+    assert std["seedRate"].mean() == pytest.approx(src["Rt_Apd_Ct_"].mean(), rel=1e-9)
+
+
 # ---------------------------------------------------------------- the SMS CSV
 
 AREA2 = "area2_yield_ISO-8859-1"

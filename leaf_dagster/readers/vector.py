@@ -68,14 +68,26 @@ def _unquote(frame) -> list[str]:
     return [f"quotes around the values of {quoted} removed"] if quoted else []
 
 
-def _read_frame(path: Path, layer: str | int | None) -> gpd.GeoDataFrame:
+class NotUtf8(ValueError):
+    """Text columns whose bytes are not the UTF-8 the source declares."""
+
+    def __init__(self, columns: list[str]):
+        super().__init__(f"the text of {columns} is not UTF-8")
+        self.columns = columns
+
+
+FALLBACK_ENCODING = "CP1252"
+
+
+def _read_frame(path: Path, layer: str | int | None, encoding: str | None = None) -> gpd.GeoDataFrame:
     """The layer's features in 2D, read as `pyogrio.read_dataframe(use_arrow=True)` reads them (the same
     columns, types and values), in record batches: each batch's WKB becomes 2D shapely geometries at once,
-    so a big file never holds every record's WKB bytes, nor a 3D geometry per record beside the 2D one."""
+    so a big file never holds every record's WKB bytes, nor a 3D geometry per record beside the 2D one.
+    `encoding` overrides the one the source declares; NotUtf8 when its text does not decode as declared."""
     batches: list[pa.RecordBatch] = []
     geometries: list[np.ndarray] = []
     with pyogrio.open_arrow(path, layer=layer, batch_size=_BATCH_ROWS, datetime_as_string=True,
-                            use_pyarrow=True) as (meta, reader):
+                            use_pyarrow=True, encoding=encoding) as (meta, reader):
         name = meta["geometry_name"] or "wkb_geometry"
         for batch in reader:
             index = batch.schema.get_field_index(name)
@@ -90,6 +102,8 @@ def _read_frame(path: Path, layer: str | int | None) -> gpd.GeoDataFrame:
         schema = reader.schema.remove(reader.schema.get_field_index(name))
     table = pa.Table.from_batches(batches, schema)
     del batches
+    if invalid := _not_utf8(table):
+        raise NotUtf8(invalid)
     for index, field in enumerate(table.schema):  # GDAL's JSON fields (`arrow.json`), which pandas cannot convert,
         if isinstance(field.type, pa.BaseExtensionType):  # are read as their text, parsed below as read_dataframe does
             storage = pa.chunked_array([chunk.storage for chunk in table.column(index).chunks], field.type.storage_type)
@@ -105,6 +119,19 @@ def _read_frame(path: Path, layer: str | int | None) -> gpd.GeoDataFrame:
             frame[column] = _parsed_json(frame[column])
     geometry = np.concatenate(geometries) if geometries else np.empty(0, dtype=object)
     return gpd.GeoDataFrame(frame, geometry=geometry, crs=meta["crs"], copy=False)  # the columns as converted
+
+
+def _not_utf8(table: pa.Table) -> list[str]:
+    """The text columns holding bytes that are not UTF-8 (GDAL hands a source's bytes over as they are when
+    its declared encoding is UTF-8, and pandas fails on them)."""
+    invalid = []
+    for column, field in zip(table.columns, table.schema):
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            try:
+                column.validate(full=True)
+            except pa.ArrowInvalid:
+                invalid.append(field.name)
+    return invalid
 
 
 def _parsed_json(column: pd.Series) -> pd.Series:
@@ -141,9 +168,21 @@ def read_vector(detected: DetectedFile) -> SourceTable:
         _check_shapefile_set(detected)
         check_shapefile_integrity(detected)
     name = detected.primary.name
+    decoded: list[str] = []
     try:
         info = pyogrio.read_info(detected.primary, layer=detected.layer)
-        frame = _read_frame(detected.primary, detected.layer)
+        try:
+            frame = _read_frame(detected.primary, detected.layer)
+        except NotUtf8 as bad:
+            if detected.file_format != "SHAPEFILE":  # GeoJSON and GeoPackage text is UTF-8 by definition
+                raise ReaderError(name, f"cannot be read: {bad}") from bad
+            # a .cpg (or language driver) naming UTF-8 over a DBF written in the Windows code page, as
+            # re-saved files often have: every byte is a Windows-1252 character
+            frame = _read_frame(detected.primary, detected.layer, encoding=FALLBACK_ENCODING)
+            decoded = [f"the DBF's text ({bad.columns}) is not the UTF-8 its .cpg or language driver names; "
+                       f"read as {FALLBACK_ENCODING}"]
+    except ReaderError:
+        raise
     except Exception as exc:  # GDAL raises several types; all mean the same to the user
         raise ReaderError(name, f"cannot be read as {detected.file_format.lower()}: {exc}") from exc
     if len(frame) == 0:
@@ -151,7 +190,7 @@ def read_vector(detected: DetectedFile) -> SourceTable:
     if (frame.geometry.isna() | frame.geometry.is_empty).all():
         raise ReaderError(name, f"has no position: all {len(frame)} features have an empty geometry")
 
-    notes = _single_points(frame, name)
+    notes = decoded + _single_points(frame, name)
     source_crs = info.get("crs")
     if frame.crs is None:
         bounds = np.asarray(frame.total_bounds, dtype=float)
