@@ -397,9 +397,16 @@ def test_ohio_planting_shapefile_whose_cpg_names_the_wrong_encoding(real: Path, 
     source = read_machine_file(found[0])
 
     assert (source.frame[text[:10]] == "Maïs DKC61-54 Ébène").all()
-    assert any("is not the UTF-8 its .cpg or language driver names; read as CP1252" in n for n in source.notes)
+    assert any("is not the UTF-8 its .cpg names, and its language driver (0x00) names Windows ANSI or nothing: "
+               "read as CP1252" in n for n in source.notes)
     std = processed(standardize(source), "planted", len(src))
     assert std["seedRate"].mean() == pytest.approx(src["Rt_Apd_Ct_"].mean(), rel=1e-9)
+
+    dbf = bytearray((tmp_path / "asplanted.dbf").read_bytes())
+    dbf[29] = 0xC9  # the language driver of Windows Cyrillic: the bytes are no Windows-1252 text to guess
+    (tmp_path / "asplanted.dbf").write_bytes(bytes(dbf))
+    with pytest.raises(ReaderError, match=r"language driver \(0xc9\) names another code page"):
+        read_machine_file(found[0])
 
 
 # ---------------------------------------------------------------- the SMS CSV

@@ -77,6 +77,9 @@ class NotUtf8(ValueError):
 
 
 FALLBACK_ENCODING = "CP1252"
+# DBF language drivers that leave Windows ANSI the one code page to fall back on: none declared (0), and
+# ESRI's two ids of Windows ANSI (0x03, 0x57).
+WINDOWS_ANSI_DRIVERS = {0x00, 0x03, 0x57}
 
 
 def _read_frame(path: Path, layer: str | int | None, encoding: str | None = None) -> gpd.GeoDataFrame:
@@ -162,25 +165,38 @@ def _single_points(frame: gpd.GeoDataFrame, name: str) -> list[str]:
     return [f"{int(multi.sum())} multi-points of one point read as points"]
 
 
+def _read_text_as_written(detected: DetectedFile) -> tuple[gpd.GeoDataFrame, list[str]]:
+    """The layer, with the note of how its text was decoded when not as declared. A .cpg saying UTF-8 over a
+    DBF written in the Windows code page (as re-saved files often have) is read as Windows-1252 when the
+    DBF's own language driver names that code page or none; naming another, or in a GeoJSON or GeoPackage
+    (UTF-8 by definition), bytes that are not UTF-8 fail the file with the columns, not a guess."""
+    name = detected.primary.name
+    try:
+        return _read_frame(detected.primary, detected.layer), []
+    except NotUtf8 as bad:
+        if detected.file_format != "SHAPEFILE":
+            raise ReaderError(name, f"cannot be read: {bad}") from bad
+        dbf = next(m for m in detected.members if m.suffix.lower() == ".dbf")
+        with dbf.open("rb") as header:
+            driver = header.read(32)[29]  # the DBF header's language driver id
+        if driver not in WINDOWS_ANSI_DRIVERS:
+            raise ReaderError(name, f"cannot be read: {bad} as its .cpg says, and the DBF's language driver "
+                                    f"({driver:#04x}) names another code page; save it with a .cpg naming its "
+                                    "encoding") from bad
+        frame = _read_frame(detected.primary, detected.layer, encoding=FALLBACK_ENCODING)
+        return frame, [f"the DBF's text ({bad.columns}) is not the UTF-8 its .cpg names, and its language driver "
+                       f"({driver:#04x}) names Windows ANSI or nothing: read as {FALLBACK_ENCODING}"]
+
+
 def read_vector(detected: DetectedFile) -> SourceTable:
     """Read every feature; polygons are kept, CRS is resolved, and JD metadata units are attached."""
     if detected.file_format == "SHAPEFILE":
         _check_shapefile_set(detected)
         check_shapefile_integrity(detected)
     name = detected.primary.name
-    decoded: list[str] = []
     try:
         info = pyogrio.read_info(detected.primary, layer=detected.layer)
-        try:
-            frame = _read_frame(detected.primary, detected.layer)
-        except NotUtf8 as bad:
-            if detected.file_format != "SHAPEFILE":  # GeoJSON and GeoPackage text is UTF-8 by definition
-                raise ReaderError(name, f"cannot be read: {bad}") from bad
-            # a .cpg (or language driver) naming UTF-8 over a DBF written in the Windows code page, as
-            # re-saved files often have: every byte is a Windows-1252 character
-            frame = _read_frame(detected.primary, detected.layer, encoding=FALLBACK_ENCODING)
-            decoded = [f"the DBF's text ({bad.columns}) is not the UTF-8 its .cpg or language driver names; "
-                       f"read as {FALLBACK_ENCODING}"]
+        frame, decoded = _read_text_as_written(detected)
     except ReaderError:
         raise
     except Exception as exc:  # GDAL raises several types; all mean the same to the user
