@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import warnings
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import geopandas as gpd
@@ -21,6 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
 from pyproj import CRS
+
+from .background import OneBehind
 
 Geometry = tuple[pa.ChunkedArray, np.ndarray, list[str]]  # WKB, bounds (n, 4: xmin ymin xmax ymax), types
 _WKB_POINT = np.dtype([("order", "u1"), ("kind", "<u4"), ("xy", "<f8", (2,))])
@@ -202,8 +203,7 @@ class GeoParquetWriter:
         self._writer: pq.ParquetWriter | None = None
         self._total = np.full(4, np.nan)
         self._types: set[str] = set()
-        self._thread: ThreadPoolExecutor | None = None
-        self._pending: Future[None] | None = None
+        self._behind = OneBehind("geoparquet")
 
     def write(self, frame: pd.DataFrame, geometry: Geometry) -> None:
         """Append `frame`'s rows with their `geometry` (the first chunk fixes the schema)."""
@@ -221,27 +221,18 @@ class GeoParquetWriter:
         table = table.replace_schema_metadata(self._writer.schema.metadata)
         if not table.schema.equals(self._writer.schema):
             table = table.cast(self._writer.schema)  # a chunk whose column pandas typed otherwise (all missing)
-        self._wait()
-        if self._thread is None:
-            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoparquet")
-        self._pending = self._thread.submit(self._writer.write_table, table)
+        self._behind.submit(self._writer.write_table, table)
         chunk = total_bounds(geometry[1])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             self._total = np.concatenate([np.fmin(self._total[:2], chunk[:2]), np.fmax(self._total[2:], chunk[2:])])
         self._types.update(geometry[2])
 
-    def _wait(self) -> None:
-        """Wait for the chunk being written (raising its error)."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
-
     def close(self) -> None:
         """Finish the file with its `geo` metadata; a writer given no chunk writes nothing."""
-        self._stop()  # the chunk in flight is written first
+        self._behind.stop()  # the chunk in flight is written first
         try:
-            self._wait()
+            self._behind.wait()
         except BaseException:
             self._abandon()
             raise
@@ -251,11 +242,6 @@ class GeoParquetWriter:
             {"geo": _geo_metadata(self.crs, self.name, self._total, sorted(self._types)).decode()})
         self._writer.close()
         self._writer = None
-
-    def _stop(self) -> None:
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
-            self._thread = None
 
     def _abandon(self) -> None:
         """Close the file unfinished (the caller's temporary file is dropped with the error); an error of the
@@ -274,5 +260,5 @@ class GeoParquetWriter:
         if exc[0] is None:
             self.close()
             return
-        self._stop()  # the chunk in flight ends first; the caller's error is the one raised
+        self._behind.stop()  # the chunk in flight ends first; the caller's error is the one raised
         self._abandon()

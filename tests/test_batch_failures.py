@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -242,45 +241,3 @@ def test_a_file_whose_events_cannot_be_recorded_is_not_reported_processed(
     assert run.status == dg.DagsterRunStatus.FAILURE
     materialised = instance.get_materialized_partitions(dg.AssetKey("zippedPNGs"))
     assert materialised == {logged[0]}
-
-
-def test_the_recorder_records_while_the_run_goes_on_and_hands_it_its_errors() -> None:
-    """The thread recording files works while the run makes the next file; its error fails the run at the next
-    file, or at the end for the last; a run failing on its own raises its own error, once the file being
-    recorded is done."""
-    from leaf_dagster.defs.assets.batch import Recorder
-
-    def broken(name: str) -> None:
-        raise ValueError(f"cannot record {name}")
-
-    run_went_on = threading.Event()
-    done: list[str] = []
-
-    def recorded_while_the_run_goes_on(name: str) -> None:
-        assert run_went_on.wait(10), "the run waited for the file's records"
-        done.append(name)
-
-    with Recorder() as recorder:
-        recorder.submit(recorded_while_the_run_goes_on, "first")
-        run_went_on.set()
-    assert done == ["first"]
-    with pytest.raises(ValueError, match="cannot record first"):
-        with Recorder() as recorder:
-            recorder.submit(broken, "first")
-            recorder.submit(done.append, "second")
-    with pytest.raises(ValueError, match="cannot record last"):
-        with Recorder() as recorder:
-            recorder.submit(done.append, "one")
-            recorder.submit(broken, "last")
-    assert done == ["first", "one"]
-    run_went_on.clear()
-    with pytest.raises(KeyError, match="the run's own error"):
-        with Recorder() as recorder:
-            recorder.submit(recorded_while_the_run_goes_on, "pending")
-            run_went_on.set()
-            raise KeyError("the run's own error")
-    assert done == ["first", "one", "pending"]
-    with pytest.raises(KeyError, match="the run's own error"):
-        with Recorder() as recorder:
-            recorder.submit(broken, "pending")
-            raise KeyError("the run's own error")

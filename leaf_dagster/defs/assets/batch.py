@@ -8,13 +8,12 @@ run settles its own files and then the batch's status, which stays PROCESSING un
 settled."""
 
 
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import dagster as dg
 
 from ... import run_requests
+from ...background import OneBehind
 from ...ingest.batch import ingest_batch, link_members
 from ...instance import files_per_run
 from ...status import failing_step, overall, overview_rows, record_steps, steps_without_run, update_batch_status
@@ -100,7 +99,7 @@ def batch_files(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.M
 
     Each file keeps its own partition of every step's asset: its materialisations, checks and Leaf status
     are recorded per file as its own run would record them, by a thread while the run makes the next file
-    (`Recorder`), and its status is written as soon as its events are. A file that fails stops only its own steps; the run then ends failed, naming how many files
+    (`background.OneBehind`), and its status is written as soon as its events are. A file that fails stops only its own steps; the run then ends failed, naming how many files
     failed, so that each failed step shows failed on its file's partition (`checks.plan`). One run per
     upload instead of one per file saves the launch of a run process and a run's own events for every
     file. A shard run (LEAF_FILES_PER_RUN) takes only its shard's files. Files already settled (by an earlier
@@ -110,7 +109,10 @@ def batch_files(context: dg.AssetExecutionContext, storage: LeafStorage) -> dg.M
     batch = store.records.get("batches", context.partition_key) or {}
     shard, records = shard_files(context, store, batch)
     outcomes: dict[str, list[str]] = {"processed": [], "failed": []}
-    with Recorder() as recorder:
+    # each file recorded by a thread while the run makes the next one: writing its events waits on the event
+    # log's database; at most one file waits, so a run that dies loses one file's records at most (the file is
+    # then still `processing`, as any file the run did not finish)
+    with OneBehind("leaf-recorder") as recorder:
         for number, record in enumerate(records, start=1):
             context.log.info(f"[{number}/{len(records)}] {record['fileFormat']} {record['fileName']}")
             run = in_batch_run(context, store, record["id"])
@@ -135,38 +137,6 @@ def record_file(context: dg.AssetExecutionContext, store: Storage, record: dict[
     failure = failing_step({"steps": run.status})
     if failure:
         context.log.error(f"{record['fileName']} ({record['id']}): {failure[0]} failed: {failure[1]}")
-
-
-class Recorder:
-    """Records each file on a thread of its own while the run makes the next file: writing an event partly
-    waits on the event log's database, and the thread overlaps that wait with the next file's work. At most
-    one file waits, so a run that dies loses one file's records at most (the file is then still `processing`,
-    as any file the run did not finish). An error recording a file fails the run at the next file or at the
-    end; when the run is already failing (or interrupted), its own error is the one raised, and the file
-    whose recording failed keeps `processing` until the run is settled."""
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leaf-recorder")
-        self._pending: Future[None] | None = None
-
-    def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        self._wait()
-        self._pending = self._pool.submit(fn, *args)
-
-    def _wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
-
-    def __enter__(self) -> "Recorder":
-        return self
-
-    def __exit__(self, failing: type[BaseException] | None, *_: object) -> None:
-        try:
-            if failing is None:
-                self._wait()
-        finally:
-            self._pool.shutdown(wait=True)
 
 
 OVERVIEW_COLUMNS = [("file_name", "string"), ("format", "string"), ("operation_type", "string"), ("status", "string"),
