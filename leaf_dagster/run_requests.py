@@ -141,10 +141,10 @@ def asked_shards(storage: Storage, batch_id: str, origin: str) -> int:
     shard, whether the request waits or was turned into runs; 1 when it asked for none. An upload's run that
     asked and died before tagging itself answers for shard 0 alone."""
     name = f"{_shard_request_id(batch_id, origin)}.json"
-    for folder in (storage.root / "requests", storage.root / "requests" / "done"):
-        path = storage.synced(folder) / name
-        if path.exists():
-            return len(json.loads(path.read_text())["shards"]["names"]) + 1
+    for path in (storage.root / "requests" / name, storage.root / "requests" / "done" / name):
+        if storage.exists(path):
+            names = json.loads(storage.fetch(path).read_text())["shards"]["names"]
+            return parse_shard(names[0])[1]
     return 1
 
 

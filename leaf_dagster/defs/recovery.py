@@ -129,8 +129,11 @@ def is_latest(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
         newest = instance.get_runs(dg.RunsFilter(job_name=run.job_name, tags={**partition, SHARD_TAG: run.tags[SHARD_TAG]}),
                                    limit=1)
         return bool(newest) and newest[0].run_id == run.run_id
+    if run.job_name != BATCH_JOB:  # a file's runs have no shards
+        newest = instance.get_runs(dg.RunsFilter(job_name=run.job_name, tags=partition), limit=1)
+        return bool(newest) and newest[0].run_id == run.run_id
     own = next((other for other in instance.get_runs(dg.RunsFilter(job_name=run.job_name, tags=partition))
-                if _shard_index(other) <= 0), None)
+                if _shard_index(other) <= 0), None)  # an upload's runs: a few attempts and their shard runs
     return own is not None and own.run_id == run.run_id
 
 
