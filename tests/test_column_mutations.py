@@ -206,6 +206,10 @@ def test_jd_harvest_as_geojson_with_object_and_list_properties(jd_sources: dict,
 
     std = processed(result, "harvested", len(src))
     check_harvest(std, result.units, _harvest_oracle(src))
+    (detected,) = detect_machine_files(tmp_path)
+    raw = read_machine_file(detected).frame  # the added properties kept as they were written
+    assert raw["Controller"].iloc[-1] == {"serial": "PC12345", "firmware": [5, 2]}
+    assert list(raw["SectionStates"].iloc[0]) == [1, 1, 0, 1]
 
 
 @pytest.mark.parametrize("variant", list(HARVEST_VARIANTS))
@@ -360,6 +364,7 @@ def test_ohio_planting_as_geojson_from_other_writers(real: Path, tmp_path: Path)
     std = processed(standard_of(_planting_geojson(src, tmp_path / "multi", _one_point_multipoint)), "planted", len(src))
     assert (std.geometry.geom_type == "Point").all()
     assert std.geometry.x.to_numpy() == pytest.approx(src.geometry.x.to_numpy(), abs=1e-12)
+    assert std.geometry.y.to_numpy() == pytest.approx(src.geometry.y.to_numpy(), abs=1e-12)
     assert std["seedRate"].mean() == pytest.approx(src["Rt_Apd_Ct_"].mean(), rel=1e-9)
 
     std = processed(standard_of(_planting_geojson(src, tmp_path / "na", _rate_not_applicable)), "planted", len(src))

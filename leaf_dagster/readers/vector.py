@@ -99,18 +99,15 @@ def _read_frame(path: Path, layer: str | int | None, encoding: str | None = None
             wkb = batch.column(index)
             if isinstance(wkb.type, pa.BaseExtensionType):  # geoarrow.wkb
                 wkb = wkb.storage
+            batch = _as_text(batch.remove_column(index))
+            if invalid := _not_utf8(batch):  # at the first batch that has such bytes, before the rest is read
+                raise NotUtf8(invalid)
             shapes = shapely.from_wkb(wkb.to_numpy(zero_copy_only=False))
             geometries.append(shapely.force_2d(shapes) if shapely.has_z(shapes).any() else shapes)
-            batches.append(batch.remove_column(index))
-        schema = reader.schema.remove(reader.schema.get_field_index(name))
-    table = pa.Table.from_batches(batches, schema)
+            batches.append(batch)
+        schema = _as_text(pa.RecordBatch.from_pylist([], reader.schema.remove(reader.schema.get_field_index(name))))
+    table = pa.Table.from_batches(batches, schema.schema)
     del batches
-    if invalid := _not_utf8(table):
-        raise NotUtf8(invalid)
-    for index, field in enumerate(table.schema):  # GDAL's JSON fields (`arrow.json`), which pandas cannot convert,
-        if isinstance(field.type, pa.BaseExtensionType):  # are read as their text, parsed below as read_dataframe does
-            storage = pa.chunked_array([chunk.storage for chunk in table.column(index).chunks], field.type.storage_type)
-            table = table.set_column(index, field.name, storage)
     # a column at a time, each one's Arrow buffers let go as it is converted (no consolidated copy of them all)
     frame = table.to_pandas(self_destruct=True, split_blocks=True)
     del table
@@ -124,11 +121,18 @@ def _read_frame(path: Path, layer: str | int | None, encoding: str | None = None
     return gpd.GeoDataFrame(frame, geometry=geometry, crs=meta["crs"], copy=False)  # the columns as converted
 
 
-def _not_utf8(table: pa.Table) -> list[str]:
+def _as_text(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """GDAL's JSON fields (`arrow.json`), which pandas cannot convert, as their text (parsed later as
+    read_dataframe parses them)."""
+    columns = [column.storage if isinstance(column.type, pa.BaseExtensionType) else column for column in batch.columns]
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+
+
+def _not_utf8(batch: pa.RecordBatch) -> list[str]:
     """The text columns holding bytes that are not UTF-8 (GDAL hands a source's bytes over as they are when
     its declared encoding is UTF-8, and pandas fails on them)."""
     invalid = []
-    for column, field in zip(table.columns, table.schema):
+    for column, field in zip(batch.columns, batch.schema):
         if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
             try:
                 column.validate(full=True)
@@ -154,15 +158,19 @@ def _single_points(frame: gpd.GeoDataFrame, name: str) -> list[str]:
     multi = kinds == shapely.GeometryType.MULTIPOINT
     if not multi.any():
         return []
-    parts = shapely.get_num_geometries(frame.geometry.values[multi])
+    parts = np.zeros(len(frame), dtype=int)
+    parts[multi] = shapely.get_num_geometries(frame.geometry.values[multi])
     if (parts > 1).any():
         raise ReaderError(name, f"{int((parts > 1).sum())} features are multi-points of several points (up to "
                                 f"{int(parts.max())}), which share one record's values (a dissolved export): "
                                 "export one point per record")
+    one = parts == 1
+    if not one.any():
+        return []  # empty multi-points only: records without a position, as empty points are
     geometry = frame.geometry.values.copy()
-    geometry[multi] = shapely.get_geometry(geometry[multi], 0)
+    geometry[one] = shapely.get_geometry(geometry[one], 0)
     frame[frame.geometry.name] = geometry
-    return [f"{int(multi.sum())} multi-points of one point read as points"]
+    return [f"{int(one.sum())} multi-points of one point read as points"]
 
 
 def _read_text_as_written(detected: DetectedFile) -> tuple[gpd.GeoDataFrame, list[str]]:
@@ -176,16 +184,18 @@ def _read_text_as_written(detected: DetectedFile) -> tuple[gpd.GeoDataFrame, lis
     except NotUtf8 as bad:
         if detected.file_format != "SHAPEFILE":
             raise ReaderError(name, f"cannot be read: {bad}") from bad
-        dbf = next(m for m in detected.members if m.suffix.lower() == ".dbf")
-        with dbf.open("rb") as header:
-            driver = header.read(32)[29]  # the DBF header's language driver id
-        if driver not in WINDOWS_ANSI_DRIVERS:
-            raise ReaderError(name, f"cannot be read: {bad} as its .cpg says, and the DBF's language driver "
-                                    f"({driver:#04x}) names another code page; save it with a .cpg naming its "
-                                    "encoding") from bad
-        frame = _read_frame(detected.primary, detected.layer, encoding=FALLBACK_ENCODING)
-        return frame, [f"the DBF's text ({bad.columns}) is not the UTF-8 its .cpg names, and its language driver "
-                       f"({driver:#04x}) names Windows ANSI or nothing: read as {FALLBACK_ENCODING}"]
+        columns = bad.columns
+    dbf = next(m for m in detected.members if m.suffix.lower() == ".dbf")
+    with dbf.open("rb") as header:
+        driver = header.read(32)[29]  # the DBF header's language driver id
+    if driver not in WINDOWS_ANSI_DRIVERS:
+        raise ReaderError(name, f"cannot be read: the text of {columns} is not UTF-8 as its .cpg says, and the DBF's "
+                                f"language driver ({driver:#04x}) names another code page; save it with a .cpg "
+                                "naming its encoding")
+    frame = _read_frame(detected.primary, detected.layer, encoding=FALLBACK_ENCODING)
+    return frame, [f"the DBF's text ({columns}) is not the UTF-8 its .cpg names, and its language driver "
+                   f"({driver:#04x}) names Windows ANSI or nothing: read as {FALLBACK_ENCODING} (if the text looks "
+                   "wrong, the DBF is in another code page: name it in the .cpg)"]
 
 
 def read_vector(detected: DetectedFile) -> SourceTable:
@@ -196,7 +206,7 @@ def read_vector(detected: DetectedFile) -> SourceTable:
     name = detected.primary.name
     try:
         info = pyogrio.read_info(detected.primary, layer=detected.layer)
-        frame, decoded = _read_text_as_written(detected)
+        frame, encoding_notes = _read_text_as_written(detected)
     except ReaderError:
         raise
     except Exception as exc:  # GDAL raises several types; all mean the same to the user
@@ -206,7 +216,7 @@ def read_vector(detected: DetectedFile) -> SourceTable:
     if (frame.geometry.isna() | frame.geometry.is_empty).all():
         raise ReaderError(name, f"has no position: all {len(frame)} features have an empty geometry")
 
-    notes = decoded + _single_points(frame, name)
+    notes = encoding_notes + _single_points(frame, name)
     source_crs = info.get("crs")
     if frame.crs is None:
         bounds = np.asarray(frame.total_bounds, dtype=float)
