@@ -95,12 +95,12 @@ def _record(storage: Storage, table: str, given: str) -> dict[str, Any]:
 def _file_rows(storage: Storage, files: list[dict[str, Any]]) -> list[list[Any]]:
     """Table rows of file objects, the failing step and Leaf's message in the last column, with the reason its
     gate recorded when it recorded one (Leaf's "Failed to convert file" says nothing of why)."""
-    failed = [f["id"] for f in files if f.get("status") == "failed"]
-    recorded = {r["id"]: r.get("steps") or {} for r in storage.records.many("files", failed, sections=("registration", "status"))} \
-        if failed else {}
+    failed_ids = [f["id"] for f in files if f.get("status") == "failed"]
+    recorded_steps = {r["id"]: r.get("steps") or {}
+                      for r in storage.records.many("files", failed_ids, sections=("registration", "status"))}
     rows = []
     for f in files:
-        steps = recorded.get(f["id"]) or f.get("steps", {})
+        steps = recorded_steps.get(f["id"]) or f.get("steps", {})
         failure = next((_failure(step, s) for step, s in steps.items() if s["status"] == "failed"), "")
         rows.append([f["id"], f.get("fileFormat"), f.get("operationType") or "", f.get("pointCount") or "",
                      f.get("status"), f.get("fileName"), failure])
@@ -108,6 +108,7 @@ def _file_rows(storage: Storage, files: list[dict[str, Any]]) -> list[list[Any]]
 
 
 def _failure(step: str, status: dict[str, Any]) -> str:
+    """`step: message (reason)`, the reason being the one the step's gate recorded, if any."""
     reason = (status.get("details") or {}).get("reason")
     return f"{step}: {status['message']}" + (f" ({reason})" if reason else "")
 
